@@ -1,0 +1,211 @@
+//! Configuring a runtime.
+
+use std::io;
+use std::time::Duration;
+
+use crate::error::invalid_setting;
+use crate::Runtime;
+
+/// The largest submission queue the kernel allows (`IORING_MAX_ENTRIES`).
+const MAX_ENTRIES: u32 = 32768;
+/// The largest completion queue the kernel allows (`IORING_MAX_CQ_ENTRIES`).
+const MAX_CQ_ENTRIES: u32 = 2 * MAX_ENTRIES;
+
+/// Settings of a [`Runtime`], checked when [`build`](Builder::build) is
+/// called.
+///
+/// ```
+/// let rt = runtime::Runtime::builder().entries(512).build()?;
+/// rt.block_on(async { runtime::yield_now().await });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a Builder does nothing until .build() is called"]
+pub struct Builder {
+    entries: u32,
+    cq_entries: Option<u32>,
+    sqpoll: Option<Duration>,
+    max_blocking_threads: usize,
+    blocking_keep_alive: Duration,
+    event_interval: u32,
+    shutdown_timeout: Duration,
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) entries: u32,
+    pub(crate) cq_entries: u32,
+    pub(crate) sqpoll: Option<Duration>,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) blocking_keep_alive: Duration,
+    pub(crate) event_interval: usize,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            entries: 256,
+            cq_entries: None,
+            sqpoll: None,
+            max_blocking_threads: 16,
+            blocking_keep_alive: Duration::from_secs(10),
+            event_interval: 128,
+            shutdown_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Builder {
+    /// A builder with the default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The size of the submission queue: 1 to 32768 (the kernel rounds up
+    /// to a power of two). Default 256. More operations than this can be in
+    /// flight at once; a full queue is simply flushed to the kernel.
+    pub fn entries(mut self, entries: u32) -> Self {
+        self.entries = entries;
+        self
+    }
+
+    /// The size of the completion queue: at least `entries`, at most 65536.
+    /// Default: four times `entries` (at most 65536). Completions beyond it
+    /// are kept by the kernel and never lost.
+    pub fn cq_entries(mut self, cq_entries: u32) -> Self {
+        self.cq_entries = Some(cq_entries);
+        self
+    }
+
+    /// Starts a kernel thread that polls the submission queue, going to
+    /// sleep after `idle` without work (`IORING_SETUP_SQPOLL`). Saves the
+    /// submit system call at the cost of a busy kernel thread.
+    pub fn sqpoll(mut self, idle: Duration) -> Self {
+        self.sqpoll = Some(idle);
+        self
+    }
+
+    /// The most threads [`spawn_blocking`](crate::spawn_blocking) may use:
+    /// 1 to 1024, default 16. Further jobs wait in a queue.
+    pub fn max_blocking_threads(mut self, n: usize) -> Self {
+        self.max_blocking_threads = n;
+        self
+    }
+
+    /// How long an idle blocking thread waits for work before it exits.
+    /// Default 10 s.
+    pub fn blocking_keep_alive(mut self, d: Duration) -> Self {
+        self.blocking_keep_alive = d;
+        self
+    }
+
+    /// How many tasks run between two looks at the ring (submitting and
+    /// reaping I/O, firing timers): at least 1, default 128. Lower means
+    /// fairer to I/O, higher means fewer system calls under load.
+    pub fn event_interval(mut self, n: u32) -> Self {
+        self.event_interval = n;
+        self
+    }
+
+    /// How long dropping the runtime waits for the kernel to finish
+    /// cancelled operations before it leaks their memory instead of freeing
+    /// it. Default 2 s.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    pub(crate) fn config(&self) -> io::Result<Config> {
+        if self.entries == 0 || self.entries > MAX_ENTRIES {
+            return Err(invalid_setting(format!(
+                "Builder::entries must be between 1 and {MAX_ENTRIES}, got {}",
+                self.entries
+            )));
+        }
+        let cq_entries = match self.cq_entries {
+            Some(n) if n < self.entries || n > MAX_CQ_ENTRIES => {
+                return Err(invalid_setting(format!(
+                    "Builder::cq_entries must be between entries ({}) and {MAX_CQ_ENTRIES}, got {n}",
+                    self.entries
+                )))
+            }
+            Some(n) => n,
+            None => self.entries.saturating_mul(4).min(MAX_CQ_ENTRIES),
+        };
+        if let Some(idle) = self.sqpoll {
+            if idle.as_millis() > u128::from(u32::MAX) {
+                return Err(invalid_setting(format!(
+                    "Builder::sqpoll idle time must be at most {} ms, got {idle:?}",
+                    u32::MAX
+                )));
+            }
+        }
+        if self.max_blocking_threads == 0 || self.max_blocking_threads > 1024 {
+            return Err(invalid_setting(format!(
+                "Builder::max_blocking_threads must be between 1 and 1024, got {}",
+                self.max_blocking_threads
+            )));
+        }
+        if self.event_interval == 0 {
+            return Err(invalid_setting(
+                "Builder::event_interval must be at least 1".to_string(),
+            ));
+        }
+        Ok(Config {
+            entries: self.entries,
+            cq_entries,
+            sqpoll: self.sqpoll,
+            max_blocking_threads: self.max_blocking_threads,
+            blocking_keep_alive: self.blocking_keep_alive,
+            event_interval: self.event_interval as usize,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+
+    /// Creates the runtime: sets up the ring (asking for the best features
+    /// the kernel has and falling back quietly).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a setting out of range; `PermissionDenied`,
+    /// `Unsupported` or `OutOfMemory` (with a message saying what to do) if
+    /// the kernel refuses io_uring; any other error of `io_uring_setup` or
+    /// `eventfd`.
+    pub fn build(&self) -> io::Result<Runtime> {
+        Runtime::from_config(self.config()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_settings_are_invalid_input() {
+        for b in [
+            Builder::new().entries(0),
+            Builder::new().entries(MAX_ENTRIES + 1),
+            Builder::new().entries(64).cq_entries(32),
+            Builder::new().cq_entries(MAX_CQ_ENTRIES + 1),
+            Builder::new().max_blocking_threads(0),
+            Builder::new().max_blocking_threads(5000),
+            Builder::new().event_interval(0),
+            Builder::new().sqpoll(Duration::from_secs(u64::MAX)),
+        ] {
+            let err = b.config().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{b:?}");
+            assert!(err.to_string().starts_with("Builder::"), "{err}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Builder::new().config().unwrap();
+        assert_eq!(c.entries, 256);
+        assert_eq!(c.cq_entries, 1024);
+        let c = Builder::new().entries(MAX_ENTRIES).config().unwrap();
+        assert_eq!(c.cq_entries, MAX_CQ_ENTRIES);
+    }
+}

@@ -1,0 +1,357 @@
+//! The ring driver: setup, pushing SQEs, one `io_uring_enter` per turn,
+//! reaping CQEs into the op lifecycle, and shutdown.
+//!
+//! Rules kept here:
+//! - an SQE is pushed once and never forgotten: a full submission queue is
+//!   flushed to the kernel and the push retried; a failed `io_uring_enter`
+//!   leaves the SQEs in the ring for the next turn;
+//! - every CQE is reaped, including those the kernel kept aside when the
+//!   completion queue overflowed (`IORING_FEAT_NODROP`);
+//! - shutdown cancels every operation still in flight and waits for its last
+//!   CQE before anything it uses is freed, and leaks rather than frees if the
+//!   kernel does not finish in time.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use crate::builder::Config;
+use crate::error::{missing_feature, setup_error};
+use crate::lifecycle::{CqeOutcome, Lifecycle, Parked, CANCEL_UD, INTERNAL, WAKE_UD};
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    pub(crate) ops: Lifecycle,
+    /// Resources of ignored operations whose last CQE arrived; dropped by
+    /// the run loop outside any borrow of the driver.
+    released: Vec<Parked>,
+    /// `IOSQE_CQE_SKIP_SUCCESS` is available for cancels.
+    skip_success: bool,
+    sqpoll: bool,
+    /// The eventfd that other threads write to wake us, and the buffer its
+    /// read op fills (boxed: its address must not move while the read is in
+    /// flight).
+    wake_fd: i32,
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    shutting_down: bool,
+    /// Shutdown could not finish every operation: their memory is leaked,
+    /// and futures still owning some must leak it too.
+    pub(crate) abandoned: bool,
+    /// Setup flags the kernel accepted, for diagnostics.
+    pub(crate) setup_flags: u32,
+}
+
+impl Driver {
+    pub(crate) fn new(config: &Config, wake_fd: i32) -> io::Result<Driver> {
+        let (ring, setup_flags) = build_ring(config)?;
+        let params = ring.params();
+        if !params.is_feature_ext_arg() {
+            return Err(missing_feature("IORING_FEAT_EXT_ARG (timed waits)", "5.11"));
+        }
+        if !params.is_feature_nodrop() {
+            return Err(missing_feature("IORING_FEAT_NODROP", "5.5"));
+        }
+        let mut driver = Driver {
+            skip_success: params.is_feature_skip_cqe_on_success(),
+            sqpoll: params.is_setup_sqpoll(),
+            ring,
+            ops: Lifecycle::new(),
+            released: Vec::new(),
+            wake_fd,
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            shutting_down: false,
+            abandoned: false,
+            setup_flags,
+        };
+        driver.arm_wake();
+        Ok(driver)
+    }
+
+    /// Pushes an operation's SQE and returns its slot key.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `entry` stays valid until the operation's last CQE
+    /// (see [`crate::op::Op::submit`]).
+    pub(crate) unsafe fn submit(&mut self, entry: squeue::Entry, multishot: bool) -> usize {
+        let (key, user_data) = self.ops.insert(multishot);
+        let entry = entry.user_data(user_data);
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push(&entry) };
+        key
+    }
+
+    /// Asks the kernel to cancel the operation with this `user_data`.
+    pub(crate) fn cancel(&mut self, user_data: u64) {
+        let mut entry = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(CANCEL_UD);
+        if self.skip_success {
+            entry = entry.flags(squeue::Flags::SKIP_SUCCESS);
+        }
+        // SAFETY: a cancel refers to no memory.
+        unsafe { self.push(&entry) };
+    }
+
+    /// The future owning `key` is gone: park its resources until the last
+    /// CQE (and cancel the op), or free at once if the kernel is done.
+    pub(crate) fn ignore(&mut self, key: usize, resources: Parked) {
+        match self.ops.ignore(key, resources) {
+            Ok(done) => self.released.push(done),
+            Err(_) if self.abandoned => {
+                // The kernel may still use this memory and we gave up
+                // waiting for it: leak it.
+                self.ops.leak_parked();
+            }
+            Err(user_data) => self.cancel(user_data),
+        }
+    }
+
+    /// Resources whose operations are over, to be dropped by the caller
+    /// after releasing its borrow of the driver.
+    pub(crate) fn take_released(&mut self) -> Vec<Parked> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Whether anything was released since the last `take_released`.
+    pub(crate) fn has_released(&self) -> bool {
+        !self.released.is_empty()
+    }
+
+    /// Pushes one SQE, flushing a full submission queue first.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Driver::submit`].
+    unsafe fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: the caller keeps the entry's memory valid until its
+            // last CQE.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            self.make_room();
+        }
+    }
+
+    /// The submission queue is full: hand it to the kernel.
+    fn make_room(&mut self) {
+        if self.sqpoll {
+            // The SQ thread consumes entries on its own; wait until it has.
+            let _ = self.ring.submitter().squeue_wait();
+            return;
+        }
+        match self.ring.submitter().submit() {
+            Ok(_) => {}
+            Err(e) if is_transient(&e) => {}
+            Err(e) => panic!("io_uring_enter failed while flushing a full submission queue: {e}"),
+        }
+        // Make room in the completion queue too, or the kernel may refuse
+        // further submissions (EBUSY) while it holds overflowed CQEs.
+        self.reap();
+    }
+
+    /// One turn: submit what is queued and reap what completed. With `park`,
+    /// wait for at least one completion, at most `timeout` (if any).
+    pub(crate) fn turn(&mut self, park: bool, timeout: Option<Duration>) {
+        let res = if park {
+            match timeout {
+                Some(t) => {
+                    let ts = types::Timespec::from(t);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+                None => self.ring.submitter().submit_and_wait(1),
+            }
+        } else if self.needs_enter() {
+            self.ring.submitter().submit()
+        } else {
+            Ok(0)
+        };
+        match res {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) if is_transient(&e) => {}
+            Err(e) => panic!("io_uring_enter failed: {e}"),
+        }
+        self.reap();
+        if !self.wake_armed && !self.shutting_down {
+            self.arm_wake();
+        }
+    }
+
+    /// Whether a non-waiting turn needs the syscall: something to submit,
+    /// deferred completion work, or overflowed CQEs to flush.
+    fn needs_enter(&mut self) -> bool {
+        let sq = self.ring.submission();
+        !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+    }
+
+    /// Moves every available CQE into its slot.
+    fn reap(&mut self) {
+        loop {
+            let Driver {
+                ring,
+                ops,
+                released,
+                wake_armed,
+                ..
+            } = self;
+            for cqe in ring.completion() {
+                let user_data = cqe.user_data();
+                if user_data & INTERNAL != 0 {
+                    match user_data {
+                        WAKE_UD => *wake_armed = false,
+                        // A cancel that did not succeed: its target had
+                        // already completed (ENOENT) or is completing
+                        // (EALREADY). Nothing to do either way.
+                        CANCEL_UD => {}
+                        _ => debug_assert!(false, "unknown internal user_data {user_data:#x}"),
+                    }
+                    continue;
+                }
+                if let CqeOutcome::Release(Some(parked)) =
+                    ops.complete(user_data, cqe.result(), cqe.flags())
+                {
+                    released.push(parked);
+                }
+            }
+            // CQEs the kernel kept aside on overflow come back with an enter
+            // that asks for events.
+            if !self.ring.submission().cq_overflow() {
+                break;
+            }
+            match self.ring.submitter().submit() {
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => {}
+                Err(e) => panic!("io_uring_enter failed while flushing overflowed completions: {e}"),
+            }
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let entry = opcode::Read::new(types::Fd(self.wake_fd), buf.cast(), 8)
+            .build()
+            .user_data(WAKE_UD);
+        // SAFETY: wake_buf is boxed and only freed after the read's CQE
+        // (shutdown waits for it) or leaked.
+        unsafe { self.push(&entry) };
+        self.wake_armed = true;
+    }
+
+    /// Cancels everything in flight and waits, up to `grace`, for the last
+    /// CQE of each operation. Whatever did not finish is leaked.
+    pub(crate) fn shutdown(&mut self, grace: Duration) {
+        self.shutting_down = true;
+        let deadline = Instant::now() + grace;
+        loop {
+            let pending = self.ops.unfinished();
+            if pending.is_empty() && !self.wake_armed {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.abandon();
+                break;
+            }
+            for user_data in pending {
+                self.cancel(user_data);
+            }
+            if self.wake_armed {
+                self.cancel(WAKE_UD);
+            }
+            // Wait for completions for a while, then cancel again whatever
+            // is left (a cancel can miss an op that was being issued).
+            let round_end = (now + Duration::from_millis(100)).min(deadline);
+            loop {
+                let left = round_end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                self.turn(true, Some(left));
+                if self.ops.unfinished().is_empty() && !self.wake_armed {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.abandoned = true;
+        self.ops.leak_parked();
+        if self.wake_armed {
+            // The eventfd read may still complete into this buffer.
+            std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new(0)));
+        }
+    }
+
+    /// The number of live op slots.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+/// `IORING_SETUP_*` flags from the kernel's UAPI header.
+mod setup {
+    pub(super) const SUBMIT_ALL: u32 = 1 << 7;
+    pub(super) const COOP_TASKRUN: u32 = 1 << 8;
+    pub(super) const TASKRUN_FLAG: u32 = 1 << 9;
+    pub(super) const SINGLE_ISSUER: u32 = 1 << 12;
+    pub(super) const DEFER_TASKRUN: u32 = 1 << 13;
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+    )
+}
+
+/// Builds the ring with the best setup flags the kernel accepts, falling
+/// back quietly; returns the flags that were accepted.
+fn build_ring(config: &Config) -> io::Result<(IoUring, u32)> {
+    let mut attempts: Vec<u32> = Vec::new();
+    let base = setup::SUBMIT_ALL | setup::TASKRUN_FLAG;
+    if config.sqpoll.is_none() {
+        attempts.push(base | setup::SINGLE_ISSUER | setup::DEFER_TASKRUN);
+    }
+    attempts.push(base | setup::SINGLE_ISSUER | setup::COOP_TASKRUN);
+    attempts.push(base | setup::COOP_TASKRUN);
+    attempts.push(setup::SUBMIT_ALL);
+    attempts.push(0);
+
+    let mut last_err = None;
+    for flags in attempts {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(config.cq_entries);
+        if flags & setup::SUBMIT_ALL != 0 {
+            b.setup_submit_all();
+        }
+        if flags & setup::TASKRUN_FLAG != 0 {
+            b.setup_taskrun_flag();
+        }
+        if flags & setup::SINGLE_ISSUER != 0 {
+            b.setup_single_issuer();
+        }
+        if flags & setup::DEFER_TASKRUN != 0 {
+            b.setup_defer_taskrun();
+        }
+        if flags & setup::COOP_TASKRUN != 0 {
+            b.setup_coop_taskrun();
+        }
+        if let Some(idle) = config.sqpoll {
+            b.setup_sqpoll(idle.as_millis().min(u32::MAX as u128) as u32);
+        }
+        match b.build(config.entries) {
+            Ok(ring) => return Ok((ring, flags)),
+            // EINVAL: a flag this kernel does not know; try fewer.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
+            Err(e) => return Err(setup_error(e)),
+        }
+    }
+    Err(setup_error(last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))))
+}

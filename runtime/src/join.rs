@@ -1,0 +1,190 @@
+//! Awaiting a task's output: `JoinHandle` and `JoinError`.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use crate::task::{self, Header, CANCELLED, COMPLETE, JOIN_INTEREST};
+
+/// An owned permission to await a spawned task's output.
+///
+/// Awaiting it gives `Ok(output)`, or a [`JoinError`] if the task panicked
+/// or was aborted. Dropping it detaches the task, which keeps running; its
+/// output is then dropped when it finishes.
+///
+/// A `JoinHandle` is bound to the thread of the runtime that spawned the
+/// task (it is neither `Send` nor `Sync`).
+pub struct JoinHandle<T> {
+    raw: NonNull<Header>,
+    _marker: PhantomData<(T, *const ())>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Takes over one reference to the task.
+    pub(crate) fn new(raw: NonNull<Header>) -> Self {
+        JoinHandle {
+            raw,
+            _marker: PhantomData,
+        }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the handle owns a reference, so the task is live.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// Cancels the task: it is not polled again and its future is dropped
+    /// (on the runtime's thread, at its next turn). Awaiting the handle then
+    /// gives a [`JoinError`] for which [`is_cancelled`](JoinError::is_cancelled)
+    /// is true, unless the task had already finished. For a task of
+    /// [`spawn_blocking`](crate::spawn_blocking), the closure itself keeps
+    /// running: threads cannot be interrupted.
+    pub fn abort(&self) {
+        let prev = self.header().state.fetch_or(CANCELLED, Ordering::AcqRel);
+        if prev & COMPLETE == 0 {
+            // SAFETY: we hold a reference.
+            unsafe { task::schedule(self.raw) };
+        }
+    }
+
+    /// Whether the task has finished (returned, panicked or been cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.header().state.load(Ordering::Acquire) & COMPLETE != 0
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.is_finished() {
+            let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
+            // SAFETY: this handle is !Send, so we are on the runtime's thread;
+            // `out` has the type the task's vtable writes.
+            unsafe { task::read_output(self.raw, (&mut out as *mut Poll<_>).cast()) };
+            return out;
+        }
+        // SAFETY: runtime thread (the handle is !Send); task live.
+        unsafe { task::set_join_waker(self.raw, cx.waker()) };
+        // The task may have completed between the check and storing the
+        // waker only if it ran, which cannot happen during this poll on this
+        // single thread.
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        let prev = self
+            .header()
+            .state
+            .fetch_and(!JOIN_INTEREST, Ordering::AcqRel);
+        if prev & COMPLETE != 0 {
+            // SAFETY: runtime thread (the handle is !Send); drops the unread
+            // output, if any.
+            unsafe { task::drop_stage(self.raw) };
+        }
+        // SAFETY: the handle owns one reference.
+        unsafe { task::drop_ref(self.raw) };
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Why a task did not produce its output.
+pub struct JoinError {
+    repr: Repr,
+}
+
+enum Repr {
+    Cancelled,
+    Panic(Box<dyn Any + Send>),
+}
+
+impl JoinError {
+    pub(crate) fn cancelled() -> Self {
+        JoinError {
+            repr: Repr::Cancelled,
+        }
+    }
+
+    pub(crate) fn panic(payload: Box<dyn Any + Send>) -> Self {
+        JoinError {
+            repr: Repr::Panic(payload),
+        }
+    }
+
+    /// Whether the task was aborted (or dropped by a runtime shutting down).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The panic payload, to inspect or to resume the panic with
+    /// [`std::panic::resume_unwind`].
+    ///
+    /// # Panics
+    ///
+    /// If the task was cancelled rather than panicking; check
+    /// [`is_panic`](JoinError::is_panic) first or use
+    /// [`try_into_panic`](JoinError::try_into_panic).
+    pub fn into_panic(self) -> Box<dyn Any + Send> {
+        self.try_into_panic()
+            .expect("JoinError::into_panic called on a cancelled task's error")
+    }
+
+    /// The panic payload, or the error itself if the task was cancelled.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send>, JoinError> {
+        match self.repr {
+            Repr::Panic(p) => Ok(p),
+            Repr::Cancelled => Err(self),
+        }
+    }
+
+    fn panic_message(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Panic(p) => p
+                .downcast_ref::<&'static str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
+            Repr::Cancelled => None,
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.repr, self.panic_message()) {
+            (Repr::Cancelled, _) => f.write_str("task was cancelled"),
+            (Repr::Panic(_), Some(msg)) => write!(f, "task panicked: {msg}"),
+            (Repr::Panic(_), None) => f.write_str("task panicked"),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.repr, self.panic_message()) {
+            (Repr::Cancelled, _) => f.write_str("JoinError::Cancelled"),
+            (Repr::Panic(_), Some(msg)) => write!(f, "JoinError::Panic({msg:?})"),
+            (Repr::Panic(_), None) => f.write_str("JoinError::Panic(..)"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}

@@ -1,0 +1,67 @@
+//! A single-threaded async runtime built directly on Linux io_uring.
+//!
+//! One thread owns one io_uring. Every I/O operation is a submission queue
+//! entry (SQE) whose `user_data` carries the key of a slab slot; its
+//! completion (CQE) finds that slot, stores the result and wakes exactly the
+//! task waiting on it. Buffers are owned by the operation while the kernel may
+//! touch them, which is why every I/O method takes its buffer by value and
+//! hands it back in a [`BufResult`].
+//!
+//! ```
+//! #[runtime::main]
+//! async fn main() {
+//!     let handle = runtime::spawn(async {
+//!         runtime::time::sleep(std::time::Duration::from_millis(1)).await;
+//!         40 + 2
+//!     });
+//!     assert_eq!(handle.await.unwrap(), 42);
+//! }
+//! ```
+//!
+//! The pieces:
+//!
+//! - [`Runtime`] and [`Builder`] create a ring and run futures on it
+//!   ([`Runtime::block_on`], the [`main`] and [`test`] attributes).
+//! - [`spawn`], [`spawn_blocking`], [`yield_now`], [`JoinHandle`] and
+//!   [`JoinError`] manage tasks.
+//! - [`time`] has sleeps, timeouts and intervals.
+//! - [`buf`] has the buffer traits that let the kernel own a buffer.
+//! - [`op`] is the documented submission API on which every I/O type is
+//!   built; third parties can submit their own io_uring operations with it.
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod blocking;
+pub mod buf;
+mod builder;
+mod context;
+mod driver;
+mod error;
+mod join;
+mod lifecycle;
+pub mod op;
+mod runtime;
+mod scheduler;
+mod task;
+pub mod time;
+
+pub use builder::Builder;
+pub use join::{JoinError, JoinHandle};
+pub use runtime::{block_on, Runtime};
+pub use scheduler::{spawn, spawn_blocking, yield_now};
+
+/// Marks `async fn main` as the program's entry point, run on a fresh [`Runtime`].
+///
+/// Any [`Builder`] setting can be given by name:
+/// `#[runtime::main(entries = 4096)]`. The function may return a value (for
+/// example `std::io::Result<()>`), which becomes `main`'s return value.
+pub use runtime_macros::main;
+
+/// Marks an `async fn` as a test, run on a fresh [`Runtime`].
+///
+/// Takes the same optional [`Builder`] settings as [`main`].
+pub use runtime_macros::test;
+
+/// The result of an operation that lent a buffer to the kernel: the outcome
+/// and the buffer, which comes back whether the operation succeeded or not.
+pub type BufResult<T, B> = (std::io::Result<T>, B);

@@ -1,0 +1,379 @@
+//! The op lifecycle: one slab slot per operation in flight.
+//!
+//! A slot is created when an operation's SQE is pushed and freed when the
+//! operation's **last** CQE has been seen *and* nobody needs its result any
+//! more. The states:
+//!
+//! ```text
+//!   submit ──► Pending ──CQE──► Done(result) ──future takes it──► freed
+//!                │  (waker stored by each poll)
+//!                └─future dropped──► Ignored(resources) ──last CQE──► freed,
+//!                                    + async cancel        resources dropped
+//!
+//!   multishot: Pending ──CQE(F_MORE)──► results queued in order ...
+//!              ──CQE without F_MORE──► finished; freed when the stream has
+//!              handed out every queued result (or was dropped)
+//! ```
+//!
+//! While a slot lives, whatever the kernel may read or write for the
+//! operation lives too: either inside the owning future, which cannot be
+//! freed without passing through [`Lifecycle::ignore`], or parked in the slot
+//! as `Ignored`.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+use slab::Slab;
+
+use crate::op::Completion;
+
+/// Bit 63 of `user_data` marks the runtime's internal operations (cancels,
+/// the wake-up eventfd read); their low bits say which one.
+pub(crate) const INTERNAL: u64 = 1 << 63;
+/// `user_data` of async-cancel SQEs.
+pub(crate) const CANCEL_UD: u64 = INTERNAL | 1;
+/// `user_data` of the eventfd read that wakes a parked ring.
+pub(crate) const WAKE_UD: u64 = INTERNAL | 2;
+
+/// Resources parked in a slot after their future was dropped.
+pub(crate) type Parked = Box<dyn Any>;
+
+enum State {
+    /// In the kernel; no result yet.
+    Pending,
+    /// A single-shot operation completed; its result waits for the future.
+    Done(Completion),
+    /// A multishot operation: results in arrival order; `finished` once a
+    /// CQE without `IORING_CQE_F_MORE` arrived.
+    Multi {
+        queue: VecDeque<Completion>,
+        finished: bool,
+    },
+    /// The future is gone; the resources wait here for the last CQE.
+    Ignored(Option<Parked>),
+}
+
+struct Slot {
+    /// The full `user_data` the SQE carried: key in the low 32 bits, a
+    /// generation in bits 32..63 so that a late cancel never hits a newer
+    /// operation that reused the key.
+    user_data: u64,
+    waker: Option<Waker>,
+    state: State,
+}
+
+/// The slab of operations in flight.
+pub(crate) struct Lifecycle {
+    slots: Slab<Slot>,
+    generation: u32,
+}
+
+/// What the driver must do after handing a CQE to the lifecycle.
+pub(crate) enum CqeOutcome {
+    /// Nothing more.
+    Stored,
+    /// The operation was ignored and is finished: drop these resources
+    /// (outside any borrow of the driver).
+    Release(Option<Parked>),
+}
+
+impl Lifecycle {
+    pub(crate) fn new() -> Self {
+        Lifecycle {
+            slots: Slab::new(),
+            generation: 0,
+        }
+    }
+
+    /// Reserves a slot for an operation about to be pushed and returns its
+    /// `user_data`.
+    pub(crate) fn insert(&mut self, multishot: bool) -> (usize, u64) {
+        let entry = self.slots.vacant_entry();
+        let key = entry.key();
+        assert!(
+            key <= u32::MAX as usize,
+            "more than 2^32 io_uring operations in flight"
+        );
+        self.generation = (self.generation + 1) & 0x7fff_ffff;
+        let user_data = (u64::from(self.generation) << 32) | key as u64;
+        let state = if multishot {
+            State::Multi {
+                queue: VecDeque::new(),
+                finished: false,
+            }
+        } else {
+            State::Pending
+        };
+        entry.insert(Slot {
+            user_data,
+            waker: None,
+            state,
+        });
+        (key, user_data)
+    }
+
+    /// The number of slots alive (operations in flight or with results not
+    /// yet taken).
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Stores one CQE in its slot.
+    pub(crate) fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> CqeOutcome {
+        let key = (user_data & 0xffff_ffff) as usize;
+        let Some(slot) = self.slots.get_mut(key) else {
+            debug_assert!(false, "CQE for user_data {user_data:#x} has no live slot");
+            return CqeOutcome::Stored;
+        };
+        if slot.user_data != user_data {
+            debug_assert!(
+                false,
+                "CQE for user_data {user_data:#x} found slot of {:#x}",
+                slot.user_data
+            );
+            return CqeOutcome::Stored;
+        }
+        let completion = Completion::new(result, flags);
+        let more = io_uring::cqueue::more(flags);
+        match &mut slot.state {
+            State::Pending => {
+                slot.state = State::Done(completion);
+            }
+            State::Multi { queue, finished } => {
+                debug_assert!(!*finished, "CQE after the final multishot CQE");
+                queue.push_back(completion);
+                *finished = !more;
+            }
+            State::Ignored(parked) => {
+                if more {
+                    return CqeOutcome::Stored;
+                }
+                let parked = parked.take();
+                self.slots.remove(key);
+                return CqeOutcome::Release(parked);
+            }
+            State::Done(_) => {
+                debug_assert!(false, "second CQE for single-shot user_data {user_data:#x}");
+                return CqeOutcome::Stored;
+            }
+        }
+        if let Some(waker) = slot.waker.take() {
+            waker.wake();
+        }
+        CqeOutcome::Stored
+    }
+
+    /// Polls a single-shot operation: its result once the CQE is in, which
+    /// frees the slot.
+    pub(crate) fn poll_single(&mut self, key: usize, cx: &mut Context<'_>) -> Poll<Completion> {
+        let slot = &mut self.slots[key];
+        match slot.state {
+            State::Done(completion) => {
+                self.slots.remove(key);
+                Poll::Ready(completion)
+            }
+            State::Pending => {
+                store_waker(&mut slot.waker, cx.waker());
+                Poll::Pending
+            }
+            State::Multi { .. } | State::Ignored(_) => {
+                unreachable!("single-shot poll of a multishot or ignored slot")
+            }
+        }
+    }
+
+    /// Polls a multishot operation: the next queued result, `None` once the
+    /// final CQE's result was handed out (which frees the slot).
+    pub(crate) fn poll_multi(
+        &mut self,
+        key: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Completion>> {
+        let slot = &mut self.slots[key];
+        let State::Multi { queue, finished } = &mut slot.state else {
+            unreachable!("multishot poll of a single-shot or ignored slot")
+        };
+        if let Some(c) = queue.pop_front() {
+            return Poll::Ready(Some(c));
+        }
+        if *finished {
+            self.slots.remove(key);
+            return Poll::Ready(None);
+        }
+        store_waker(&mut slot.waker, cx.waker());
+        Poll::Pending
+    }
+
+    /// Whether the operation behind `key` will produce no more CQEs.
+    pub(crate) fn is_finished(&self, key: usize) -> bool {
+        match &self.slots[key].state {
+            State::Pending => false,
+            State::Done(_) => true,
+            State::Multi { finished, .. } => *finished,
+            State::Ignored(_) => false,
+        }
+    }
+
+    /// The `user_data` of a live slot.
+    pub(crate) fn user_data(&self, key: usize) -> u64 {
+        self.slots[key].user_data
+    }
+
+    /// The future owning `key` is gone. If the kernel is done with the
+    /// operation the slot is freed and the resources are handed back to be
+    /// dropped; otherwise they are parked in the slot until the last CQE and
+    /// `Err(user_data)` says which operation to cancel.
+    pub(crate) fn ignore(&mut self, key: usize, resources: Parked) -> Result<Parked, u64> {
+        if self.is_finished(key) {
+            self.slots.remove(key);
+            return Ok(resources);
+        }
+        let slot = &mut self.slots[key];
+        slot.waker = None;
+        if let State::Multi { queue, .. } = &mut slot.state {
+            queue.clear();
+        }
+        slot.state = State::Ignored(Some(resources));
+        Err(slot.user_data)
+    }
+
+    /// The `user_data` of every operation that may still produce CQEs.
+    pub(crate) fn unfinished(&self) -> Vec<u64> {
+        self.slots
+            .iter()
+            .filter(|(key, _)| !self.is_finished(*key))
+            .map(|(_, slot)| slot.user_data)
+            .collect()
+    }
+
+    /// Leaks everything parked here: used only when the kernel could not be
+    /// made to finish its operations, so their memory must never be freed.
+    pub(crate) fn leak_parked(&mut self) {
+        for (_, slot) in self.slots.iter_mut() {
+            if let State::Ignored(parked) = &mut slot.state {
+                if let Some(p) = parked.take() {
+                    std::mem::forget(p);
+                }
+            }
+        }
+    }
+}
+
+fn store_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct CountWake(AtomicUsize);
+    impl Wake for CountWake {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// `IORING_CQE_F_MORE`.
+    const F_MORE: u32 = 1 << 1;
+
+    #[test]
+    fn single_shot_result_before_poll_frees_on_take() {
+        let mut lc = Lifecycle::new();
+        let (key, ud) = lc.insert(false);
+        assert!(matches!(lc.complete(ud, 7, 0), CqeOutcome::Stored));
+        let w = Arc::new(CountWake(AtomicUsize::new(0)));
+        let waker = Waker::from(w.clone());
+        let mut cx = Context::from_waker(&waker);
+        match lc.poll_single(key, &mut cx) {
+            Poll::Ready(c) => assert_eq!(c.result().unwrap(), 7),
+            Poll::Pending => panic!("result was stored before the poll"),
+        }
+        assert_eq!(lc.len(), 0);
+    }
+
+    #[test]
+    fn waker_is_woken_by_completion() {
+        let mut lc = Lifecycle::new();
+        let (key, ud) = lc.insert(false);
+        let w = Arc::new(CountWake(AtomicUsize::new(0)));
+        let waker = Waker::from(w.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(lc.poll_single(key, &mut cx).is_pending());
+        lc.complete(ud, -libc::ECANCELED, 0);
+        assert_eq!(w.0.load(Ordering::SeqCst), 1);
+        let Poll::Ready(c) = lc.poll_single(key, &mut cx) else {
+            panic!()
+        };
+        assert_eq!(c.result().unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    }
+
+    #[test]
+    fn multishot_results_in_order_and_freed_after_last() {
+        let mut lc = Lifecycle::new();
+        let (key, ud) = lc.insert(true);
+        for i in 0..5 {
+            lc.complete(ud, i, F_MORE);
+        }
+        lc.complete(ud, 5, 0);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for i in 0..6 {
+            match lc.poll_multi(key, &mut cx) {
+                Poll::Ready(Some(c)) => assert_eq!(c.result().unwrap(), i),
+                other => panic!("expected result {i}, got {:?}", other.map(|o| o.is_some())),
+            }
+            assert_eq!(lc.len(), 1);
+        }
+        assert!(matches!(lc.poll_multi(key, &mut cx), Poll::Ready(None)));
+        assert_eq!(lc.len(), 0);
+    }
+
+    #[test]
+    fn ignored_resources_released_on_last_cqe_only() {
+        let mut lc = Lifecycle::new();
+        let (key, ud) = lc.insert(true);
+        let Err(cancel) = lc.ignore(key, Box::new(vec![1u8, 2, 3])) else {
+            panic!("an unfinished op must be cancelled")
+        };
+        assert_eq!(cancel, ud);
+        assert!(matches!(lc.complete(ud, 1, F_MORE), CqeOutcome::Stored));
+        assert_eq!(lc.len(), 1);
+        match lc.complete(ud, -libc::ECANCELED, 0) {
+            CqeOutcome::Release(Some(p)) => {
+                assert_eq!(*p.downcast::<Vec<u8>>().unwrap(), vec![1, 2, 3])
+            }
+            _ => panic!("resources must be released on the last CQE"),
+        }
+        assert_eq!(lc.len(), 0);
+    }
+
+    #[test]
+    fn ignoring_a_finished_op_frees_at_once() {
+        let mut lc = Lifecycle::new();
+        let (key, ud) = lc.insert(false);
+        lc.complete(ud, 0, 0);
+        assert!(lc.ignore(key, Box::new(())).is_ok());
+        assert_eq!(lc.len(), 0);
+    }
+
+    #[test]
+    fn reused_key_gets_new_generation() {
+        let mut lc = Lifecycle::new();
+        let (k1, ud1) = lc.insert(false);
+        lc.complete(ud1, 0, 0);
+        let waker = Waker::noop();
+        let _ = lc.poll_single(k1, &mut Context::from_waker(waker));
+        let (k2, ud2) = lc.insert(false);
+        assert_eq!(k1, k2);
+        assert_ne!(ud1, ud2);
+        assert_eq!(ud1 & INTERNAL, 0);
+    }
+}

@@ -1,0 +1,347 @@
+//! Submitting io_uring operations and awaiting their completions.
+//!
+//! This is the API every I/O type of this project (`net`, `fs`) is built on,
+//! and it is public so that anyone can submit operations the project does
+//! not wrap yet. An operation is an SQE plus the **data** it points at
+//! (buffers, iovec arrays, socket addresses, paths, output structs). The
+//! data moves into the operation when it is submitted and comes back with
+//! the [`Completion`] when the kernel is done with it:
+//!
+//! ```
+//! use runtime::op::{io_uring::opcode, Op};
+//!
+//! # runtime::block_on(async {
+//! let (mut fds, buf) = ([0i32; 2], b"ping");
+//! // SAFETY: pipe2 fills the two-int array.
+//! assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+//! let w = runtime::op::io_uring::types::Fd(fds[1]);
+//! // SAFETY: the SQE points only into the Vec's heap buffer, which the op
+//! // owns until its completion.
+//! let op = unsafe {
+//!     Op::submit(buf.to_vec(), |b| opcode::Write::new(w, b.as_ptr(), b.len() as u32).build())
+//! };
+//! let (completion, buf) = op.await;
+//! assert_eq!(completion.result()?, 4);
+//! # let _ = buf;
+//! # unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+//! # Ok::<(), std::io::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # What the runtime guarantees
+//!
+//! - The SQE is pushed at once and submitted with the next batch (one
+//!   `io_uring_enter` per runtime tick); its `user_data` is set by the
+//!   runtime and must not be relied on.
+//! - The data stays alive, at the same heap addresses, until the
+//!   operation's last CQE, even if the future is dropped first: it is then
+//!   parked inside the runtime, the operation is cancelled
+//!   (`IORING_OP_ASYNC_CANCEL`), and the data is dropped when the last CQE
+//!   arrives, whatever it says. A cancel races the operation: it may still
+//!   complete, in which case its effect happened (bytes were read and are
+//!   lost with the buffer, a descriptor was created; a wrapper that creates
+//!   descriptors must close them when dropped, which [`Op::submit`]'s data
+//!   type can do in its `Drop`).
+//! - Dropping the runtime cancels every operation and waits for the kernel
+//!   to finish with it before freeing its data; if the kernel does not
+//!   finish within the shutdown timeout, the data is leaked, never freed.
+//!
+//! # What the caller guarantees
+//!
+//! That the SQE points only at memory owned by the data **through a heap
+//! allocation** (the data value itself moves: into the future, then into
+//! the runtime if the future is dropped), or at `'static` memory, and at
+//! descriptors that stay open until the operation is over. This is the
+//! `unsafe` contract of [`Op::submit`] and [`Multishot::submit`].
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::context::{expect_current, Core};
+
+/// The io-uring crate this runtime builds SQEs with, re-exported so that
+/// callers build entries with the same version ([`opcode`](io_uring::opcode),
+/// [`types`](io_uring::types), [`squeue::Entry`](io_uring::squeue::Entry)).
+pub use io_uring;
+
+/// An SQE, as built by `io_uring::opcode::*::build()`.
+pub type Entry = io_uring::squeue::Entry;
+
+/// One CQE of an operation: its result and flags.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    result: i32,
+    flags: u32,
+}
+
+impl Completion {
+    pub(crate) fn new(result: i32, flags: u32) -> Self {
+        Completion { result, flags }
+    }
+
+    /// The result: a non-negative value on success, or the kernel's error
+    /// (`raw_os_error()` is the errno).
+    pub fn result(&self) -> io::Result<u32> {
+        if self.result < 0 {
+            Err(io::Error::from_raw_os_error(-self.result))
+        } else {
+            Ok(self.result as u32)
+        }
+    }
+
+    /// The raw `res` field: negative errno on failure.
+    pub fn raw_result(&self) -> i32 {
+        self.result
+    }
+
+    /// The raw `flags` field (`IORING_CQE_F_*`).
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// Whether more CQEs follow for this operation (`IORING_CQE_F_MORE`).
+    pub fn has_more(&self) -> bool {
+        io_uring::cqueue::more(self.flags)
+    }
+
+    /// The provided buffer the kernel picked, if any
+    /// (`IORING_CQE_F_BUFFER`).
+    pub fn buffer_id(&self) -> Option<u16> {
+        io_uring::cqueue::buffer_select(self.flags)
+    }
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion")
+            .field("result", &self.result)
+            .field("flags", &format_args!("{:#x}", self.flags))
+            .finish()
+    }
+}
+
+/// A single-shot operation in flight: a future of its [`Completion`] and
+/// its data back.
+///
+/// Dropping it before completion cancels the operation; see the
+/// [module docs](self) for what happens to the data.
+#[must_use = "an Op is cancelled when dropped; .await it"]
+pub struct Op<T: 'static> {
+    core: Rc<Core>,
+    key: usize,
+    /// `None` once the completion was handed out.
+    data: Option<T>,
+}
+
+// The data is only ever pointed at through its heap allocations (the submit
+// contract), so moving an `Op` is fine whatever `T` is.
+impl<T: 'static> Unpin for Op<T> {}
+
+impl<T: 'static> Op<T> {
+    /// Pushes the SQE that `build` makes from `data` and returns the
+    /// operation's future. The SQE goes to the kernel with the runtime's
+    /// next batch, whether or not the future is polled.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in the SQE must point into heap memory owned by
+    /// `data` (which keeps its address when `data` moves) or into `'static`
+    /// memory, and every descriptor it names must stay open until the
+    /// operation completes. See the [module docs](self).
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub unsafe fn submit(mut data: T, build: impl FnOnce(&mut T) -> Entry) -> Op<T> {
+        let core = expect_current("runtime::op::Op::submit");
+        let entry = build(&mut data);
+        // SAFETY: the caller's promise covers the SQE's memory; `data` is
+        // kept by this Op or parked in the driver until the last CQE.
+        let key = unsafe { core.driver.borrow_mut().submit(entry, false) };
+        Op {
+            core,
+            key,
+            data: Some(data),
+        }
+    }
+}
+
+impl<T: 'static> Future for Op<T> {
+    type Output = (Completion, T);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        assert!(self.data.is_some(), "runtime::op::Op polled after completion");
+        let ready = self.core.driver.borrow_mut().ops.poll_single(self.key, cx);
+        match ready {
+            Poll::Ready(completion) => {
+                let data = self.data.take().expect("checked above");
+                Poll::Ready((completion, data))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: 'static> Drop for Op<T> {
+    fn drop(&mut self) {
+        if let Some(data) = self.data.take() {
+            park(&self.core, self.key, Box::new(data));
+        }
+    }
+}
+
+/// Hands the data of a dropped operation to the driver; drops it here (not
+/// under the driver's borrow) if the kernel is already done with it.
+fn park(core: &Core, key: usize, data: crate::lifecycle::Parked) {
+    let released = {
+        let mut driver = core.driver.borrow_mut();
+        driver.ignore(key, data);
+        driver.take_released()
+    };
+    drop(released);
+}
+
+/// A multishot operation in flight (accept, receive, poll, timeout with
+/// `IORING_TIMEOUT_MULTISHOT`, ...): a stream of its [`Completion`]s, in
+/// the order the kernel posted them, ending after the CQE without
+/// `IORING_CQE_F_MORE`.
+///
+/// Results that arrive while nobody polls are queued, none lost. Dropping
+/// the stream before its end cancels the operation.
+#[must_use = "a Multishot is cancelled when dropped; poll it"]
+pub struct Multishot<T: 'static> {
+    core: Rc<Core>,
+    key: usize,
+    /// The data, while the kernel may use it.
+    data: Option<T>,
+    /// The slot was freed (the stream ended).
+    ended: bool,
+}
+
+impl<T: 'static> Unpin for Multishot<T> {}
+
+impl<T: 'static> Multishot<T> {
+    /// Pushes a multishot SQE made by `build` from `data` and returns the
+    /// stream of its completions.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Op::submit`], for as long as the kernel may post CQEs for
+    /// the operation.
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub unsafe fn submit(mut data: T, build: impl FnOnce(&mut T) -> Entry) -> Multishot<T> {
+        let core = expect_current("runtime::op::Multishot::submit");
+        let entry = build(&mut data);
+        // SAFETY: as in Op::submit.
+        let key = unsafe { core.driver.borrow_mut().submit(entry, true) };
+        Multishot {
+            core,
+            key,
+            data: Some(data),
+            ended: false,
+        }
+    }
+
+    /// The next completion; `Ready(None)` once the operation is over.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Completion>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let polled = self.core.driver.borrow_mut().ops.poll_multi(self.key, cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+
+    /// The next completion, or `None` once the operation is over.
+    pub async fn next(&mut self) -> Option<Completion> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Asks the kernel to stop the operation. Completions already posted
+    /// (and the final one, usually `ECANCELED`) are still delivered by the
+    /// stream, which then ends.
+    pub fn cancel(&self) {
+        if self.ended {
+            return;
+        }
+        let mut driver = self.core.driver.borrow_mut();
+        if !driver.ops.is_finished(self.key) {
+            let user_data = driver.ops.user_data(self.key);
+            driver.cancel(user_data);
+        }
+    }
+
+    /// Whether the stream has ended (its last completion was handed out).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Gives the data back once the stream has ended; before that, the
+    /// kernel may still use it, so the stream is returned unchanged.
+    pub fn into_inner(mut self) -> Result<T, Self> {
+        if self.ended {
+            Ok(self.data.take().expect("data is present until into_inner"))
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl<T: 'static> futures_core::Stream for Multishot<T> {
+    type Item = Completion;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Completion>> {
+        Multishot::poll_next(self.get_mut(), cx)
+    }
+}
+
+impl<T: 'static> Drop for Multishot<T> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let data: crate::lifecycle::Parked = match self.data.take() {
+            Some(d) => Box::new(d),
+            None => Box::new(()),
+        };
+        park(&self.core, self.key, data);
+    }
+}
+
+impl<T: 'static> fmt::Debug for Op<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Op").field("key", &self.key).finish()
+    }
+}
+
+impl<T: 'static> fmt::Debug for Multishot<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Multishot")
+            .field("key", &self.key)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+/// The number of operations the current runtime tracks: in flight in the
+/// kernel, or completed with a result nobody took yet. Useful to check that
+/// nothing leaks.
+///
+/// # Panics
+///
+/// If no runtime is running on this thread.
+pub fn in_flight() -> usize {
+    expect_current("runtime::op::in_flight")
+        .driver
+        .borrow()
+        .in_flight()
+}

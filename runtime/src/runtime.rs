@@ -1,0 +1,255 @@
+//! `Runtime`: creating one, the run loop of `block_on`, and shutdown.
+//!
+//! One tick of the loop:
+//!
+//! 1. poll the main future if it was woken;
+//! 2. run up to `event_interval` ready tasks (tasks woken during the tick
+//!    wait for the next one if the budget is spent);
+//! 3. fire the timers whose deadline passed;
+//! 4. one `io_uring_enter`: submit every queued SQE and reap every CQE.
+//!    Only if nothing is ready to run does it wait, until a completion, a
+//!    wake from another thread (the eventfd read) or the next timer.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::blocking::Pool;
+use crate::builder::{Builder, Config};
+use crate::context::{Core, Enter, Shared};
+use crate::driver::Driver;
+use crate::time::Timers;
+
+/// A runtime: one io_uring, the tasks spawned on it and their timers, all
+/// on the thread that created it.
+///
+/// ```
+/// let rt = runtime::Runtime::new()?;
+/// let answer = rt.block_on(async {
+///     runtime::spawn(async { 6 * 7 }).await.unwrap()
+/// });
+/// assert_eq!(answer, 42);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// Dropping the runtime drops every task's future, cancels every operation
+/// still in the kernel and waits for the kernel to let go of their memory.
+pub struct Runtime {
+    core: Rc<Core>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("setup_flags", &self.core.driver.borrow().setup_flags)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A runtime with the default settings (see [`Builder`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Builder::build`]: notably `PermissionDenied` when io_uring is
+    /// disabled or blocked by seccomp, `Unsupported` on kernels without it.
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new().build()
+    }
+
+    /// A builder to choose the settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn from_config(config: Config) -> io::Result<Runtime> {
+        let shared = Arc::new(Shared::new()?);
+        let driver = Driver::new(&config, shared.wake_fd())?;
+        let core = Rc::new(Core {
+            driver: RefCell::new(driver),
+            timers: RefCell::new(Timers::new()),
+            queue: RefCell::new(VecDeque::new()),
+            tasks: RefCell::new(Slab::new()),
+            shared,
+            blocking: Pool::new(config.max_blocking_threads, config.blocking_keep_alive),
+            budget: config.event_interval,
+            remote_spare: RefCell::new(Vec::new()),
+        });
+        Ok(Runtime {
+            core,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// Runs `future` to completion on this thread, together with every task
+    /// spawned on this runtime, and returns its output.
+    ///
+    /// A panic in `future` propagates out of `block_on`; a panic in a spawned
+    /// task does not (it goes to that task's [`JoinHandle`](crate::JoinHandle)).
+    /// Tasks still running when `future` completes stay on the runtime and
+    /// run again in the next `block_on`, or are dropped with the runtime.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside a runtime (async code must `.await` instead).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _enter = Enter::new(&self.core, false);
+        let core = &*self.core;
+        let main_wake = Arc::new(MainWake {
+            woken: AtomicBool::new(true),
+            shared: core.shared.clone(),
+        });
+        let waker = Waker::from(main_wake.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        loop {
+            if main_wake.woken.swap(false, Ordering::AcqRel) {
+                if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                    return out;
+                }
+            }
+            core.run_tasks();
+            core.fire_timers();
+            let idle = core.queue.borrow().is_empty()
+                && !main_wake.woken.load(Ordering::Acquire)
+                && !core.shared.is_notified();
+            core.turn(idle);
+        }
+    }
+}
+
+/// Runs `future` to completion on a fresh runtime with the default
+/// settings, then drops the runtime.
+///
+/// # Panics
+///
+/// If the runtime cannot be created (the message says why and what to do),
+/// or if called from inside a runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let rt = Runtime::new().unwrap_or_else(|e| panic!("cannot start the runtime: {e}"));
+    rt.block_on(future)
+}
+
+/// The waker of `block_on`'s own future.
+struct MainWake {
+    woken: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for MainWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            // From the runtime's own thread the loop sees the flag; from
+            // another thread the ring may be parked and must be woken. The
+            // eventfd write is cheap and harmless if it was not parked.
+            if !crate::context::current()
+                .is_some_and(|core| Arc::ptr_eq(&core.shared, &self.shared))
+            {
+                self.shared.notify();
+            }
+        }
+    }
+}
+
+impl Core {
+    /// One `io_uring_enter` (waiting if `idle`), then drops resources of
+    /// finished ignored ops outside the driver's borrow.
+    pub(crate) fn turn(&self, idle: bool) {
+        let timeout = if idle {
+            match self.timers.borrow().next_deadline() {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if deadline <= now {
+                        // A timer is due: don't wait at all.
+                        self.turn_nowait();
+                        return;
+                    }
+                    Some(deadline - now)
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        let released = {
+            let mut driver = self.driver.borrow_mut();
+            driver.turn(idle, timeout);
+            if driver.has_released() {
+                driver.take_released()
+            } else {
+                Vec::new()
+            }
+        };
+        drop(released);
+    }
+
+    fn turn_nowait(&self) {
+        let released = {
+            let mut driver = self.driver.borrow_mut();
+            driver.turn(false, None);
+            driver.take_released()
+        };
+        drop(released);
+    }
+
+    pub(crate) fn fire_timers(&self) {
+        let mut timers = self.timers.borrow_mut();
+        if timers.next_deadline().is_some_and(|d| d <= Instant::now()) {
+            timers.fire(Instant::now());
+        }
+    }
+
+    /// Drops every task and waits for the kernel to finish every operation.
+    fn shutdown(&self, grace: Duration) {
+        // Futures are dropped first: their in-flight ops get cancelled and
+        // park their resources in the driver. Dropping a future can spawn or
+        // wake tasks, so repeat until nothing is left.
+        loop {
+            let tasks: Vec<_> = self.tasks.borrow_mut().drain().collect();
+            let queued: Vec<_> = self.queue.borrow_mut().drain(..).collect();
+            let remote = self.shared.close();
+            if tasks.is_empty() && queued.is_empty() && remote.is_empty() {
+                break;
+            }
+            for task in &tasks {
+                task.drop_stage();
+                task.finish_cancelled();
+            }
+            drop(tasks);
+            drop(queued);
+            drop(remote);
+        }
+        let timers = self.timers.borrow_mut().clear();
+        drop(timers);
+        self.blocking.shutdown();
+        let released = {
+            let mut driver = self.driver.borrow_mut();
+            driver.shutdown(grace);
+            driver.take_released()
+        };
+        drop(released);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Futures dropped here may touch the runtime (dropping an op, a
+        // sleep), so make it current while they go.
+        let _enter = Enter::new(&self.core, true);
+        self.core.shutdown(self.shutdown_timeout);
+    }
+}

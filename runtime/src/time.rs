@@ -1,0 +1,308 @@
+//! Time: sleeps, timeouts and intervals.
+//!
+//! Timers live in an ordered map owned by the runtime, keyed by deadline. The
+//! ring is never given one kernel timeout per timer: when the runtime has
+//! nothing to run it waits in `io_uring_enter` with the earliest deadline as
+//! the wait's timeout, and each turn wakes every timer whose deadline has
+//! passed. A hundred thousand sleeps therefore cost a hundred thousand map
+//! entries and no extra system calls.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::context::{expect_current, Core};
+
+type TimerKey = (Instant, u64);
+
+/// The runtime's timers, ordered by deadline.
+pub(crate) struct Timers {
+    map: BTreeMap<TimerKey, Waker>,
+    next_id: u64,
+}
+
+impl Timers {
+    pub(crate) fn new() -> Self {
+        Timers {
+            map: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+
+    fn insert(&mut self, deadline: Instant, waker: &Waker) -> TimerKey {
+        let key = (deadline, self.next_id);
+        self.next_id += 1;
+        self.map.insert(key, waker.clone());
+        key
+    }
+
+    /// The earliest deadline, if any timer is set.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.map.first_key_value().map(|((d, _), _)| *d)
+    }
+
+    /// Wakes every timer whose deadline is at or before `now`; returns how
+    /// many fired.
+    pub(crate) fn fire(&mut self, now: Instant) -> usize {
+        let mut fired = 0;
+        while let Some(entry) = self.map.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            entry.remove().wake();
+            fired += 1;
+        }
+        fired
+    }
+
+    /// Drops every timer (runtime shutdown).
+    pub(crate) fn clear(&mut self) -> BTreeMap<TimerKey, Waker> {
+        std::mem::take(&mut self.map)
+    }
+}
+
+/// Waits until `duration` has elapsed.
+///
+/// The sleep starts when this is called, not when it is first polled. A
+/// `Sleep` must be polled inside a runtime.
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(far_add(Instant::now(), duration))
+}
+
+/// Waits until `deadline`. A deadline in the past completes at the first
+/// poll.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        registered: None,
+    }
+}
+
+/// `now + d`, saturating at about thirty years from now.
+fn far_add(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
+/// The future of [`sleep`] and [`sleep_until`].
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Sleep {
+    deadline: Instant,
+    registered: Option<(Rc<Core>, TimerKey)>,
+}
+
+impl Sleep {
+    /// The instant this sleep completes at.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_elapsed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Moves the deadline; the sleep can be awaited again afterwards.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.unregister();
+        self.deadline = deadline;
+    }
+
+    fn unregister(&mut self) {
+        if let Some((core, key)) = self.registered.take() {
+            core.timers.borrow_mut().map.remove(&key);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            self.unregister();
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        match &mut self.registered {
+            Some((core, key)) => {
+                let mut timers = core.timers.borrow_mut();
+                match timers.map.get_mut(key) {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    Some(w) => *w = cx.waker().clone(),
+                    // Fired, but polled again before its deadline by the
+                    // clock: cannot happen with a monotonic clock; re-arm.
+                    None => *key = timers.insert(deadline, cx.waker()),
+                }
+            }
+            None => {
+                let core = expect_current("polling a runtime::time::Sleep");
+                let key = core.timers.borrow_mut().insert(deadline, cx.waker());
+                self.registered = Some((core, key));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// Runs `future` with a time limit: `Ok(output)` if it finishes within
+/// `duration`, `Err(Elapsed)` otherwise, in which case the future is dropped
+/// when the `Timeout` is.
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: sleep(duration),
+    }
+}
+
+/// Like [`timeout`], with an instant as the limit.
+pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: sleep_until(deadline),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`timeout`].
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Timeout<F> {
+        #[pin]
+        future: F,
+        sleep: Sleep,
+    }
+}
+
+impl<F> Timeout<F> {
+    /// The inner future.
+    pub fn get_ref(&self) -> &F {
+        &self.future
+    }
+
+    /// Gives the inner future back.
+    pub fn into_inner(self) -> F {
+        self.future
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The inner future goes first: if it is ready it wins, even when the
+        // deadline has also passed.
+        if let Poll::Ready(v) = this.future.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(this.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The error of a [`timeout`] whose deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(e: Elapsed) -> Self {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// A ticker that fires every `period`; the first tick completes at once.
+///
+/// If ticks are missed (the task was busy for longer than a period), the
+/// next tick comes at the next multiple of `period` after now: missed ticks
+/// are skipped, not delivered in a burst.
+///
+/// # Panics
+///
+/// If `period` is zero.
+pub fn interval(period: Duration) -> Interval {
+    interval_at(Instant::now(), period)
+}
+
+/// Like [`interval`], with the first tick at `start`.
+///
+/// # Panics
+///
+/// If `period` is zero.
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
+    assert!(!period.is_zero(), "runtime::time::interval: period must be non-zero");
+    Interval {
+        period,
+        sleep: sleep_until(start),
+    }
+}
+
+/// The ticker of [`interval`].
+#[derive(Debug)]
+pub struct Interval {
+    period: Duration,
+    sleep: Sleep,
+}
+
+impl Interval {
+    /// Waits for the next tick and returns the instant it was scheduled for.
+    pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    /// Polls for the next tick.
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        if Pin::new(&mut self.sleep).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let scheduled = self.sleep.deadline();
+        let now = Instant::now();
+        let mut next = far_add(scheduled, self.period);
+        if next <= now {
+            // Skip missed ticks: the next multiple of the period after now.
+            let behind = now.duration_since(scheduled).as_nanos();
+            let period = self.period.as_nanos();
+            let ahead = period - behind % period;
+            next = far_add(now, Duration::from_nanos(ahead as u64));
+        }
+        self.sleep.reset(next);
+        Poll::Ready(scheduled)
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// Restarts the ticker: the next tick is one period from now.
+    pub fn reset(&mut self) {
+        self.sleep.reset(far_add(Instant::now(), self.period));
+    }
+}
