@@ -30,6 +30,8 @@ pub(crate) struct Core {
     pub(crate) blocking: Pool,
     /// How many tasks run between two looks at the ring.
     pub(crate) budget: usize,
+    /// Wakers of tasks that yielded, woken after the next turn of the ring.
+    pub(crate) deferred: RefCell<Vec<std::task::Waker>>,
     /// Spare vector swapped with the remote queue to avoid reallocating.
     pub(crate) remote_spare: RefCell<Vec<TaskRef>>,
 }

@@ -83,6 +83,7 @@ impl Runtime {
             shared,
             blocking: Pool::new(config.max_blocking_threads, config.blocking_keep_alive),
             budget: config.event_interval,
+            deferred: RefCell::new(Vec::new()),
             remote_spare: RefCell::new(Vec::new()),
         });
         Ok(Runtime {
@@ -121,9 +122,11 @@ impl Runtime {
             core.run_tasks();
             core.fire_timers();
             let idle = core.queue.borrow().is_empty()
+                && core.deferred.borrow().is_empty()
                 && !main_wake.woken.load(Ordering::Acquire)
                 && !core.shared.is_notified();
             core.turn(idle);
+            core.wake_deferred();
         }
     }
 }
@@ -206,6 +209,19 @@ impl Core {
         drop(released);
     }
 
+    /// Wakes the tasks that yielded before this turn.
+    pub(crate) fn wake_deferred(&self) {
+        let mut deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        for waker in deferred.drain(..) {
+            waker.wake();
+        }
+        // Keep the allocation for the next turn.
+        let mut slot = self.deferred.borrow_mut();
+        if slot.is_empty() {
+            *slot = deferred;
+        }
+    }
+
     pub(crate) fn fire_timers(&self) {
         let mut timers = self.timers.borrow_mut();
         if timers.next_deadline().is_some_and(|d| d <= Instant::now()) {
@@ -235,6 +251,8 @@ impl Core {
         }
         let timers = self.timers.borrow_mut().clear();
         drop(timers);
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        drop(deferred);
         self.blocking.shutdown();
         let released = {
             let mut driver = self.driver.borrow_mut();

@@ -63,9 +63,9 @@ where
     })
 }
 
-/// Yields to the runtime: other ready tasks run, and the ring is looked at
-/// (I/O submitted and reaped, timers fired) at least once before this task
-/// continues, unless the budget of the current tick still has room.
+/// Yields to the runtime: every other ready task runs, and the ring is
+/// looked at once (I/O submitted and reaped, timers fired) before this task
+/// continues.
 pub async fn yield_now() {
     YieldNow { yielded: false }.await
 }
@@ -82,7 +82,12 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
-        cx.waker().wake_by_ref();
+        match crate::context::current() {
+            // Woken after the next turn of the ring, not at once: a task that
+            // yields in a loop lets I/O and timers progress.
+            Some(core) => core.deferred.borrow_mut().push(cx.waker().clone()),
+            None => cx.waker().wake_by_ref(),
+        }
         Poll::Pending
     }
 }

@@ -1,0 +1,5 @@
+// `#[runtime::test]` needs an `async fn`: the error points at `fn`.
+#[runtime::test]
+fn not_async() {}
+
+fn main() {}
