@@ -32,6 +32,8 @@ pub(crate) struct Core {
     pub(crate) budget: usize,
     /// Wakers of tasks that yielded, woken after the next turn of the ring.
     pub(crate) deferred: RefCell<Vec<std::task::Waker>>,
+    /// Spare vector for wakers collected under a borrow and woken after.
+    pub(crate) wake_spare: RefCell<Vec<std::task::Waker>>,
     /// Spare vector swapped with the remote queue to avoid reallocating.
     pub(crate) remote_spare: RefCell<Vec<TaskRef>>,
 }

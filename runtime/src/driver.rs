@@ -12,6 +12,7 @@
 //!   kernel does not finish in time.
 
 use std::io;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
@@ -26,6 +27,9 @@ pub(crate) struct Driver {
     /// Resources of ignored operations whose last CQE arrived; dropped by
     /// the run loop outside any borrow of the driver.
     released: Vec<Parked>,
+    /// Wakers of tasks whose operations completed; woken by the run loop
+    /// outside any borrow of the driver.
+    to_wake: Vec<Waker>,
     /// `IOSQE_CQE_SKIP_SUCCESS` is available for cancels.
     skip_success: bool,
     sqpoll: bool,
@@ -59,6 +63,7 @@ impl Driver {
             ring,
             ops: Lifecycle::new(),
             released: Vec::new(),
+            to_wake: Vec::new(),
             wake_fd,
             wake_buf: Box::new(0),
             wake_armed: false,
@@ -116,9 +121,10 @@ impl Driver {
         std::mem::take(&mut self.released)
     }
 
-    /// Whether anything was released since the last `take_released`.
-    pub(crate) fn has_released(&self) -> bool {
-        !self.released.is_empty()
+    /// Moves the wakers of completed operations into `out` (an empty
+    /// vector whose allocation is swapped in, so nothing is allocated).
+    pub(crate) fn swap_wakers(&mut self, out: &mut Vec<Waker>) {
+        std::mem::swap(&mut self.to_wake, out);
     }
 
     /// Pushes one SQE, flushing a full submission queue first.
@@ -197,6 +203,7 @@ impl Driver {
                 ring,
                 ops,
                 released,
+                to_wake,
                 wake_armed,
                 ..
             } = self;
@@ -214,7 +221,7 @@ impl Driver {
                     continue;
                 }
                 if let CqeOutcome::Release(Some(parked)) =
-                    ops.complete(user_data, cqe.result(), cqe.flags())
+                    ops.complete(user_data, cqe.result(), cqe.flags(), to_wake)
                 {
                     released.push(parked);
                 }
@@ -278,6 +285,11 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Wakers collected during shutdown belong to dropped tasks.
+    pub(crate) fn clear_wakers(&mut self) {
+        self.to_wake.clear();
     }
 
     fn abandon(&mut self) {

@@ -119,8 +119,15 @@ impl Lifecycle {
         self.slots.len()
     }
 
-    /// Stores one CQE in its slot.
-    pub(crate) fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> CqeOutcome {
+    /// Stores one CQE in its slot; the waiting task's waker, if any, is
+    /// moved to `wake` (woken by the caller once it released its borrows).
+    pub(crate) fn complete(
+        &mut self,
+        user_data: u64,
+        result: i32,
+        flags: u32,
+        wake: &mut Vec<Waker>,
+    ) -> CqeOutcome {
         let key = (user_data & 0xffff_ffff) as usize;
         let Some(slot) = self.slots.get_mut(key) else {
             debug_assert!(false, "CQE for user_data {user_data:#x} has no live slot");
@@ -159,7 +166,7 @@ impl Lifecycle {
             }
         }
         if let Some(waker) = slot.waker.take() {
-            waker.wake();
+            wake.push(waker);
         }
         CqeOutcome::Stored
     }
@@ -288,7 +295,7 @@ mod tests {
     fn single_shot_result_before_poll_frees_on_take() {
         let mut lc = Lifecycle::new();
         let (key, ud) = lc.insert(false);
-        assert!(matches!(lc.complete(ud, 7, 0), CqeOutcome::Stored));
+        assert!(matches!(lc.complete(ud, 7, 0, &mut Vec::new()), CqeOutcome::Stored));
         let w = Arc::new(CountWake(AtomicUsize::new(0)));
         let waker = Waker::from(w.clone());
         let mut cx = Context::from_waker(&waker);
@@ -307,7 +314,10 @@ mod tests {
         let waker = Waker::from(w.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(lc.poll_single(key, &mut cx).is_pending());
-        lc.complete(ud, -libc::ECANCELED, 0);
+        let mut wake = Vec::new();
+        lc.complete(ud, -libc::ECANCELED, 0, &mut wake);
+        assert_eq!(wake.len(), 1);
+        wake.drain(..).for_each(Waker::wake);
         assert_eq!(w.0.load(Ordering::SeqCst), 1);
         let Poll::Ready(c) = lc.poll_single(key, &mut cx) else {
             panic!()
@@ -320,9 +330,9 @@ mod tests {
         let mut lc = Lifecycle::new();
         let (key, ud) = lc.insert(true);
         for i in 0..5 {
-            lc.complete(ud, i, F_MORE);
+            lc.complete(ud, i, F_MORE, &mut Vec::new());
         }
-        lc.complete(ud, 5, 0);
+        lc.complete(ud, 5, 0, &mut Vec::new());
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         for i in 0..6 {
@@ -344,9 +354,9 @@ mod tests {
             panic!("an unfinished op must be cancelled")
         };
         assert_eq!(cancel, ud);
-        assert!(matches!(lc.complete(ud, 1, F_MORE), CqeOutcome::Stored));
+        assert!(matches!(lc.complete(ud, 1, F_MORE, &mut Vec::new()), CqeOutcome::Stored));
         assert_eq!(lc.len(), 1);
-        match lc.complete(ud, -libc::ECANCELED, 0) {
+        match lc.complete(ud, -libc::ECANCELED, 0, &mut Vec::new()) {
             CqeOutcome::Release(Some(p)) => {
                 assert_eq!(*p.downcast::<Vec<u8>>().unwrap(), vec![1, 2, 3])
             }
@@ -359,7 +369,7 @@ mod tests {
     fn ignoring_a_finished_op_frees_at_once() {
         let mut lc = Lifecycle::new();
         let (key, ud) = lc.insert(false);
-        lc.complete(ud, 0, 0);
+        lc.complete(ud, 0, 0, &mut Vec::new());
         assert!(lc.ignore(key, Box::new(())).is_ok());
         assert_eq!(lc.len(), 0);
     }
@@ -368,7 +378,7 @@ mod tests {
     fn reused_key_gets_new_generation() {
         let mut lc = Lifecycle::new();
         let (k1, ud1) = lc.insert(false);
-        lc.complete(ud1, 0, 0);
+        lc.complete(ud1, 0, 0, &mut Vec::new());
         let waker = Waker::noop();
         let _ = lc.poll_single(k1, &mut Context::from_waker(waker));
         let (k2, ud2) = lc.insert(false);

@@ -84,6 +84,7 @@ impl Runtime {
             blocking: Pool::new(config.max_blocking_threads, config.blocking_keep_alive),
             budget: config.event_interval,
             deferred: RefCell::new(Vec::new()),
+            wake_spare: RefCell::new(Vec::new()),
             remote_spare: RefCell::new(Vec::new()),
         });
         Ok(Runtime {
@@ -169,43 +170,34 @@ impl Wake for MainWake {
 }
 
 impl Core {
-    /// One `io_uring_enter` (waiting if `idle`), then drops resources of
-    /// finished ignored ops outside the driver's borrow.
+    /// One `io_uring_enter` (waiting if `idle`), then wakes the tasks whose
+    /// operations completed and drops the resources of finished ignored
+    /// ops, both outside the driver's borrow.
     pub(crate) fn turn(&self, idle: bool) {
-        let timeout = if idle {
-            match self.timers.borrow().next_deadline() {
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if deadline <= now {
-                        // A timer is due: don't wait at all.
-                        self.turn_nowait();
-                        return;
-                    }
-                    Some(deadline - now)
+        let mut idle = idle;
+        let mut timeout = None;
+        if idle {
+            if let Some(deadline) = self.timers.borrow().next_deadline() {
+                let now = Instant::now();
+                if deadline <= now {
+                    // A timer is due: don't wait at all.
+                    idle = false;
+                } else {
+                    timeout = Some(deadline - now);
                 }
-                None => None,
             }
-        } else {
-            None
-        };
+        }
+        let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
         let released = {
             let mut driver = self.driver.borrow_mut();
             driver.turn(idle, timeout);
-            if driver.has_released() {
-                driver.take_released()
-            } else {
-                Vec::new()
-            }
-        };
-        drop(released);
-    }
-
-    fn turn_nowait(&self) {
-        let released = {
-            let mut driver = self.driver.borrow_mut();
-            driver.turn(false, None);
+            driver.swap_wakers(&mut wakers);
             driver.take_released()
         };
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        *self.wake_spare.borrow_mut() = wakers;
         drop(released);
     }
 
@@ -223,10 +215,16 @@ impl Core {
     }
 
     pub(crate) fn fire_timers(&self) {
-        let mut timers = self.timers.borrow_mut();
-        if timers.next_deadline().is_some_and(|d| d <= Instant::now()) {
-            timers.fire(Instant::now());
+        let now = Instant::now();
+        if !self.timers.borrow().next_deadline().is_some_and(|d| d <= now) {
+            return;
         }
+        let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
+        self.timers.borrow_mut().fire(now, &mut wakers);
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        *self.wake_spare.borrow_mut() = wakers;
     }
 
     /// Drops every task and waits for the kernel to finish every operation.
@@ -257,6 +255,7 @@ impl Core {
         let released = {
             let mut driver = self.driver.borrow_mut();
             driver.shutdown(grace);
+            driver.clear_wakers();
             driver.take_released()
         };
         drop(released);

@@ -45,18 +45,15 @@ impl Timers {
         self.map.first_key_value().map(|((d, _), _)| *d)
     }
 
-    /// Wakes every timer whose deadline is at or before `now`; returns how
-    /// many fired.
-    pub(crate) fn fire(&mut self, now: Instant) -> usize {
-        let mut fired = 0;
+    /// Removes every timer whose deadline is at or before `now`, moving
+    /// its waker to `out` (woken by the caller after releasing the borrow).
+    pub(crate) fn fire(&mut self, now: Instant, out: &mut Vec<Waker>) {
         while let Some(entry) = self.map.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            entry.remove().wake();
-            fired += 1;
+            out.push(entry.remove());
         }
-        fired
     }
 
     /// Drops every timer (runtime shutdown).
