@@ -238,8 +238,9 @@ impl From<Elapsed> for std::io::Error {
 /// A ticker that fires every `period`; the first tick completes at once.
 ///
 /// If ticks are missed (the task was busy for longer than a period), the
-/// next tick comes at the next multiple of `period` after now: missed ticks
-/// are skipped, not delivered in a burst.
+/// overdue tick completes at once and the missed ones are skipped, not
+/// delivered in a burst: the tick after it comes at the next multiple of
+/// `period` (counted from the overdue tick's instant) after now.
 ///
 /// # Panics
 ///
