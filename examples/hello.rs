@@ -50,7 +50,10 @@ async fn main() -> std::io::Result<()> {
     // A raw no-op operation through the public submission API.
     // SAFETY: a NOP points at no memory.
     let (completion, ()) = unsafe { Op::submit((), |_| opcode::Nop::new().build()) }.await;
-    println!("a NOP round trip through the ring: {:?}", completion.result()?);
+    println!(
+        "a NOP round trip through the ring: {:?}",
+        completion.result()?
+    );
 
     println!("done in {:?}", start.elapsed());
     Ok(())

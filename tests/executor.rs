@@ -755,6 +755,7 @@ fn yield_now_fires_due_timers_before_continuing() {
 /// crashes nor resurrects the task; an `abort` on the stale handle is a
 /// no-op too.
 #[test]
+#[allow(clippy::async_yields_async)] // the block returns the JoinHandle on purpose
 fn waker_outliving_its_runtime_is_harmless() {
     with_deadline(LIMIT, || {
         let rt = Runtime::new().unwrap();

@@ -19,7 +19,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::builder::Config;
 use crate::error::{missing_feature, setup_error};
-use crate::lifecycle::{CqeOutcome, Lifecycle, Parked, CANCEL_UD, INTERNAL, WAKE_UD};
+use crate::lifecycle::{CqeOutcome, Lifecycle, Parked, CANCEL_UD, CLOSE_UD, INTERNAL, WAKE_UD};
 
 pub(crate) struct Driver {
     ring: IoUring,
@@ -30,6 +30,10 @@ pub(crate) struct Driver {
     /// Wakers of tasks whose operations completed; woken by the run loop
     /// outside any borrow of the driver.
     to_wake: Vec<Waker>,
+    /// Scratch space for descriptors to close.
+    orphan_scratch: Vec<i32>,
+    /// Scratch space for operations to cancel again.
+    recancel_scratch: Vec<u64>,
     /// `IOSQE_CQE_SKIP_SUCCESS` is available for cancels.
     skip_success: bool,
     sqpoll: bool,
@@ -64,6 +68,8 @@ impl Driver {
             ops: Lifecycle::new(),
             released: Vec::new(),
             to_wake: Vec::new(),
+            orphan_scratch: Vec::new(),
+            recancel_scratch: Vec::new(),
             wake_fd,
             wake_buf: Box::new(0),
             wake_armed: false,
@@ -82,11 +88,29 @@ impl Driver {
     /// Every pointer in `entry` stays valid until the operation's last CQE
     /// (see [`crate::op::Op::submit`]).
     pub(crate) unsafe fn submit(&mut self, entry: squeue::Entry, multishot: bool) -> usize {
-        let (key, user_data) = self.ops.insert(multishot);
+        let (key, user_data) = self.ops.insert(multishot, creates_fd(&entry));
         let entry = entry.user_data(user_data);
         // SAFETY: forwarded from the caller.
         unsafe { self.push(&entry) };
         key
+    }
+
+    /// Closes, without blocking, descriptors that operations created for
+    /// futures that are gone.
+    fn close_orphans(&mut self) {
+        let mut fds = std::mem::take(&mut self.orphan_scratch);
+        self.ops.take_orphan_fds(&mut fds);
+        for fd in fds.drain(..) {
+            let mut entry = opcode::Close::new(types::Fd(fd))
+                .build()
+                .user_data(CLOSE_UD);
+            if self.skip_success {
+                entry = entry.flags(squeue::Flags::SKIP_SUCCESS);
+            }
+            // SAFETY: a close refers to no memory.
+            unsafe { self.push(&entry) };
+        }
+        self.orphan_scratch = fds;
     }
 
     /// Asks the kernel to cancel the operation with this `user_data`.
@@ -112,6 +136,15 @@ impl Driver {
                 self.ops.leak_parked();
             }
             Err(user_data) => self.cancel(user_data),
+        }
+        self.close_orphans();
+    }
+
+    /// Asks the kernel to stop the operation behind `key` (a multishot
+    /// stream being cancelled); repeated if it goes on posting CQEs.
+    pub(crate) fn request_cancel(&mut self, key: usize) {
+        if let Some(user_data) = self.ops.request_cancel(key) {
+            self.cancel(user_data);
         }
     }
 
@@ -198,6 +231,7 @@ impl Driver {
 
     /// Moves every available CQE into its slot.
     fn reap(&mut self) {
+        let mut recancel = std::mem::take(&mut self.recancel_scratch);
         loop {
             let Driver {
                 ring,
@@ -214,16 +248,20 @@ impl Driver {
                         WAKE_UD => *wake_armed = false,
                         // A cancel that did not succeed: its target had
                         // already completed (ENOENT) or is completing
-                        // (EALREADY). Nothing to do either way.
+                        // (EALREADY). A multishot target that goes on is
+                        // cancelled again when its next CQE arrives.
                         CANCEL_UD => {}
+                        // Closing an orphaned descriptor failed: nothing
+                        // more can be done about it.
+                        CLOSE_UD => {}
                         _ => debug_assert!(false, "unknown internal user_data {user_data:#x}"),
                     }
                     continue;
                 }
-                if let CqeOutcome::Release(Some(parked)) =
-                    ops.complete(user_data, cqe.result(), cqe.flags(), to_wake)
-                {
-                    released.push(parked);
+                match ops.complete(user_data, cqe.result(), cqe.flags(), to_wake) {
+                    CqeOutcome::Release(Some(parked)) => released.push(parked),
+                    CqeOutcome::Recancel => recancel.push(user_data),
+                    CqeOutcome::Release(None) | CqeOutcome::Stored => {}
                 }
             }
             // CQEs the kernel kept aside on overflow come back with an enter
@@ -234,9 +272,16 @@ impl Driver {
             match self.ring.submitter().submit() {
                 Ok(_) => {}
                 Err(e) if is_transient(&e) => {}
-                Err(e) => panic!("io_uring_enter failed while flushing overflowed completions: {e}"),
+                Err(e) => {
+                    panic!("io_uring_enter failed while flushing overflowed completions: {e}")
+                }
             }
         }
+        for user_data in recancel.drain(..) {
+            self.cancel(user_data);
+        }
+        self.recancel_scratch = recancel;
+        self.close_orphans();
     }
 
     fn arm_wake(&mut self) {
@@ -307,6 +352,38 @@ impl Driver {
     }
 }
 
+/// Whether a successful result of this SQE is a new, ordinary file
+/// descriptor (accept, openat, openat2, socket) that the runtime must close
+/// if nobody takes it. Not for direct descriptors (a non-zero
+/// `file_index`), whose results are table slots, not descriptors.
+fn creates_fd(entry: &squeue::Entry) -> bool {
+    let code = entry.get_opcode() as u8;
+    let creates = code == opcode::Accept::CODE
+        || code == opcode::AcceptMulti::CODE
+        || code == opcode::OpenAt::CODE
+        || code == opcode::OpenAt2::CODE
+        || code == opcode::Socket::CODE;
+    if !creates {
+        return false;
+    }
+    // `struct io_uring_sqe` is 64 bytes with `file_index` (a u32, in a
+    // union with `splice_fd_in`) at byte 44; `squeue::Entry` is a
+    // `#[repr(C)]` wrapper of exactly that struct.
+    const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+    // SAFETY: Entry is a repr(C) newtype of the 64-byte io_uring_sqe, so
+    // reading 4 bytes at offset 44 stays inside it; read_unaligned makes
+    // no alignment assumption.
+    let file_index = unsafe {
+        std::ptr::read_unaligned(
+            (entry as *const squeue::Entry)
+                .cast::<u8>()
+                .add(44)
+                .cast::<u32>(),
+        )
+    };
+    file_index == 0
+}
+
 /// `IORING_SETUP_*` flags from the kernel's UAPI header.
 mod setup {
     pub(super) const SUBMIT_ALL: u32 = 1 << 7;
@@ -365,5 +442,7 @@ fn build_ring(config: &Config) -> io::Result<(IoUring, u32)> {
             Err(e) => return Err(setup_error(e)),
         }
     }
-    Err(setup_error(last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))))
+    Err(setup_error(last_err.unwrap_or_else(|| {
+        io::Error::from_raw_os_error(libc::EINVAL)
+    })))
 }

@@ -89,10 +89,18 @@ mod tests {
     #[test]
     fn kinds_and_sources_are_kept() {
         for (errno, kind, needle) in [
-            (libc::EPERM, io::ErrorKind::PermissionDenied, "kernel.io_uring_disabled"),
+            (
+                libc::EPERM,
+                io::ErrorKind::PermissionDenied,
+                "kernel.io_uring_disabled",
+            ),
             (libc::ENOSYS, io::ErrorKind::Unsupported, "Linux 5.11"),
             (libc::ENOMEM, io::ErrorKind::OutOfMemory, "ulimit -l"),
-            (libc::EINVAL, io::ErrorKind::InvalidInput, "io_uring_setup failed"),
+            (
+                libc::EINVAL,
+                io::ErrorKind::InvalidInput,
+                "io_uring_setup failed",
+            ),
         ] {
             let e = setup_error(io::Error::from_raw_os_error(errno));
             assert_eq!(e.kind(), kind);

@@ -35,6 +35,8 @@ pub(crate) const INTERNAL: u64 = 1 << 63;
 pub(crate) const CANCEL_UD: u64 = INTERNAL | 1;
 /// `user_data` of the eventfd read that wakes a parked ring.
 pub(crate) const WAKE_UD: u64 = INTERNAL | 2;
+/// `user_data` of the close SQEs for descriptors nobody claimed.
+pub(crate) const CLOSE_UD: u64 = INTERNAL | 3;
 
 /// Resources parked in a slot after their future was dropped.
 pub(crate) type Parked = Box<dyn Any>;
@@ -61,18 +63,30 @@ struct Slot {
     user_data: u64,
     waker: Option<Waker>,
     state: State,
+    /// The result of a successful CQE is a new file descriptor (accept,
+    /// open, socket), which the runtime closes if nobody takes it.
+    creates_fd: bool,
+    /// A cancel was asked for: a multishot op that keeps posting CQEs with
+    /// `IORING_CQE_F_MORE` gets cancelled again (a cancel can miss it, e.g.
+    /// a repeating timeout between two shots answers `ENOENT`).
+    cancel_requested: bool,
 }
 
 /// The slab of operations in flight.
 pub(crate) struct Lifecycle {
     slots: Slab<Slot>,
     generation: u32,
+    /// Descriptors created by operations whose results nobody will take;
+    /// the driver closes them.
+    orphan_fds: Vec<i32>,
 }
 
 /// What the driver must do after handing a CQE to the lifecycle.
 pub(crate) enum CqeOutcome {
     /// Nothing more.
     Stored,
+    /// A cancel was asked for but the operation goes on: cancel it again.
+    Recancel,
     /// The operation was ignored and is finished: drop these resources
     /// (outside any borrow of the driver).
     Release(Option<Parked>),
@@ -83,12 +97,13 @@ impl Lifecycle {
         Lifecycle {
             slots: Slab::new(),
             generation: 0,
+            orphan_fds: Vec::new(),
         }
     }
 
     /// Reserves a slot for an operation about to be pushed and returns its
     /// `user_data`.
-    pub(crate) fn insert(&mut self, multishot: bool) -> (usize, u64) {
+    pub(crate) fn insert(&mut self, multishot: bool, creates_fd: bool) -> (usize, u64) {
         let entry = self.slots.vacant_entry();
         let key = entry.key();
         assert!(
@@ -109,6 +124,8 @@ impl Lifecycle {
             user_data,
             waker: None,
             state,
+            creates_fd,
+            cancel_requested: false,
         });
         (key, user_data)
     }
@@ -151,10 +168,19 @@ impl Lifecycle {
                 debug_assert!(!*finished, "CQE after the final multishot CQE");
                 queue.push_back(completion);
                 *finished = !more;
+                if more && slot.cancel_requested {
+                    if let Some(waker) = slot.waker.take() {
+                        wake.push(waker);
+                    }
+                    return CqeOutcome::Recancel;
+                }
             }
             State::Ignored(parked) => {
+                if slot.creates_fd && result >= 0 {
+                    self.orphan_fds.push(result);
+                }
                 if more {
-                    return CqeOutcome::Stored;
+                    return CqeOutcome::Recancel;
                 }
                 let parked = parked.take();
                 self.slots.remove(key);
@@ -222,27 +248,51 @@ impl Lifecycle {
         }
     }
 
-    /// The `user_data` of a live slot.
-    pub(crate) fn user_data(&self, key: usize) -> u64 {
-        self.slots[key].user_data
-    }
-
     /// The future owning `key` is gone. If the kernel is done with the
     /// operation the slot is freed and the resources are handed back to be
     /// dropped; otherwise they are parked in the slot until the last CQE and
     /// `Err(user_data)` says which operation to cancel.
     pub(crate) fn ignore(&mut self, key: usize, resources: Parked) -> Result<Parked, u64> {
-        if self.is_finished(key) {
+        let finished = self.is_finished(key);
+        let slot = &mut self.slots[key];
+        // Results nobody will take: descriptors among them are closed.
+        match &mut slot.state {
+            State::Done(c) if slot.creates_fd && c.raw_result() >= 0 => {
+                self.orphan_fds.push(c.raw_result());
+            }
+            State::Multi { queue, .. } => {
+                for c in queue.drain(..) {
+                    if slot.creates_fd && c.raw_result() >= 0 {
+                        self.orphan_fds.push(c.raw_result());
+                    }
+                }
+            }
+            _ => {}
+        }
+        if finished {
             self.slots.remove(key);
             return Ok(resources);
         }
-        let slot = &mut self.slots[key];
         slot.waker = None;
-        if let State::Multi { queue, .. } = &mut slot.state {
-            queue.clear();
-        }
+        slot.cancel_requested = true;
         slot.state = State::Ignored(Some(resources));
         Err(slot.user_data)
+    }
+
+    /// Marks the operation as one whose cancel was asked for; returns its
+    /// `user_data` if it may still post CQEs.
+    pub(crate) fn request_cancel(&mut self, key: usize) -> Option<u64> {
+        if self.is_finished(key) {
+            return None;
+        }
+        let slot = &mut self.slots[key];
+        slot.cancel_requested = true;
+        Some(slot.user_data)
+    }
+
+    /// Descriptors to close, created by operations nobody will claim.
+    pub(crate) fn take_orphan_fds(&mut self, out: &mut Vec<i32>) {
+        out.append(&mut self.orphan_fds);
     }
 
     /// The `user_data` of every operation that may still produce CQEs.
@@ -294,8 +344,11 @@ mod tests {
     #[test]
     fn single_shot_result_before_poll_frees_on_take() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(false);
-        assert!(matches!(lc.complete(ud, 7, 0, &mut Vec::new()), CqeOutcome::Stored));
+        let (key, ud) = lc.insert(false, false);
+        assert!(matches!(
+            lc.complete(ud, 7, 0, &mut Vec::new()),
+            CqeOutcome::Stored
+        ));
         let w = Arc::new(CountWake(AtomicUsize::new(0)));
         let waker = Waker::from(w.clone());
         let mut cx = Context::from_waker(&waker);
@@ -309,7 +362,7 @@ mod tests {
     #[test]
     fn waker_is_woken_by_completion() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(false);
+        let (key, ud) = lc.insert(false, false);
         let w = Arc::new(CountWake(AtomicUsize::new(0)));
         let waker = Waker::from(w.clone());
         let mut cx = Context::from_waker(&waker);
@@ -322,13 +375,16 @@ mod tests {
         let Poll::Ready(c) = lc.poll_single(key, &mut cx) else {
             panic!()
         };
-        assert_eq!(c.result().unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+        assert_eq!(
+            c.result().unwrap_err().raw_os_error(),
+            Some(libc::ECANCELED)
+        );
     }
 
     #[test]
     fn multishot_results_in_order_and_freed_after_last() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(true);
+        let (key, ud) = lc.insert(true, false);
         for i in 0..5 {
             lc.complete(ud, i, F_MORE, &mut Vec::new());
         }
@@ -349,12 +405,17 @@ mod tests {
     #[test]
     fn ignored_resources_released_on_last_cqe_only() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(true);
+        let (key, ud) = lc.insert(true, false);
         let Err(cancel) = lc.ignore(key, Box::new(vec![1u8, 2, 3])) else {
             panic!("an unfinished op must be cancelled")
         };
         assert_eq!(cancel, ud);
-        assert!(matches!(lc.complete(ud, 1, F_MORE, &mut Vec::new()), CqeOutcome::Stored));
+        // A multishot op that goes on after its future was dropped is
+        // cancelled again.
+        assert!(matches!(
+            lc.complete(ud, 1, F_MORE, &mut Vec::new()),
+            CqeOutcome::Recancel
+        ));
         assert_eq!(lc.len(), 1);
         match lc.complete(ud, -libc::ECANCELED, 0, &mut Vec::new()) {
             CqeOutcome::Release(Some(p)) => {
@@ -366,9 +427,57 @@ mod tests {
     }
 
     #[test]
+    fn unclaimed_descriptors_are_orphaned() {
+        let mut lc = Lifecycle::new();
+        let mut fds = Vec::new();
+        // A single-shot result that arrived but was never taken.
+        let (k1, ud1) = lc.insert(false, true);
+        lc.complete(ud1, 41, 0, &mut Vec::new());
+        assert!(lc.ignore(k1, Box::new(())).is_ok());
+        // A late result after the future was dropped.
+        let (k2, ud2) = lc.insert(false, true);
+        assert!(lc.ignore(k2, Box::new(())).is_err());
+        lc.complete(ud2, 42, 0, &mut Vec::new());
+        // Queued multishot results, and one more after the drop; errors
+        // are not descriptors.
+        let (k3, ud3) = lc.insert(true, true);
+        lc.complete(ud3, 43, F_MORE, &mut Vec::new());
+        lc.complete(ud3, -libc::EMFILE, F_MORE, &mut Vec::new());
+        assert!(lc.ignore(k3, Box::new(())).is_err());
+        lc.complete(ud3, 44, F_MORE, &mut Vec::new());
+        lc.complete(ud3, -libc::ECANCELED, 0, &mut Vec::new());
+        lc.take_orphan_fds(&mut fds);
+        assert_eq!(fds, vec![41, 42, 43, 44]);
+        assert_eq!(lc.len(), 0);
+        // Ops that do not create descriptors never orphan results.
+        let (k4, ud4) = lc.insert(false, false);
+        lc.complete(ud4, 5, 0, &mut Vec::new());
+        assert!(lc.ignore(k4, Box::new(())).is_ok());
+        lc.take_orphan_fds(&mut fds);
+        assert_eq!(fds.len(), 4);
+    }
+
+    #[test]
+    fn cancelled_multishot_that_goes_on_is_recancelled() {
+        let mut lc = Lifecycle::new();
+        let (key, ud) = lc.insert(true, false);
+        assert_eq!(lc.request_cancel(key), Some(ud));
+        let mut wake = Vec::new();
+        assert!(matches!(
+            lc.complete(ud, 0, F_MORE, &mut wake),
+            CqeOutcome::Recancel
+        ));
+        assert!(matches!(
+            lc.complete(ud, -libc::ECANCELED, 0, &mut wake),
+            CqeOutcome::Stored
+        ));
+        assert_eq!(lc.request_cancel(key), None);
+    }
+
+    #[test]
     fn ignoring_a_finished_op_frees_at_once() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(false);
+        let (key, ud) = lc.insert(false, false);
         lc.complete(ud, 0, 0, &mut Vec::new());
         assert!(lc.ignore(key, Box::new(())).is_ok());
         assert_eq!(lc.len(), 0);
@@ -377,11 +486,11 @@ mod tests {
     #[test]
     fn reused_key_gets_new_generation() {
         let mut lc = Lifecycle::new();
-        let (k1, ud1) = lc.insert(false);
+        let (k1, ud1) = lc.insert(false, false);
         lc.complete(ud1, 0, 0, &mut Vec::new());
         let waker = Waker::noop();
         let _ = lc.poll_single(k1, &mut Context::from_waker(waker));
-        let (k2, ud2) = lc.insert(false);
+        let (k2, ud2) = lc.insert(false, false);
         assert_eq!(k1, k2);
         assert_ne!(ud1, ud2);
         assert_eq!(ud1 & INTERNAL, 0);

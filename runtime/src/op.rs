@@ -38,10 +38,14 @@
 //!   parked inside the runtime, the operation is cancelled
 //!   (`IORING_OP_ASYNC_CANCEL`), and the data is dropped when the last CQE
 //!   arrives, whatever it says. A cancel races the operation: it may still
-//!   complete, in which case its effect happened (bytes were read and are
-//!   lost with the buffer, a descriptor was created; a wrapper that creates
-//!   descriptors must close them when dropped, which [`Op::submit`]'s data
-//!   type can do in its `Drop`).
+//!   complete, in which case its effect happened: bytes that were read are
+//!   lost with the buffer, bytes that were written are sent. A descriptor
+//!   created by an operation nobody claims (accept, openat, openat2, socket
+//!   whose future was dropped, or multishot accept results still queued) is
+//!   closed by the runtime with an `IORING_OP_CLOSE`; direct descriptors
+//!   (a non-zero `file_index`) are left to their owner.
+//! - A cancelled multishot operation that keeps posting CQEs is cancelled
+//!   again until it stops.
 //! - Dropping the runtime cancels every operation and waits for the kernel
 //!   to finish with it before freeing its data; if the kernel does not
 //!   finish within the shutdown timeout, the data is leaked, never freed.
@@ -174,7 +178,10 @@ impl<T: 'static> Future for Op<T> {
     type Output = (Completion, T);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        assert!(self.data.is_some(), "runtime::op::Op polled after completion");
+        assert!(
+            self.data.is_some(),
+            "runtime::op::Op polled after completion"
+        );
         let ready = self.core.driver.borrow_mut().ops.poll_single(self.key, cx);
         match ready {
             Poll::Ready(completion) => {
@@ -273,11 +280,7 @@ impl<T: 'static> Multishot<T> {
         if self.ended {
             return;
         }
-        let mut driver = self.core.driver.borrow_mut();
-        if !driver.ops.is_finished(self.key) {
-            let user_data = driver.ops.user_data(self.key);
-            driver.cancel(user_data);
-        }
+        self.core.driver.borrow_mut().request_cancel(self.key);
     }
 
     /// Whether the stream has ended (its last completion was handed out).

@@ -216,7 +216,7 @@ impl Core {
 
     pub(crate) fn fire_timers(&self) {
         let now = Instant::now();
-        if !self.timers.borrow().next_deadline().is_some_and(|d| d <= now) {
+        if self.timers.borrow().next_deadline().is_none_or(|d| d > now) {
             return;
         }
         let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());

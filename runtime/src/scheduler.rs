@@ -99,12 +99,7 @@ impl Core {
         F::Output: 'static,
     {
         // Three references: the set of live tasks, the run queue, the handle.
-        let raw = TaskRef::allocate(
-            future,
-            self.shared.clone(),
-            3,
-            SCHEDULED | JOIN_INTEREST,
-        );
+        let raw = TaskRef::allocate(future, self.shared.clone(), 3, SCHEDULED | JOIN_INTEREST);
         // SAFETY: each call takes over one of the three references.
         let (owned, queued) = unsafe { (TaskRef::from_raw(raw), TaskRef::from_raw(raw)) };
         let key = self.tasks.borrow_mut().insert(owned);

@@ -301,7 +301,12 @@ unsafe fn complete<F: Future>(
     outcome: Result<F::Output, JoinError>,
 ) {
     // SAFETY: runtime thread; the stage is Consumed, nothing borrows it.
-    unsafe { ptr::write(cell.stage.get().cast::<Stage<F>>(), Stage::Finished(outcome)) };
+    unsafe {
+        ptr::write(
+            cell.stage.get().cast::<Stage<F>>(),
+            Stage::Finished(outcome),
+        )
+    };
     let prev = cell.header.state.fetch_or(COMPLETE, Ordering::AcqRel);
     let owned = core.forget_task(cell.header.owned_key.load(Ordering::Relaxed), ptr);
     if prev & JOIN_INTEREST != 0 {
@@ -319,7 +324,9 @@ unsafe fn complete<F: Future>(
 unsafe fn finish_cancelled_erased(ptr: NonNull<Header>) {
     // SAFETY: runtime thread; the task is live.
     let header = unsafe { ptr.as_ref() };
-    let prev = header.state.fetch_or(COMPLETE | CANCELLED, Ordering::AcqRel);
+    let prev = header
+        .state
+        .fetch_or(COMPLETE | CANCELLED, Ordering::AcqRel);
     let _ = prev;
 }
 

@@ -255,7 +255,10 @@ pub fn interval(period: Duration) -> Interval {
 ///
 /// If `period` is zero.
 pub fn interval_at(start: Instant, period: Duration) -> Interval {
-    assert!(!period.is_zero(), "runtime::time::interval: period must be non-zero");
+    assert!(
+        !period.is_zero(),
+        "runtime::time::interval: period must be non-zero"
+    );
     Interval {
         period,
         sleep: sleep_until(start),

@@ -21,7 +21,9 @@ fn main() {
     const SPAWN: u64 = 100_000;
     let a = median_rate(ROUNDS, SPAWN, || {
         ours.block_on(async {
-            let hs: Vec<_> = (0..SPAWN).map(|i| runtime::spawn(async move { i })).collect();
+            let hs: Vec<_> = (0..SPAWN)
+                .map(|i| runtime::spawn(async move { i }))
+                .collect();
             let mut sum = 0;
             for h in hs {
                 sum += h.await.unwrap();
