@@ -95,6 +95,19 @@ impl Driver {
         key
     }
 
+    /// Pushes an operation nobody awaits; its slot is freed by its CQE and
+    /// runtime shutdown still waits for it.
+    ///
+    /// # Safety
+    ///
+    /// The SQE points at no memory, or only at `'static` memory.
+    pub(crate) unsafe fn submit_detached(&mut self, entry: squeue::Entry) {
+        let user_data = self.ops.insert_detached();
+        let entry = entry.user_data(user_data);
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push(&entry) };
+    }
+
     /// Closes, without blocking, descriptors that operations created for
     /// futures that are gone.
     fn close_orphans(&mut self) {

@@ -37,6 +37,8 @@ mod builder;
 mod context;
 mod driver;
 mod error;
+mod fd;
+pub mod io;
 mod join;
 mod lifecycle;
 pub mod op;

@@ -130,6 +130,14 @@ impl Lifecycle {
         (key, user_data)
     }
 
+    /// Reserves a slot for a fire-and-forget operation (a close): nobody
+    /// waits for it, its slot goes with its CQE.
+    pub(crate) fn insert_detached(&mut self) -> u64 {
+        let (key, user_data) = self.insert(false, false);
+        self.slots[key].state = State::Ignored(None);
+        user_data
+    }
+
     /// The number of slots alive (operations in flight or with results not
     /// yet taken).
     pub(crate) fn len(&self) -> usize {

@@ -67,6 +67,8 @@ use std::task::{Context, Poll};
 
 use crate::context::{expect_current, Core};
 
+pub use crate::fd::SharedFd;
+
 /// The io-uring crate this runtime builds SQEs with, re-exported so that
 /// callers build entries with the same version ([`opcode`](io_uring::opcode),
 /// [`types`](io_uring::types), [`squeue::Entry`](io_uring::squeue::Entry)).
