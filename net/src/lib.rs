@@ -1,5 +1,54 @@
-//! Sockets on the io_uring runtime.
+//! Sockets on the io_uring runtime: TCP, UDP and Unix domain.
 //!
-//! This crate is a placeholder until the networking issue lands: it has no
-//! public items yet. Every socket operation will be a plain user of
-//! [`runtime::op`].
+//! Every data-path call (accept, connect, read, write, send, recv, ...) is
+//! an io_uring operation submitted through [`runtime::op`]; socket setup
+//! (creating, binding, listening, options) uses plain system calls, which
+//! never block. Buffers are taken by value and handed back in a
+//! [`runtime::BufResult`], because the kernel owns them while an operation
+//! is in flight.
+//!
+//! ```no_run
+//! use net::TcpListener;
+//!
+//! #[runtime::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = TcpListener::bind("127.0.0.1:7000")?;
+//!     loop {
+//!         let (stream, _) = listener.accept().await?;
+//!         runtime::spawn(async move {
+//!             let mut buf = Vec::with_capacity(4096);
+//!             loop {
+//!                 let (res, b) = stream.read(buf).await;
+//!                 if !matches!(res, Ok(n) if n > 0) {
+//!                     return;
+//!                 }
+//!                 let (res, b) = stream.write_all(b).await;
+//!                 if res.is_err() {
+//!                     return;
+//!                 }
+//!                 buf = b;
+//!                 buf.clear();
+//!             }
+//!         });
+//!     }
+//! }
+//! ```
+//!
+//! Closing is safe: a socket's descriptor is closed when the socket *and*
+//! every operation still in flight on it are gone, so its number is never
+//! reused while the kernel may still use it. Writes never raise `SIGPIPE`
+//! (they are sends with `MSG_NOSIGNAL`).
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod addr;
+pub use addr::ToSocketAddrs;
+mod backoff;
+mod stream;
+mod tcp;
+mod udp;
+mod unix;
+
+pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixIncoming, UnixListener, UnixStream};

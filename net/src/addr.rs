@@ -1,0 +1,209 @@
+//! Socket addresses: resolving without blocking the ring, and converting to
+//! and from the kernel's representation.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{SockAddr, SockAddrStorage};
+
+/// Anything that names socket addresses: the same types as
+/// [`std::net::ToSocketAddrs`] (`SocketAddr`, `"127.0.0.1:80"`,
+/// `("localhost", 80)`, `(IpAddr, u16)`, `&[SocketAddr]`, ...).
+///
+/// It is a trait of its own so that names needing a lookup (DNS,
+/// `/etc/hosts`) can be resolved on the blocking thread pool instead of on
+/// the ring's thread: async functions taking it ([`TcpStream::connect`],
+/// [`UdpSocket::connect`](crate::UdpSocket::connect)) never block the ring.
+/// Numeric addresses never need a lookup.
+///
+/// [`TcpStream::connect`]: crate::TcpStream::connect
+pub trait ToSocketAddrs: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use std::io;
+    use std::net::SocketAddr;
+
+    /// What resolving an address takes.
+    pub enum Resolve {
+        /// Resolved without a lookup.
+        Ready(io::Result<Vec<SocketAddr>>),
+        /// A `host:port` string that needs a lookup.
+        Lookup(String),
+    }
+
+    pub trait Sealed {
+        fn resolve(&self) -> Resolve;
+    }
+}
+
+use sealed::{Resolve, Sealed};
+
+macro_rules! direct {
+    ($($t:ty),*) => {$(
+        impl ToSocketAddrs for $t {}
+        impl Sealed for $t {
+            fn resolve(&self) -> Resolve {
+                Resolve::Ready(std::net::ToSocketAddrs::to_socket_addrs(self).map(Iterator::collect))
+            }
+        }
+    )*};
+}
+direct!(
+    SocketAddr,
+    std::net::SocketAddrV4,
+    std::net::SocketAddrV6,
+    (std::net::IpAddr, u16),
+    (std::net::Ipv4Addr, u16),
+    (std::net::Ipv6Addr, u16)
+);
+
+impl ToSocketAddrs for &[SocketAddr] {}
+impl Sealed for &[SocketAddr] {
+    fn resolve(&self) -> Resolve {
+        Resolve::Ready(Ok(self.to_vec()))
+    }
+}
+
+impl ToSocketAddrs for str {}
+impl Sealed for str {
+    fn resolve(&self) -> Resolve {
+        match self.parse::<SocketAddr>() {
+            Ok(a) => Resolve::Ready(Ok(vec![a])),
+            Err(_) => Resolve::Lookup(self.to_string()),
+        }
+    }
+}
+
+impl ToSocketAddrs for String {}
+impl Sealed for String {
+    fn resolve(&self) -> Resolve {
+        self.as_str().resolve()
+    }
+}
+
+impl ToSocketAddrs for (&str, u16) {}
+impl Sealed for (&str, u16) {
+    fn resolve(&self) -> Resolve {
+        let (host, port) = *self;
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Resolve::Ready(Ok(vec![SocketAddr::new(ip, port)])),
+            Err(_) => Resolve::Lookup(format!("{host}:{port}")),
+        }
+    }
+}
+
+impl ToSocketAddrs for (String, u16) {}
+impl Sealed for (String, u16) {
+    fn resolve(&self) -> Resolve {
+        (self.0.as_str(), self.1).resolve()
+    }
+}
+
+impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {}
+impl<T: Sealed + ?Sized> Sealed for &T {
+    fn resolve(&self) -> Resolve {
+        (**self).resolve()
+    }
+}
+
+/// Resolves without blocking the ring: lookups run on the blocking pool.
+pub(crate) async fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
+    match addr.resolve() {
+        Resolve::Ready(res) => res,
+        Resolve::Lookup(text) => runtime::spawn_blocking(move || {
+            std::net::ToSocketAddrs::to_socket_addrs(&text).map(Iterator::collect)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("address lookup failed: {e}")))?,
+    }
+}
+
+/// Resolves on the calling thread (for synchronous `bind`s; binding to a
+/// name that needs a lookup is rare).
+pub(crate) fn resolve_now<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
+    match addr.resolve() {
+        Resolve::Ready(res) => res,
+        Resolve::Lookup(text) => {
+            std::net::ToSocketAddrs::to_socket_addrs(&text).map(Iterator::collect)
+        }
+    }
+}
+
+/// Tries each address in turn with `f` (synchronously), returning the
+/// first success or the last error.
+pub(crate) fn each_addr_now<T>(
+    addrs: Vec<SocketAddr>,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for addr in addrs {
+        match f(addr) {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(no_addresses))
+}
+
+fn no_addresses() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "the address resolved to no socket addresses",
+    )
+}
+
+/// Tries each address in turn with `f`, returning the first success or the
+/// last error.
+pub(crate) async fn each_addr<T, F, Fut>(addrs: Vec<SocketAddr>, mut f: F) -> io::Result<T>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = io::Result<T>>,
+{
+    let mut last = None;
+    for addr in addrs {
+        match f(addr).await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(no_addresses))
+}
+
+/// Boxed storage the kernel writes a peer address into (accept,
+/// recvmsg): heap-allocated so its address is stable while the op is in
+/// flight.
+pub(crate) struct AddrBuf {
+    pub(crate) storage: libc::sockaddr_storage,
+    pub(crate) len: libc::socklen_t,
+}
+
+impl AddrBuf {
+    pub(crate) fn new() -> Box<AddrBuf> {
+        Box::new(AddrBuf {
+            // SAFETY: all-zero bytes are a valid sockaddr_storage.
+            storage: unsafe { std::mem::zeroed() },
+            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        })
+    }
+
+    /// The address the kernel wrote.
+    pub(crate) fn to_sockaddr(&self) -> SockAddr {
+        let mut storage = SockAddrStorage::zeroed();
+        // SAFETY: sockaddr_storage is one of the platform's sockaddr types;
+        // the kernel wrote at most `len <= size_of(sockaddr_storage)` bytes.
+        unsafe {
+            *storage.view_as::<libc::sockaddr_storage>() = self.storage;
+            SockAddr::new(storage, self.len)
+        }
+    }
+
+    /// The address as an IP socket address.
+    pub(crate) fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+        self.to_sockaddr().as_socket().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the kernel returned a non-IP address for an IP socket",
+            )
+        })
+    }
+}

@@ -1,0 +1,284 @@
+//! The read and write operations shared by every stream socket (TCP and
+//! Unix), each one SQE whose data owns the buffers and a handle on the
+//! descriptor.
+
+use std::io;
+
+use runtime::buf::{IoBuf, IoBufMut};
+use runtime::op::io_uring::opcode;
+use runtime::op::{Op, SharedFd};
+use runtime::BufResult;
+
+/// The most bytes one SQE can ask for (its length field is a u32).
+const MAX_LEN: usize = u32::MAX as usize;
+
+/// One `IORING_OP_RECV` into `buf`'s writable region.
+pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
+    let start = buf.read_start();
+    // SAFETY: the SQE points into the buffer's heap memory, owned by the op
+    // data (a buffer's memory does not move with the value, per the IoBuf
+    // contract), and names a descriptor kept open by the SharedFd clone in
+    // the same data.
+    let op = unsafe {
+        Op::submit((fd.clone(), buf), |(fd, buf)| {
+            let len = (buf.bytes_total() - start).min(MAX_LEN) as u32;
+            opcode::Recv::new(fd.target(), buf.stable_mut_ptr().add(start), len).build()
+        })
+    };
+    let (completion, (_fd, mut buf)) = op.await;
+    match completion.result() {
+        Ok(n) => {
+            // SAFETY: the kernel initialised n bytes from `start`.
+            unsafe { buf.set_init(start + n as usize) };
+            (Ok(n as usize), buf)
+        }
+        Err(e) => (Err(e), buf),
+    }
+}
+
+/// One `IORING_OP_SEND` with `MSG_NOSIGNAL` of `buf`'s initialised bytes.
+pub(crate) async fn send<B: IoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
+    // SAFETY: as in `read`; the kernel only reads the buffer.
+    let op = unsafe {
+        Op::submit((fd.clone(), buf), |(fd, buf)| {
+            let len = buf.bytes_init().min(MAX_LEN) as u32;
+            opcode::Send::new(fd.target(), buf.stable_ptr(), len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        })
+    };
+    let (completion, (_fd, buf)) = op.await;
+    (completion.result().map(|n| n as usize), buf)
+}
+
+/// The data of a vectored operation: the buffers, their iovec array and
+/// the message header that points at it, all owned by the op.
+struct Vectored<B> {
+    _fd: SharedFd,
+    bufs: Vec<B>,
+    iovecs: Vec<libc::iovec>,
+    msg: Box<libc::msghdr>,
+}
+
+fn empty_msghdr() -> Box<libc::msghdr> {
+    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+    Box::new(unsafe { std::mem::zeroed() })
+}
+
+/// One `IORING_OP_RECVMSG` scattering into `bufs` in order.
+pub(crate) async fn readv<B: IoBufMut>(fd: &SharedFd, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+    let iovecs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| {
+            let start = b.read_start();
+            libc::iovec {
+                // SAFETY: start <= bytes_total, inside the allocation.
+                iov_base: unsafe { b.stable_mut_ptr().add(start) }.cast(),
+                iov_len: b.bytes_total() - start,
+            }
+        })
+        .collect();
+    let starts: Vec<usize> = bufs.iter().map(|b| b.read_start()).collect();
+    let data = Vectored {
+        _fd: fd.clone(),
+        bufs,
+        iovecs,
+        msg: empty_msghdr(),
+    };
+    // SAFETY: the iovecs point into the buffers' heap memory and the msghdr
+    // (boxed) points at the iovec array (a Vec's heap buffer); all of it is
+    // owned by the op data, and the descriptor is kept open by the SharedFd
+    // clone in it.
+    let op = unsafe {
+        Op::submit(data, |d| {
+            d.msg.msg_iov = d.iovecs.as_mut_ptr();
+            d.msg.msg_iovlen = d.iovecs.len();
+            opcode::RecvMsg::new(runtime::op::io_uring::types::Fd(d._fd.raw()), &mut *d.msg)
+                .build()
+        })
+    };
+    let (completion, data) = op.await;
+    let mut bufs = data.bufs;
+    match completion.result() {
+        Ok(n) => {
+            let mut left = n as usize;
+            for (b, start) in bufs.iter_mut().zip(starts) {
+                let room = b.bytes_total() - start;
+                let got = left.min(room);
+                // SAFETY: the kernel filled the iovecs in order; this buffer
+                // got `got` bytes from `start`.
+                unsafe { b.set_init(start + got) };
+                left -= got;
+                if left == 0 {
+                    break;
+                }
+            }
+            (Ok(n as usize), bufs)
+        }
+        Err(e) => (Err(e), bufs),
+    }
+}
+
+/// One `IORING_OP_SENDMSG` with `MSG_NOSIGNAL` gathering from `bufs`.
+pub(crate) async fn writev<B: IoBuf>(fd: &SharedFd, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+    let iovecs: Vec<libc::iovec> = bufs
+        .iter()
+        .map(|b| libc::iovec {
+            iov_base: b.stable_ptr() as *mut libc::c_void,
+            iov_len: b.bytes_init(),
+        })
+        .collect();
+    let data = Vectored {
+        _fd: fd.clone(),
+        bufs,
+        iovecs,
+        msg: empty_msghdr(),
+    };
+    // SAFETY: as in `readv`; the kernel only reads the buffers.
+    let op = unsafe {
+        Op::submit(data, |d| {
+            d.msg.msg_iov = d.iovecs.as_mut_ptr();
+            d.msg.msg_iovlen = d.iovecs.len();
+            opcode::SendMsg::new(runtime::op::io_uring::types::Fd(d._fd.raw()), &*d.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        })
+    };
+    let (completion, data) = op.await;
+    (completion.result().map(|n| n as usize), data.bufs)
+}
+
+/// `shutdown(2)`: a plain system call, it never blocks.
+pub(crate) fn shutdown(fd: &SharedFd, how: std::net::Shutdown) -> io::Result<()> {
+    let how = match how {
+        std::net::Shutdown::Read => libc::SHUT_RD,
+        std::net::Shutdown::Write => libc::SHUT_WR,
+        std::net::Shutdown::Both => libc::SHUT_RDWR,
+    };
+    // SAFETY: plain syscall on a descriptor we keep open.
+    if unsafe { libc::shutdown(fd.raw(), how) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Generates, for a stream socket type with a `fd: SharedFd` field, the
+/// read/write method family and the `runtime::io` trait impls.
+macro_rules! stream_methods {
+    ($ty:ident) => {
+        impl $ty {
+            /// Reads once into `buf`'s writable region (a `Vec`'s spare
+            /// capacity, which it then extends) and returns the number of
+            /// bytes read; `0` means the peer closed its side (or `buf` has
+            /// no room).
+            pub async fn read<B: runtime::buf::IoBufMut>(
+                &self,
+                buf: B,
+            ) -> runtime::BufResult<usize, B> {
+                crate::stream::read(&self.fd, buf).await
+            }
+
+            /// Reads until `buf` is full (a `Vec` up to its capacity),
+            /// handling short reads. `UnexpectedEof` if the peer closes
+            /// first; the bytes read so far are in the buffer.
+            pub async fn read_exact<B: runtime::buf::IoBufMut>(
+                &self,
+                buf: B,
+            ) -> runtime::BufResult<(), B> {
+                <Self as runtime::io::OwnedRead>::read_exact(self, buf).await
+            }
+
+            /// Reads once, scattering into the buffers in order
+            /// (`IORING_OP_RECVMSG`).
+            pub async fn readv<B: runtime::buf::IoBufMut>(
+                &self,
+                bufs: Vec<B>,
+            ) -> runtime::BufResult<usize, Vec<B>> {
+                crate::stream::readv(&self.fd, bufs).await
+            }
+
+            /// Writes once from `buf`'s initialised bytes and returns how
+            /// many were taken, possibly fewer. Never raises `SIGPIPE`: a
+            /// closed peer is a `BrokenPipe` error.
+            pub async fn write<B: runtime::buf::IoBuf>(
+                &self,
+                buf: B,
+            ) -> runtime::BufResult<usize, B> {
+                crate::stream::send(&self.fd, buf).await
+            }
+
+            /// Writes all of `buf`'s initialised bytes, handling short
+            /// writes.
+            pub async fn write_all<B: runtime::buf::IoBuf>(
+                &self,
+                buf: B,
+            ) -> runtime::BufResult<(), B> {
+                <Self as runtime::io::OwnedWrite>::write_all(self, buf).await
+            }
+
+            /// Writes once, gathering from the buffers in order
+            /// (`IORING_OP_SENDMSG` with `MSG_NOSIGNAL`).
+            pub async fn writev<B: runtime::buf::IoBuf>(
+                &self,
+                bufs: Vec<B>,
+            ) -> runtime::BufResult<usize, Vec<B>> {
+                crate::stream::writev(&self.fd, bufs).await
+            }
+
+            /// Sends once (`IORING_OP_SEND` with `MSG_NOSIGNAL`); the same
+            /// as [`write`](Self::write).
+            pub async fn send<B: runtime::buf::IoBuf>(
+                &self,
+                buf: B,
+            ) -> runtime::BufResult<usize, B> {
+                crate::stream::send(&self.fd, buf).await
+            }
+
+            /// Shuts down the read side, the write side or both.
+            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+                crate::stream::shutdown(&self.fd, how)
+            }
+        }
+
+        impl runtime::io::OwnedRead for $ty {
+            fn read<B: runtime::buf::IoBufMut>(
+                &self,
+                buf: B,
+            ) -> impl std::future::Future<Output = runtime::BufResult<usize, B>> {
+                crate::stream::read(&self.fd, buf)
+            }
+
+            fn readv<B: runtime::buf::IoBufMut>(
+                &self,
+                bufs: Vec<B>,
+            ) -> impl std::future::Future<Output = runtime::BufResult<usize, Vec<B>>> {
+                crate::stream::readv(&self.fd, bufs)
+            }
+        }
+
+        impl runtime::io::OwnedWrite for $ty {
+            fn write<B: runtime::buf::IoBuf>(
+                &self,
+                buf: B,
+            ) -> impl std::future::Future<Output = runtime::BufResult<usize, B>> {
+                crate::stream::send(&self.fd, buf)
+            }
+
+            fn writev<B: runtime::buf::IoBuf>(
+                &self,
+                bufs: Vec<B>,
+            ) -> impl std::future::Future<Output = runtime::BufResult<usize, Vec<B>>> {
+                crate::stream::writev(&self.fd, bufs)
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.fd.raw()
+            }
+        }
+    };
+}
+
+pub(crate) use stream_methods;
