@@ -452,8 +452,8 @@ fn cqe_before_first_poll_is_ready_on_first_poll() {
 /// timespec boxed in the op's data) whose stream is not polled while the
 /// CQEs arrive: every result is queued, the stream yields exactly 5
 /// completions (`-ETIME`; all but the last with `IORING_CQE_F_MORE`), then
-/// ends; the slot lives until the end is handed out, then `in_flight()` is 0
-/// and the data comes back with `into_inner`.
+/// ends; the slot lives until the last result is handed out and goes with
+/// it (`in_flight()` is 0), and the data comes back with `into_inner`.
 #[test]
 fn multishot_timeout_results_are_queued_and_slot_freed_on_last() {
     run(|| async {
@@ -480,8 +480,10 @@ fn multishot_timeout_results_are_queued_and_slot_freed_on_last() {
                 got.len() <= N as usize,
                 "more completions than repeats: {got:?}"
             );
-            // The slot stays until the end was handed out.
-            assert_eq!(in_flight(), 1);
+            // The slot stays until the last result was handed out, and goes
+            // with it.
+            assert_eq!(in_flight(), usize::from(c.has_more()), "{c:?}");
+            assert_eq!(stream.is_ended(), !c.has_more());
         }
         assert_eq!(got.len(), N as usize, "{got:?}");
         for (i, c) in got.iter().enumerate() {

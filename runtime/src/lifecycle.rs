@@ -224,19 +224,24 @@ impl Lifecycle {
         }
     }
 
-    /// Polls a multishot operation: the next queued result, `None` once the
-    /// final CQE's result was handed out (which frees the slot).
+    /// Polls a multishot operation: the next queued result and whether it is
+    /// the last one (the slot is then freed at once), or `None` if the
+    /// operation ended without results left.
     pub(crate) fn poll_multi(
         &mut self,
         key: usize,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Completion>> {
+    ) -> Poll<Option<(Completion, bool)>> {
         let slot = &mut self.slots[key];
         let State::Multi { queue, finished } = &mut slot.state else {
             unreachable!("multishot poll of a single-shot or ignored slot")
         };
         if let Some(c) = queue.pop_front() {
-            return Poll::Ready(Some(c));
+            let last = *finished && queue.is_empty();
+            if last {
+                self.slots.remove(key);
+            }
+            return Poll::Ready(Some((c, last)));
         }
         if *finished {
             self.slots.remove(key);
@@ -401,13 +406,15 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         for i in 0..6 {
             match lc.poll_multi(key, &mut cx) {
-                Poll::Ready(Some(c)) => assert_eq!(c.result().unwrap(), i),
+                Poll::Ready(Some((c, last))) => {
+                    assert_eq!(c.result().unwrap(), i);
+                    assert_eq!(last, i == 5);
+                }
                 other => panic!("expected result {i}, got {:?}", other.map(|o| o.is_some())),
             }
-            assert_eq!(lc.len(), 1);
+            // The slot goes with the last result.
+            assert_eq!(lc.len(), if i == 5 { 0 } else { 1 });
         }
-        assert!(matches!(lc.poll_multi(key, &mut cx), Poll::Ready(None)));
-        assert_eq!(lc.len(), 0);
     }
 
     #[test]

@@ -264,10 +264,18 @@ impl<T: 'static> Multishot<T> {
             return Poll::Ready(None);
         }
         let polled = self.core.driver.borrow_mut().ops.poll_multi(self.key, cx);
-        if let Poll::Ready(None) = polled {
-            self.ended = true;
+        match polled {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some((completion, last))) => {
+                // The slot was freed with the last result.
+                self.ended = last;
+                Poll::Ready(Some(completion))
+            }
         }
-        polled
     }
 
     /// The next completion, or `None` once the operation is over.
@@ -285,7 +293,9 @@ impl<T: 'static> Multishot<T> {
         self.core.driver.borrow_mut().request_cancel(self.key);
     }
 
-    /// Whether the stream has ended (its last completion was handed out).
+    /// Whether the stream has ended: its last completion was handed out, so
+    /// the kernel is done with the operation and the next poll gives
+    /// `None`.
     pub fn is_ended(&self) -> bool {
         self.ended
     }

@@ -1,0 +1,221 @@
+//! [`File`]: an open file whose every operation is an SQE.
+
+use std::ffi::CString;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use runtime::buf::{IoBuf, IoBufMut};
+use runtime::io::{OwnedRead, OwnedWrite};
+use runtime::op::io_uring::{opcode, types};
+use runtime::op::{Op, SharedFd};
+use runtime::BufResult;
+
+use crate::metadata::{statx, Metadata};
+use crate::rw::{self, check_pos, CURSOR};
+use crate::OpenOptions;
+
+/// An open file.
+///
+/// All I/O takes `&self` and an explicit offset, so several tasks can read
+/// and write one `File` at once. Buffers are passed by value and come back
+/// with the result (see the [crate docs](crate)).
+///
+/// Dropping a `File` closes its descriptor through the ring without
+/// blocking, and only once no operation in flight uses it any more;
+/// [`close`](File::close) does the same but reports `close(2)`'s result.
+///
+/// `File` also implements the runtime's stream traits
+/// ([`OwnedRead`]/[`OwnedWrite`]) at the file position (offset `-1` in the
+/// SQE), for pipes, terminals and sequential use.
+pub struct File {
+    fd: SharedFd,
+}
+
+impl File {
+    /// Opens a file for reading (`IORING_OP_OPENAT` with `O_RDONLY`).
+    ///
+    /// A missing file is `NotFound`; a path with an interior NUL byte is
+    /// `InvalidInput`.
+    pub async fn open<P: AsRef<Path>>(path: P) -> io::Result<File> {
+        OpenOptions::new().read(true).open(path).await
+    }
+
+    /// Opens a file for writing, creating it or truncating it to length 0
+    /// (`O_WRONLY | O_CREAT | O_TRUNC`, mode `0o666` before the umask).
+    pub async fn create<P: AsRef<Path>>(path: P) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .await
+    }
+
+    /// A fresh [`OpenOptions`], for `File::options().read(true).open(p)`.
+    pub fn options() -> OpenOptions {
+        OpenOptions::new()
+    }
+
+    pub(crate) fn from_shared(fd: SharedFd) -> File {
+        File { fd }
+    }
+
+    /// Wraps an open std file; its descriptor is now closed by this `File`.
+    pub fn from_std(file: std::fs::File) -> File {
+        File::from(OwnedFd::from(file))
+    }
+
+    /// The shared descriptor, for submitting other operations on this file
+    /// through [`runtime::op`] (keep a clone in the operation's data).
+    pub fn shared_fd(&self) -> &SharedFd {
+        &self.fd
+    }
+
+    /// Reads once at `pos` into `buf`'s writable region (a `Vec`'s spare
+    /// capacity, which the read appends to) and returns the count read:
+    /// fewer than asked near the end of the file, `0` at or past it.
+    ///
+    /// One read moves at most `u32::MAX` bytes. An offset past `i64::MAX`
+    /// is `InvalidInput`.
+    pub async fn read_at<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
+        if let Err(e) = check_pos(pos) {
+            return (Err(e), buf);
+        }
+        rw::read(&self.fd, buf, pos).await
+    }
+
+    /// Reads at `pos` until `buf` is full (a `Vec` up to its capacity),
+    /// looping over short reads. If the file ends first the result is
+    /// `UnexpectedEof`, with the bytes that were read in the buffer.
+    pub async fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<(), B> {
+        if let Err(e) = check_pos(pos) {
+            return (Err(e), buf);
+        }
+        rw::read_exact(&self.fd, buf, pos).await
+    }
+
+    /// Reads once at `pos`, filling the buffers in order
+    /// (`IORING_OP_READV`), and returns the total count read. At most 1024
+    /// buffers take part in one call.
+    pub async fn readv_at<B: IoBufMut>(&self, bufs: Vec<B>, pos: u64) -> BufResult<usize, Vec<B>> {
+        if let Err(e) = check_pos(pos) {
+            return (Err(e), bufs);
+        }
+        rw::readv(&self.fd, bufs, pos).await
+    }
+
+    /// Writes once at `pos` from `buf`'s initialised bytes and returns how
+    /// many were written (possibly fewer). Writing to a handle opened
+    /// without write access is an error (`EBADF`).
+    pub async fn write_at<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
+        if let Err(e) = check_pos(pos) {
+            return (Err(e), buf);
+        }
+        rw::write(&self.fd, buf, pos).await
+    }
+
+    /// Writes all of `buf`'s initialised bytes at `pos`, looping over short
+    /// writes; `WriteZero` if the file stops taking bytes.
+    pub async fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> BufResult<(), B> {
+        if let Err(e) = check_pos(pos) {
+            return (Err(e), buf);
+        }
+        rw::write_all(&self.fd, buf, pos).await
+    }
+
+    /// Writes once at `pos`, gathering the buffers' initialised bytes in
+    /// order (`IORING_OP_WRITEV`), and returns the total count written. At
+    /// most 1024 buffers take part in one call.
+    pub async fn writev_at<B: IoBuf>(&self, bufs: Vec<B>, pos: u64) -> BufResult<usize, Vec<B>> {
+        if let Err(e) = check_pos(pos) {
+            return (Err(e), bufs);
+        }
+        rw::writev(&self.fd, bufs, pos).await
+    }
+
+    /// Flushes the file's data and metadata to the device
+    /// (`IORING_OP_FSYNC`).
+    ///
+    /// Only writes that completed before this call are covered: the ring
+    /// does not order operations in flight.
+    pub async fn sync_all(&self) -> io::Result<()> {
+        self.fsync(types::FsyncFlags::empty()).await
+    }
+
+    /// Flushes the file's data, and only the metadata needed to read it
+    /// back (`IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`).
+    pub async fn sync_data(&self) -> io::Result<()> {
+        self.fsync(types::FsyncFlags::DATASYNC).await
+    }
+
+    async fn fsync(&self, flags: types::FsyncFlags) -> io::Result<()> {
+        // SAFETY: an fsync SQE points at no memory; the SharedFd clone in the
+        // data keeps the descriptor open until the completion.
+        let op = unsafe {
+            Op::submit(self.fd.clone(), |fd| {
+                opcode::Fsync::new(fd.target()).flags(flags).build()
+            })
+        };
+        let (completion, _fd) = op.await;
+        completion.result().map(drop)
+    }
+
+    /// The file's metadata (`IORING_OP_STATX` on the descriptor).
+    pub async fn metadata(&self) -> io::Result<Metadata> {
+        statx(Some(&self.fd), CString::default(), 0).await
+    }
+
+    /// Closes the file (`IORING_OP_CLOSE`) and reports the result, which
+    /// for some file systems carries a deferred write error.
+    ///
+    /// If operations on the file are still in flight (their futures were
+    /// dropped early), the descriptor is closed when the last of them
+    /// completes, and this returns `Ok(())` at once.
+    pub async fn close(self) -> io::Result<()> {
+        self.fd.close().await
+    }
+}
+
+impl From<OwnedFd> for File {
+    /// Takes ownership of an open descriptor.
+    fn from(fd: OwnedFd) -> File {
+        File::from_shared(SharedFd::new(fd))
+    }
+}
+
+impl AsRawFd for File {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.raw()
+    }
+}
+
+impl fmt::Debug for File {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("File").field("fd", &self.fd.raw()).finish()
+    }
+}
+
+/// Reads at (and advancing) the file position.
+impl OwnedRead for File {
+    fn read<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
+        rw::read(&self.fd, buf, CURSOR)
+    }
+
+    fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> impl Future<Output = BufResult<usize, Vec<B>>> {
+        rw::readv(&self.fd, bufs, CURSOR)
+    }
+}
+
+/// Writes at (and advancing) the file position.
+impl OwnedWrite for File {
+    fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
+        rw::write(&self.fd, buf, CURSOR)
+    }
+
+    fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> impl Future<Output = BufResult<usize, Vec<B>>> {
+        rw::writev(&self.fd, bufs, CURSOR)
+    }
+}
