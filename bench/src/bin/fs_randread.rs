@@ -38,7 +38,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-
 const FILE_LEN: u64 = 1 << 30;
 const BLOCK: usize = 4096;
 const DEPTH: usize = 32;
