@@ -1,3 +1,165 @@
-//! Placeholder: being written.
+//! `kv`: an in-memory key-value server speaking RESP2, the Redis protocol.
+//!
+//! ```text
+//! cargo run --release -p examples --example kv -- 127.0.0.1:6379
+//! redis-cli -p 6379 set greeting hello
+//! redis-benchmark -p 6379 -t ping,set,get -P 16 -q
+//! ```
+//!
+//! One task per connection on the single-threaded runtime, all sharing one
+//! store. Each connection reads into one reusable buffer, parses commands in
+//! place (arguments are slices of that buffer), and answers everything one
+//! read brought in with one `write_all`, so a pipelined batch costs one read
+//! and one write. The protocol and the commands live in the modules `resp`
+//! and `store`, which the tokio peer (`bench/src/bin/tokio_kv.rs`) shares.
 
-fn main() {}
+mod resp;
+mod store;
+
+use std::cell::RefCell;
+use std::io;
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::Duration;
+
+use net::{TcpListener, TcpStream};
+
+use resp::CommandParser;
+use store::{serve, Store};
+
+/// The read buffer's starting size; it doubles while a command is larger.
+const READ_BUF: usize = 16 * 1024;
+
+/// A connection whose buffers grew past this gives the memory back once
+/// they are empty again.
+const SHRINK_ABOVE: usize = 1024 * 1024;
+
+/// The most a single unfinished command may buffer (a full-size bulk
+/// string and then some) before the connection is refused.
+const MAX_QUERY_BUF: usize = resp::MAX_BULK_LEN + 1024 * 1024;
+
+/// How long a connection closed for a protocol error (or `QUIT`) still
+/// reads and discards input, so its last reply is not lost to a TCP reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The most input such a closing connection reads and discards.
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Listens on the address given as the first argument (default
+/// `127.0.0.1:6379`) and serves each client on its own task.
+#[runtime::main]
+async fn main() -> io::Result<()> {
+    let addr = examples::arg_or("127.0.0.1:6379");
+    let listener = TcpListener::bind(addr.as_str())?;
+    println!("kv: listening on {}", listener.local_addr()?);
+    let store = Rc::new(RefCell::new(Store::new()));
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let store = Rc::clone(&store);
+                runtime::spawn(async move {
+                    if let Err(e) = connection(stream, &store).await {
+                        // Peers vanishing is routine; anything else is worth a line.
+                        if !matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                        ) {
+                            eprintln!("kv: connection error: {e}");
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE) and the like: say so, wait a
+                // moment for some to be freed, and go on serving.
+                eprintln!("kv: accept failed: {e}");
+                runtime::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Serves one client until it closes, quits, or breaks the protocol.
+async fn connection(stream: TcpStream, store: &RefCell<Store>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut parser = CommandParser::new();
+    let mut input: Vec<u8> = Vec::with_capacity(READ_BUF);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_BUF);
+    loop {
+        if input.len() == input.capacity() {
+            // A command larger than the buffer: make room for more of it.
+            if input.len() >= MAX_QUERY_BUF {
+                let mut reply = Vec::new();
+                resp::write_error(
+                    &mut reply,
+                    b"ERR Protocol error: query buffer limit exceeded",
+                );
+                let (res, _) = stream.write_all(reply).await;
+                return res;
+            }
+            input.reserve(input.capacity());
+        }
+        let (res, buf) = stream.read(input).await;
+        input = buf;
+        if res? == 0 {
+            return Ok(());
+        }
+
+        // Run every complete command, sending each batch of replies with
+        // one write; usually that is everything this read brought.
+        let mut start = 0;
+        loop {
+            let progress = serve(
+                &mut store.borrow_mut(),
+                &mut parser,
+                &input[start..],
+                &mut out,
+            );
+            start += progress.consumed;
+            if !out.is_empty() {
+                let (res, buf) = stream.write_all(out).await;
+                out = buf;
+                out.clear();
+                res?;
+            }
+            if progress.close {
+                return linger(&stream).await;
+            }
+            if !progress.more {
+                break;
+            }
+        }
+
+        // Keep the unfinished command at the front for the next read.
+        input.copy_within(start.., 0);
+        input.truncate(input.len() - start);
+        if input.is_empty() && input.capacity() > SHRINK_ABOVE {
+            input = Vec::with_capacity(READ_BUF);
+        }
+        if out.capacity() > SHRINK_ABOVE {
+            out = Vec::with_capacity(READ_BUF);
+        }
+    }
+}
+
+/// Closes our side after the last reply, then reads and discards what the
+/// client still sends (bounded in time and bytes), so the kernel does not
+/// answer unread data with a reset that could destroy that reply in flight.
+async fn linger(stream: &TcpStream) -> io::Result<()> {
+    stream.shutdown(Shutdown::Write)?;
+    let drain = async {
+        let mut buf = Vec::with_capacity(READ_BUF);
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            buf.clear();
+            let (res, b) = stream.read(buf).await;
+            buf = b;
+            match res {
+                Ok(n) if n > 0 => total += n,
+                _ => break,
+            }
+        }
+    };
+    let _ = runtime::time::timeout(LINGER, drain).await;
+    Ok(())
+}
