@@ -66,7 +66,10 @@ fn empty_msghdr() -> Box<libc::msghdr> {
 }
 
 /// One `IORING_OP_RECVMSG` scattering into `bufs` in order.
-pub(crate) async fn readv<B: IoBufMut>(fd: &SharedFd, mut bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+pub(crate) async fn readv<B: IoBufMut>(
+    fd: &SharedFd,
+    mut bufs: Vec<B>,
+) -> BufResult<usize, Vec<B>> {
     let iovecs: Vec<libc::iovec> = bufs
         .iter_mut()
         .map(|b| {
@@ -93,8 +96,7 @@ pub(crate) async fn readv<B: IoBufMut>(fd: &SharedFd, mut bufs: Vec<B>) -> BufRe
         Op::submit(data, |d| {
             d.msg.msg_iov = d.iovecs.as_mut_ptr();
             d.msg.msg_iovlen = d.iovecs.len();
-            opcode::RecvMsg::new(runtime::op::io_uring::types::Fd(d._fd.raw()), &mut *d.msg)
-                .build()
+            opcode::RecvMsg::new(runtime::op::io_uring::types::Fd(d._fd.raw()), &mut *d.msg).build()
         })
     };
     let (completion, data) = op.await;

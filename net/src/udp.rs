@@ -85,7 +85,8 @@ impl UdpSocket {
             },
             Err(e) => return (Err(e), buf),
         };
-        self.sendmsg(buf, Some(Box::new(SockAddr::from(addr)))).await
+        self.sendmsg(buf, Some(Box::new(SockAddr::from(addr))))
+            .await
     }
 
     /// Sends one datagram to the connected peer.

@@ -190,10 +190,7 @@ impl fmt::Debug for UnixStream {
 
 /// Runs `f` on a std view of the descriptor (for address queries, which
 /// std can turn into its `SocketAddr`), without taking ownership.
-fn with_std_stream<R>(
-    fd: &SharedFd,
-    f: impl FnOnce(&std::os::unix::net::UnixStream) -> R,
-) -> R {
+fn with_std_stream<R>(fd: &SharedFd, f: impl FnOnce(&std::os::unix::net::UnixStream) -> R) -> R {
     // SAFETY: the view is never dropped (ManuallyDrop), so the descriptor
     // stays owned by the SharedFd, which outlives this call.
     let view = ManuallyDrop::new(unsafe {
