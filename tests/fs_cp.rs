@@ -13,7 +13,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use integration_tests::with_deadline;
@@ -21,38 +20,12 @@ use integration_tests::with_deadline;
 /// Covers a cold build of the examples plus a 256 MiB copy and compare.
 const LIMIT: Duration = Duration::from_secs(900);
 
-/// The directory holding the built `cp` and `cat` examples.
-fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ is inside the workspace");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fs-cp-examples");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let status = Command::new(cargo)
-            .current_dir(workspace)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "examples",
-                "--example",
-                "cp",
-                "--example",
-                "cat",
-            ])
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("RUSTC_BOOTSTRAP")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .expect("cannot run cargo to build the examples");
-        assert!(status.success(), "building the cp and cat examples failed");
-        target.join("debug").join("examples")
-    })
+/// The directory holding the built examples.
+fn examples_dir() -> PathBuf {
+    integration_tests::example_binary(env!("CARGO_TARGET_TMPDIR"), "cp")
+        .parent()
+        .expect("the binary is in a directory")
+        .to_path_buf()
 }
 
 /// Runs an example with `args` (and `stdin` as its input) to completion.

@@ -3,13 +3,12 @@
 //! (pipelining, split requests, connection reuse and closing).
 //!
 //! Each test starts the real example as a child process
-//! (`cargo run -q -p examples --example http -- 127.0.0.1:<port>` from the
-//! workspace root), waits (bounded) until it accepts connections, and kills
-//! it when the test ends, pass or fail.
+//! (the example binary built by `integration_tests::example_binary`, run
+//! with `127.0.0.1:<port>`), waits (bounded) until it accepts connections,
+//! and kills it when the test ends, pass or fail.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -35,9 +34,7 @@ impl Server {
     /// process takes it first the server exits at `bind`, and a new port is
     /// tried (three attempts).
     fn start() -> Server {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ has a parent");
+        let binary = integration_tests::example_binary(env!("CARGO_TARGET_TMPDIR"), "http");
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -46,14 +43,12 @@ impl Server {
                 .expect("no free port")
                 .port();
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let child = Command::new(env!("CARGO"))
-                .current_dir(root)
-                .args(["run", "-q", "-p", "examples", "--example", "http", "--"])
+            let child = Command::new(&binary)
                 .arg(addr.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
-                .expect("cannot run cargo");
+                .expect("cannot start the example");
             let mut server = Server { child, addr };
             // Building the example may take a while on a cold target
             // directory.

@@ -3,13 +3,12 @@
 //! wire-level checks (inline commands, split commands, malformed input).
 //!
 //! Each test starts the real example as a child process
-//! (`cargo run -q -p examples --example kv -- 127.0.0.1:<port>` from the
-//! workspace root), waits (bounded) until it accepts connections, and kills
-//! it when the test ends, pass or fail.
+//! (the example binary built by `integration_tests::example_binary`, run
+//! with `127.0.0.1:<port>`), waits (bounded) until it accepts connections,
+//! and kills it when the test ends, pass or fail.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,22 +29,18 @@ struct Server {
 impl Server {
     /// Starts the example on a free port and waits until it accepts.
     fn start() -> Server {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ has a parent");
+        let binary = integration_tests::example_binary(env!("CARGO_TARGET_TMPDIR"), "kv");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("no free port")
             .port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = Command::new(env!("CARGO"))
-            .current_dir(root)
-            .args(["run", "-q", "-p", "examples", "--example", "kv", "--"])
+        let child = Command::new(&binary)
             .arg(addr.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .expect("cannot run cargo");
+            .expect("cannot start the example");
         let mut server = Server { child, addr };
         // Building the example may take a while on a cold target directory.
         let deadline = Instant::now() + Duration::from_secs(240);

@@ -31,3 +31,48 @@ where
         }
     }
 }
+
+/// The path of the built example program `name`.
+///
+/// The examples are built once per test process with a nested
+/// `cargo build --examples` into `<tmpdir>/example-bins` (pass
+/// `env!("CARGO_TARGET_TMPDIR")`), with the sanitizer flags of the
+/// AddressSanitizer pass removed: that pass sets `RUSTFLAGS`, which a nested
+/// build without `--target` would also apply to the proc-macro crate, which
+/// the compiler then cannot load. The example servers therefore run
+/// uninstrumented in that pass; the runtime, net and fs code they share with
+/// the instrumented tests is covered there directly.
+pub fn example_binary(tmpdir: &str, name: &str) -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ is inside the workspace");
+        let target = Path::new(tmpdir).join("example-bins");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .current_dir(workspace)
+            .args(["build", "-q", "-p", "examples", "--examples"])
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTC_BOOTSTRAP")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .expect("cannot run cargo to build the examples");
+        assert!(status.success(), "building the examples failed");
+        target.join("debug").join("examples")
+    });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "no example named {name} at {}",
+        path.display()
+    );
+    path
+}
