@@ -28,6 +28,8 @@ pub(crate) struct Core {
     pub(crate) tasks: RefCell<Slab<TaskRef>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) blocking: Pool,
+    /// Tasks spawned so far, for metrics.
+    pub(crate) spawned: Cell<u64>,
     /// How many tasks run between two looks at the ring.
     pub(crate) budget: usize,
     /// Wakers of tasks that yielded, woken after the next turn of the ring.

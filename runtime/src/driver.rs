@@ -49,6 +49,10 @@ pub(crate) struct Driver {
     pub(crate) abandoned: bool,
     /// Setup flags the kernel accepted, for diagnostics.
     pub(crate) setup_flags: u32,
+    /// Operations submitted (awaited, multishot and detached), for metrics.
+    pub(crate) submitted: u64,
+    /// CQEs reaped (including the runtime's internal ones), for metrics.
+    pub(crate) reaped: u64,
 }
 
 impl Driver {
@@ -76,6 +80,8 @@ impl Driver {
             shutting_down: false,
             abandoned: false,
             setup_flags,
+            submitted: 0,
+            reaped: 0,
         };
         driver.arm_wake();
         Ok(driver)
@@ -89,6 +95,7 @@ impl Driver {
     /// (see [`crate::op::Op::submit`]).
     pub(crate) unsafe fn submit(&mut self, entry: squeue::Entry, multishot: bool) -> usize {
         let (key, user_data) = self.ops.insert(multishot, creates_fd(&entry));
+        self.submitted += 1;
         let entry = entry.user_data(user_data);
         // SAFETY: forwarded from the caller.
         unsafe { self.push(&entry) };
@@ -103,6 +110,7 @@ impl Driver {
     /// The SQE points at no memory, or only at `'static` memory.
     pub(crate) unsafe fn submit_detached(&mut self, entry: squeue::Entry) {
         let user_data = self.ops.insert_detached();
+        self.submitted += 1;
         let entry = entry.user_data(user_data);
         // SAFETY: forwarded from the caller.
         unsafe { self.push(&entry) };
@@ -252,9 +260,11 @@ impl Driver {
                 released,
                 to_wake,
                 wake_armed,
+                reaped,
                 ..
             } = self;
             for cqe in ring.completion() {
+                *reaped += 1;
                 let user_data = cqe.user_data();
                 if user_data & INTERNAL != 0 {
                     match user_data {

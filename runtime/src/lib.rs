@@ -41,6 +41,7 @@ mod fd;
 pub mod io;
 mod join;
 mod lifecycle;
+mod metrics;
 pub mod op;
 mod runtime;
 mod scheduler;
@@ -49,6 +50,7 @@ pub mod time;
 
 pub use builder::Builder;
 pub use join::{JoinError, JoinHandle};
+pub use metrics::{metrics, Metrics};
 pub use runtime::{block_on, Runtime};
 pub use scheduler::{spawn, spawn_blocking, yield_now};
 

@@ -82,6 +82,7 @@ impl Runtime {
             tasks: RefCell::new(Slab::new()),
             shared,
             blocking: Pool::new(config.max_blocking_threads, config.blocking_keep_alive),
+            spawned: std::cell::Cell::new(0),
             budget: config.event_interval,
             deferred: RefCell::new(Vec::new()),
             wake_spare: RefCell::new(Vec::new()),
@@ -129,6 +130,13 @@ impl Runtime {
             core.turn(idle);
             core.wake_deferred();
         }
+    }
+}
+
+impl Runtime {
+    /// Counters of this runtime (see [`Metrics`](crate::Metrics)).
+    pub fn metrics(&self) -> crate::Metrics {
+        self.core.metrics()
     }
 }
 

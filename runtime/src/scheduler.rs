@@ -98,6 +98,7 @@ impl Core {
         F: Future + 'static,
         F::Output: 'static,
     {
+        self.spawned.set(self.spawned.get() + 1);
         // Three references: the set of live tasks, the run queue, the handle.
         let raw = TaskRef::allocate(future, self.shared.clone(), 3, SCHEDULED | JOIN_INTEREST);
         // SAFETY: each call takes over one of the three references.
