@@ -18,6 +18,8 @@
 //! ```
 
 mod conn;
+#[cfg(test)]
+mod fuzz_tests;
 mod parser;
 
 use std::io;

@@ -13,6 +13,8 @@
 //! and one write. The protocol and the commands live in the modules `resp`
 //! and `store`, which the tokio peer (`bench/src/bin/tokio_kv.rs`) shares.
 
+#[cfg(test)]
+mod fuzz_tests;
 mod resp;
 mod store;
 
