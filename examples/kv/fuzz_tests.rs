@@ -17,46 +17,9 @@ use crate::resp::{
 use crate::store::{serve, Store};
 use crate::{MAX_QUERY_BUF, READ_BUF, SHRINK_ABOVE};
 
-/// A small deterministic PRNG (splitmix64): good enough to spread test
-/// cases, with no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// A number in `lo..hi` (`lo < hi`).
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo)
-    }
-
-    /// True with probability `1 / n`.
-    fn one_in(&mut self, n: usize) -> bool {
-        self.below(n) == 0
-    }
-
-    fn pick_bytes(&mut self, items: &[&'static [u8]]) -> &'static [u8] {
-        items[self.below(items.len())]
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
-    }
-}
+#[path = "../test_rng.rs"]
+mod test_rng;
+use test_rng::Rng;
 
 /// Cuts `len` bytes into chunk sizes: one byte at a time, small pieces,
 /// large pieces, or a mix, so that every kind of split point is exercised.
