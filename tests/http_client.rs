@@ -9,9 +9,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::with_deadline;
 
@@ -23,53 +22,18 @@ const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running `http` example; killed (and reaped) when dropped.
 struct Server {
-    child: Child,
+    /// Kept for its `Drop`, which kills the server.
+    _server: integration_tests::ExampleServer,
     addr: SocketAddr,
 }
 
 impl Server {
     /// Starts the example on a free port and waits until it accepts.
-    ///
-    /// The port is found by binding port 0 and releasing it; if another
-    /// process takes it first the server exits at `bind`, and a new port is
-    /// tried (three attempts).
     fn start() -> Server {
-        let binary = integration_tests::example_binary(env!("CARGO_TARGET_TMPDIR"), "http");
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("no free port")
-                .port();
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let child = Command::new(&binary)
-                .arg(addr.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("cannot start the example");
-            let mut server = Server { child, addr };
-            // Building the example may take a while on a cold target
-            // directory.
-            let deadline = Instant::now() + Duration::from_secs(240);
-            loop {
-                if let Some(status) = server.child.try_wait().expect("try_wait") {
-                    assert!(
-                        attempt < 3,
-                        "the http example exited before listening: {status}"
-                    );
-                    break;
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
-                    return server;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the http example did not listen on {addr} within 240 s"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        let server = integration_tests::ExampleServer::start(env!("CARGO_TARGET_TMPDIR"), "http");
+        Server {
+            addr: server.addr,
+            _server: server,
         }
     }
 
@@ -88,13 +52,6 @@ impl Server {
             stream,
             buf: Vec::new(),
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

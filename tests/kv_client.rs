@@ -9,8 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::with_deadline;
 
@@ -22,40 +21,18 @@ const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running `kv` example; killed (and reaped) when dropped.
 struct Server {
-    child: Child,
+    /// Kept for its `Drop`, which kills the server.
+    _server: integration_tests::ExampleServer,
     addr: SocketAddr,
 }
 
 impl Server {
     /// Starts the example on a free port and waits until it accepts.
     fn start() -> Server {
-        let binary = integration_tests::example_binary(env!("CARGO_TARGET_TMPDIR"), "kv");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("no free port")
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = Command::new(&binary)
-            .arg(addr.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("cannot start the example");
-        let mut server = Server { child, addr };
-        // Building the example may take a while on a cold target directory.
-        let deadline = Instant::now() + Duration::from_secs(240);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
-                return server;
-            }
-            if let Some(status) = server.child.try_wait().expect("try_wait") {
-                panic!("the kv example exited before listening: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the kv example did not listen on {addr} within 240 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let server = integration_tests::ExampleServer::start(env!("CARGO_TARGET_TMPDIR"), "kv");
+        Server {
+            addr: server.addr,
+            _server: server,
         }
     }
 
@@ -77,14 +54,6 @@ impl Server {
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // `cargo run` execs the example, so this is the server itself.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -76,3 +76,64 @@ pub fn example_binary(tmpdir: &str, name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// A running example server, started on a free loopback port; killed and
+/// reaped when dropped.
+pub struct ExampleServer {
+    child: std::process::Child,
+    /// The address it listens on.
+    pub addr: std::net::SocketAddr,
+}
+
+impl ExampleServer {
+    /// Starts the example `name` (see [`example_binary`]) with a free
+    /// loopback address as its argument and waits, bounded, until it
+    /// accepts connections. If another process takes the port first, the
+    /// server exits at `bind` and a new port is tried (three attempts).
+    pub fn start(tmpdir: &str, name: &str) -> ExampleServer {
+        use std::process::{Command, Stdio};
+        use std::time::Instant;
+
+        let binary = example_binary(tmpdir, name);
+        for attempt in 1..=3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("no free port")
+                .port();
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+            let child = Command::new(&binary)
+                .arg(addr.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start the {name} example: {e}"));
+            let mut server = ExampleServer { child, addr };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                    return server;
+                }
+                if let Some(status) = server.child.try_wait().expect("try_wait") {
+                    assert!(
+                        attempt < 3,
+                        "the {name} example exited before listening: {status}"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the {name} example did not listen on {addr} within 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
