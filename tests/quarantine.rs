@@ -508,8 +508,10 @@ async fn write_late(
     None
 }
 
-/// Ends a round: the late writer is done, the runtime turned so the
-/// abandoned op's final CQE arrived, and `drain_fd` is empty again.
+/// Ends a round: the late writer is done, the abandoned op's final CQE
+/// arrived (nothing is in flight any more, so no kernel read can race the
+/// drain: with an SQPOLL ring the cancel may take the kernel thread a
+/// while), and `drain_fd` is empty again.
 async fn finish_round(writer: Option<std::thread::JoinHandle<()>>, drain_fd: RawFd) {
     if let Some(w) = writer {
         // Keep the runtime turning while the thread writes.
@@ -519,6 +521,14 @@ async fn finish_round(writer: Option<std::thread::JoinHandle<()>>, drain_fd: Raw
         w.join().unwrap();
     }
     turn(4).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while runtime::op::in_flight() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned read never completed"
+        );
+        runtime::time::sleep(Duration::from_millis(1)).await;
+    }
     drain(drain_fd);
 }
 
