@@ -8,7 +8,7 @@
 
 use std::io;
 
-use runtime::buf::{IoBuf, IoBufMut};
+use runtime::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
 use runtime::op::io_uring::opcode;
 use runtime::op::{Op, SharedFd};
 use runtime::BufResult;
@@ -132,18 +132,8 @@ pub(crate) async fn readv<B: IoBufMut>(
     // the operation's data, as is the SharedFd clone.
     let op = unsafe {
         Op::submit(data, |d| {
-            d.iovecs = d
-                .bufs
-                .iter_mut()
-                .take(IOV_MAX)
-                .map(|b| {
-                    let start = b.read_start();
-                    libc::iovec {
-                        iov_base: b.stable_mut_ptr().add(start).cast(),
-                        iov_len: b.bytes_total() - start,
-                    }
-                })
-                .collect();
+            let count = d.bufs.len().min(IOV_MAX);
+            d.iovecs = read_iovecs(&mut d.bufs[..count]);
             opcode::Readv::new(d.fd.target(), d.iovecs.as_ptr(), d.iovecs.len() as u32)
                 .offset(pos)
                 .build()
@@ -153,18 +143,10 @@ pub(crate) async fn readv<B: IoBufMut>(
     match completion.result() {
         Ok(n) => {
             let n = n as usize;
-            let mut left = n;
-            for b in bufs.iter_mut().take(IOV_MAX) {
-                if left == 0 {
-                    break;
-                }
-                let start = b.read_start();
-                let filled = left.min(b.bytes_total() - start);
-                // SAFETY: the kernel filled the iovecs in order, so this
-                // buffer's first `filled` writable bytes are initialised.
-                unsafe { b.set_init(start + filled) };
-                left -= filled;
-            }
+            let count = bufs.len().min(IOV_MAX);
+            // SAFETY: the kernel filled n bytes through the iovecs made from
+            // these first `count` buffers by `read_iovecs`.
+            unsafe { mark_read(&mut bufs[..count], n) };
             (Ok(n), bufs)
         }
         Err(e) => (Err(e), bufs),
@@ -189,15 +171,7 @@ pub(crate) async fn writev<B: IoBuf>(
     // owned by the operation's data.
     let op = unsafe {
         Op::submit(data, |d| {
-            d.iovecs = d
-                .bufs
-                .iter()
-                .take(IOV_MAX)
-                .map(|b| libc::iovec {
-                    iov_base: b.stable_ptr() as *mut libc::c_void,
-                    iov_len: b.bytes_init(),
-                })
-                .collect();
+            d.iovecs = write_iovecs(&d.bufs[..d.bufs.len().min(IOV_MAX)]);
             opcode::Writev::new(d.fd.target(), d.iovecs.as_ptr(), d.iovecs.len() as u32)
                 .offset(pos)
                 .build()

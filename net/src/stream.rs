@@ -4,7 +4,7 @@
 
 use std::io;
 
-use runtime::buf::{IoBuf, IoBufMut};
+use runtime::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
 use runtime::op::io_uring::opcode;
 use runtime::op::{Op, SharedFd};
 use runtime::BufResult;
@@ -70,22 +70,10 @@ pub(crate) async fn readv<B: IoBufMut>(
     fd: &SharedFd,
     mut bufs: Vec<B>,
 ) -> BufResult<usize, Vec<B>> {
-    let iovecs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| {
-            let start = b.read_start();
-            libc::iovec {
-                // SAFETY: start <= bytes_total, inside the allocation.
-                iov_base: unsafe { b.stable_mut_ptr().add(start) }.cast(),
-                iov_len: b.bytes_total() - start,
-            }
-        })
-        .collect();
-    let starts: Vec<usize> = bufs.iter().map(|b| b.read_start()).collect();
     let data = Vectored {
         _fd: fd.clone(),
+        iovecs: read_iovecs(&mut bufs),
         bufs,
-        iovecs,
         msg: empty_msghdr(),
     };
     // SAFETY: the iovecs point into the buffers' heap memory and the msghdr
@@ -103,18 +91,9 @@ pub(crate) async fn readv<B: IoBufMut>(
     let mut bufs = data.bufs;
     match completion.result() {
         Ok(n) => {
-            let mut left = n as usize;
-            for (b, start) in bufs.iter_mut().zip(starts) {
-                let room = b.bytes_total() - start;
-                let got = left.min(room);
-                // SAFETY: the kernel filled the iovecs in order; this buffer
-                // got `got` bytes from `start`.
-                unsafe { b.set_init(start + got) };
-                left -= got;
-                if left == 0 {
-                    break;
-                }
-            }
+            // SAFETY: the kernel filled n bytes through the iovecs made
+            // from these buffers by `read_iovecs`.
+            unsafe { mark_read(&mut bufs, n as usize) };
             (Ok(n as usize), bufs)
         }
         Err(e) => (Err(e), bufs),
@@ -123,13 +102,7 @@ pub(crate) async fn readv<B: IoBufMut>(
 
 /// One `IORING_OP_SENDMSG` with `MSG_NOSIGNAL` gathering from `bufs`.
 pub(crate) async fn writev<B: IoBuf>(fd: &SharedFd, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-    let iovecs: Vec<libc::iovec> = bufs
-        .iter()
-        .map(|b| libc::iovec {
-            iov_base: b.stable_ptr() as *mut libc::c_void,
-            iov_len: b.bytes_init(),
-        })
-        .collect();
+    let iovecs = write_iovecs(&bufs);
     let data = Vectored {
         _fd: fd.clone(),
         bufs,

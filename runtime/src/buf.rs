@@ -264,6 +264,57 @@ unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
     }
 }
 
+/// The iovecs of the writable regions of `bufs` (`[read_start() ..
+/// bytes_total()]` of each), in order, for a vectored read. The pointers
+/// stay valid while the buffers live, wherever the buffers and the vector
+/// move.
+pub fn read_iovecs<B: IoBufMut>(bufs: &mut [B]) -> Vec<libc::iovec> {
+    bufs.iter_mut()
+        .map(|b| {
+            let start = b.read_start();
+            libc::iovec {
+                // SAFETY: start <= bytes_total, inside the allocation.
+                iov_base: unsafe { b.stable_mut_ptr().add(start) }.cast(),
+                iov_len: b.bytes_total() - start,
+            }
+        })
+        .collect()
+}
+
+/// The iovecs of the initialised bytes of `bufs`, in order, for a vectored
+/// write (the kernel only reads through them).
+pub fn write_iovecs<B: IoBuf>(bufs: &[B]) -> Vec<libc::iovec> {
+    bufs.iter()
+        .map(|b| libc::iovec {
+            iov_base: b.stable_ptr() as *mut libc::c_void,
+            iov_len: b.bytes_init(),
+        })
+        .collect()
+}
+
+/// After a vectored read through [`read_iovecs`] returned `n`, marks the
+/// bytes it filled as initialised: the buffers in order, each up to its
+/// room.
+///
+/// # Safety
+///
+/// The kernel filled `n` bytes through the iovecs that `read_iovecs` made
+/// from these same buffers, with no buffer changed in between.
+pub unsafe fn mark_read<B: IoBufMut>(bufs: &mut [B], n: usize) {
+    let mut left = n;
+    for b in bufs.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        let start = b.read_start();
+        let filled = left.min(b.bytes_total() - start);
+        // SAFETY: the caller promises the kernel filled the iovecs in order,
+        // so this buffer's first `filled` writable bytes are initialised.
+        unsafe { b.set_init(start + filled) };
+        left -= filled;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
