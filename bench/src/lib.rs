@@ -1,5 +1,6 @@
 //! Shared measurement helpers of the benchmark suite.
 
+pub mod arch;
 use std::time::{Duration, Instant};
 
 /// Runs `f` (which performs `ops` operations) `rounds` times after one

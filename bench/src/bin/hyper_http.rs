@@ -1,3 +1,134 @@
-//! Placeholder (being written).
+//! The `http` example's answer served by hyper: hyper 1's HTTP/1.1 server on
+//! a tokio `current_thread` runtime, the ecosystem's standard stack, as a
+//! peer for our server and `tokio_http`.
+//!
+//! One task per connection, keep-alive on (hyper's default, set explicitly),
+//! `TCP_NODELAY` on accepted sockets, pipelined requests answered in order.
+//! `GET /` (and `HEAD /`) answer `Hello, World!` as `text/plain` with the
+//! example's header names and case (`title_case_headers`), but hyper also
+//! adds its own `Date` header to every response, so the answer is 37 bytes
+//! longer than the example's: `HTTP/1.1 200 OK\r\nContent-Type:
+//! text/plain\r\nContent-Length: 13\r\nDate: <IMF-fixdate>\r\n\r\nHello,
+//! World!`. Other paths get 404 and other methods on `/` 405, like the
+//! example. Malformed requests are hyper's to answer (400, then close); its
+//! head size limit is its default read buffer limit (about 400 KiB), not the
+//! example's 8 KiB.
+//!
+//! `pipeline_flush` stays off (hyper's default): with it on, hyper holds the
+//! answers to complete pipelined requests while a partial request follows
+//! them in the buffer, until that request completes, so a client that
+//! waits for its answers before sending the rest would hang.
+//!
+//! The listener is the suite's (`SO_REUSEADDR`, backlog 4096, descriptor
+//! limit raised; see `bench::arch`), handed to tokio.
+//!
+//! ```text
+//! cargo run --release -p bench --bin hyper_http -- 127.0.0.1:9308
+//! curl -i http://127.0.0.1:9308/
+//! ```
 
-fn main() {}
+use std::convert::Infallible;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let addr = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
+        [addr] => addr.clone(),
+        _ => {
+            eprintln!("usage: hyper_http <addr>");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = bench::arch::raise_nofile_limit() {
+        eprintln!("hyper_http: cannot raise the descriptor limit (continuing): {e}");
+    }
+    let std_listener = match bench::arch::listen(&addr).and_then(|l| {
+        l.set_nonblocking(true)?;
+        Ok(l)
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("hyper_http: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hyper_http: cannot start tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let listener = match TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("hyper_http: cannot register the listener: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(local) => println!("hyper_http: listening on http://{local}"),
+            Err(_) => println!("hyper_http: listening on http://{addr}"),
+        }
+        let mut builder = http1::Builder::new();
+        builder
+            .keep_alive(true)
+            .title_case_headers(true)
+            // See the module documentation.
+            .pipeline_flush(false);
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn = builder.serve_connection(TokioIo::new(stream), service_fn(hello));
+                    tokio::spawn(async move {
+                        // A connection error (reset, malformed request)
+                        // ends that connection only.
+                        let _ = conn.await;
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors, say: back off instead of spinning.
+                    eprintln!("hyper_http: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Answers one request: `Hello, World!` for `GET /` and `HEAD /`, 405 for
+/// other methods on `/`, 404 elsewhere.
+async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, body): (StatusCode, &'static [u8]) = if req.uri().path() == "/" {
+        if req.method() == Method::GET || req.method() == Method::HEAD {
+            (StatusCode::OK, b"Hello, World!")
+        } else {
+            (StatusCode::METHOD_NOT_ALLOWED, b"Method Not Allowed\n")
+        }
+    } else {
+        (StatusCode::NOT_FOUND, b"Not Found\n")
+    };
+    let mut resp = Response::new(Full::new(Bytes::from_static(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    Ok(resp)
+}
