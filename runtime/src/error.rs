@@ -48,8 +48,9 @@ pub(crate) fn setup_error(err: io::Error) -> io::Error {
         ),
         Some(libc::ENOMEM) => (
             io::ErrorKind::OutOfMemory,
-            "the kernel could not allocate the io_uring rings (ENOMEM). Before \
-             Linux 5.12 ring memory is charged to RLIMIT_MEMLOCK: raise the \
+            "the kernel could not allocate the io_uring rings (ENOMEM). Ring \
+             memory is charged to RLIMIT_MEMLOCK, per user, for processes \
+             without CAP_IPC_LOCK (measured on Linux 6.18): raise the \
              locked-memory limit (`ulimit -l`, or memlock in \
              /etc/security/limits.conf or the container's settings), or ask \
              for fewer entries with Builder::entries"
