@@ -1,85 +1,317 @@
-//! 4 KiB random reads at 32 in flight on a 1 GiB file whose pages are in
-//! the page cache: this runtime against `tokio::fs` doing the same work.
+//! 4 KiB random reads of a 1 GiB file at 1, 32 and 128 reads in flight:
+//! this runtime (through the page cache and with `O_DIRECT`) against
+//! `tokio::fs` and a pool of threads doing `pread`.
 //!
 //! ```text
-//! cargo build --release -p bench --bin fs_randread
-//! taskset -c 1 target/release/fs_randread [FILE] [--reads N] [--runs R]
+//! fs_randread [--file F] [--rounds N] [--secs S]    warm-up, then N rounds
+//! fs_randread [--file F] --only <rt> --depth D [--secs S]   one measurement
 //! ```
 //!
-//! `FILE` (default `/var/tmp/fs_randread.dat`) is created with 1 GiB of
-//! data if it does not have that size, then read once in full so that the
-//! measurement sees a warm page cache. Each run performs the same `N`
-//! (default 200,000) reads at the same pseudo-random 4 KiB-aligned offsets,
-//! taken in turn by 32 concurrent tasks; the result is the median rate of
-//! `R` (default 5) runs per side.
+//! `F` (default `/var/tmp/fs_randread.dat`) is created with 1 GiB of
+//! pseudo-random data (written, not a sparse file) if it is missing or
+//! shorter, then read once in full so that the page cache is warm (skipped
+//! when `mincore` shows every page cached already). Each
+//! measurement runs `S` seconds (default 2): `D` workers (tasks or threads)
+//! each read 4 KiB blocks at 4 KiB-aligned offsets from their own xorshift
+//! generator (seeded from the round and the worker's index, so every peer
+//! reads the same blocks) until the time is up; the rate is the reads done
+//! over the time from the start to the last worker's end.
 //!
-//! - **ours**: 32 tasks on this runtime sharing one `fs::File`, each read a
+//! - `ours`: `D` tasks on this runtime sharing one `fs::File`, each read a
 //!   `File::read_at` (one `IORING_OP_READ`) into an owned 4 KiB `Vec`.
-//! - **tokio::fs**: 32 tasks on a current-thread tokio runtime, each with
-//!   its own `tokio::fs::File` (so seeks do not interfere), doing `seek` +
-//!   `read_exact` of 4 KiB; tokio runs both on its blocking thread pool.
-//! - **tokio pread**: for reference, `FileExt::read_at` inside
-//!   `spawn_blocking` (one blocking-pool hop per read instead of two).
+//! - `ours_direct`: the same with `O_DIRECT` and an `fs::AlignedBuf`; this
+//!   bypasses the page cache (the device's IOPS). If the file system
+//!   refuses `O_DIRECT`, it prints `RESULT ... rt=ours_direct ... skipped=1`.
+//! - `tokio`: `D` tasks on a current-thread tokio runtime, each with its
+//!   own `tokio::fs::File`, doing `seek` + `read_exact` (both go through
+//!   tokio's blocking thread pool).
+//! - `std_pool`: `D` threads sharing one `std::fs::File`, each doing
+//!   `pread` (`FileExt::read_exact_at`).
 //!
-//! Compare with fio's io_uring engine on the same file:
-//!
-//! ```text
-//! taskset -c 1 fio --name=randread --filename=FILE --rw=randread --bs=4k \
-//!     --iodepth=32 --ioengine=io_uring --direct=0 --size=1G --runtime=10 \
-//!     --time_based --numjobs=1
-//! ```
+//! Output: one line per measurement, `RESULT bench=randread depth=<D>
+//! rt=<peer> round=<i> ops=<reads> secs=<s> rate=<IOPS>`, then (full run) a
+//! table of medians and of the per-round ratios ours/peer.
 
-use std::cell::Cell;
 use std::io::{Read, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
 
 const FILE_LEN: u64 = 1 << 30;
 const BLOCK: usize = 4096;
-const DEPTH: usize = 32;
+const BLOCKS: u64 = FILE_LEN / BLOCK as u64;
+const DEPTHS: [usize; 3] = [1, 32, 128];
+const PEERS: [&str; 4] = ["ours", "ours_direct", "tokio", "std_pool"];
+/// The length of each warm-up measurement.
+const WARMUP: Duration = Duration::from_millis(250);
 
-/// The command line.
-struct Args {
-    path: PathBuf,
-    reads: usize,
-    runs: usize,
+/// A fast per-worker generator of block-aligned offsets (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded (through splitmix64) from `round` and `worker`.
+    fn new(round: usize, worker: usize) -> Rng {
+        let mut z = ((round as u64) << 32 | worker as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    /// The next 4 KiB-aligned offset in the file.
+    fn offset(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) % BLOCKS * BLOCK as u64
+    }
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        path: PathBuf::from("/var/tmp/fs_randread.dat"),
-        reads: 200_000,
-        runs: 5,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> Result<usize, String> {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("{name} needs a positive number"))
+/// One measurement's outcome.
+enum Outcome {
+    /// `ops` reads in `secs` seconds.
+    Done { ops: u64, secs: f64 },
+    /// The peer cannot run here (reason).
+    Skipped(String),
+}
+
+/// The peers' runtimes, built once and reused by every measurement.
+struct Peers {
+    ours: Option<runtime::Runtime>,
+    tokio: Option<tokio::runtime::Runtime>,
+}
+
+impl Peers {
+    fn new(need_ours: bool, need_tokio: bool) -> Result<Peers, String> {
+        let ours = if need_ours {
+            Some(runtime::Runtime::new().map_err(|e| format!("cannot start ours: {e}"))?)
+        } else {
+            None
         };
-        match arg.as_str() {
-            "--reads" => args.reads = number("--reads")?,
-            "--runs" => args.runs = number("--runs")?,
-            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
-            path => args.path = PathBuf::from(path),
+        let tokio = if need_tokio {
+            Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start tokio: {e}"))?,
+            )
+        } else {
+            None
+        };
+        Ok(Peers { ours, tokio })
+    }
+
+    /// Runs one measurement of `rt` at `depth` for `dur`.
+    fn measure(
+        &self,
+        rt: &str,
+        path: &Path,
+        depth: usize,
+        dur: Duration,
+        round: usize,
+    ) -> Result<Outcome, String> {
+        match rt {
+            "ours" | "ours_direct" => {
+                let ours = self.ours.as_ref().ok_or("ours not started")?;
+                run_ours(ours, path, depth, dur, round, rt == "ours_direct")
+            }
+            "tokio" => {
+                let tokio = self.tokio.as_ref().ok_or("tokio not started")?;
+                run_tokio(tokio, path, depth, dur, round)
+            }
+            "std_pool" => run_std_pool(path, depth, dur, round),
+            other => Err(format!("unknown peer {other}")),
         }
     }
-    Ok(args)
 }
 
-/// Creates the 1 GiB file if needed, then reads it once to warm the cache.
+/// Ours, buffered or `O_DIRECT`: `depth` tasks sharing one file.
+fn run_ours(
+    rt: &runtime::Runtime,
+    path: &Path,
+    depth: usize,
+    dur: Duration,
+    round: usize,
+    direct: bool,
+) -> Result<Outcome, String> {
+    rt.block_on(async {
+        let mut options = fs::OpenOptions::new();
+        options.read(true);
+        if direct {
+            options.custom_flags(libc::O_DIRECT);
+        }
+        let file = match options.open(path).await {
+            Ok(f) => Rc::new(f),
+            Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                return Ok(Outcome::Skipped(format!("open with O_DIRECT: {e}")));
+            }
+            Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        };
+        if direct {
+            // Some file systems accept the flag but refuse the reads.
+            let (res, _) = file.read_at(fs::AlignedBuf::new(BLOCK, BLOCK), 0).await;
+            if let Err(e) = res {
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    return Ok(Outcome::Skipped(format!("O_DIRECT read: {e}")));
+                }
+                return Err(format!("O_DIRECT read failed: {e}"));
+            }
+        }
+        let start = Instant::now();
+        let end = start + dur;
+        let tasks: Vec<_> = (0..depth)
+            .map(|worker| {
+                let file = file.clone();
+                runtime::spawn(async move {
+                    let mut rng = Rng::new(round, worker);
+                    let mut count = 0u64;
+                    if direct {
+                        let mut buf = fs::AlignedBuf::new(BLOCK, BLOCK);
+                        while Instant::now() < end {
+                            buf.clear();
+                            let (res, b) = file.read_at(buf, rng.offset()).await;
+                            check_read(res)?;
+                            buf = b;
+                            count += 1;
+                        }
+                    } else {
+                        let mut buf = Vec::with_capacity(BLOCK);
+                        while Instant::now() < end {
+                            buf.clear();
+                            let (res, b) = file.read_at(buf, rng.offset()).await;
+                            check_read(res)?;
+                            buf = b;
+                            count += 1;
+                        }
+                    }
+                    Ok::<u64, String>(count)
+                })
+            })
+            .collect();
+        let mut ops = 0;
+        for t in tasks {
+            ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
+        }
+        Ok(Outcome::Done {
+            ops,
+            secs: start.elapsed().as_secs_f64(),
+        })
+    })
+}
+
+/// A full 4 KiB read, or an error message.
+fn check_read(res: std::io::Result<usize>) -> Result<(), String> {
+    match res {
+        Ok(BLOCK) => Ok(()),
+        Ok(n) => Err(format!("short read: {n} bytes")),
+        Err(e) => Err(format!("read failed: {e}")),
+    }
+}
+
+/// `tokio::fs`: `depth` tasks, each with its own file, seek + read_exact.
+fn run_tokio(
+    rt: &tokio::runtime::Runtime,
+    path: &Path,
+    depth: usize,
+    dur: Duration,
+    round: usize,
+) -> Result<Outcome, String> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    rt.block_on(async {
+        let mut files = Vec::with_capacity(depth);
+        for _ in 0..depth {
+            files.push(
+                tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+            );
+        }
+        let start = Instant::now();
+        let end = start + dur;
+        let tasks: Vec<_> = files
+            .into_iter()
+            .enumerate()
+            .map(|(worker, mut file)| {
+                tokio::spawn(async move {
+                    let mut rng = Rng::new(round, worker);
+                    let mut buf = vec![0u8; BLOCK];
+                    let mut count = 0u64;
+                    while Instant::now() < end {
+                        file.seek(SeekFrom::Start(rng.offset()))
+                            .await
+                            .map_err(|e| format!("seek failed: {e}"))?;
+                        file.read_exact(&mut buf)
+                            .await
+                            .map_err(|e| format!("read failed: {e}"))?;
+                        count += 1;
+                    }
+                    Ok::<u64, String>(count)
+                })
+            })
+            .collect();
+        let mut ops = 0;
+        for t in tasks {
+            ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
+        }
+        Ok(Outcome::Done {
+            ops,
+            secs: start.elapsed().as_secs_f64(),
+        })
+    })
+}
+
+/// `depth` threads sharing one file, each doing `pread`.
+fn run_std_pool(path: &Path, depth: usize, dur: Duration, round: usize) -> Result<Outcome, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let barrier = Barrier::new(depth + 1);
+    // The common end time, set by this thread just before it releases the
+    // workers (so the time they take to wake up counts against the pool).
+    let end = OnceLock::new();
+    let (file, barrier, end) = (&file, &barrier, &end);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..depth)
+            .map(|worker| {
+                s.spawn(move || {
+                    let mut rng = Rng::new(round, worker);
+                    let mut buf = vec![0u8; BLOCK];
+                    let mut count = 0u64;
+                    barrier.wait();
+                    let end = *end.get().ok_or("no end time after the barrier")?;
+                    while Instant::now() < end {
+                        file.read_exact_at(&mut buf, rng.offset())
+                            .map_err(|e| format!("read failed: {e}"))?;
+                        count += 1;
+                    }
+                    Ok::<u64, String>(count)
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        end.get_or_init(|| start + dur);
+        barrier.wait();
+        let mut ops = 0;
+        for t in threads {
+            ops += t
+                .join()
+                .map_err(|_| "reader thread panicked".to_string())??;
+        }
+        Ok(Outcome::Done {
+            ops,
+            secs: start.elapsed().as_secs_f64(),
+        })
+    })
+}
+
+/// Creates the file if it is missing or short, then reads it once in full
+/// to warm the page cache.
 fn prepare(path: &Path) -> std::io::Result<()> {
-    let ok = std::fs::metadata(path)
-        .map(|m| m.len() == FILE_LEN)
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("creating {} (1 GiB)...", path.display());
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if len < FILE_LEN {
+        eprintln!("fs_randread: creating {} (1 GiB)...", path.display());
         let mut f = std::fs::File::create(path)?;
         let mut chunk = vec![0u8; 1 << 20];
         let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -95,192 +327,229 @@ fn prepare(path: &Path) -> std::io::Result<()> {
         f.sync_all()?;
     }
     let mut f = std::fs::File::open(path)?;
+    if fully_cached(&f) {
+        return Ok(());
+    }
     let mut buf = vec![0u8; 1 << 20];
-    while f.read(&mut buf)? > 0 {}
+    let mut total = 0u64;
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => total += n as u64,
+        }
+    }
+    if total < FILE_LEN {
+        return Err(std::io::Error::other(format!(
+            "read only {total} bytes of {FILE_LEN}"
+        )));
+    }
     Ok(())
 }
 
-/// `n` pseudo-random block-aligned offsets in the file (fixed seed, so
-/// every run and both sides read the same blocks).
-fn offsets(n: usize) -> Vec<u64> {
-    let blocks = FILE_LEN / BLOCK as u64;
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % blocks) * BLOCK as u64
-        })
-        .collect()
+/// Whether every page of the file's first `FILE_LEN` bytes is in the page
+/// cache already (`mincore` on a mapping), so the read-through can be
+/// skipped; false when that cannot be told.
+fn fully_cached(f: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sysconf has no memory arguments.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if page <= 0 {
+        return false;
+    }
+    let len = FILE_LEN as usize;
+    // SAFETY: a fresh read-only shared mapping of an open file, at an
+    // address the kernel chooses; nothing is read through it.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return false;
+    }
+    let mut vec = vec![0u8; len.div_ceil(page as usize)];
+    // SAFETY: `addr..addr + len` is the mapping made above and `vec` has
+    // one byte per page of it.
+    let rc = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+    // SAFETY: unmaps exactly the mapping made above, which nothing uses.
+    unsafe { libc::munmap(addr, len) };
+    rc == 0 && vec.iter().all(|v| v & 1 == 1)
 }
 
-/// One run on this runtime; returns reads per second.
-fn run_ours(rt: &runtime::Runtime, path: &Path, offsets: &Rc<Vec<u64>>) -> f64 {
-    let next = Rc::new(Cell::new(0usize));
-    rt.block_on(async {
-        let file = Rc::new(fs::File::open(path).await.expect("cannot open the file"));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..DEPTH)
-            .map(|_| {
-                let (file, next, offsets) = (file.clone(), next.clone(), offsets.clone());
-                runtime::spawn(async move {
-                    let mut buf = Vec::with_capacity(BLOCK);
-                    loop {
-                        let i = next.get();
-                        if i >= offsets.len() {
-                            return;
-                        }
-                        next.set(i + 1);
-                        buf.clear();
-                        let (res, b) = file.read_at(buf, offsets[i]).await;
-                        assert_eq!(res.expect("read failed"), BLOCK);
-                        buf = b;
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("reader task failed");
+/// The command line.
+struct Args {
+    path: PathBuf,
+    rounds: usize,
+    secs: f64,
+    only: Option<String>,
+    depth: Option<usize>,
+}
+
+const USAGE: &str = "usage: fs_randread [--file F] [--rounds N] [--secs S]\n       fs_randread [--file F] --only <ours|ours_direct|tokio|std_pool> --depth D [--secs S]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        path: PathBuf::from("/var/tmp/fs_randread.dat"),
+        rounds: 5,
+        secs: 2.0,
+        only: None,
+        depth: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--file" => args.path = PathBuf::from(value()?),
+            "--rounds" => {
+                args.rounds = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--rounds needs a positive number")?
+            }
+            "--secs" => {
+                args.secs = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&s: &f64| s > 0.0 && s.is_finite())
+                    .ok_or("--secs needs a positive number")?
+            }
+            "--only" => {
+                let rt = value()?;
+                if !PEERS.contains(&rt.as_str()) {
+                    return Err(format!("unknown peer {rt}"));
+                }
+                args.only = Some(rt);
+            }
+            "--depth" => {
+                args.depth = Some(
+                    value()?
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or("--depth needs a positive number")?,
+                )
+            }
+            other => return Err(format!("unknown argument {other}")),
         }
-        offsets.len() as f64 / start.elapsed().as_secs_f64()
-    })
+    }
+    if args.only.is_some() != args.depth.is_some() {
+        return Err("--only and --depth go together".into());
+    }
+    Ok(args)
 }
 
-/// One run with `tokio::fs` (seek + read_exact); returns reads per second.
-fn run_tokio_fs(rt: &tokio::runtime::Runtime, path: &Path, offsets: &Arc<Vec<u64>>) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let next = Arc::new(AtomicUsize::new(0));
-    rt.block_on(async {
-        let mut files = Vec::new();
-        for _ in 0..DEPTH {
-            files.push(
-                tokio::fs::File::open(path)
-                    .await
-                    .expect("cannot open the file"),
+/// Prints the measurement's `RESULT` line; returns its rate if it ran.
+fn print_result(depth: usize, rt: &str, round: usize, outcome: &Outcome) -> Option<f64> {
+    match outcome {
+        Outcome::Done { ops, secs } => {
+            let rate = *ops as f64 / secs.max(1e-9);
+            println!(
+                "RESULT bench=randread depth={depth} rt={rt} round={round} ops={ops} secs={secs:.6} rate={rate:.0}"
             );
+            Some(rate)
         }
-        let start = Instant::now();
-        let tasks: Vec<_> = files
-            .into_iter()
-            .map(|mut file| {
-                let (next, offsets) = (next.clone(), offsets.clone());
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; BLOCK];
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= offsets.len() {
-                            return;
-                        }
-                        file.seek(SeekFrom::Start(offsets[i]))
-                            .await
-                            .expect("seek failed");
-                        file.read_exact(&mut buf).await.expect("read failed");
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("reader task failed");
+        Outcome::Skipped(why) => {
+            eprintln!("fs_randread: {rt} skipped: {why}");
+            println!("RESULT bench=randread depth={depth} rt={rt} round={round} skipped=1");
+            None
         }
-        offsets.len() as f64 / start.elapsed().as_secs_f64()
-    })
+    }
 }
 
-/// One run with `pread` in `spawn_blocking`; returns reads per second.
-fn run_tokio_pread(rt: &tokio::runtime::Runtime, path: &Path, offsets: &Arc<Vec<u64>>) -> f64 {
-    let file = Arc::new(std::fs::File::open(path).expect("cannot open the file"));
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..DEPTH)
-            .map(|_| {
-                let (file, next, offsets) = (file.clone(), next.clone(), offsets.clone());
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; BLOCK];
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= offsets.len() {
-                            return;
-                        }
-                        let f = file.clone();
-                        let pos = offsets[i];
-                        buf = tokio::task::spawn_blocking(move || {
-                            f.read_exact_at(&mut buf, pos).expect("read failed");
-                            buf
-                        })
-                        .await
-                        .expect("blocking read failed");
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("reader task failed");
-        }
-    });
-    offsets.len() as f64 / start.elapsed().as_secs_f64()
+/// Median and range of `v` (not empty).
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    (s[s.len() / 2], s[0], s[s.len() - 1])
 }
 
-fn median(mut rates: Vec<f64>) -> f64 {
-    rates.sort_by(|a, b| a.total_cmp(b));
-    rates[rates.len() / 2]
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let t0 = Instant::now();
+    prepare(&args.path).map_err(|e| format!("cannot prepare {}: {e}", args.path.display()))?;
+    eprintln!(
+        "fs_randread: file ready and in the page cache after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let dur = Duration::from_secs_f64(args.secs);
+    if let (Some(rt), Some(depth)) = (&args.only, args.depth) {
+        let peers = Peers::new(rt.starts_with("ours"), rt == "tokio")?;
+        let outcome = peers.measure(rt, &args.path, depth, dur, 0)?;
+        print_result(depth, rt, 0, &outcome);
+        return Ok(());
+    }
+
+    let peers = Peers::new(true, true)?;
+    eprintln!("fs_randread: warm-up");
+    for depth in DEPTHS {
+        for rt in PEERS {
+            peers.measure(rt, &args.path, depth, WARMUP.min(dur), 0)?;
+        }
+    }
+    // rates[depth][peer] = per-round rates (empty when skipped).
+    let mut rates = vec![vec![Vec::new(); PEERS.len()]; DEPTHS.len()];
+    for round in 0..args.rounds {
+        for (d, depth) in DEPTHS.into_iter().enumerate() {
+            for (p, rt) in PEERS.into_iter().enumerate() {
+                let outcome = peers.measure(rt, &args.path, depth, dur, round)?;
+                if let Some(rate) = print_result(depth, rt, round, &outcome) {
+                    rates[d][p].push(rate);
+                }
+            }
+        }
+    }
+
+    println!();
+    println!(
+        "4 KiB random reads (IOPS), {} (page cache warm), median of {} rounds of {} s; ratio = ours/peer per round, median [min..max]",
+        args.path.display(),
+        args.rounds,
+        args.secs
+    );
+    println!(
+        "{:<6} {:>10} {:>12} {:>10} {:>10}   {:<22} {:<22}",
+        "depth", "ours", "ours_direct", "tokio", "std_pool", "ours/tokio", "ours/std_pool"
+    );
+    for (d, depth) in DEPTHS.into_iter().enumerate() {
+        let med = |p: usize| match rates[d][p].is_empty() {
+            true => "skipped".to_string(),
+            false => format!("{:.0}", stats(&rates[d][p]).0),
+        };
+        let ratio = |p: usize| {
+            if rates[d][0].is_empty() || rates[d][p].is_empty() {
+                return "-".to_string();
+            }
+            let r: Vec<f64> = rates[d][0]
+                .iter()
+                .zip(&rates[d][p])
+                .map(|(o, t)| o / t)
+                .collect();
+            let (m, lo, hi) = stats(&r);
+            format!("{m:.2}x [{lo:.2}..{hi:.2}]")
+        };
+        println!(
+            "{:<6} {:>10} {:>12} {:>10} {:>10}   {:<22} {:<22}",
+            depth,
+            med(0),
+            med(1),
+            med(2),
+            med(3),
+            ratio(2),
+            ratio(3)
+        );
+    }
+    Ok(())
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("fs_randread: {msg}\nusage: fs_randread [FILE] [--reads N] [--runs R]");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = prepare(&args.path) {
-        eprintln!("fs_randread: cannot prepare {}: {e}", args.path.display());
+    if let Err(msg) = run() {
+        eprintln!("fs_randread: {msg}\n{USAGE}");
         std::process::exit(1);
     }
-    let offs = offsets(args.reads);
-    println!(
-        "4 KiB random reads, {DEPTH} in flight, 1 GiB file {} (page cache warm), {} reads per run, median of {} runs",
-        args.path.display(),
-        args.reads,
-        args.runs
-    );
-
-    let ours_rt = runtime::Runtime::new().expect("cannot start the runtime");
-    let ours_offs = Rc::new(offs.clone());
-    run_ours(&ours_rt, &args.path, &ours_offs); // warm-up
-    let ours = median(
-        (0..args.runs)
-            .map(|_| run_ours(&ours_rt, &args.path, &ours_offs))
-            .collect(),
-    );
-    drop(ours_rt);
-
-    let tokio_rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("cannot start tokio");
-    let tokio_offs = Arc::new(offs);
-    run_tokio_fs(&tokio_rt, &args.path, &tokio_offs); // warm-up
-    let tokio_fs = median(
-        (0..args.runs)
-            .map(|_| run_tokio_fs(&tokio_rt, &args.path, &tokio_offs))
-            .collect(),
-    );
-    let tokio_pread = median(
-        (0..args.runs)
-            .map(|_| run_tokio_pread(&tokio_rt, &args.path, &tokio_offs))
-            .collect(),
-    );
-
-    bench::report(
-        "randread 4k qd32 (IOPS)",
-        ours,
-        Some(("tokio::fs", tokio_fs)),
-    );
-    bench::report(
-        "randread 4k qd32 (IOPS)",
-        ours,
-        Some(("tokio pread+spawn_blocking", tokio_pread)),
-    );
 }
