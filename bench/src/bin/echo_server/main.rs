@@ -7,7 +7,11 @@
 //! `<runtime>` is one of `ours`, `tokio`, `raw`, `monoio`, `tokio_uring`,
 //! `glommio`, `compio`. Every variant does the same thing, so that only the
 //! runtime differs: one thread; per connection a 16 KiB buffer; read what
-//! arrives, write all of it back, until the peer closes. Serves until killed.
+//! arrives, write all of it back, until the peer closes; `TCP_NODELAY` on
+//! accepted sockets. The listening socket has `SO_REUSEADDR` and a backlog
+//! of 4096 ([`listen`] makes one so). Serves until killed; prints nothing on
+//! stdout. At start the soft limit on open descriptors is raised to the hard
+//! limit, for every runtime, so that thousands of connections work.
 
 mod compio_rt;
 mod glommio_rt;
@@ -17,10 +21,48 @@ mod raw;
 mod tokio_rt;
 mod tokio_uring_rt;
 
+use std::io;
 use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Size of each connection's buffer, the same for every runtime.
 pub const BUF_SIZE: usize = 16 * 1024;
+
+/// The listen backlog of every variant.
+pub const BACKLOG: i32 = 4096;
+
+/// A blocking listening socket on `addr` with `SO_REUSEADDR` and a backlog
+/// of [`BACKLOG`], for the variants whose runtime cannot set these itself
+/// (switch it to non-blocking mode if the runtime needs that).
+pub fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit.
+fn raise_nofile_limit() -> io::Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass, which outlives the
+    // call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -35,6 +77,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Err(e) = raise_nofile_limit() {
+        // Not fatal: only many connections need it.
+        eprintln!("echo_server: cannot raise the descriptor limit: {e}");
+    }
     let result = match rt.as_str() {
         "ours" => ours::run(addr),
         "tokio" => tokio_rt::run(addr),
