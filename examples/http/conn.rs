@@ -12,8 +12,14 @@
 //! discarded, even when they span several reads. Parse errors get their
 //! status (400, 431, 501 for `Transfer-Encoding`, 505) with
 //! `Connection: close`, and the connection closes.
+//!
+//! A request head that arrives over several reads is parsed incrementally
+//! (the connection keeps a [`HeadParser`]), so a client trickling its head
+//! in a byte at a time costs work linear in the head's size; and the answer
+//! to any byte stream, error or not, does not depend on how it is split
+//! into reads.
 
-use crate::parser::{self, Request, Status};
+use crate::parser::{self, HeadParser, Request, Status};
 
 /// The capacity of a connection's input buffer. A partial request head is at
 /// most [`parser::MAX_HEAD`] bytes, so after [`Conn::process`] at least
@@ -43,12 +49,17 @@ pub struct Conn {
     /// Body bytes of the last request that have not arrived yet and will be
     /// discarded when they do.
     skip: u64,
+    /// How far the parse of the partial head at the start of the input got.
+    head: HeadParser,
 }
 
 impl Conn {
     /// A connection that has seen no bytes yet.
     pub fn new() -> Conn {
-        Conn::default()
+        Conn {
+            skip: 0,
+            head: HeadParser::new(),
+        }
     }
 
     /// Answers every complete request at the start of `input`, appending the
@@ -66,7 +77,7 @@ impl Conn {
                     break Next::Read;
                 }
             }
-            match parser::parse(&input[pos..]) {
+            match self.head.parse(&input[pos..]) {
                 Ok(Status::Partial) => break Next::Read,
                 Ok(Status::Complete(req)) => {
                     respond(&req, out);
@@ -84,7 +95,9 @@ impl Conn {
         };
         if pos == input.len() {
             input.clear();
-        } else {
+        } else if pos > 0 {
+            // Moves the partial head to the front: at most once per request,
+            // since a read that completes nothing consumes nothing.
             input.drain(..pos);
         }
         next
@@ -311,6 +324,121 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(conn.process(&mut input, &mut out), Next::Read);
         assert_eq!(input, b"GET /par");
+    }
+
+    /// A head of almost [`parser::MAX_HEAD`] bytes: a request line, many
+    /// fields, a body and a second request behind it.
+    fn big_request() -> (Vec<u8>, usize) {
+        let mut req = b"POST /?x=1 HTTP/1.1\r\nHost: a\r\n".to_vec();
+        let mut i = 0;
+        while req.len() < parser::MAX_HEAD - 200 {
+            req.extend_from_slice(format!("X-Field-{i}: value {i}\tof the field\r\n").as_bytes());
+            i += 1;
+        }
+        req.extend_from_slice(b"Content-Length: 3\r\nConnection: keep-alive\r\n\r\n");
+        let head_len = req.len();
+        req.extend_from_slice(b"abcGET / HTTP/1.1\r\n\r\n");
+        (req, head_len)
+    }
+
+    /// Regression (issue 6): a head trickling in one byte per read is
+    /// parsed correctly, and with work linear in its size. The connection
+    /// used to re-parse the buffered head from its start on every read:
+    /// about `n * n / 2` bytes looked at for an `n`-byte head (some 32
+    /// million here), against a few times `n` now.
+    #[test]
+    fn large_head_one_byte_at_a_time_is_linear_work() {
+        let (req, head_len) = big_request();
+        let before = parser::work();
+        let chunks: Vec<&[u8]> = req.chunks(1).collect();
+        let (outs, next) = run(&chunks);
+        let work = parser::work() - before;
+        assert!(
+            work <= 4 * req.len(),
+            "{work} bytes looked at for a stream of {}",
+            req.len()
+        );
+        for (i, out) in outs.iter().enumerate() {
+            if i == head_len - 1 {
+                assert!(
+                    out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+                    "{out}"
+                );
+            } else if i == req.len() - 1 {
+                assert_eq!(out, OK);
+            } else {
+                assert_eq!(out, "", "answer after {} bytes", i + 1);
+            }
+        }
+        assert_eq!(next, Next::Read);
+        // The same bytes in one read give the same answers.
+        let (whole, _) = run(&[&req]);
+        assert_eq!(whole[0], outs.concat());
+    }
+
+    /// The answer and the close decision for `data` fed in chunks of `size`.
+    /// (The connection stops reading at a close, as the server does.)
+    fn answer(data: &[u8], size: usize) -> (String, Next) {
+        let mut conn = Conn::new();
+        let mut input = Vec::new();
+        let mut out = Vec::new();
+        let mut next = Next::Read;
+        for chunk in data.chunks(size) {
+            input.extend_from_slice(chunk);
+            next = conn.process(&mut input, &mut out);
+            if next == Next::Close {
+                break;
+            }
+        }
+        (String::from_utf8(out).unwrap(), next)
+    }
+
+    /// Regression (issue 6): a head over the limit whose request line or a
+    /// field past the limit is malformed was 400 when it arrived in one
+    /// read and 431 when it arrived in small ones. Only the first
+    /// `MAX_HEAD` bytes count now: a head that does not end within them is
+    /// 431 unless they already hold a malformed line (400).
+    #[test]
+    fn oversize_malformed_head_gets_one_answer_however_split() {
+        let max = parser::MAX_HEAD;
+        // A request line longer than the limit, malformed at its end.
+        let mut long_line = b"GET /".to_vec();
+        long_line.resize(max + 100, b'a');
+        long_line.extend_from_slice(b" HTTPX/1.1\r\n\r\n");
+        // A malformed field straddling the limit.
+        let mut straddling = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        straddling.resize(max - 10, b'b');
+        straddling.extend_from_slice(b"\r\nBad Field Without Colon\r\n\r\n");
+        // A malformed field wholly past the limit.
+        let mut past = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        past.resize(max + 10, b'c');
+        past.extend_from_slice(b"\r\nno colon\r\nTransfer-Encoding: chunked\r\n\r\n");
+        // Junk in the method past the limit.
+        let mut junk = vec![b'G'; max + 10];
+        junk.push(0);
+        // A malformed field well within the limit, then a lot more.
+        let mut early = b"GET / HTTP/1.1\r\nno colon\r\nX: ".to_vec();
+        early.resize(max + 1000, b'd');
+        early.extend_from_slice(b"\r\n\r\n");
+        let cases: [(&[u8], u16); 5] = [
+            (&long_line, 431),
+            (&straddling, 431),
+            (&past, 431),
+            (&junk, 431),
+            (&early, 400),
+        ];
+        for (i, (data, code)) in cases.into_iter().enumerate() {
+            let whole = answer(data, data.len());
+            assert!(
+                whole.0.starts_with(&format!("HTTP/1.1 {code} ")),
+                "case {i}: {}",
+                whole.0
+            );
+            assert_eq!(whole.1, Next::Close, "case {i}");
+            for size in [1, 7, 1000, max - 1, max, max + 1] {
+                assert_eq!(answer(data, size), whole, "case {i} in chunks of {size}");
+            }
+        }
     }
 
     #[test]

@@ -20,8 +20,8 @@ use test_rng::Rng;
 /// Cuts `len` bytes into chunk sizes: one byte at a time, small pieces,
 /// large pieces, or a mix, so that every kind of split point is exercised.
 fn chunk_sizes(rng: &mut Rng, len: usize) -> Vec<usize> {
-    // Byte by byte is the costliest (the head is re-parsed on every read),
-    // so it is one mode in eight.
+    // Byte by byte is the costliest to run (a `process` call per byte), so
+    // it is one mode in eight.
     let mode = match rng.below(8) {
         0 => 0,
         1..=3 => 1,
@@ -513,20 +513,28 @@ fn valid_streams_split_anywhere_answer_the_same() {
 }
 
 /// Proves: split-independence holds for invalid input too. Any stream
-/// shorter than [`MAX_HEAD`] (arbitrary or mutated valid bytes) gives the
-/// same responses, error included, and the same close decision however it
-/// is cut into reads.
+/// (arbitrary or mutated valid bytes, mutated oversize heads, arbitrary
+/// bytes longer than [`MAX_HEAD`]) gives the same responses, error
+/// included, and the same close decision however it is cut into reads.
 #[test]
 fn arbitrary_streams_split_anywhere_answer_the_same() {
     let mut rng = Rng::new(0x4854_5450_0004);
     for case in 0..8_000 {
-        let data = if rng.one_in(2) {
-            let mut b = concat(&gen_stream(&mut rng));
-            mutate(&mut rng, &mut b);
-            b.truncate(MAX_HEAD - 1);
-            b
-        } else {
-            arbitrary_bytes(&mut rng, 4096)
+        let data = match rng.below(8) {
+            0..=3 => {
+                let mut b = concat(&gen_stream(&mut rng));
+                mutate(&mut rng, &mut b);
+                b
+            }
+            4 => {
+                let extra = rng.range(1, MAX_HEAD);
+                let terminated = rng.one_in(2);
+                let mut b = gen_oversize_head(&mut rng, extra, terminated);
+                mutate(&mut rng, &mut b);
+                b
+            }
+            5 => arbitrary_bytes(&mut rng, 3 * MAX_HEAD),
+            _ => arbitrary_bytes(&mut rng, 4096),
         };
         let whole = feed_whole(&data);
         let sizes = chunk_sizes(&mut rng, data.len());
@@ -661,8 +669,7 @@ fn oversize_heads_are_rejected_at_the_limit() {
         let mut server = Server::new();
         let mut pos = 0;
         // Random reads up to near the limit, byte by byte across it, then
-        // random again. (Byte-by-byte all the way is quadratic: every read
-        // re-parses the whole buffered head.)
+        // random again.
         let near = prefix.len() + MAX_HEAD - rng.below(64);
         let mut sizes = Vec::new();
         let mut fed = 0;
@@ -732,5 +739,141 @@ fn head_limit_is_exact() {
         let expected: &[u16] = if len <= MAX_HEAD { &[200] } else { &[431] };
         assert_eq!(status_codes(&out), expected, "case {case}: head of {len}");
         assert_eq!(closed, len > MAX_HEAD, "case {case}");
+    }
+}
+
+/// Proves: resuming is the same as starting over. A parser fed a growing
+/// buffer (random valid, mutated or arbitrary heads, up to twice
+/// [`MAX_HEAD`], cut at random points) answers after a cut exactly what a
+/// fresh parser answers for the same bytes (checked at some 40 random cuts
+/// and at the one that completes or fails); and its total work is linear in the bytes (at most three looks
+/// at each byte), whatever the cuts.
+#[test]
+fn resumed_parse_equals_fresh_parse_on_every_prefix() {
+    let mut rng = Rng::new(0x4854_5450_0008);
+    for case in 0..4_000 {
+        let data = match rng.below(4) {
+            0 => gen_request(&mut rng).bytes,
+            1 => {
+                let mut b = gen_request(&mut rng).bytes;
+                mutate(&mut rng, &mut b);
+                b
+            }
+            2 => {
+                let extra = rng.range(1, MAX_HEAD);
+                let terminated = rng.one_in(2);
+                let mut b = gen_oversize_head(&mut rng, extra, terminated);
+                if rng.one_in(2) {
+                    mutate(&mut rng, &mut b);
+                }
+                b
+            }
+            _ => arbitrary_bytes(&mut rng, 4096),
+        };
+        let sizes = chunk_sizes(&mut rng, data.len());
+        // A fresh parse of every prefix would make the test quadratic: check
+        // some 40 cuts, and always the one that ends the parse.
+        let every = sizes.len() / 40 + 1;
+        let mut parser = parser::HeadParser::new();
+        let mut end = 0;
+        let mut work = 0;
+        for size in sizes {
+            end += size;
+            let before = parser::work();
+            let resumed = parser.parse(&data[..end]);
+            work += parser::work() - before;
+            if resumed == Ok(Status::Partial) && !rng.one_in(every) {
+                continue;
+            }
+            let fresh = parser::parse(&data[..end]);
+            assert!(
+                resumed == fresh,
+                "case {case}: after {end} bytes of {:?}: resumed {resumed:?}, fresh {fresh:?}",
+                String::from_utf8_lossy(&data)
+            );
+            if resumed != Ok(Status::Partial) {
+                break;
+            }
+        }
+        assert!(
+            work <= 3 * end.min(MAX_HEAD) + 3,
+            "case {case}: {work} bytes looked at for {end}"
+        );
+    }
+}
+
+/// Proves the size rule: bytes past [`MAX_HEAD`] never change the answer.
+/// For arbitrary and mutated oversize input, parsing the whole buffer
+/// gives exactly the answer for its first [`MAX_HEAD`] bytes, and that
+/// answer is never `Partial`.
+#[test]
+fn bytes_past_the_limit_never_count() {
+    let mut rng = Rng::new(0x4854_5450_0009);
+    for case in 0..2_000 {
+        let extra = rng.range(1, 2 * MAX_HEAD);
+        let mut data = if rng.one_in(4) {
+            let mut b = arbitrary_bytes(&mut rng, 3 * MAX_HEAD);
+            b.resize(MAX_HEAD + extra, b'x');
+            b
+        } else {
+            let terminated = rng.one_in(2);
+            gen_oversize_head(&mut rng, extra, terminated)
+        };
+        if rng.one_in(2) {
+            mutate(&mut rng, &mut data);
+        }
+        if data.len() < MAX_HEAD {
+            continue;
+        }
+        let whole = parser::parse(&data);
+        assert_eq!(whole, parser::parse(&data[..MAX_HEAD]), "case {case}");
+        assert_ne!(whole, Ok(Status::Partial), "case {case}");
+    }
+}
+
+/// Proves the regression fixed for issue 6: an oversize head with a
+/// malformed line (before the limit, across it, or past it) gets one
+/// answer however it arrives: whole, byte by byte, or in random reads,
+/// possibly after valid pipelined requests.
+#[test]
+fn malformed_oversize_heads_answer_the_same_however_split() {
+    let mut rng = Rng::new(0x4854_5450_000a);
+    for case in 0..300 {
+        let mut data = Vec::new();
+        if rng.one_in(2) {
+            for r in gen_stream(&mut rng) {
+                if r.keep_alive {
+                    data.extend_from_slice(&r.bytes);
+                }
+            }
+        }
+        let prefix = data.len();
+        let extra = rng.range(1, MAX_HEAD);
+        let terminated = rng.one_in(2);
+        let mut head = gen_oversize_head(&mut rng, extra, terminated);
+        // Break one line near the limit: a byte that no line may hold, or
+        // a space where a field name is.
+        let at = (MAX_HEAD - 64 + rng.below(128)).min(head.len() - 1);
+        head[at] = *rng.pick(b"\x00\x7f\r ");
+        if rng.one_in(2) {
+            let line = rng.pick_bytes(&[&b"\nbad line\n"[..], b"\r\n: x\r\n"]);
+            head.splice(at..at, line.iter().copied());
+        }
+        data.extend_from_slice(&head);
+
+        let whole = feed_whole(&data);
+        let bytewise = Server::new().feed(&data, &vec![1; data.len()]);
+        let sizes = chunk_sizes(&mut rng, data.len());
+        let split = Server::new().feed(&data, &sizes);
+        assert!(
+            whole == bytewise && whole == split,
+            "case {case}: head of {} after {prefix} bytes, broken at {at}: \
+             whole {:?}, bytewise {:?}, split {:?}",
+            head.len(),
+            String::from_utf8_lossy(&whole.0),
+            String::from_utf8_lossy(&bytewise.0),
+            String::from_utf8_lossy(&split.0)
+        );
+        assert!(whole.1, "case {case}: not closed");
     }
 }

@@ -1,9 +1,16 @@
-//! An allocation-free HTTP/1.x request-head parser.
+//! An allocation-free, incremental HTTP/1.x request-head parser.
 //!
-//! [`parse`] looks at the start of a byte buffer and says whether it holds a
-//! complete request head (request line, header fields and the empty line),
-//! needs more bytes, or is malformed. It borrows the method and target from
-//! the buffer, so nothing is copied or allocated per request.
+//! [`HeadParser::parse`] looks at the start of a byte buffer and says whether
+//! it holds a complete request head (request line, header fields and the
+//! empty line), needs more bytes, or is malformed. It borrows the method and
+//! target from the buffer, so nothing is copied or allocated per request.
+//!
+//! The parser is resumable. While a head has not fully arrived it remembers
+//! how far it got: the complete lines it has already checked (and what they
+//! said), and how much of the current line it has scanned for its end. The
+//! next call, given the same bytes and more, goes on from there, so a head
+//! that trickles in one byte per read costs time linear in its size, not
+//! quadratic.
 //!
 //! What it accepts, following RFC 9112 with the usual leniencies:
 //!
@@ -24,9 +31,20 @@
 //! - `Connection` is a comma-separated, case-insensitive list; `close` and
 //!   `keep-alive` decide [`Request::keep_alive`] with the HTTP/1.1 default of
 //!   persistence and the HTTP/1.0 default of closing.
-//! - The head (from the buffer's start to the end of the empty line) may be
-//!   at most [`MAX_HEAD`] bytes; a longer one, complete or not, is
-//!   [`Error::HeadTooLarge`].
+//!
+//! Errors are reported as soon as the bytes prove them: a line when it is
+//! complete, and the method of the request line byte by byte (so binary
+//! junk such as a TLS hello is refused before any line end).
+//!
+//! The size limit: the head (from the buffer's start to the end of the empty
+//! line) may be at most [`MAX_HEAD`] bytes, and only the first [`MAX_HEAD`]
+//! bytes of the buffer are ever looked at. If no head ends within them the
+//! answer is [`Error::HeadTooLarge`], unless something within them is
+//! already malformed, which is then the answer. Since bytes past the limit
+//! never count, a head over the limit gets the same answer however its bytes
+//! are split into reads (all at once, or one at a time).
+
+use std::ops::Range;
 
 /// The largest request head accepted, in bytes (8 KiB).
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -60,7 +78,7 @@ impl Request<'_> {
     }
 }
 
-/// What [`parse`] found at the start of the buffer.
+/// What [`HeadParser::parse`] found at the start of the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status<'a> {
     /// A complete request head; its body follows it in the stream.
@@ -75,7 +93,7 @@ pub enum Status<'a> {
 pub enum Error {
     /// Not valid HTTP/1.x syntax (answered with 400).
     BadRequest,
-    /// The head is larger than [`MAX_HEAD`] (answered with 431).
+    /// No head ends within the first [`MAX_HEAD`] bytes (answered with 431).
     HeadTooLarge,
     /// The request carries a `Transfer-Encoding` (answered with 501).
     TransferEncoding,
@@ -95,119 +113,213 @@ impl Error {
     }
 }
 
-/// Parses the request head at the start of `buf`.
+/// The parts of a parsed request line, as ranges of the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RequestLine {
+    method: Range<usize>,
+    target: Range<usize>,
+    minor_version: u8,
+}
+
+/// A resumable parser of one request head at a time; a connection keeps one
+/// for the head it is receiving.
 ///
-/// Returns [`Status::Partial`] when `buf` is a strict prefix of a possibly
-/// valid head (errors are reported as soon as a complete line proves them),
-/// and an error when the head is malformed or too large.
-pub fn parse(buf: &[u8]) -> Result<Status<'_>, Error> {
-    let mut lines = Lines { buf, pos: 0 };
+/// Call [`parse`](HeadParser::parse) with the buffered bytes starting at the
+/// head's first byte. While it returns [`Status::Partial`], call it again
+/// once more bytes have arrived, with the same start: the buffer may move or
+/// grow, but the bytes already passed must stay the same. After a complete
+/// head or an error it starts over, and the next call parses a new head.
+#[derive(Debug, Clone, Default)]
+pub struct HeadParser {
+    /// Where the current, incomplete line starts; everything before it is
+    /// complete lines already checked.
+    line_start: usize,
+    /// How far the buffer has been scanned for the current line's LF.
+    scanned: usize,
+    /// Whether the current line, while it is the request line, has had a
+    /// space: the method ends there, and only its bytes are checked before
+    /// the line ends.
+    method_ended: bool,
+    /// The request line, once it is complete.
+    request_line: Option<RequestLine>,
+    /// A `Connection` field has said `close`.
+    close: bool,
+    /// A `Connection` field has said `keep-alive`.
+    keep_alive_asked: bool,
+    /// The `Content-Length`, once a field has given it.
+    content_length: Option<u64>,
+}
 
-    // Skip empty lines before the request line.
-    let request_line = loop {
-        match lines.next()? {
-            None => {
-                // Reject binary junk (a TLS hello, say) without waiting for
-                // a line end: the method is a token ending at a space.
-                let rest = &buf[lines.pos..];
-                let method = rest.split(|&b| b == b' ').next().unwrap_or(rest);
-                if rest != b"\r" && !method.iter().all(|&b| is_tchar(b)) {
-                    return Err(Error::BadRequest);
+impl HeadParser {
+    /// A parser waiting for the first byte of a head.
+    pub fn new() -> HeadParser {
+        HeadParser::default()
+    }
+
+    /// Parses (or goes on parsing) the request head at the start of `buf`.
+    ///
+    /// Returns [`Status::Partial`] when `buf` is a strict prefix of a
+    /// possibly valid head shorter than [`MAX_HEAD`], a complete request,
+    /// or an error when the head is malformed or too large (see the module
+    /// documentation for the exact rules).
+    pub fn parse<'a>(&mut self, buf: &'a [u8]) -> Result<Status<'a>, Error> {
+        // Only the first MAX_HEAD bytes can hold an acceptable head; never
+        // looking further makes the answer independent of how many bytes
+        // past the limit have arrived.
+        let view = &buf[..buf.len().min(MAX_HEAD)];
+        if self.scanned > view.len() {
+            // Not the bytes of the previous call: start over rather than
+            // trust positions that are no longer in the buffer.
+            *self = HeadParser::default();
+        }
+        let result = self.resume(view);
+        if !matches!(result, Ok(Status::Partial)) {
+            *self = HeadParser::default();
+        }
+        result
+    }
+
+    /// Goes on from where the last call stopped, one line at a time.
+    fn resume<'a>(&mut self, view: &'a [u8]) -> Result<Status<'a>, Error> {
+        loop {
+            let from = self.scanned;
+            let Some(lf) = view[from..].iter().position(|&b| b == b'\n') else {
+                count_work(view.len() - from);
+                if self.request_line.is_none() {
+                    let line = &view[self.line_start..];
+                    self.check_method_so_far(line, from - self.line_start)?;
                 }
-                return partial(buf);
+                self.scanned = view.len();
+                // An incomplete head at the limit can only grow past it.
+                return if view.len() >= MAX_HEAD {
+                    Err(Error::HeadTooLarge)
+                } else {
+                    Ok(Status::Partial)
+                };
+            };
+            count_work(lf + 1);
+            let start = self.line_start;
+            let end = from + lf;
+            let mut line = &view[start..end];
+            if let [head @ .., b'\r'] = line {
+                line = head;
             }
-            Some([]) => continue,
-            Some(line) => break line,
-        }
-    };
-    let (method, target, minor_version) = parse_request_line(request_line)?;
+            count_work(line.len());
+            if line.contains(&b'\r') {
+                return Err(Error::BadRequest);
+            }
+            self.line_start = end + 1;
+            self.scanned = end + 1;
+            self.method_ended = false;
 
-    let mut close = false;
-    let mut keep_alive_asked = false;
-    let mut content_length: Option<u64> = None;
-    loop {
-        let line = match lines.next()? {
-            None => return partial(buf),
-            Some(line) => line,
-        };
-        if line.is_empty() {
-            break;
+            match &self.request_line {
+                // Empty lines before the request line are skipped.
+                None if line.is_empty() => {}
+                None => self.request_line = Some(parse_request_line(line, start)?),
+                Some(request_line) if line.is_empty() => {
+                    return Ok(Status::Complete(self.request(request_line, view)));
+                }
+                Some(_) => self.header(line)?,
+            }
         }
+    }
+
+    /// Rejects binary junk (a TLS hello, say) without waiting for a line
+    /// end: the request line starts with a token ending at a space. `line`
+    /// is the incomplete first line so far, of which the bytes from `from`
+    /// on have not been checked yet. A lone CR may still turn into an empty
+    /// line.
+    fn check_method_so_far(&mut self, line: &[u8], from: usize) -> Result<(), Error> {
+        if line.len() >= 2 && line[0] == b'\r' {
+            return Err(Error::BadRequest);
+        }
+        if self.method_ended {
+            return Ok(());
+        }
+        for (i, &b) in line.iter().enumerate().skip(from) {
+            count_work(1);
+            if b == b' ' {
+                self.method_ended = true;
+                return Ok(());
+            }
+            if !(is_tchar(b) || (i == 0 && b == b'\r')) {
+                return Err(Error::BadRequest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one header field line and notes what it says about the
+    /// framing and the connection.
+    fn header(&mut self, line: &[u8]) -> Result<(), Error> {
         let (name, value) = parse_header(line)?;
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_content_length(value)?;
-            if content_length.is_some_and(|old| old != n) {
+            if self.content_length.is_some_and(|old| old != n) {
                 return Err(Error::BadRequest);
             }
-            content_length = Some(n);
+            self.content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             return Err(Error::TransferEncoding);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in value.split(|&b| b == b',') {
                 let option = trim_ows(option);
                 if option.eq_ignore_ascii_case(b"close") {
-                    close = true;
+                    self.close = true;
                 } else if option.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive_asked = true;
+                    self.keep_alive_asked = true;
                 }
             }
         }
+        Ok(())
     }
-    let head_len = lines.pos;
-    if head_len > MAX_HEAD {
-        return Err(Error::HeadTooLarge);
-    }
-    // `close` wins over `keep-alive` whatever their order.
-    let keep_alive = !close && (minor_version >= 1 || keep_alive_asked);
-    Ok(Status::Complete(Request {
-        method,
-        target,
-        minor_version,
-        keep_alive,
-        content_length: content_length.unwrap_or(0),
-        head_len,
-    }))
-}
 
-/// `Partial`, or `HeadTooLarge` once the incomplete head has reached the
-/// limit (it can only grow).
-fn partial(buf: &[u8]) -> Result<Status<'_>, Error> {
-    if buf.len() >= MAX_HEAD {
-        Err(Error::HeadTooLarge)
-    } else {
-        Ok(Status::Partial)
-    }
-}
-
-/// An iterator over complete lines, without their line ending.
-struct Lines<'a> {
-    buf: &'a [u8],
-    /// Where the next line starts.
-    pos: usize,
-}
-
-impl<'a> Lines<'a> {
-    /// The next complete line, `None` if the buffer ends before its LF, or
-    /// an error for a CR that is not right before the LF.
-    fn next(&mut self) -> Result<Option<&'a [u8]>, Error> {
-        let rest = &self.buf[self.pos..];
-        let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-            return Ok(None);
-        };
-        let mut line = &rest[..lf];
-        if let [head @ .., b'\r'] = line {
-            line = head;
+    /// The request whose head, started by `line`, ended just before
+    /// `self.line_start`.
+    fn request<'a>(&self, line: &RequestLine, view: &'a [u8]) -> Request<'a> {
+        // `close` wins over `keep-alive` whatever their order.
+        let keep_alive = !self.close && (line.minor_version >= 1 || self.keep_alive_asked);
+        Request {
+            method: &view[line.method.clone()],
+            target: &view[line.target.clone()],
+            minor_version: line.minor_version,
+            keep_alive,
+            content_length: self.content_length.unwrap_or(0),
+            head_len: self.line_start,
         }
-        if line.contains(&b'\r') {
-            return Err(Error::BadRequest);
-        }
-        self.pos += lf + 1;
-        Ok(Some(line))
     }
 }
 
-/// Splits `method SP target SP HTTP/1.x` and returns the minor version.
-fn parse_request_line(line: &[u8]) -> Result<(&[u8], &[u8], u8), Error> {
+/// Parses the request head at the start of `buf` in one go, with a fresh
+/// [`HeadParser`].
+#[cfg(test)]
+pub fn parse(buf: &[u8]) -> Result<Status<'_>, Error> {
+    HeadParser::new().parse(buf)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The bytes the parsers of this thread have looked at.
+    static WORK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `_n` bytes looked at, in tests only: the measure of parsing work
+/// that proves it linear. Compiles to nothing otherwise.
+#[inline(always)]
+fn count_work(_n: usize) {
+    #[cfg(test)]
+    WORK.with(|w| w.set(w.get() + _n));
+}
+
+/// The bytes the parsers of this thread have looked at so far (tests only).
+#[cfg(test)]
+pub fn work() -> usize {
+    WORK.with(std::cell::Cell::get)
+}
+
+/// Splits `method SP target SP HTTP/1.x`, where `line` starts at `offset`
+/// in the buffer, into ranges of the buffer and the minor version.
+fn parse_request_line(line: &[u8], offset: usize) -> Result<RequestLine, Error> {
     let sp1 = line
         .iter()
         .position(|&b| b == b' ')
@@ -227,20 +339,23 @@ fn parse_request_line(line: &[u8]) -> Result<(&[u8], &[u8], u8), Error> {
     if target.is_empty() || !target.iter().all(|&b| b > b' ' && b != 0x7f) {
         return Err(Error::BadRequest);
     }
-    match version {
+    let minor_version = match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
             if *major != b'1' {
-                Err(Error::Version)
-            } else if *minor == b'0' {
-                Ok((method, target, 0))
-            } else {
-                Ok((method, target, 1))
+                return Err(Error::Version);
             }
+            u8::from(*minor != b'0')
         }
-        _ => Err(Error::BadRequest),
-    }
+        _ => return Err(Error::BadRequest),
+    };
+    let target_start = offset + sp1 + 1;
+    Ok(RequestLine {
+        method: offset..offset + sp1,
+        target: target_start..target_start + sp2,
+        minor_version,
+    })
 }
 
 /// Splits `name ":" OWS value OWS`.

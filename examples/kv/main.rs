@@ -96,8 +96,12 @@ async fn connection(stream: TcpStream, store: &RefCell<Store>) -> io::Result<()>
                     &mut reply,
                     b"ERR Protocol error: query buffer limit exceeded",
                 );
+                drop(input);
                 let (res, _) = stream.write_all(reply).await;
-                return res;
+                res?;
+                // Like any protocol error: make sure the reply is read, not
+                // lost to a reset for the unread rest of the command.
+                return linger(&stream).await;
             }
             input.reserve(input.capacity());
         }
@@ -132,9 +136,13 @@ async fn connection(stream: TcpStream, store: &RefCell<Store>) -> io::Result<()>
             }
         }
 
-        // Keep the unfinished command at the front for the next read.
-        input.copy_within(start.., 0);
-        input.truncate(input.len() - start);
+        // Keep the unfinished command at the front for the next read. It is
+        // moved only when a command before it completed, so a command that
+        // trickles in is moved at most once, not once per read.
+        if start > 0 {
+            input.copy_within(start.., 0);
+            input.truncate(input.len() - start);
+        }
         if input.is_empty() && input.capacity() > SHRINK_ABOVE {
             input = Vec::with_capacity(READ_BUF);
         }
