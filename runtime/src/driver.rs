@@ -19,7 +19,10 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::builder::Config;
 use crate::error::{missing_feature, setup_error};
-use crate::lifecycle::{CqeOutcome, Lifecycle, Parked, CANCEL_UD, CLOSE_UD, INTERNAL, WAKE_UD};
+use crate::lifecycle::{
+    CqeOutcome, Lifecycle, Parked, CANCEL_UD, CLOSE_UD, INTERNAL, LINK_TIMEOUT_UD, WAKE_UD,
+};
+use crate::probe::Features;
 
 pub(crate) struct Driver {
     ring: IoUring,
@@ -34,8 +37,15 @@ pub(crate) struct Driver {
     orphan_scratch: Vec<i32>,
     /// Scratch space for operations to cancel again.
     recancel_scratch: Vec<u64>,
-    /// `IOSQE_CQE_SKIP_SUCCESS` is available for cancels.
+    /// `IOSQE_CQE_SKIP_SUCCESS` is available for cancels, closes and link
+    /// timeouts (`features.skip_success`).
     skip_success: bool,
+    /// What the kernel supports, probed once at setup (the buffer-ring
+    /// trial on the first call of [`Driver::features`]).
+    features: Features,
+    buffer_rings_probed: bool,
+    /// Entries in the submission queue: the longest chain that fits.
+    sq_entries: usize,
     sqpoll: bool,
     /// The eventfd that other threads write to wake us, and the buffer its
     /// read op fills (boxed: its address must not move while the read is in
@@ -65,8 +75,12 @@ impl Driver {
         if !params.is_feature_nodrop() {
             return Err(missing_feature("IORING_FEAT_NODROP", "5.5"));
         }
+        let features = Features::probe(&ring, setup_flags);
         let mut driver = Driver {
-            skip_success: params.is_feature_skip_cqe_on_success(),
+            skip_success: features.skip_success,
+            features,
+            buffer_rings_probed: false,
+            sq_entries: params.sq_entries() as usize,
             sqpoll: params.is_setup_sqpoll(),
             ring,
             ops: Lifecycle::new(),
@@ -114,6 +128,93 @@ impl Driver {
         let entry = entry.user_data(user_data);
         // SAFETY: forwarded from the caller.
         unsafe { self.push(&entry) };
+    }
+
+    /// Reserves the slot of one operation of a chain whose SQEs are pushed
+    /// later, all at once, by [`Driver::push_chain`]; returns the slot key
+    /// and the entry with its `user_data` set.
+    pub(crate) fn reserve(&mut self, entry: squeue::Entry) -> (usize, squeue::Entry) {
+        let (key, user_data) = self.ops.insert(false, creates_fd(&entry));
+        self.submitted += 1;
+        (key, entry.user_data(user_data))
+    }
+
+    /// The `IOSQE_CQE_SKIP_SUCCESS` flag if the kernel honours it, else
+    /// none: for SQEs whose success nobody needs to hear about.
+    pub(crate) fn skip_success_flag(&self) -> squeue::Flags {
+        if self.skip_success {
+            squeue::Flags::SKIP_SUCCESS
+        } else {
+            squeue::Flags::empty()
+        }
+    }
+
+    /// What the kernel supports; the first call also tries a buffer-ring
+    /// registration.
+    pub(crate) fn features(&mut self) -> Features {
+        if !self.buffer_rings_probed {
+            self.buffer_rings_probed = true;
+            self.features.buffer_rings = crate::probe::try_buffer_ring(&self.ring);
+        }
+        self.features
+    }
+
+    /// The most SQEs one chain may have: the submission queue's size.
+    pub(crate) fn max_chain(&self) -> usize {
+        self.sq_entries
+    }
+
+    /// Pushes a chain of SQEs (their link flags already set) so that the
+    /// kernel sees them as one chain: all in one publication of the queue
+    /// tail, after making room for all of them, never split by a flush.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if the chain is longer than the submission queue;
+    /// nothing is pushed then.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Driver::submit`], for every entry.
+    pub(crate) unsafe fn push_chain(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
+        if entries.len() > self.sq_entries {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a chain of {} linked SQEs does not fit in the submission queue of {} \
+                     entries; the kernel would run it as two chains (build the runtime with \
+                     a larger Builder::entries, or split the chain yourself)",
+                    entries.len(),
+                    self.sq_entries
+                ),
+            ));
+        }
+        loop {
+            let mut sq = self.ring.submission();
+            if sq.capacity() - sq.len() >= entries.len() {
+                // SAFETY: forwarded from the caller; there is room for all
+                // entries, and the tail is published once, when `sq` drops.
+                let pushed = unsafe { sq.push_multiple(entries) };
+                debug_assert!(pushed.is_ok(), "room was checked");
+                return Ok(());
+            }
+            drop(sq);
+            self.make_room();
+        }
+    }
+
+    /// Stores a result the kernel never produced for a reserved slot (a
+    /// chain that was never pushed), as if its CQE had arrived.
+    pub(crate) fn complete_locally(&mut self, user_data: u64, result: i32) {
+        let Driver {
+            ops,
+            released,
+            to_wake,
+            ..
+        } = self;
+        if let CqeOutcome::Release(Some(parked)) = ops.complete(user_data, result, 0, to_wake) {
+            released.push(parked);
+        }
     }
 
     /// Closes, without blocking, descriptors that operations created for
@@ -200,7 +301,10 @@ impl Driver {
     /// The submission queue is full: hand it to the kernel.
     fn make_room(&mut self) {
         if self.sqpoll {
-            // The SQ thread consumes entries on its own; wait until it has.
+            // The SQ thread consumes entries on its own; wake it if it went
+            // to sleep (`submit` only enters the kernel if it did), then
+            // wait until it has made room.
+            let _ = self.ring.submitter().submit();
             let _ = self.ring.submitter().squeue_wait();
             return;
         }
@@ -277,6 +381,10 @@ impl Driver {
                         // Closing an orphaned descriptor failed: nothing
                         // more can be done about it.
                         CLOSE_UD => {}
+                        // A link timeout fired (-ETIME; its op got
+                        // -ECANCELED) or was disarmed (-ECANCELED) because
+                        // its op finished first.
+                        LINK_TIMEOUT_UD => {}
                         _ => debug_assert!(false, "unknown internal user_data {user_data:#x}"),
                     }
                     continue;

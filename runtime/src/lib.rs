@@ -41,8 +41,10 @@ mod fd;
 pub mod io;
 mod join;
 mod lifecycle;
+mod link;
 mod metrics;
 pub mod op;
+mod probe;
 mod runtime;
 mod scheduler;
 mod task;
@@ -51,6 +53,7 @@ pub mod time;
 pub use builder::Builder;
 pub use join::{JoinError, JoinHandle};
 pub use metrics::{metrics, Metrics};
+pub use probe::{features, Features};
 pub use runtime::{block_on, Runtime};
 pub use scheduler::{spawn, spawn_blocking, yield_now};
 

@@ -37,6 +37,11 @@ pub(crate) const CANCEL_UD: u64 = INTERNAL | 1;
 pub(crate) const WAKE_UD: u64 = INTERNAL | 2;
 /// `user_data` of the close SQEs for descriptors nobody claimed.
 pub(crate) const CLOSE_UD: u64 = INTERNAL | 3;
+/// `user_data` of `IORING_OP_LINK_TIMEOUT` SQEs: they own no memory once
+/// the kernel has read them (the timespec is copied at submission), so they
+/// need no slot; their CQE (`-ETIME` or `-ECANCELED`, or none with
+/// `IOSQE_CQE_SKIP_SUCCESS`) is consumed and dropped.
+pub(crate) const LINK_TIMEOUT_UD: u64 = INTERNAL | 4;
 
 /// Resources parked in a slot after their future was dropped.
 pub(crate) type Parked = Box<dyn Any>;
@@ -290,6 +295,12 @@ impl Lifecycle {
         slot.cancel_requested = true;
         slot.state = State::Ignored(Some(resources));
         Err(slot.user_data)
+    }
+
+    /// Whether the future of the operation behind `key` was dropped (its
+    /// resources are parked here).
+    pub(crate) fn is_ignored(&self, key: usize) -> bool {
+        matches!(self.slots[key].state, State::Ignored(_))
     }
 
     /// Marks the operation as one whose cancel was asked for; returns its

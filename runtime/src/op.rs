@@ -50,6 +50,17 @@
 //!   to finish with it before freeing its data; if the kernel does not
 //!   finish within the shutdown timeout, the data is leaked, never freed.
 //!
+//! # Chains and deadlines
+//!
+//! [`Link`] submits several operations as one kernel chain
+//! (`IOSQE_IO_LINK` / `IOSQE_IO_HARDLINK`): each is still an [`Op`] with
+//! its own data and result. [`Op::submit_with_timeout`] and
+//! [`Link::push_timed`] give an operation a deadline enforced by the
+//! kernel (a linked `IORING_OP_LINK_TIMEOUT`, no runtime timer); the
+//! [`Timed`] future reports `ErrorKind::TimedOut` when it fired. What the
+//! kernel offers (link timeouts, `IOSQE_CQE_SKIP_SUCCESS`, ...) is in
+//! [`crate::features`].
+//!
 //! # What the caller guarantees
 //!
 //! That the SQE points only at memory owned by the data **through a heap
@@ -68,6 +79,7 @@ use std::task::{Context, Poll};
 use crate::context::{expect_current, Core};
 
 pub use crate::fd::SharedFd;
+pub use crate::link::{Link, Timed};
 
 /// The io-uring crate this runtime builds SQEs with, re-exported so that
 /// callers build entries with the same version ([`opcode`](io_uring::opcode),
@@ -168,6 +180,73 @@ impl<T: 'static> Op<T> {
         // SAFETY: the caller's promise covers the SQE's memory; `data` is
         // kept by this Op or parked in the driver until the last CQE.
         let key = unsafe { core.driver.borrow_mut().submit(entry, false) };
+        Op {
+            core,
+            key,
+            data: Some(data),
+        }
+    }
+
+    /// Like [`Op::submit`], with a deadline: the SQE goes out linked to an
+    /// `IORING_OP_LINK_TIMEOUT` (one chain of two SQEs, no separate timer),
+    /// and if the operation has not completed `timeout` after it started,
+    /// the kernel cancels it and the future gives `ErrorKind::TimedOut`
+    /// (`ETIMEDOUT`), with the data back. Allocates one small box for the
+    /// timespec.
+    ///
+    /// Whether the op wrote anything before it was cancelled depends on
+    /// the op: a socket or pipe read that timed out has read nothing. On a
+    /// runtime whose submission queue has a single entry the pair cannot
+    /// be one chain, and the op completes with `EINVAL` without running.
+    ///
+    /// ```
+    /// use runtime::op::{io_uring::{opcode, types}, Op};
+    /// use std::time::Duration;
+    ///
+    /// # runtime::block_on(async {
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let fd = types::Fd(std::os::fd::AsRawFd::as_raw_fd(&a));
+    /// let read = |buf: &mut Vec<u8>| opcode::Recv::new(fd, buf.as_mut_ptr(), 16).build();
+    /// // Nothing comes: the deadline cancels the receive.
+    /// // SAFETY: the SQE points only into the Vec's heap buffer; `a` stays
+    /// // open until the op is over.
+    /// let (res, buf) = unsafe { Op::submit_with_timeout(vec![0u8; 16], read, Duration::from_millis(5)) }.await;
+    /// assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    /// // Data in time: the receive completes and the timeout is disarmed.
+    /// std::io::Write::write_all(&mut &b, b"hi")?;
+    /// // SAFETY: as above.
+    /// let (res, buf) = unsafe { Op::submit_with_timeout(buf, read, Duration::from_secs(10)) }.await;
+    /// assert_eq!(res?.result()?, 2);
+    /// assert_eq!(&buf[..2], b"hi");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// As for [`Op::submit`].
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub unsafe fn submit_with_timeout(
+        data: T,
+        build: impl FnOnce(&mut T) -> Entry,
+        timeout: std::time::Duration,
+    ) -> Timed<T> {
+        // SAFETY: forwarded from the caller.
+        unsafe { Timed::submit(data, build, timeout) }
+    }
+
+    /// The future of an op whose slot `key` was reserved in the driver and
+    /// whose SQE is (or will be, by its chain) pushed.
+    ///
+    /// # Safety
+    ///
+    /// The SQE of slot `key` points only at memory owned by `data` as
+    /// [`Op::submit`] requires, and the slot gets a completion (a CQE, or
+    /// a local one if the SQE is never pushed).
+    pub(crate) unsafe fn from_reserved(core: Rc<Core>, key: usize, data: T) -> Op<T> {
         Op {
             core,
             key,

@@ -1,0 +1,449 @@
+//! Linked operations: chains of SQEs that the kernel runs one after the
+//! other (`IOSQE_IO_LINK`, `IOSQE_IO_HARDLINK`), and per-op deadlines as a
+//! linked `IORING_OP_LINK_TIMEOUT`.
+//!
+//! Each operation of a chain is an ordinary [`Op`]: it owns its data until
+//! **its own** CQE and gives it back with its own result, whatever happens
+//! to the others. A chain is pushed into the submission queue in one piece,
+//! after making room for all of it, so the kernel never sees it split in
+//! two (a chain ends at the end of a submission batch).
+//!
+//! A link-timeout SQE gets no slot: the kernel copies its timespec when it
+//! reads the SQE, which is before the op it guards can complete (the head
+//! of a chain is issued only once the whole chain was read), and the
+//! timespec lives in the guarded op's data until that op's CQE anyway. Its
+//! own CQE, when there is one (`-ETIME` if it fired, `-ECANCELED` if the op
+//! finished first, none for a success under `IOSQE_CQE_SKIP_SUCCESS`), is
+//! consumed by the driver and dropped.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use io_uring::{opcode, squeue, types::Timespec};
+
+use crate::context::{expect_current, Core};
+use crate::lifecycle::LINK_TIMEOUT_UD;
+use crate::op::{Completion, Entry, Op};
+
+/// A chain of linked operations being built: each [`push`](Link::push)
+/// gives the [`Op`] future of one operation; [`submit`](Link::submit)
+/// hands the whole chain to the kernel, which starts each operation when
+/// the one before it has completed.
+///
+/// With [`Link::new`] (`IOSQE_IO_LINK`) an operation that fails (a negative
+/// result, and for reads and writes also a short count) cancels the rest of
+/// the chain: they complete with `ECANCELED`. With [`Link::hard`]
+/// (`IOSQE_IO_HARDLINK`) the rest runs anyway.
+///
+/// Write then fsync, in one submission:
+///
+/// ```
+/// use runtime::op::io_uring::{opcode, types};
+/// use runtime::op::Link;
+/// use std::os::fd::AsRawFd;
+///
+/// # runtime::block_on(async {
+/// let file = std::fs::File::create(std::env::temp_dir().join("link-doc"))?;
+/// let fd = types::Fd(file.as_raw_fd());
+/// let mut chain = Link::new();
+/// // SAFETY: the SQEs point only into the Vec's heap buffer, owned by the
+/// // op until its CQE, and `file` stays open until both ops are done.
+/// let (write, sync) = unsafe {
+///     (
+///         chain.push(b"hello".to_vec(), |b| {
+///             opcode::Write::new(fd, b.as_ptr(), b.len() as u32).offset(0).build()
+///         }),
+///         chain.push((), |_| opcode::Fsync::new(fd).build()),
+///     )
+/// };
+/// chain.submit()?;
+/// let ((written, buf), (synced, ())) = (write.await, sync.await);
+/// assert_eq!(written.result()?, 5);
+/// assert_eq!(synced.result()?, 0);
+/// # let _ = buf;
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// Building a chain allocates (two small vectors; a timed op also boxes its
+/// timespec); a plain [`Op::submit`] does not.
+///
+/// The ops must not be awaited before the chain is submitted: an op of an
+/// unsubmitted chain waits until the chain is submitted or dropped
+/// (dropping the `Link` unsubmitted completes every op with `ECANCELED`
+/// without the kernel seeing any of them).
+pub struct Link {
+    core: Rc<Core>,
+    /// `IOSQE_IO_LINK` or `IOSQE_IO_HARDLINK`.
+    flag: squeue::Flags,
+    /// The SQEs in chain order, `user_data` set, link flags not yet.
+    entries: Vec<Entry>,
+    /// Slot key and `user_data` of each op (link timeouts have none).
+    ops: Vec<(usize, u64)>,
+    submitted: bool,
+}
+
+impl Link {
+    /// Starts a chain whose failed op cancels the rest (`IOSQE_IO_LINK`).
+    ///
+    /// ```
+    /// # runtime::block_on(async {
+    /// let chain = runtime::op::Link::new();
+    /// assert!(chain.is_empty());
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn new() -> Link {
+        Link::with_flag(squeue::Flags::IO_LINK, "runtime::op::Link::new")
+    }
+
+    /// Starts a chain whose ops run one after the other whatever their
+    /// results (`IOSQE_IO_HARDLINK`).
+    ///
+    /// ```
+    /// use runtime::op::{io_uring::opcode, Link};
+    /// # runtime::block_on(async {
+    /// let mut chain = Link::hard();
+    /// // SAFETY: NOPs point at no memory.
+    /// let (a, b) = unsafe {
+    ///     (chain.push((), |_| opcode::Nop::new().build()), chain.push((), |_| opcode::Nop::new().build()))
+    /// };
+    /// chain.submit()?;
+    /// assert_eq!(a.await.0.result()?, 0);
+    /// assert_eq!(b.await.0.result()?, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn hard() -> Link {
+        Link::with_flag(squeue::Flags::IO_HARDLINK, "runtime::op::Link::hard")
+    }
+
+    fn with_flag(flag: squeue::Flags, what: &str) -> Link {
+        Link {
+            core: expect_current(what),
+            flag,
+            entries: Vec::new(),
+            ops: Vec::new(),
+            submitted: false,
+        }
+    }
+
+    /// Appends the operation that `build` makes from `data` and returns its
+    /// future, which resolves once the chain was submitted and the
+    /// operation's own CQE arrived (or the chain was dropped unsubmitted).
+    ///
+    /// ```
+    /// use runtime::op::{io_uring::opcode, Link};
+    /// # runtime::block_on(async {
+    /// let mut chain = Link::new();
+    /// // SAFETY: a NOP points at no memory.
+    /// let nop = unsafe { chain.push(7u32, |_| opcode::Nop::new().build()) };
+    /// assert_eq!(chain.len(), 1);
+    /// chain.submit()?;
+    /// let (c, seven) = nop.await;
+    /// assert_eq!((c.result()?, seven), (0, 7));
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// As for [`Op::submit`]: every pointer in the SQE points into heap
+    /// memory owned by `data` or into `'static` memory, and every descriptor
+    /// it names stays open until the operation completes. The SQE must not
+    /// set link flags itself.
+    pub unsafe fn push<T: 'static>(
+        &mut self,
+        mut data: T,
+        build: impl FnOnce(&mut T) -> Entry,
+    ) -> Op<T> {
+        let entry = build(&mut data);
+        let (key, entry) = self.core.driver.borrow_mut().reserve(entry);
+        self.ops.push((key, entry.get_user_data()));
+        self.entries.push(entry);
+        // SAFETY: the slot was reserved for this op; its SQE is pushed by
+        // `submit`, or the slot completed locally by `drop`.
+        unsafe { Op::from_reserved(self.core.clone(), key, data) }
+    }
+
+    /// Appends an operation guarded by a linked `IORING_OP_LINK_TIMEOUT`:
+    /// if it has not completed `timeout` after it started, the kernel
+    /// cancels it and the future gives `ErrorKind::TimedOut`. In a
+    /// [`Link::new`] chain the ops after it are then cancelled too; in a
+    /// [`Link::hard`] chain they run.
+    ///
+    /// In a [`Link::new`] chain an op is also cancelled, with the same
+    /// `ECANCELED`, when an op before it failed; its `Timed` future reports
+    /// that as `TimedOut` too: the earlier ops' results tell the two apart.
+    ///
+    /// ```
+    /// use runtime::op::{io_uring::{opcode, types}, Link};
+    /// use std::time::Duration;
+    /// # runtime::block_on(async {
+    /// let (mut fds, mut chain) = ([0i32; 2], Link::new());
+    /// // SAFETY: pipe2 fills the two-int array.
+    /// assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    /// // SAFETY: the read fills the Vec's heap buffer, owned by the op; the
+    /// // pipe stays open until the op is over.
+    /// let read = unsafe {
+    ///     chain.push_timed(vec![0u8; 8], |b| {
+    ///         opcode::Read::new(types::Fd(fds[0]), b.as_mut_ptr(), 8).build()
+    ///     }, Duration::from_millis(10))
+    /// };
+    /// chain.submit()?;
+    /// let (res, _buf) = read.await; // nobody writes to the pipe
+    /// assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    /// # unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// As for [`Link::push`].
+    pub unsafe fn push_timed<T: 'static>(
+        &mut self,
+        data: T,
+        build: impl FnOnce(&mut T) -> Entry,
+        timeout: Duration,
+    ) -> Timed<T> {
+        let ts = Box::new(Timespec::from(timeout));
+        let ts_ptr: *const Timespec = &*ts;
+        // SAFETY: forwarded from the caller; the timespec is boxed in the
+        // op's data.
+        let op = unsafe { self.push((data, ts), |(d, _)| build(d)) };
+        let skip = self.core.driver.borrow().skip_success_flag();
+        self.entries.push(link_timeout(ts_ptr, skip));
+        Timed { op }
+    }
+
+    /// The number of SQEs in the chain so far (a timed op counts two).
+    ///
+    /// ```
+    /// # runtime::block_on(async {
+    /// assert_eq!(runtime::op::Link::new().len(), 0);
+    /// # });
+    /// ```
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The most SQEs a chain may have on this runtime: the submission
+    /// queue's size (`Builder::entries`, rounded up to a power of two).
+    ///
+    /// ```
+    /// let rt = runtime::Runtime::builder().entries(8).build()?;
+    /// rt.block_on(async {
+    ///     assert_eq!(runtime::op::Link::new().capacity(), 8);
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.core.driver.borrow().max_chain()
+    }
+
+    /// Whether nothing was pushed yet.
+    ///
+    /// ```
+    /// # runtime::block_on(async {
+    /// assert!(runtime::op::Link::hard().is_empty());
+    /// # });
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Hands the chain to the kernel, in one piece, with the next batch.
+    ///
+    /// ```
+    /// use runtime::op::{io_uring::opcode, Link};
+    /// # runtime::block_on(async {
+    /// let mut chain = Link::new();
+    /// // SAFETY: a NOP points at no memory.
+    /// let nop = unsafe { chain.push((), |_| opcode::Nop::new().build()) };
+    /// chain.submit()?;
+    /// assert_eq!(nop.await.0.result()?, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if the chain has more SQEs than the submission queue
+    /// has entries (`Builder::entries`): the kernel would run it as two
+    /// chains. No op is submitted then, and every op of the chain completes
+    /// with `EINVAL`, its data handed back.
+    pub fn submit(mut self) -> io::Result<()> {
+        self.submitted = true;
+        let last = self.entries.len().saturating_sub(1);
+        for entry in &mut self.entries[..last] {
+            *entry = entry.clone().flags(self.flag);
+        }
+        let released;
+        let result = {
+            let mut driver = self.core.driver.borrow_mut();
+            // SAFETY: every op's data is owned by its `Op` (or parked in its
+            // slot) until its CQE, per the `push` contract; link timeouts
+            // point at a timespec boxed in the data of the op they guard.
+            let pushed = unsafe { driver.push_chain(&self.entries) };
+            match &pushed {
+                Ok(()) => {
+                    // Ops whose futures were dropped before the chain went
+                    // out: cancel them now that the kernel has them.
+                    for &(key, user_data) in &self.ops {
+                        if driver.ops.is_ignored(key) {
+                            driver.cancel(user_data);
+                        }
+                    }
+                }
+                Err(_) => {
+                    for &(_, user_data) in &self.ops {
+                        driver.complete_locally(user_data, -libc::EINVAL);
+                    }
+                }
+            }
+            released = driver.take_released();
+            pushed
+        };
+        drop(released);
+        result
+    }
+}
+
+impl Default for Link {
+    /// The same as [`Link::new`].
+    ///
+    /// ```
+    /// # runtime::block_on(async {
+    /// let chain = runtime::op::Link::default();
+    /// assert_eq!(chain.len(), 0);
+    /// # });
+    /// ```
+    fn default() -> Link {
+        Link::new()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if self.submitted {
+            return;
+        }
+        // Never pushed: no CQE will come, so complete the slots here.
+        let released = {
+            let mut driver = self.core.driver.borrow_mut();
+            for &(_, user_data) in &self.ops {
+                driver.complete_locally(user_data, -libc::ECANCELED);
+            }
+            driver.take_released()
+        };
+        drop(released);
+    }
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("hard", &(self.flag == squeue::Flags::IO_HARDLINK))
+            .field("sqes", &self.entries.len())
+            .field("submitted", &self.submitted)
+            .finish()
+    }
+}
+
+/// The `IORING_OP_LINK_TIMEOUT` SQE for the op just before it.
+fn link_timeout(ts: *const Timespec, skip: squeue::Flags) -> Entry {
+    opcode::LinkTimeout::new(ts)
+        .build()
+        .user_data(LINK_TIMEOUT_UD)
+        .flags(skip)
+}
+
+/// An operation with a deadline (a linked `IORING_OP_LINK_TIMEOUT`), made
+/// by [`Op::submit_with_timeout`] or [`Link::push_timed`]: a future of the
+/// operation's [`Completion`], or of `ErrorKind::TimedOut` if the deadline
+/// cancelled it, and of its data back either way.
+///
+/// Dropping it before completion cancels the operation, as for [`Op`].
+#[must_use = "a Timed op is cancelled when dropped; .await it"]
+pub struct Timed<T: 'static> {
+    op: Op<(T, Box<Timespec>)>,
+}
+
+impl<T: 'static> Timed<T> {
+    /// Submits the op and its link timeout as one chain of two SQEs; the
+    /// body of [`Op::submit_with_timeout`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Op::submit`].
+    pub(crate) unsafe fn submit(
+        data: T,
+        build: impl FnOnce(&mut T) -> Entry,
+        timeout: Duration,
+    ) -> Timed<T> {
+        let core = expect_current("runtime::op::Op::submit_with_timeout");
+        let mut data = (data, Box::new(Timespec::from(timeout)));
+        let entry = build(&mut data.0).flags(squeue::Flags::IO_LINK);
+        let ts_ptr: *const Timespec = &*data.1;
+        let key = {
+            let mut driver = core.driver.borrow_mut();
+            let (key, entry) = driver.reserve(entry);
+            let chain = [entry, link_timeout(ts_ptr, driver.skip_success_flag())];
+            // SAFETY: the caller's promise covers the op's SQE; the timespec
+            // is boxed in the op's data, which lives until the op's CQE
+            // (after the kernel read the timeout SQE).
+            let pushed = unsafe { driver.push_chain(&chain) };
+            if pushed.is_err() {
+                // A one-entry submission queue: the pair cannot be one chain.
+                driver.complete_locally(chain[0].get_user_data(), -libc::EINVAL);
+            }
+            key
+        };
+        // SAFETY: the slot was reserved for this op and its SQE pushed.
+        let op = unsafe { Op::from_reserved(core, key, data) };
+        Timed { op }
+    }
+}
+
+impl<T: 'static> Future for Timed<T> {
+    type Output = (io::Result<Completion>, T);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.op).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready((completion, (data, _ts))) => {
+                let res = if completion.raw_result() == -libc::ECANCELED {
+                    Err(timed_out())
+                } else {
+                    Ok(completion)
+                };
+                Poll::Ready((res, data))
+            }
+        }
+    }
+}
+
+impl<T: 'static> fmt::Debug for Timed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timed").field("op", &self.op).finish()
+    }
+}
+
+/// The error of an op whose link timeout fired: `ETIMEDOUT`, whose kind is
+/// `ErrorKind::TimedOut`.
+fn timed_out() -> io::Error {
+    io::Error::from_raw_os_error(libc::ETIMEDOUT)
+}
