@@ -138,6 +138,20 @@ impl Runtime {
     pub fn metrics(&self) -> crate::Metrics {
         self.core.metrics()
     }
+
+    /// The io_uring facilities this runtime's ring has (see
+    /// [`Features`](crate::Features)); the same as [`crate::features()`]
+    /// called inside it, but callable from outside `block_on`.
+    ///
+    /// ```
+    /// let rt = runtime::Runtime::new().unwrap();
+    /// let features = rt.features();
+    /// // Every kernel this runtime supports (5.11+) has IORING_OP_NOP.
+    /// assert!(features.supports(runtime::op::io_uring::opcode::Nop::CODE));
+    /// ```
+    pub fn features(&self) -> crate::Features {
+        self.core.driver.borrow_mut().features()
+    }
 }
 
 /// Runs `future` to completion on a fresh runtime with the default
