@@ -1,3 +1,376 @@
-//! Placeholder (being written).
+//! The benchmark suite's runner: every scenario of issue 5 in one command.
+//!
+//! ```text
+//! bench/run [--quick] [--only <scenario,...>]     (builds, then runs this)
+//! target/release/suite [--quick] [--only <scenario,...>] [--rounds N]
+//! ```
+//!
+//! Scenarios: `echo` (TCP echo, seven runtimes), `http` (ours vs tokio,
+//! hyper, monoio), `arch` (seven server architectures), `kv` (vs
+//! redis-server), `files` (random reads vs tokio::fs and fio; 1 GiB copy vs
+//! cp), `executor` (micro-benchmarks and callgrind instructions per op).
+//!
+//! Servers run pinned to core 0, load generators to core 1; every cell runs
+//! several rounds with the peers interleaved, and the ratios quoted are the
+//! median (min, max) of the per-round ratios ours/peer. Rounds where the
+//! load generator saturated its core are rejected and counted. The results
+//! are printed and written to `bench/BENCHMARKS.md` with PNG charts under
+//! `bench/charts/`. Every child process runs in its own process group and is
+//! killed when the suite ends, is interrupted, or panics.
 
-fn main() {}
+mod chart;
+mod echo;
+mod executor;
+mod files;
+mod fleet;
+mod http;
+mod kv;
+mod model;
+mod proc;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use model::Outcome;
+
+/// The scenarios, in the order a full run goes through them.
+pub const SCENARIOS: [&str; 6] = ["echo", "http", "arch", "kv", "files", "executor"];
+
+/// What every scenario needs to know about this run.
+pub struct Ctx {
+    /// Quick mode: fewer rounds and a smaller matrix.
+    pub quick: bool,
+    /// Rounds per cell.
+    pub rounds: usize,
+    /// The workspace root (the current directory while the suite runs).
+    pub root: PathBuf,
+    /// The core servers are pinned to.
+    pub server_core: Option<usize>,
+    /// The core load generators and measuring programs are pinned to.
+    pub loader_core: Option<usize>,
+    /// False when the font could not be loaded: no charts.
+    pub charts: bool,
+    start: Instant,
+}
+
+impl Ctx {
+    /// Path of a bench binary, relative to the workspace root.
+    pub fn bin(&self, name: &str) -> String {
+        format!("target/release/{name}")
+    }
+
+    /// Path of an example binary, relative to the workspace root.
+    pub fn example(&self, name: &str) -> String {
+        format!("target/release/examples/{name}")
+    }
+
+    /// Prints a progress line with the elapsed time.
+    pub fn log(&self, msg: &str) {
+        let t = self.start.elapsed().as_secs();
+        println!("[{:02}:{:02}] {msg}", t / 60, t % 60);
+    }
+}
+
+const USAGE: &str = "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--plan]
+  scenarios: echo, http, arch, kv, files, executor (default: all)
+  --plan     print the planned time and exit
+  --quick    2 rounds and a reduced matrix (under 3 minutes); default: 5 rounds (under 15 minutes)";
+
+struct Args {
+    quick: bool,
+    plan_only: bool,
+    only: Vec<String>,
+    rounds: Option<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        quick: false,
+        plan_only: false,
+        only: Vec::new(),
+        rounds: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or(format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--quick" => a.quick = true,
+            "--plan" => a.plan_only = true,
+            "--only" => {
+                for s in value()?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if !SCENARIOS.contains(&s) {
+                        return Err(format!(
+                            "unknown scenario {s:?} (known: {})",
+                            SCENARIOS.join(", ")
+                        ));
+                    }
+                    a.only.push(s.to_string());
+                }
+            }
+            "--rounds" => {
+                a.rounds = Some(
+                    value()?
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 1)
+                        .ok_or("--rounds needs a positive number")?,
+                )
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+/// The workspace root: three levels above target/release/suite, else the
+/// current directory.
+fn workspace_root() -> PathBuf {
+    let from_exe = std::env::current_exe().ok().and_then(|exe| {
+        let root = exe.parent()?.parent()?.parent()?.to_path_buf();
+        root.join("bench")
+            .join("Cargo.toml")
+            .exists()
+            .then_some(root)
+    });
+    from_exe.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+}
+
+fn first_line(s: Option<String>) -> String {
+    s.and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn machine() -> report::Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let kernel = first_line(proc::capture("uname", &["-r"]));
+    let mut commit = first_line(proc::capture("git", &["rev-parse", "HEAD"]));
+    // `git diff --quiet` exits 1 when the tree differs from HEAD.
+    let dirty = std::process::Command::new("git")
+        .args(["diff", "--quiet", "HEAD", "--"])
+        .status()
+        .map(|s| s.code() == Some(1))
+        .unwrap_or(false);
+    if dirty {
+        commit.push_str(" (with uncommitted changes)");
+    }
+    let date = first_line(proc::capture("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]));
+    let rustc = first_line(proc::capture("rustc", &["--version"]));
+    let mut tools = Vec::new();
+    let version = |p: &str, args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new(p).args(args).output().ok()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string())
+    };
+    for (t, args) in [
+        ("wrk", &["-v"][..]),
+        ("redis-benchmark", &["--version"][..]),
+        ("redis-server", &["--version"][..]),
+        ("fio", &["--version"][..]),
+        ("valgrind", &["--version"][..]),
+    ] {
+        if proc::program_in_path(t) {
+            if let Some(v) = version(t, args) {
+                tools.push((t.to_string(), proc::shorten(&v, 100)));
+            }
+        }
+    }
+    report::Machine {
+        cpu,
+        cores,
+        kernel,
+        commit,
+        date,
+        rustc,
+        tools,
+    }
+}
+
+fn plan(ctx: &Ctx, name: &str) -> f64 {
+    match name {
+        "echo" => echo::plan(ctx),
+        "http" => http::plan_http(ctx),
+        "arch" => http::plan_arch(ctx),
+        "kv" => kv::plan(ctx),
+        "files" => files::plan(ctx),
+        "executor" => executor::plan(ctx),
+        _ => 0.0,
+    }
+}
+
+fn run_one(ctx: &Ctx, name: &str) -> Outcome {
+    match name {
+        "echo" => echo::run(ctx),
+        "http" => http::run_http(ctx),
+        "arch" => http::run_arch(ctx),
+        "kv" => kv::run(ctx),
+        "files" => files::run(ctx),
+        _ => executor::run(ctx),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("suite: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    proc::install_cleanup();
+    let root = workspace_root();
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("suite: cannot enter {}: {e}", root.display());
+        return ExitCode::FAILURE;
+    }
+    let nofile = proc::raise_nofile();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let (server_core, loader_core) = if cores >= 2 {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+    let rounds = args.rounds.unwrap_or(if args.quick { 2 } else { 5 });
+    let mut ctx = Ctx {
+        quick: args.quick,
+        rounds,
+        root: root.clone(),
+        server_core,
+        loader_core,
+        charts: true,
+        start: Instant::now(),
+    };
+    if let Err(e) = chart::init_font() {
+        eprintln!("suite: no charts: {e}");
+        ctx.charts = false;
+    }
+    let selected: Vec<&str> = SCENARIOS
+        .iter()
+        .copied()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
+        .collect();
+    let mut command = String::from("bench/run");
+    for a in std::env::args().skip(1) {
+        command.push(' ');
+        command.push_str(&proc::shell_quote(&a));
+    }
+
+    let missing: Vec<&str> = [
+        "taskset",
+        "wrk",
+        "redis-benchmark",
+        "redis-server",
+        "fio",
+        "valgrind",
+    ]
+    .into_iter()
+    .filter(|t| !proc::program_in_path(t))
+    .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "suite: missing tools (bench/run installs them): {}; the scenarios that need them are reported as not measured",
+            missing.join(", ")
+        );
+    }
+    if cores < 2 {
+        eprintln!("suite: only {cores} core: servers and load generators are not pinned apart");
+    }
+    println!(
+        "suite: {} mode, {rounds} rounds per cell, scenarios: {}; RLIMIT_NOFILE {nofile}",
+        if args.quick { "QUICK" } else { "full" },
+        selected.join(", ")
+    );
+    let mut planned = 0.0;
+    for s in &selected {
+        let p = plan(&ctx, s);
+        planned += p;
+        println!("  planned {s:<9} ~{}", report::duration(p));
+    }
+    println!("  planned total     ~{}", report::duration(planned));
+    if args.plan_only {
+        return ExitCode::SUCCESS;
+    }
+
+    let m = machine();
+    let mut outs = Vec::new();
+    for s in &selected {
+        ctx.log(&format!(
+            "== {s} (planned ~{})",
+            report::duration(plan(&ctx, s))
+        ));
+        let t = Instant::now();
+        let mut o = run_one(&ctx, s);
+        o.secs = t.elapsed().as_secs_f64();
+        let rows = report::ratio_rows(&o);
+        if let Some(c) = chart::ratios(
+            &ctx,
+            &format!("ratios_{}", o.name),
+            &format!(
+                "{}: ratio ours/peer per cell (median, bar; min–max, line)",
+                o.title
+            ),
+            &rows,
+        ) {
+            o.charts.push(c);
+        }
+        ctx.log(&format!("== {s} done in {}", report::duration(o.secs)));
+        outs.push(o);
+    }
+    proc::kill_all();
+    let total = ctx.start.elapsed().as_secs_f64();
+
+    print!("{}", report::terminal(&outs));
+    let md = report::markdown(&ctx, &m, &outs, &command, total, planned);
+    let path = root.join("bench").join("BENCHMARKS.md");
+    match std::fs::write(&path, md) {
+        Ok(()) => println!("\nwrote {}", path.display()),
+        Err(e) => {
+            eprintln!("suite: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "total {} (planned {}){}",
+        report::duration(total),
+        report::duration(planned),
+        if args.quick {
+            "; QUICK mode: fewer rounds, reduced matrix"
+        } else {
+            ""
+        }
+    );
+    ExitCode::SUCCESS
+}

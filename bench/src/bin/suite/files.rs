@@ -1,0 +1,330 @@
+//! Scenario 5, files: 4 KiB random reads from a warm 1 GiB file
+//! (`fs_randread` for our runtime, tokio::fs and a std thread pool, plus fio's
+//! io_uring engine), and a sequential 1 GiB copy (our `cp` example against
+//! coreutils' `cp`).
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::model::{human, num, result_lines, Cell, Outcome, Sample, Target};
+use crate::{chart, proc, Ctx};
+
+/// The data file (shared with fs_randread's default).
+pub const DATA: &str = "/var/tmp/fs_randread.dat";
+/// The copy's destination.
+const DST: &str = "/var/tmp/suite_cp_dst.dat";
+const LEN: u64 = 1 << 30;
+
+const PEERS: [&str; 5] = ["ours", "ours_direct", "tokio", "std_pool", "fio"];
+
+fn depths(ctx: &Ctx) -> Vec<usize> {
+    if ctx.quick {
+        vec![32]
+    } else {
+        vec![1, 32, 128]
+    }
+}
+
+fn secs(_ctx: &Ctx) -> u32 {
+    1
+}
+
+fn cp_rounds(ctx: &Ctx) -> usize {
+    ctx.rounds
+}
+
+/// Planned seconds.
+pub fn plan(ctx: &Ctx) -> f64 {
+    let per = secs(ctx) as f64 + 0.35;
+    let reads = depths(ctx).len() as f64 * ctx.rounds as f64 * PEERS.len() as f64 * per;
+    let copy = cp_rounds(ctx) as f64 * 2.0 * 1.5;
+    reads + copy + 2.0
+}
+
+/// Creates the 1 GiB data file if it does not have that size, then reads it
+/// once so its pages are in the page cache.
+fn prepare() -> Result<(), String> {
+    let ok = fs::metadata(DATA).map(|m| m.len() == LEN).unwrap_or(false);
+    if !ok {
+        let mut f = File::create(DATA).map_err(|e| format!("cannot create {DATA}: {e}"))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..(LEN >> 20) {
+            for chunk in buf.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&buf)
+                .map_err(|e| format!("cannot write {DATA}: {e}"))?;
+        }
+    }
+    let mut f = File::open(DATA).map_err(|e| format!("cannot open {DATA}: {e}"))?;
+    let mut buf = vec![0u8; 1 << 20];
+    while f
+        .read(&mut buf)
+        .map_err(|e| format!("cannot read {DATA}: {e}"))?
+        > 0
+    {}
+    Ok(())
+}
+
+/// One fs_randread run.
+fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, depth: usize) -> Result<Sample, String> {
+    let args: Vec<String> = vec![
+        "--only".into(),
+        rt.into(),
+        "--depth".into(),
+        depth.to_string(),
+        "--secs".into(),
+        secs(ctx).to_string(),
+    ];
+    let (cmd, f) = proc::run(
+        ctx.loader_core,
+        &ctx.bin("fs_randread"),
+        &args,
+        Duration::from_secs(secs(ctx) as u64 + 120),
+    )?;
+    out.command(&cmd);
+    if !f.success() {
+        return Err(format!("fs_randread: {}", f.describe()));
+    }
+    let lines = result_lines(&f.stdout);
+    let line = lines
+        .iter()
+        .find(|l| crate::model::field(l, "rt") == Some(rt))
+        .or(lines.first())
+        .ok_or_else(|| format!("fs_randread printed no RESULT line: {}", f.describe()))?;
+    if crate::model::field(line, "skipped") == Some("1") {
+        return Err(format!(
+            "{rt} skipped by fs_randread (the file system refuses O_DIRECT?)"
+        ));
+    }
+    let rate = num(line, "rate").ok_or("no rate= in fs_randread's RESULT")?;
+    Ok(Sample::new(rate))
+}
+
+/// Extracts `jobs[0].read.iops` from fio's JSON output.
+pub fn fio_iops(json: &str) -> Option<f64> {
+    let read = json.find("\"read\"")?;
+    let rest = &json[read..];
+    let at = rest.find("\"iops\"")?;
+    let rest = &rest[at + "\"iops\"".len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let end = rest
+        .find(|c: char| {
+            !(c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+')
+        })
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// One fio run.
+fn fio(ctx: &Ctx, out: &mut Outcome, depth: usize) -> Result<Sample, String> {
+    let args: Vec<String> = vec![
+        "--name=randread".into(),
+        format!("--filename={DATA}"),
+        "--rw=randread".into(),
+        "--bs=4k".into(),
+        format!("--iodepth={depth}"),
+        "--ioengine=io_uring".into(),
+        "--direct=0".into(),
+        "--size=1G".into(),
+        format!("--runtime={}", secs(ctx)),
+        "--time_based".into(),
+        "--invalidate=0".into(),
+        "--output-format=json".into(),
+    ];
+    let (cmd, f) = proc::run(
+        ctx.loader_core,
+        "fio",
+        &args,
+        Duration::from_secs(secs(ctx) as u64 + 60),
+    )?;
+    out.command(&cmd);
+    if !f.success() {
+        return Err(format!("fio: {}", f.describe()));
+    }
+    let iops = fio_iops(&f.stdout)
+        .ok_or_else(|| format!("no read.iops in fio's JSON: {}", f.describe()))?;
+    Ok(Sample::new(iops))
+}
+
+/// One copy of DATA to DST; returns MB/s (10^6 bytes).
+fn copy(ctx: &Ctx, out: &mut Outcome, ours: bool) -> Result<Sample, String> {
+    let _ = fs::remove_file(DST);
+    let program = if ours {
+        ctx.example("cp")
+    } else {
+        "cp".to_string()
+    };
+    let args = vec![DATA.to_string(), DST.to_string()];
+    let (cmd, f) = proc::run(ctx.loader_core, &program, &args, Duration::from_secs(120))?;
+    out.command(&cmd);
+    let len = fs::metadata(DST).map(|m| m.len()).unwrap_or(0);
+    let _ = fs::remove_file(DST);
+    if !f.success() {
+        return Err(format!("{program}: {}", f.describe()));
+    }
+    if len != LEN {
+        return Err(format!("{program} wrote {len} bytes, not {LEN}"));
+    }
+    let mut s = Sample::new(LEN as f64 / f.wall_secs / 1e6);
+    s.extras.push(("secs", f.wall_secs));
+    Ok(s)
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> Outcome {
+    let mut out = Outcome {
+        name: "files",
+        title: "Files".to_string(),
+        ..Default::default()
+    };
+    ctx.log("  [files] preparing the 1 GiB data file (page cache warm)");
+    if let Err(e) = prepare() {
+        out.notes.push(format!("not measured: {e}"));
+        return out;
+    }
+    let ds = depths(ctx);
+    out.notes.push(format!(
+        "Random 4 KiB reads of {DATA} (1 GiB, read once beforehand so the page cache is warm): `fs_randread --only <rt> --depth D --secs {}` for rt in ours, ours_direct, tokio, std_pool, and fio's io_uring engine (buffered, --invalidate=0), all pinned to core 1, depths {}, {} rounds interleaved. Rate = reads per second.{}",
+        secs(ctx),
+        ds.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+        ctx.rounds,
+        if ctx.quick { " Quick mode: depth 32 only (full: 1, 32, 128)." } else { "" }
+    ));
+    let fs_ok = Path::new(&ctx.bin("fs_randread")).exists();
+    let fio_ok = proc::program_in_path("fio");
+    if !fio_ok {
+        out.unavailable("fio", "fio is not installed");
+    }
+    let mut cells = Vec::new();
+    let mut down: Vec<(String, String)> = Vec::new();
+    for &d in &ds {
+        let mut cell = Cell::new(format!("depth {d}"), d as f64, &PEERS, "reads/s");
+        for round in 0..ctx.rounds {
+            let mut line = format!("  [files] depth {d} round {}/{}:", round + 1, ctx.rounds);
+            for peer in PEERS {
+                if let Some((_, why)) = down.iter().find(|(p, _)| p == peer) {
+                    cell.get_mut(peer)
+                        .expect("peer")
+                        .rounds
+                        .push(Err(why.clone()));
+                    continue;
+                }
+                let r = if peer == "fio" {
+                    if !fio_ok {
+                        continue;
+                    }
+                    fio(ctx, &mut out, d)
+                } else if fs_ok {
+                    randread(ctx, &mut out, peer, d)
+                } else {
+                    Err("target/release/fs_randread is missing".to_string())
+                };
+                match &r {
+                    Ok(s) => line.push_str(&format!(" {peer} {}", human(s.value))),
+                    Err(e) => {
+                        line.push_str(&format!(" {peer} FAIL"));
+                        eprintln!("suite: files {peer} depth {d}: {e}");
+                        // A peer failing its very first run (placeholder,
+                        // unknown --only) is not retried.
+                        if cells.is_empty() && round == 0 {
+                            down.push((peer.to_string(), e.clone()));
+                            out.unavailable(peer, e);
+                        }
+                    }
+                }
+                cell.get_mut(peer).expect("peer").rounds.push(r);
+            }
+            ctx.log(&line);
+        }
+        cells.push(cell);
+    }
+    for cell in cells.iter().filter(|c| c.x == 32.0) {
+        out.targets.push(Target::ratio(
+            "files depth 32: ≥ 3x tokio::fs".to_string(),
+            cell.ratio("ours", "tokio"),
+            3.0,
+        ));
+        out.targets.push(Target::ratio(
+            "files depth 32: ≥ 0.85x fio".to_string(),
+            cell.ratio("ours", "fio"),
+            0.85,
+        ));
+    }
+    if ds.len() > 1 {
+        let series: Vec<(String, Vec<(f64, f64)>)> = PEERS
+            .iter()
+            .map(|p| {
+                let pts = cells
+                    .iter()
+                    .filter_map(|c| Some((c.x, c.get(p)?.median()?)))
+                    .collect();
+                (p.to_string(), pts)
+            })
+            .collect();
+        if let Some(ch) = chart::lines(
+            ctx,
+            "files",
+            "4 KiB random reads (warm cache): reads/s by depth",
+            "reads in flight",
+            "reads/s",
+            &series,
+        ) {
+            out.charts.push(ch);
+        }
+    }
+    out.tables.push(("Random reads".to_string(), cells));
+
+    // Sequential copy.
+    let cp_ok = Path::new(&ctx.example("cp")).exists();
+    let mut cell = Cell::new(
+        "1 GiB copy".to_string(),
+        0.0,
+        &["ours_cp", "coreutils_cp"],
+        "MB/s",
+    );
+    for round in 0..cp_rounds(ctx) {
+        let mut line = format!("  [files] copy round {}/{}:", round + 1, cp_rounds(ctx));
+        for (peer, ours) in [("ours_cp", true), ("coreutils_cp", false)] {
+            let r = if ours && !cp_ok {
+                Err("target/release/examples/cp is missing".to_string())
+            } else {
+                copy(ctx, &mut out, ours)
+            };
+            match &r {
+                Ok(s) => line.push_str(&format!(" {peer} {:.0} MB/s", s.value)),
+                Err(e) => {
+                    line.push_str(&format!(" {peer} FAIL"));
+                    eprintln!("suite: files copy {peer}: {e}");
+                }
+            }
+            cell.get_mut(peer).expect("peer").rounds.push(r);
+        }
+        ctx.log(&line);
+    }
+    let _ = fs::remove_file(DST);
+    out.notes.push(format!(
+        "Copy: `examples/cp {DATA} {DST}` (depth 32, 128 KiB chunks) against coreutils `cp` (which uses copy_file_range), both pinned to core 1, source in the page cache, destination removed before and after each run (not synced); MB/s = 10^6 bytes per wall-clock second of the process. {} rounds interleaved.",
+        cp_rounds(ctx)
+    ));
+    out.tables.push(("Sequential copy".to_string(), vec![cell]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fio_json() {
+        let j = r#"{ "jobs" : [ { "jobname" : "randread", "read" : { "io_bytes" : 1, "bw" : 2, "iops" : 123456.789012, "runtime" : 1000 }, "write" : { "iops" : 0.0 } } ] }"#;
+        assert_eq!(fio_iops(j), Some(123456.789012));
+        assert_eq!(fio_iops("{}"), None);
+    }
+}

@@ -1,0 +1,458 @@
+//! What a scenario measures and how the numbers are summarised: samples per
+//! round and peer, medians, per-round ratios against ours, targets.
+
+/// One measurement of one peer in one round.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The headline figure (requests/s, msgs/s, MB/s, CPU-µs per message...).
+    pub value: f64,
+    /// Secondary figures shown beside it (e.g. `("p99 µs", 812.0)`).
+    pub extras: Vec<(&'static str, f64)>,
+    /// The load generator's CPU use (1.0 = one core busy), when known.
+    pub loader_cpu: Option<f64>,
+    /// Rejected because the load generator was saturated.
+    pub rejected: bool,
+    /// Something worth saying about this run (errors, timeouts).
+    pub note: Option<String>,
+}
+
+impl Sample {
+    /// A sample with no extras.
+    pub fn new(value: f64) -> Self {
+        Sample {
+            value,
+            extras: Vec::new(),
+            loader_cpu: None,
+            rejected: false,
+            note: None,
+        }
+    }
+}
+
+/// A load generator at or above this CPU share is saturated: the round
+/// measured the client, not the server, and is rejected.
+pub const SATURATED: f64 = 0.95;
+
+/// One peer's rounds in one cell.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The peer's name ("ours", "tokio", ...).
+    pub peer: String,
+    /// Round `i` is `rounds[i]`; `Err` holds why that run failed.
+    pub rounds: Vec<Result<Sample, String>>,
+    /// Set when the peer could not be measured at all.
+    pub unavailable: Option<String>,
+}
+
+impl Series {
+    /// An empty series.
+    pub fn new(peer: &str) -> Self {
+        Series {
+            peer: peer.to_string(),
+            rounds: Vec::new(),
+            unavailable: None,
+        }
+    }
+
+    /// The samples used for the summary: the accepted ones, or all of them
+    /// (flagged) when every round was rejected.
+    pub fn usable(&self) -> (Vec<&Sample>, bool) {
+        let ok: Vec<&Sample> = self.rounds.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let accepted: Vec<&Sample> = ok.iter().copied().filter(|s| !s.rejected).collect();
+        if accepted.is_empty() && !ok.is_empty() {
+            (ok, true)
+        } else {
+            (accepted, false)
+        }
+    }
+
+    /// Median of the headline figure over the usable samples.
+    pub fn median(&self) -> Option<f64> {
+        let (s, _) = self.usable();
+        median(s.iter().map(|s| s.value).collect())
+    }
+
+    /// Median of an extra figure over the usable samples.
+    pub fn median_extra(&self, key: &str) -> Option<f64> {
+        let (s, _) = self.usable();
+        median(
+            s.iter()
+                .filter_map(|s| s.extras.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
+                .collect(),
+        )
+    }
+
+    /// Number of rejected (saturated) rounds.
+    pub fn rejected(&self) -> usize {
+        self.rounds
+            .iter()
+            .filter(|r| matches!(r, Ok(s) if s.rejected))
+            .count()
+    }
+
+    /// Number of failed runs.
+    pub fn failed(&self) -> usize {
+        self.rounds.iter().filter(|r| r.is_err()).count()
+    }
+
+    /// Distinct notes and failure reasons, for the report.
+    pub fn notes(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for r in &self.rounds {
+            let n = match r {
+                Ok(s) => s.note.clone(),
+                Err(e) => Some(format!("failed: {e}")),
+            };
+            if let Some(n) = n {
+                if !v.contains(&n) {
+                    v.push(n);
+                }
+            }
+        }
+        v
+    }
+}
+
+/// The median of `v` (mean of the middle two for an even count).
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Median, min and max of the per-round ratios of ours against a peer.
+#[derive(Debug, Clone, Copy)]
+pub struct Ratio {
+    /// Median of the per-round ratios.
+    pub median: f64,
+    /// Smallest per-round ratio.
+    pub min: f64,
+    /// Largest per-round ratio.
+    pub max: f64,
+    /// True when rounds with a saturated load generator had to be used.
+    pub saturated: bool,
+}
+
+impl Ratio {
+    /// `1.23x [1.10-1.31]`, with a mark when saturated rounds were used.
+    pub fn show(&self) -> String {
+        format!(
+            "{:.2}x [{:.2}–{:.2}]{}",
+            self.median,
+            self.min,
+            self.max,
+            if self.saturated { " (sat.)" } else { "" }
+        )
+    }
+}
+
+/// Per-round ratios ours/peer (or peer/ours when lower is better), over the
+/// rounds where both have a usable sample. When no round has both sides
+/// accepted, the rejected (saturated) rounds are used, and the ratio says so.
+pub fn ratio(ours: &Series, peer: &Series, higher_is_better: bool) -> Option<Ratio> {
+    let (_, ours_sat) = ours.usable();
+    let (_, peer_sat) = peer.usable();
+    ratio_over(ours, peer, higher_is_better, ours_sat, peer_sat)
+        .or_else(|| ratio_over(ours, peer, higher_is_better, true, true))
+}
+
+fn ratio_over(
+    ours: &Series,
+    peer: &Series,
+    higher_is_better: bool,
+    ours_sat: bool,
+    peer_sat: bool,
+) -> Option<Ratio> {
+    let pick = |s: &Series, sat: bool, i: usize| -> Option<(f64, bool)> {
+        match s.rounds.get(i) {
+            Some(Ok(x)) if sat || !x.rejected => Some((x.value, x.rejected)),
+            _ => None,
+        }
+    };
+    let mut rs = Vec::new();
+    let mut used_rejected = false;
+    for i in 0..ours.rounds.len().min(peer.rounds.len()) {
+        if let (Some((a, ra)), Some((b, rb))) = (pick(ours, ours_sat, i), pick(peer, peer_sat, i)) {
+            let r = if higher_is_better { a / b } else { b / a };
+            if r.is_finite() && r > 0.0 {
+                rs.push(r);
+                used_rejected |= ra || rb;
+            }
+        }
+    }
+    if rs.is_empty() {
+        return None;
+    }
+    Some(Ratio {
+        median: median(rs.clone())?,
+        min: rs.iter().copied().fold(f64::INFINITY, f64::min),
+        max: rs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        saturated: used_rejected,
+    })
+}
+
+/// One configuration of a scenario (e.g. "64 B, 100 conns") and every
+/// peer's rounds in it.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Shown in tables.
+    pub label: String,
+    /// The x coordinate in a chart (concurrency, depth...).
+    pub x: f64,
+    /// One series per peer, ours first.
+    pub series: Vec<Series>,
+    /// Unit of the headline figure ("req/s").
+    pub unit: &'static str,
+    /// False for costs (CPU per message): the ratio is then peer/ours.
+    pub higher_is_better: bool,
+}
+
+impl Cell {
+    /// A cell with an empty series per peer.
+    pub fn new(label: String, x: f64, peers: &[&str], unit: &'static str) -> Self {
+        Cell {
+            label,
+            x,
+            series: peers.iter().map(|p| Series::new(p)).collect(),
+            unit,
+            higher_is_better: true,
+        }
+    }
+
+    /// The series of `peer`.
+    pub fn get(&self, peer: &str) -> Option<&Series> {
+        self.series.iter().find(|s| s.peer == peer)
+    }
+
+    /// The series of `peer`, mutably.
+    pub fn get_mut(&mut self, peer: &str) -> Option<&mut Series> {
+        self.series.iter_mut().find(|s| s.peer == peer)
+    }
+
+    /// Ratio of `ours` against `peer` in this cell.
+    pub fn ratio(&self, ours: &str, peer: &str) -> Option<Ratio> {
+        ratio(self.get(ours)?, self.get(peer)?, self.higher_is_better)
+    }
+}
+
+/// A performance target and whether it was met.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// What is required ("echo 64 B × 100 conns: ≥ 1.2x tokio").
+    pub what: String,
+    /// What was measured ("1.31x [1.20–1.40]").
+    pub measured: String,
+    /// `Some(true)` pass, `Some(false)` miss, `None` not measured.
+    pub pass: Option<bool>,
+}
+
+impl Target {
+    /// Checks a ratio against a threshold.
+    pub fn ratio(what: String, r: Option<Ratio>, min: f64) -> Self {
+        match r {
+            Some(r) => Target {
+                what,
+                measured: r.show(),
+                pass: Some(r.median >= min),
+            },
+            None => Target {
+                what,
+                measured: "not measured".to_string(),
+                pass: None,
+            },
+        }
+    }
+
+    /// "pass" / "MISS" / "n/a".
+    pub fn verdict(&self) -> &'static str {
+        match self.pass {
+            Some(true) => "pass",
+            Some(false) => "MISS",
+            None => "n/a",
+        }
+    }
+}
+
+/// A chart written under bench/charts/.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// Alt text / caption.
+    pub title: String,
+    /// Path relative to bench/ (e.g. `charts/arch.png`).
+    pub path: String,
+}
+
+/// Everything one scenario produced.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Short name (`echo`, `http`...).
+    pub name: &'static str,
+    /// Heading.
+    pub title: String,
+    /// Method notes: what ran, trimming, parameters.
+    pub notes: Vec<String>,
+    /// The measured cells, per table.
+    pub tables: Vec<(String, Vec<Cell>)>,
+    /// Extra markdown (e.g. the callgrind table).
+    pub extra_md: Vec<String>,
+    /// Targets checked.
+    pub targets: Vec<Target>,
+    /// Peers that could not be measured, with why.
+    pub unavailable: Vec<(String, String)>,
+    /// Exact commands run (deduplicated, in first-run order).
+    pub commands: Vec<String>,
+    /// Charts produced.
+    pub charts: Vec<Chart>,
+    /// Wall-clock seconds the scenario took.
+    pub secs: f64,
+}
+
+impl Outcome {
+    /// Records a command line once.
+    pub fn command(&mut self, c: &str) {
+        if !self.commands.iter().any(|x| x == c) {
+            self.commands.push(c.to_string());
+        }
+    }
+
+    /// Records that `peer` could not be measured (once).
+    pub fn unavailable(&mut self, peer: &str, why: &str) {
+        if !self.unavailable.iter().any(|(p, _)| p == peer) {
+            self.unavailable.push((peer.to_string(), why.to_string()));
+        }
+    }
+
+    /// Total rejected (saturated) rounds in all tables.
+    pub fn rejected(&self) -> usize {
+        self.tables
+            .iter()
+            .flat_map(|(_, cells)| cells)
+            .flat_map(|c| &c.series)
+            .map(|s| s.rejected())
+            .sum()
+    }
+
+    /// Total measured runs in all tables.
+    pub fn runs(&self) -> usize {
+        self.tables
+            .iter()
+            .flat_map(|(_, cells)| cells)
+            .flat_map(|c| &c.series)
+            .map(|s| s.rounds.len())
+            .sum()
+    }
+}
+
+/// Parses `RESULT k=v k=v ...` lines into key/value lists.
+pub fn result_lines(stdout: &str) -> Vec<Vec<(String, String)>> {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("RESULT "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The value of `key` in a parsed RESULT line.
+pub fn field<'a>(line: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    line.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// The numeric value of `key` in a parsed RESULT line.
+pub fn num(line: &[(String, String)], key: &str) -> Option<f64> {
+    field(line, key)?.parse().ok()
+}
+
+/// Formats a rate compactly (123456 -> "123.5k").
+pub fn human(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".to_string()
+    } else if a >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(peer: &str, v: &[(f64, bool)]) -> Series {
+        let mut s = Series::new(peer);
+        for &(x, rej) in v {
+            let mut smp = Sample::new(x);
+            smp.rejected = rej;
+            s.rounds.push(Ok(smp));
+        }
+        s
+    }
+
+    #[test]
+    fn median_odd_even() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn ratio_skips_rejected_rounds() {
+        let a = series("ours", &[(200.0, false), (1000.0, true), (300.0, false)]);
+        let b = series("tokio", &[(100.0, false), (100.0, false), (100.0, false)]);
+        let r = ratio(&a, &b, true).unwrap();
+        assert_eq!(r.min, 2.0);
+        assert_eq!(r.max, 3.0);
+        assert!(!r.saturated);
+        let lower = ratio(&a, &b, false).unwrap();
+        assert!((lower.median - (0.5 + 1.0 / 3.0) / 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn no_common_accepted_round_falls_back_flagged() {
+        let a = series("ours", &[(200.0, true), (300.0, false)]);
+        let b = series("tokio", &[(100.0, false), (100.0, true)]);
+        let r = ratio(&a, &b, true).unwrap();
+        assert!(r.saturated);
+        assert_eq!(r.median, 2.5);
+    }
+
+    #[test]
+    fn all_rejected_falls_back_flagged() {
+        let a = series("ours", &[(200.0, true), (400.0, true)]);
+        let b = series("tokio", &[(100.0, false), (100.0, false)]);
+        let r = ratio(&a, &b, true).unwrap();
+        assert!(r.saturated);
+        assert_eq!(r.median, 3.0);
+    }
+
+    #[test]
+    fn parses_result_lines() {
+        let out = "noise\nRESULT msgs=10 rate=5.5 p50_us=3\n";
+        let l = result_lines(out);
+        assert_eq!(l.len(), 1);
+        assert_eq!(num(&l[0], "rate"), Some(5.5));
+        assert_eq!(field(&l[0], "msgs"), Some("10"));
+        assert_eq!(num(&l[0], "nope"), None);
+    }
+}

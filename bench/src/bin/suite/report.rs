@@ -1,0 +1,398 @@
+//! The results as a terminal summary and as bench/BENCHMARKS.md.
+
+use std::fmt::Write as _;
+
+use crate::model::{human, Cell, Outcome, Target};
+use crate::Ctx;
+
+/// Facts about the machine and the build, for the report's header.
+pub struct Machine {
+    /// CPU model name.
+    pub cpu: String,
+    /// Online CPUs.
+    pub cores: usize,
+    /// `uname -r`.
+    pub kernel: String,
+    /// `git rev-parse HEAD`, with a mark when the tree has changes.
+    pub commit: String,
+    /// UTC date and time of the run.
+    pub date: String,
+    /// `rustc --version`.
+    pub rustc: String,
+    /// Versions of the load tools.
+    pub tools: Vec<(String, String)>,
+}
+
+/// The reference peer of a cell (ours, listed first).
+fn reference(cell: &Cell) -> &str {
+    cell.series
+        .first()
+        .map(|s| s.peer.as_str())
+        .unwrap_or("ours")
+}
+
+fn extras_keys(cells: &[Cell]) -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for c in cells {
+        for s in &c.series {
+            for r in s.rounds.iter().flatten() {
+                for (k, _) in &r.extras {
+                    if !keys.contains(k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+    }
+    keys
+}
+
+fn fmt_value(v: f64, unit: &str) -> String {
+    if unit.contains("µs") || unit == "MB/s" {
+        format!("{v:.2}")
+    } else {
+        human(v)
+    }
+}
+
+fn fmt_extra(key: &str, v: f64) -> String {
+    if key.contains("µs") {
+        if v >= 1000.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    } else if key == "secs" {
+        format!("{v:.3}")
+    } else {
+        human(v)
+    }
+}
+
+/// One markdown table for a list of cells.
+fn table_md(cells: &[Cell], unavailable: &[(String, String)]) -> String {
+    let keys = extras_keys(cells);
+    let mut s = String::new();
+    let unit = cells.first().map(|c| c.unit).unwrap_or("");
+    let lower = cells.first().is_some_and(|c| !c.higher_is_better);
+    let _ = write!(s, "| cell | peer | {unit} (median) |");
+    for k in &keys {
+        let _ = write!(s, " {k} |");
+    }
+    let _ = writeln!(
+        s,
+        " {} median [min–max] | rounds used / rejected / failed | notes |",
+        if lower { "peer/ours" } else { "ours/peer" }
+    );
+    let _ = write!(s, "|---|---|---:|");
+    for _ in &keys {
+        s.push_str("---:|");
+    }
+    s.push_str("---:|---|---|\n");
+    for c in cells {
+        let r = reference(c);
+        for ser in &c.series {
+            let median = ser
+                .median()
+                .map(|v| fmt_value(v, c.unit))
+                .unwrap_or_else(|| "—".to_string());
+            let _ = write!(s, "| {} | {} | {median} |", c.label, ser.peer);
+            for k in &keys {
+                let v = ser
+                    .median_extra(k)
+                    .map(|v| fmt_extra(k, v))
+                    .unwrap_or_default();
+                let _ = write!(s, " {v} |");
+            }
+            let ratio = if ser.peer == r {
+                "—".to_string()
+            } else {
+                c.ratio(r, &ser.peer).map(|x| x.show()).unwrap_or_default()
+            };
+            let (used, sat) = ser.usable();
+            let mut notes = ser.notes();
+            if let Some(why) = &ser.unavailable {
+                notes.insert(0, format!("not measured: {why}"));
+            }
+            if sat {
+                notes.push("load generator saturated in every round: these figures measure the client (lower bound)".to_string());
+            }
+            if ser.unavailable.is_none() {
+                if let Some((_, why)) = unavailable.iter().find(|(p, _)| *p == ser.peer) {
+                    notes.insert(0, format!("not measured: {why}"));
+                } else if ser.rounds.is_empty() {
+                    notes.push("not measured".to_string());
+                }
+            }
+            let _ = writeln!(
+                s,
+                " {ratio} | {} / {} / {} | {} |",
+                if sat { 0 } else { used.len() },
+                ser.rejected(),
+                ser.failed(),
+                notes.join("; ").replace('|', "\\|")
+            );
+        }
+    }
+    s
+}
+
+/// The rows of a scenario's ratio chart: "cell vs peer" and the ratio.
+pub fn ratio_rows(out: &Outcome) -> Vec<(String, crate::model::Ratio)> {
+    let mut rows = Vec::new();
+    for (_, cells) in &out.tables {
+        for c in cells {
+            let r = reference(c);
+            for s in c.series.iter().skip(1) {
+                if let Some(x) = c.ratio(r, &s.peer) {
+                    let label = if r == "ours" {
+                        format!("{}: vs {}", c.label, s.peer)
+                    } else {
+                        format!("{}: {r} vs {}", c.label, s.peer)
+                    };
+                    rows.push((label, x));
+                }
+            }
+        }
+    }
+    rows
+}
+
+fn verdict_md(t: &Target) -> &'static str {
+    match t.pass {
+        Some(true) => "✅ pass",
+        Some(false) => "❌ miss",
+        None => "— not measured",
+    }
+}
+
+/// Formats seconds as "4 min 05 s".
+pub fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 60 {
+        format!("{} min {:02} s", s / 60, s % 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// The whole of BENCHMARKS.md.
+pub fn markdown(
+    ctx: &Ctx,
+    m: &Machine,
+    outs: &[Outcome],
+    command: &str,
+    total_secs: f64,
+    planned: f64,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Generated by `{command}` on {}; it took {} (planned {}). Regenerate with `bench/run` (full, under 15 minutes on this machine) or `bench/run --quick` (under 3 minutes); `bench/run --only <scenario,...>` runs some of {}.\n",
+        m.date,
+        duration(total_secs),
+        duration(planned),
+        crate::SCENARIOS.join(", ")
+    );
+    if ctx.quick {
+        let _ = writeln!(
+            s,
+            "> **Quick mode**: {} rounds per cell instead of 5, and a reduced matrix. Indicative only; run `bench/run` for the full numbers.\n",
+            ctx.rounds
+        );
+    }
+    if let Ok(w) = std::env::var("SUITE_BUILD_FAILED") {
+        let _ = writeln!(s, "> **Warning**: {w}.\n");
+    }
+    if outs.len() < crate::SCENARIOS.len() {
+        let _ = writeln!(
+            s,
+            "> Only these scenarios were run: {}.\n",
+            outs.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| CPU | {} |", m.cpu);
+    let _ = writeln!(
+        s,
+        "| Cores | {} (servers pinned to core {}, load generators and measuring programs to core {}) |",
+        m.cores,
+        ctx.server_core.map(|c| c.to_string()).unwrap_or_else(|| "–".into()),
+        ctx.loader_core.map(|c| c.to_string()).unwrap_or_else(|| "–".into())
+    );
+    let _ = writeln!(s, "| Kernel | {} |", m.kernel);
+    let _ = writeln!(s, "| Commit | {} |", m.commit);
+    let _ = writeln!(s, "| Date | {} |", m.date);
+    let _ = writeln!(s, "| Compiler | {} (release profile) |", m.rustc);
+    for (t, v) in &m.tools {
+        let _ = writeln!(s, "| {t} | {v} |");
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## Method\n");
+    let _ = writeln!(
+        s,
+        "- Each server is pinned to core 0 (`taskset -c 0`), each load generator or measuring program to core 1 (`taskset -c 1`); all peers of a scenario run in the same invocation, started once and checked (restarted once if they died) before every run.\n\
+- After a warm-up, every cell runs {} rounds with the peers interleaved (A B C A B C ...). Figures are medians over the rounds; a ratio is the median of the per-round ratios ours/peer, with their min and max, so slow drift of a shared machine affects both sides of each ratio alike.\n\
+- The load generator's CPU is recorded for every run (echo_load's `client_cpu`; for wrk and redis-benchmark the child's rusage from wait4 over the run's length). A run where it reached {:.0}% of a core measured the client, not the server: it is **rejected** and counted; if every round of a peer was rejected, its figures are shown anyway, marked \"(sat.)\".\n\
+- A peer that does not start, or exits at once, is reported as \"not measured: <reason>\" and the suite goes on.\n",
+        ctx.rounds,
+        crate::model::SATURATED * 100.0
+    );
+
+    let rejected: usize = outs.iter().map(|o| o.rejected()).sum();
+    let runs: usize = outs.iter().map(|o| o.runs()).sum();
+    let _ =
+        writeln!(
+        s,
+        "**Rejected rounds: {rejected} of {runs} measurements** (load generator saturated){}.\n",
+        if rejected == 0 { "" } else { "; see each scenario" }
+    );
+
+    let _ = writeln!(s, "## Targets\n");
+    let _ = writeln!(
+        s,
+        "| target | measured (median [min–max]) | verdict |\n|---|---|---|"
+    );
+    for o in outs {
+        for t in &o.targets {
+            let _ = writeln!(s, "| {} | {} | {} |", t.what, t.measured, verdict_md(t));
+        }
+        if o.targets.is_empty() {
+            let _ = writeln!(s, "| {} | not measured | — |", o.title);
+        }
+    }
+    let pass = outs
+        .iter()
+        .flat_map(|o| &o.targets)
+        .filter(|t| t.pass == Some(true))
+        .count();
+    let miss = outs
+        .iter()
+        .flat_map(|o| &o.targets)
+        .filter(|t| t.pass == Some(false))
+        .count();
+    let na = outs
+        .iter()
+        .flat_map(|o| &o.targets)
+        .filter(|t| t.pass.is_none())
+        .count();
+    let _ = writeln!(s, "\n{pass} met, {miss} missed, {na} not measured.\n");
+
+    for o in outs {
+        let _ = writeln!(s, "## {} (`{}`, {})\n", o.title, o.name, duration(o.secs));
+        for n in &o.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+        for (p, why) in &o.unavailable {
+            let _ = writeln!(s, "- **{p}: not measured**: {why}");
+        }
+        let rej = o.rejected();
+        if rej > 0 {
+            let _ = writeln!(
+                s,
+                "- **{rej} of {} runs rejected** because the load generator was saturated.",
+                o.runs()
+            );
+        } else {
+            let _ = writeln!(s, "- No run rejected ({} runs).", o.runs());
+        }
+        s.push('\n');
+        for (title, cells) in &o.tables {
+            if cells.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "### {title}\n");
+            s.push_str(&table_md(cells, &o.unavailable));
+            s.push('\n');
+        }
+        for e in &o.extra_md {
+            s.push_str(e);
+            s.push('\n');
+        }
+        for c in &o.charts {
+            let _ = writeln!(s, "![{}]({})\n", c.title, c.path);
+        }
+        if !o.commands.is_empty() {
+            let _ = writeln!(
+                s,
+                "<details><summary>Exact commands ({})</summary>\n\n```text",
+                o.commands.len()
+            );
+            for c in &o.commands {
+                let _ = writeln!(s, "{c}");
+            }
+            let _ = writeln!(s, "```\n\n</details>\n");
+        }
+    }
+    s
+}
+
+/// The summary printed at the end of a run.
+pub fn terminal(outs: &[Outcome]) -> String {
+    let mut s = String::new();
+    for o in outs {
+        let _ = writeln!(s, "\n== {} ({}) ==", o.title, o.name);
+        for (p, why) in &o.unavailable {
+            let _ = writeln!(s, "  {p}: not measured: {why}");
+        }
+        for n in o.notes.iter().filter(|n| n.starts_with("not measured")) {
+            let _ = writeln!(s, "  {n}");
+        }
+        for (title, cells) in &o.tables {
+            if cells.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "  {title}:");
+            for c in cells {
+                let r = reference(c);
+                for ser in &c.series {
+                    let Some(m) = ser.median() else {
+                        continue;
+                    };
+                    let ratio = if ser.peer == r {
+                        String::new()
+                    } else {
+                        c.ratio(r, &ser.peer)
+                            .map(|x| {
+                                format!(
+                                    "{} {}",
+                                    if c.higher_is_better {
+                                        "ours/peer"
+                                    } else {
+                                        "peer/ours"
+                                    },
+                                    x.show()
+                                )
+                            })
+                            .unwrap_or_default()
+                    };
+                    let rej = ser.rejected();
+                    let _ = writeln!(
+                        s,
+                        "    {:<26} {:<16} {:>10} {:<10} {}{}",
+                        c.label,
+                        ser.peer,
+                        fmt_value(m, c.unit),
+                        c.unit,
+                        ratio,
+                        if rej > 0 {
+                            format!("  ({rej} rejected)")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
+        }
+        if !o.targets.is_empty() {
+            let _ = writeln!(s, "  Targets:");
+            for t in &o.targets {
+                let _ = writeln!(s, "    [{}] {} — {}", t.verdict(), t.what, t.measured);
+            }
+        }
+    }
+    s
+}
