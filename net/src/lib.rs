@@ -44,11 +44,13 @@
 mod addr;
 pub use addr::ToSocketAddrs;
 mod backoff;
+mod recv_multi;
 mod stream;
 mod tcp;
 mod udp;
 mod unix;
 
 pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use recv_multi::RecvMulti;
 pub use udp::UdpSocket;
 pub use unix::{UnixIncoming, UnixListener, UnixStream};

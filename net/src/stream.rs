@@ -210,6 +210,29 @@ macro_rules! stream_methods {
                 crate::stream::send(&self.fd, buf).await
             }
 
+            /// A stream of received chunks on **multishot receive** into
+            /// the provided buffer ring `ring`: a buffer is taken from the
+            /// ring only when bytes arrive, so an idle connection holds none.
+            /// Each chunk's buffer goes back to the ring when it is dropped.
+            /// An empty ring pauses the stream until a chunk is dropped (no
+            /// error, nothing lost); see [`RecvMulti`](crate::RecvMulti).
+            pub fn recv_multishot(
+                &self,
+                ring: &runtime::bufring::BufRing,
+            ) -> crate::RecvMulti {
+                crate::recv_multi::RecvMulti::new(&self.fd, ring)
+            }
+
+            /// Receives once into a buffer the kernel picks from `ring`;
+            /// `Ok(None)` once the peer closed its side. Waits for a
+            /// buffer to be returned if the ring is empty.
+            pub async fn recv_from_ring(
+                &self,
+                ring: &runtime::bufring::BufRing,
+            ) -> std::io::Result<Option<runtime::bufring::BufRingChunk>> {
+                crate::recv_multi::recv_from_ring(&self.fd, ring).await
+            }
+
             /// Shuts down the read side, the write side or both.
             pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
                 crate::stream::shutdown(&self.fd, how)

@@ -159,6 +159,11 @@ impl Driver {
         self.features
     }
 
+    /// The ring's descriptor, for registrations (buffer rings).
+    pub(crate) fn ring_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.ring)
+    }
+
     /// The most SQEs one chain may have: the submission queue's size.
     pub(crate) fn max_chain(&self) -> usize {
         self.sq_entries

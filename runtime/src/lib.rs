@@ -33,6 +33,7 @@
 
 mod blocking;
 pub mod buf;
+pub mod bufring;
 mod builder;
 mod context;
 mod driver;

@@ -1,0 +1,322 @@
+//! Receiving into a provided buffer ring ([`runtime::bufring`]): the
+//! multishot receive stream [`RecvMulti`] and a one-shot receive, shared by
+//! TCP and Unix streams.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use runtime::bufring::{BufRing, BufRingChunk};
+use runtime::op::io_uring::{opcode, squeue};
+use runtime::op::{Multishot, SharedFd};
+
+/// The data of a receive that selects from a ring: the descriptor stays
+/// open and the ring stays registered until the kernel is done.
+type RecvData = (SharedFd, BufRing);
+
+/// The stream of [`TcpStream::recv_multishot`](crate::TcpStream::recv_multishot)
+/// and [`UnixStream::recv_multishot`](crate::UnixStream::recv_multishot):
+/// chunks of received bytes, in order, each in a buffer of the ring.
+///
+/// One multishot `IORING_OP_RECV` yields chunk after chunk (as a bundle
+/// receive, `IORING_RECVSEND_BUNDLE`, where the kernel has it: Linux 6.10+,
+/// one CQE for several buffers; one buffer per CQE otherwise, and if the
+/// kernel refuses bundles); when the kernel
+/// ends it (its last CQE without `IORING_CQE_F_MORE`), the next poll
+/// submits a new one. The stream ends (`None`) when the peer closes its
+/// side; an error ends it after being yielded.
+///
+/// **An empty pool is not an error.** When the ring has no free buffer (the
+/// user holds every chunk, or other streams sharing the ring do), the
+/// kernel stops the receive with `ENOBUFS`; the bytes stay in the socket.
+/// The stream then waits until a chunk of the ring is dropped, re-arms, and
+/// goes on where it stopped: nothing is lost or reordered. A task that
+/// holds every chunk of the ring and waits for more data before dropping
+/// any waits forever, so size the ring for what the user keeps.
+///
+/// Dropping the stream cancels the receive; bytes already received into
+/// buffers but not yet yielded are dropped (their buffers go back to the
+/// ring).
+///
+/// ```
+/// use net::UnixStream;
+/// use runtime::bufring::BufRing;
+///
+/// # runtime::block_on(async {
+/// // One small pool can serve many connections.
+/// let ring = BufRing::builder().entries(16).buf_size(4096).build()?;
+/// let (a, b) = UnixStream::pair()?;
+/// let (res, _) = b.write_all(b"hello".to_vec()).await;
+/// res?;
+/// drop(b);
+///
+/// let mut chunks = a.recv_multishot(&ring);
+/// let mut got = Vec::new();
+/// while let Some(chunk) = chunks.next().await {
+///     got.extend_from_slice(&chunk?); // the buffer goes back here
+/// }
+/// assert_eq!(got, b"hello");
+///
+/// // The one-shot form: `None` at end of stream.
+/// assert!(a.recv_from_ring(&ring).await?.is_none());
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct RecvMulti {
+    fd: SharedFd,
+    ring: BufRing,
+    state: State,
+    /// Receive bundles (`IORING_RECVSEND_BUNDLE`, Linux 6.10+): one CQE
+    /// for several buffers' worth of bytes.
+    bundle: bool,
+    /// Chunks of a bundle CQE not yielded yet.
+    pending: VecDeque<BufRingChunk>,
+}
+
+enum State {
+    /// No receive in flight: submit one at the next poll.
+    Idle,
+    /// A receive is in flight; `returned` is the ring's return count when
+    /// it was submitted.
+    Armed {
+        op: Multishot<RecvData>,
+        returned: u64,
+        /// No CQE of this receive was seen yet.
+        first: bool,
+    },
+    /// The last receive found no buffer: wait until one is returned after
+    /// the count `since`.
+    Starved { since: u64 },
+    /// End of stream, or after an error.
+    Done,
+}
+
+impl RecvMulti {
+    pub(crate) fn new(fd: &SharedFd, ring: &BufRing) -> RecvMulti {
+        RecvMulti {
+            fd: fd.clone(),
+            ring: ring.clone(),
+            state: State::Idle,
+            bundle: runtime::features().recv_bundle,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// The ring this stream receives into.
+    pub fn ring(&self) -> &BufRing {
+        &self.ring
+    }
+
+    /// The next chunk; `None` once the peer closed its side (or after an
+    /// error).
+    pub async fn next(&mut self) -> Option<io::Result<BufRingChunk>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// Polls for the next chunk (see [`next`](Self::next)).
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<BufRingChunk>>> {
+        loop {
+            if let Some(chunk) = self.pending.pop_front() {
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            match &mut self.state {
+                State::Done => return Poll::Ready(None),
+                State::Idle => {
+                    let returned = self.ring.returned();
+                    // SAFETY: the SQE names no memory of ours (the kernel
+                    // picks a buffer of the ring, which the op data keeps
+                    // registered and alive), and a descriptor the SharedFd
+                    // clone in the data keeps open.
+                    let bundle = self.bundle;
+                    let op = unsafe {
+                        Multishot::submit((self.fd.clone(), self.ring.clone()), |(fd, ring)| {
+                            if bundle {
+                                opcode::RecvMultiBundle::new(fd.target(), ring.group_id()).build()
+                            } else {
+                                opcode::RecvMulti::new(fd.target(), ring.group_id()).build()
+                            }
+                        })
+                    };
+                    self.state = State::Armed {
+                        op,
+                        returned,
+                        first: true,
+                    };
+                }
+                State::Starved { since } => {
+                    ready!(self.ring.poll_returned(*since, cx));
+                    self.state = State::Idle;
+                }
+                State::Armed {
+                    op,
+                    returned,
+                    first,
+                } => {
+                    let Some(c) = ready!(op.poll_next(cx)) else {
+                        // Ended without a last result: re-arm.
+                        self.state = State::Idle;
+                        continue;
+                    };
+                    let returned = *returned;
+                    let was_first = std::mem::replace(first, false);
+                    let more = c.has_more();
+                    // SAFETY: `c` is a CQE of a receive selecting from this
+                    // ring, looked at once.
+                    unsafe { self.ring.chunks(&c, |chunk| self.pending.push_back(chunk)) };
+                    if !more {
+                        // The receive is over (its slot is freed).
+                        self.state = State::Idle;
+                    }
+                    match c.result() {
+                        Ok(0) => {
+                            self.pending.clear();
+                            self.finish();
+                            return Poll::Ready(None);
+                        }
+                        Ok(_) => {
+                            if self.pending.is_empty() {
+                                self.finish();
+                                return Poll::Ready(Some(Err(io::Error::other(
+                                    "multishot recv result without a buffer",
+                                ))));
+                            }
+                        }
+                        Err(e)
+                            if self.bundle
+                                && was_first
+                                && !more
+                                && e.raw_os_error() == Some(libc::EINVAL) =>
+                        {
+                            // The kernel refuses bundles after all: fall
+                            // back to one buffer per CQE.
+                            self.pending.clear();
+                            self.bundle = false;
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                            self.pending.clear();
+                            if !more {
+                                self.state = State::Starved { since: returned };
+                            }
+                        }
+                        Err(e) => {
+                            self.pending.clear();
+                            self.finish();
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the stream, handing a receive still in flight to the ring.
+    fn finish(&mut self) {
+        if let State::Armed { op, .. } = std::mem::replace(&mut self.state, State::Done) {
+            // SAFETY: every CQE of `op` is a receive selecting from this
+            // ring, and none was taken yet past those handled above.
+            unsafe { self.ring.release_multishot(op) };
+        }
+    }
+}
+
+impl futures_core::Stream for RecvMulti {
+    type Item = io::Result<BufRingChunk>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_chunk(cx)
+    }
+}
+
+impl Drop for RecvMulti {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl fmt::Debug for RecvMulti {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Idle => "idle",
+            State::Armed { .. } => "armed",
+            State::Starved { .. } => "waiting for a buffer",
+            State::Done => "done",
+        };
+        f.debug_struct("RecvMulti")
+            .field("fd", &self.fd.raw())
+            .field("ring", &self.ring)
+            .field("state", &state)
+            .finish()
+    }
+}
+
+/// Hands a one-shot receive to the ring if its future is dropped early.
+struct Guard<'a> {
+    ring: &'a BufRing,
+    op: Option<Multishot<RecvData>>,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(op) = self.op.take() {
+            // SAFETY: its CQE (not taken yet) is that of a receive
+            // selecting from this ring.
+            unsafe { self.ring.release_multishot(op) };
+        }
+    }
+}
+
+/// One `IORING_OP_RECV` with `IOSQE_BUFFER_SELECT`: `None` at end of
+/// stream; waits for a returned buffer and retries when the pool is empty.
+pub(crate) async fn recv_from_ring(
+    fd: &SharedFd,
+    ring: &BufRing,
+) -> io::Result<Option<BufRingChunk>> {
+    loop {
+        let returned = ring.returned();
+        let len = ring.buf_size().min(u32::MAX as usize) as u32;
+        // SAFETY: as in `RecvMulti::poll_chunk`. A single-shot SQE
+        // submitted as a Multishot posts one CQE (without F_MORE), which
+        // ends it; the Multishot form lets a dropped future cancel it and
+        // give its buffer back.
+        let op = unsafe {
+            Multishot::submit((fd.clone(), ring.clone()), |(fd, ring)| {
+                opcode::Recv::new(fd.target(), std::ptr::null_mut(), len)
+                    .buf_group(ring.group_id())
+                    .build()
+                    .flags(squeue::Flags::BUFFER_SELECT)
+            })
+        };
+        let mut guard = Guard { ring, op: Some(op) };
+        let c = {
+            let op = guard.op.as_mut().expect("set above");
+            op.next().await
+        };
+        let Some(c) = c else {
+            // Cannot happen (one CQE always comes); try again.
+            continue;
+        };
+        let op = guard.op.take().expect("set above");
+        if !op.is_ended() {
+            // A single-shot op ends with its CQE; hand back anything else.
+            // SAFETY: as in Guard::drop.
+            unsafe { ring.release_multishot(op) };
+        }
+        // SAFETY: a CQE of a receive selecting from `ring`, looked at once.
+        let chunk = unsafe { ring.chunk(&c) };
+        match c.result() {
+            Ok(0) => return Ok(None),
+            Ok(_) => {
+                return chunk
+                    .map(Some)
+                    .ok_or_else(|| io::Error::other("recv result without a buffer"))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                drop(chunk);
+                ring.wait_returned(returned).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
