@@ -50,7 +50,7 @@ mod tcp;
 mod udp;
 mod unix;
 
-pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use recv_multi::RecvMulti;
+pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixIncoming, UnixListener, UnixStream};

@@ -216,10 +216,7 @@ macro_rules! stream_methods {
             /// Each chunk's buffer goes back to the ring when it is dropped.
             /// An empty ring pauses the stream until a chunk is dropped (no
             /// error, nothing lost); see [`RecvMulti`](crate::RecvMulti).
-            pub fn recv_multishot(
-                &self,
-                ring: &runtime::bufring::BufRing,
-            ) -> crate::RecvMulti {
+            pub fn recv_multishot(&self, ring: &runtime::bufring::BufRing) -> crate::RecvMulti {
                 crate::recv_multi::RecvMulti::new(&self.fd, ring)
             }
 

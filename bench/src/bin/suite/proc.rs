@@ -416,7 +416,7 @@ pub struct Server {
 /// Starts a server pinned to `core` with the listen address appended as
 /// its last argument (unless `args` already holds `{addr}`/`{port}`
 /// placeholders, which are substituted), and waits until a TCP connect
-/// succeeds. On failure returns a reason fit for "not measured: <reason>".
+/// succeeds. On failure returns a reason fit for `not measured: <reason>`.
 pub fn start_server(
     core: Option<usize>,
     program: &str,
