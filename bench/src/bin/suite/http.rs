@@ -285,9 +285,23 @@ fn matrix(ctx: &Ctx, out: &mut Outcome, tag: &str, specs: Vec<Spec>, concs: &[us
         for round in 0..ctx.rounds {
             let mut line = format!("  [{tag}] {conc} conns round {}/{}:", round + 1, ctx.rounds);
             for peer in &peers {
-                let sample = fleet
+                let cpu_before = fleet.cpu_secs(peer);
+                let mut sample = fleet
                     .addr(peer, out)
                     .and_then(|addr| wrk(ctx, out, addr, conc, secs));
+                // The server's own CPU per request over the run: steadier
+                // than req/s when wrk, not the server, is the bottleneck.
+                if let (Ok(s), Some(before), Some(after)) =
+                    (&mut sample, cpu_before, fleet.cpu_secs(peer))
+                {
+                    let requests = s.value * f64::from(secs);
+                    // /proc/<pid>/stat does not count worker processes.
+                    let multi_process = matches!(peer.as_str(), "arch_fork" | "arch_prefork");
+                    if requests > 0.0 && !multi_process {
+                        s.extras
+                            .push(("server CPU µs/req", (after - before) * 1e6 / requests));
+                    }
+                }
                 match &sample {
                     Ok(s) => line.push_str(&format!(
                         " {peer} {}{}",
@@ -311,7 +325,7 @@ fn matrix(ctx: &Ctx, out: &mut Outcome, tag: &str, specs: Vec<Spec>, concs: &[us
 
 fn method_note(ctx: &Ctx, concs: &[usize]) -> String {
     format!(
-        "wrk -t1 -c<conns> -d{}s --latency, conns {}; {}, then {} rounds with the servers interleaved. The load generator's CPU is wrk's rusage (wait4) over the run's length as wrk reports it.",
+        "wrk -t1 -c<conns> -d{}s --latency, conns {}; {}, then {} rounds with the servers interleaved. The load generator's CPU is wrk's rusage (wait4) over the run's length as wrk reports it. `server CPU µs/req` is the server's utime + stime (/proc/<pid>/stat, all threads; not shown for arch_fork and arch_prefork, whose worker processes it does not count) before and after the run divided by the requests answered: where wrk saturates, req/s measures wrk, and this column compares the servers.",
         wrk_secs(ctx),
         concs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
         if ctx.quick {
