@@ -509,3 +509,56 @@ fn bundle_receive_takes_several_buffers_per_cqe() {
         assert_eq!(ring.available().unwrap(), 16);
     });
 }
+
+/// A chunk is an `IoBuf`: written back as it is (no copy), its buffer stays
+/// out of the ring until the write has given it back and it is dropped.
+#[test]
+fn chunks_are_written_back_as_they_are() {
+    run(|| async {
+        let (server_side, client) = UnixStream::pair().unwrap();
+        let ring = BufRing::builder().entries(4).buf_size(64).build().unwrap();
+        let server = {
+            let ring = ring.clone();
+            runtime::spawn(async move {
+                let mut chunks = server_side.recv_multishot(&ring);
+                let mut total = 0usize;
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk.expect("recv_multishot yielded an error");
+                    total += chunk.len();
+                    let (res, chunk) = server_side.write_all(chunk).await;
+                    res.expect("echo write");
+                    // Still ours until dropped: not back in the ring.
+                    assert!(ring.held() >= 1);
+                    drop(chunk);
+                }
+                total
+            })
+        };
+        let client = std::rc::Rc::new(client);
+        let sent: Vec<u8> = (0..40).flat_map(|i| payload(i + 100, 100)).collect();
+        let writer = {
+            let client = client.clone();
+            let sent = sent.clone();
+            runtime::spawn(async move {
+                for piece in sent.chunks(100) {
+                    let (res, _) = client.write_all(piece.to_vec()).await;
+                    res.unwrap();
+                }
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        };
+        let mut got = Vec::with_capacity(sent.len());
+        loop {
+            let (res, buf) = client.read(Vec::with_capacity(4096)).await;
+            if res.unwrap() == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf);
+        }
+        writer.await.unwrap();
+        assert!(got == sent, "echoed bytes differ from the sent ones");
+        assert_eq!(server.await.unwrap(), sent.len());
+        assert_eq!(ring.held(), 0);
+        assert_eq!(ring.available().unwrap(), 4);
+    });
+}

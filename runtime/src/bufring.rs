@@ -611,7 +611,10 @@ impl Future for WaitReturned<'_> {
 /// goes back to the ring when this is dropped.
 ///
 /// Derefs to the received bytes (mutable too: the buffer is the chunk's
-/// until it is dropped).
+/// until it is dropped). It is an [`IoBuf`](crate::buf::IoBuf), so it can
+/// be written out as it is (`stream.write_all(chunk)`, no copy); the buffer
+/// returns to the ring when the write gives the chunk back and it is
+/// dropped.
 ///
 /// ```
 /// # fn show(chunk: runtime::bufring::BufRingChunk) {
@@ -655,6 +658,25 @@ impl DerefMut for BufRingChunk {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; this chunk is the buffer's only user.
         unsafe { std::slice::from_raw_parts_mut(self.ring.buf_ptr(self.bid), self.len) }
+    }
+}
+
+// SAFETY: the pointer is into the ring's buffer allocation, which the
+// chunk's `Rc<Inner>` keeps alive and which never moves; the buffer is not
+// in the ring while the chunk exists, so the kernel cannot select it and
+// write into it, and a write op that owns the chunk keeps it (and so keeps
+// the buffer out of the ring) until its CQE. `len` bytes are initialised.
+unsafe impl crate::buf::IoBuf for BufRingChunk {
+    fn stable_ptr(&self) -> *const u8 {
+        self.ring.buf_ptr(self.bid)
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.len
     }
 }
 

@@ -4,7 +4,8 @@
 //! echo_server <runtime> <addr>
 //! ```
 //!
-//! `<runtime>` is one of `ours`, `tokio`, `raw`, `monoio`, `tokio_uring`,
+//! `<runtime>` is one of `ours`, `ours_multishot` (multishot receive into a
+//! provided buffer ring), `tokio`, `raw`, `monoio`, `tokio_uring`,
 //! `glommio`, `compio`. Every variant does the same thing, so that only the
 //! runtime differs: one thread; per connection a 16 KiB buffer; read what
 //! arrives, write all of it back, until the peer closes; `TCP_NODELAY` on
@@ -17,6 +18,7 @@ mod compio_rt;
 mod glommio_rt;
 mod monoio_rt;
 mod ours;
+mod ours_multishot;
 mod raw;
 mod tokio_rt;
 mod tokio_uring_rt;
@@ -67,7 +69,7 @@ fn raise_nofile_limit() -> io::Result<()> {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(rt), Some(addr)) = (args.next(), args.next()) else {
-        eprintln!("usage: echo_server <ours|tokio|raw|monoio|tokio_uring|glommio|compio> <addr>");
+        eprintln!("usage: echo_server <ours|ours_multishot|tokio|raw|monoio|tokio_uring|glommio|compio> <addr>");
         std::process::exit(2);
     };
     let addr: SocketAddr = match addr.parse() {
@@ -83,6 +85,7 @@ fn main() {
     }
     let result = match rt.as_str() {
         "ours" => ours::run(addr),
+        "ours_multishot" => ours_multishot::run(addr),
         "tokio" => tokio_rt::run(addr),
         "raw" => raw::run(addr),
         "monoio" => monoio_rt::run(addr),
