@@ -407,29 +407,6 @@ pub fn listen(addr: &str) -> io::Result<TcpListener> {
     }))
 }
 
-/// Raises this process's `RLIMIT_NOFILE` soft limit to its hard limit, so
-/// that 1,000+ connections (or connection-serving children) fit, and returns
-/// the new limit.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit; the soft limit does not exceed
-        // the hard one.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(lim.rlim_cur)
-}
-
 /// The start-up shared by the seven servers: parses the arguments
 /// (`[workers] <addr>` for a pool, `<addr>` otherwise), raises the
 /// descriptor limit, binds the listener and prints one line on stdout.
@@ -459,7 +436,7 @@ pub fn start(name: &str, default_workers: Option<usize>) -> Result<(usize, TcpLi
         },
         _ => return Err(usage()),
     };
-    if let Err(e) = raise_nofile_limit() {
+    if let Err(e) = crate::raise_nofile_limit() {
         eprintln!("{name}: cannot raise the descriptor limit (continuing): {e}");
     }
     let listener = match listen(addr) {

@@ -30,3 +30,26 @@ pub fn report(name: &str, ours: f64, peer: Option<(&str, f64)>) {
         None => println!("{name:<28} ours {ours:>12.0}/s"),
     }
 }
+
+/// Raises this process's `RLIMIT_NOFILE` soft limit to its hard limit, so
+/// that 1,000+ connections (or connection-serving children) fit, and returns
+/// the new limit.
+pub fn raise_nofile_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit; the soft limit does not exceed
+        // the hard one.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}

@@ -220,7 +220,8 @@ struct Report {
 }
 
 fn run(args: &Args) -> io::Result<Report> {
-    raise_nofile_limit();
+    // Not fatal: `connect` reports running out of descriptors clearly enough.
+    let _ = bench::raise_nofile_limit();
     let mut conns = Vec::with_capacity(args.conns);
     for id in 0..args.conns {
         let stream =
@@ -240,24 +241,6 @@ fn run(args: &Args) -> io::Result<Report> {
     );
     client.shut_down();
     result
-}
-
-/// Raises this process's soft limit on open descriptors to the hard limit,
-/// so that thousands of connections can be opened. Failure is not fatal:
-/// `connect` reports running out of descriptors clearly enough.
-fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass, which outlives the
-    // call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
-    {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit only reads the struct we pass.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    }
 }
 
 /// This process's CPU time so far (user + system), in seconds.

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = bench::arch::raise_nofile_limit() {
+    if let Err(e) = bench::raise_nofile_limit() {
         eprintln!("hyper_http: cannot raise the descriptor limit (continuing): {e}");
     }
     let std_listener = match bench::arch::listen(&addr).and_then(|l| {

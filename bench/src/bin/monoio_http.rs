@@ -44,7 +44,7 @@ fn main() {
 /// Raises the descriptor limit, builds the runtime and accepts connections
 /// until killed; returns only on a setup error.
 fn serve_forever(addr: &str) -> io::Result<()> {
-    raise_nofile_limit()?;
+    bench::raise_nofile_limit()?;
     let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .enable_timer()
         .build()?;
@@ -71,28 +71,6 @@ fn serve_forever(addr: &str) -> io::Result<()> {
             }
         }
     })
-}
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit, so that thousands of
-/// connections fit.
-fn raise_nofile_limit() -> io::Result<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit whose soft limit does not exceed
-        // its hard limit; setrlimit only reads it.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Serves one connection until the client closes it or an answer closes it.

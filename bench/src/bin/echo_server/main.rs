@@ -45,27 +45,6 @@ pub fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Raises this process's soft limit on open descriptors to its hard limit.
-fn raise_nofile_limit() -> io::Result<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass, which outlives the
-    // call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit only reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(rt), Some(addr)) = (args.next(), args.next()) else {
@@ -79,7 +58,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = raise_nofile_limit() {
+    if let Err(e) = bench::raise_nofile_limit() {
         // Not fatal: only many connections need it.
         eprintln!("echo_server: cannot raise the descriptor limit: {e}");
     }

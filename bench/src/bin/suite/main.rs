@@ -254,7 +254,7 @@ fn main() -> ExitCode {
         eprintln!("suite: cannot enter {}: {e}", root.display());
         return ExitCode::FAILURE;
     }
-    let nofile = proc::raise_nofile();
+    let nofile = bench::raise_nofile_limit().unwrap_or(0);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

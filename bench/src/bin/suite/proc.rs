@@ -84,23 +84,6 @@ pub fn install_cleanup() {
     }));
 }
 
-/// Raises this process's soft RLIMIT_NOFILE to the hard limit (children
-/// inherit it: wrk with 1,000 connections needs it). Returns the new limit.
-pub fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
-    }
-    lim.rlim_cur = lim.rlim_max;
-    // SAFETY: `lim` is a valid rlimit whose soft limit equals its hard one.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    lim.rlim_cur
-}
-
 /// How a finished child ended.
 #[derive(Debug, Clone)]
 pub struct Finished {
