@@ -45,6 +45,7 @@ mod addr;
 pub use addr::ToSocketAddrs;
 mod backoff;
 mod recv_multi;
+mod send_zc;
 mod stream;
 mod tcp;
 mod udp;

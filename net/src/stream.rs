@@ -210,6 +210,40 @@ macro_rules! stream_methods {
                 crate::stream::send(&self.fd, buf).await
             }
 
+            /// Sends once **without copying** `buf` into the kernel
+            /// (`IORING_OP_SEND_ZC` with `MSG_NOSIGNAL`) and returns how
+            /// many bytes were taken, possibly fewer than offered.
+            ///
+            /// The future resolves only after the kernel's notification
+            /// that it no longer reads the buffer (on TCP, once the data is
+            /// acknowledged), so the buffer comes back free to reuse; it is
+            /// owned by the operation until then, even if the future is
+            /// dropped. Zero copy pays for large buffers (about 10 KiB and
+            /// up) sent to a real network device; small sends cost more
+            /// than a copy, and on loopback the kernel copies anyway. Falls
+            /// back to a plain [`send`](Self::send) when the kernel lacks
+            /// `SEND_ZC` ([`runtime::features`]) or the socket refuses it
+            /// (Unix domain sockets do, at the price of one extra SQE).
+            pub async fn send_zc<B: runtime::buf::IoBuf>(
+                &self,
+                buf: B,
+            ) -> runtime::BufResult<usize, B> {
+                crate::send_zc::send_zc(&self.fd, buf).await
+            }
+
+            /// Sends all of `buf`'s initialised bytes without copying them
+            /// (`IORING_OP_SEND_ZC` with `MSG_NOSIGNAL | MSG_WAITALL`, so
+            /// a whole buffer is usually one operation), handling short
+            /// sends. Resolves only after the kernel's last notification:
+            /// see [`send_zc`](Self::send_zc) for when zero copy pays and
+            /// for the fallback.
+            pub async fn write_all_zc<B: runtime::buf::IoBuf>(
+                &self,
+                buf: B,
+            ) -> runtime::BufResult<(), B> {
+                crate::send_zc::write_all_zc(&self.fd, buf).await
+            }
+
             /// A stream of received chunks on **multishot receive** into
             /// the provided buffer ring `ring`: a buffer is taken from the
             /// ring only when bytes arrive, so an idle connection holds none.
