@@ -1387,3 +1387,46 @@ fn concurrent_read_and_write_on_one_stream() {
         assert_eq!(server.await.expect("server task"), LEN);
     });
 }
+
+/// `read_timeout`: nothing arrives → `TimedOut` with the buffer back as it
+/// was; data within the deadline → the data; the connection still works
+/// after a timeout and nothing is left in flight.
+#[test]
+fn read_timeout_gives_the_buffer_back() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The kernel completes the handshake from the backlog: connect
+        // returns before accept is called.
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"kept");
+        let (res, buf) = server.read_timeout(buf, Duration::from_millis(20)).await;
+        assert_eq!(res.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(&buf[..], b"kept", "a timed-out read changed the buffer");
+        assert_eq!(buf.capacity(), 64);
+
+        let (res, _) = client.write_all(b"hello".to_vec()).await;
+        res.unwrap();
+        let (res, buf) = server.read_timeout(buf, WAIT).await;
+        assert_eq!(res.unwrap(), 5);
+        assert_eq!(&buf[..], b"kepthello");
+
+        // Many short timed reads: each one's slot and link timeout go away.
+        let mut buf = buf;
+        for _ in 0..50 {
+            let (res, b) = server.read_timeout(buf, Duration::from_micros(200)).await;
+            assert_eq!(res.unwrap_err().kind(), io::ErrorKind::TimedOut);
+            buf = b;
+        }
+        for _ in 0..100 {
+            if in_flight() == 0 {
+                break;
+            }
+            sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(in_flight(), 0, "timed reads left ops in flight");
+    });
+}
