@@ -25,6 +25,7 @@ pub struct Builder {
     entries: u32,
     cq_entries: Option<u32>,
     sqpoll: Option<Duration>,
+    sqpoll_cpu: Option<u32>,
     max_blocking_threads: usize,
     blocking_keep_alive: Duration,
     event_interval: u32,
@@ -37,6 +38,7 @@ pub(crate) struct Config {
     pub(crate) entries: u32,
     pub(crate) cq_entries: u32,
     pub(crate) sqpoll: Option<Duration>,
+    pub(crate) sqpoll_cpu: Option<u32>,
     pub(crate) max_blocking_threads: usize,
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) event_interval: usize,
@@ -49,6 +51,7 @@ impl Default for Builder {
             entries: 256,
             cq_entries: None,
             sqpoll: None,
+            sqpoll_cpu: None,
             max_blocking_threads: 16,
             blocking_keep_alive: Duration::from_secs(10),
             event_interval: 128,
@@ -84,6 +87,28 @@ impl Builder {
     /// submit system call at the cost of a busy kernel thread.
     pub fn sqpoll(mut self, idle: Duration) -> Self {
         self.sqpoll = Some(idle);
+        self
+    }
+
+    /// Pins the [`sqpoll`](Self::sqpoll) kernel thread to CPU `cpu`
+    /// (`IORING_SETUP_SQ_AFF`), e.g. a core apart from the runtime's own
+    /// thread. Needs `sqpoll`; `cpu` must be an online CPU.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = runtime::Builder::new()
+    ///     .sqpoll(Duration::from_millis(10))
+    ///     .sqpoll_cpu(0)
+    ///     .build()?;
+    /// assert!(rt.features().sqpoll);
+    /// // Without sqpoll, the CPU means nothing: a clear error.
+    /// let err = runtime::Builder::new().sqpoll_cpu(0).build().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn sqpoll_cpu(mut self, cpu: u32) -> Self {
+        self.sqpoll_cpu = Some(cpu);
         self
     }
 
@@ -142,6 +167,22 @@ impl Builder {
                 )));
             }
         }
+        if let Some(cpu) = self.sqpoll_cpu {
+            if self.sqpoll.is_none() {
+                return Err(invalid_setting(format!(
+                    "Builder::sqpoll_cpu({cpu}) needs Builder::sqpoll: without a polling \
+                     thread there is nothing to pin"
+                )));
+            }
+            // SAFETY: sysconf has no memory effects.
+            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+            if online > 0 && i64::from(cpu) >= online as i64 {
+                return Err(invalid_setting(format!(
+                    "Builder::sqpoll_cpu must name an online CPU (0 to {}), got {cpu}",
+                    online - 1
+                )));
+            }
+        }
         if self.max_blocking_threads == 0 || self.max_blocking_threads > 1024 {
             return Err(invalid_setting(format!(
                 "Builder::max_blocking_threads must be between 1 and 1024, got {}",
@@ -157,6 +198,7 @@ impl Builder {
             entries: self.entries,
             cq_entries,
             sqpoll: self.sqpoll,
+            sqpoll_cpu: self.sqpoll_cpu,
             max_blocking_threads: self.max_blocking_threads,
             blocking_keep_alive: self.blocking_keep_alive,
             event_interval: self.event_interval as usize,
@@ -193,6 +235,10 @@ mod tests {
             Builder::new().max_blocking_threads(5000),
             Builder::new().event_interval(0),
             Builder::new().sqpoll(Duration::from_secs(u64::MAX)),
+            Builder::new().sqpoll_cpu(0),
+            Builder::new()
+                .sqpoll(Duration::from_millis(1))
+                .sqpoll_cpu(1 << 20),
         ] {
             let err = b.config().unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{b:?}");

@@ -570,6 +570,9 @@ fn build_ring(config: &Config) -> io::Result<(IoUring, u32)> {
         }
         if let Some(idle) = config.sqpoll {
             b.setup_sqpoll(idle.as_millis().min(u32::MAX as u128) as u32);
+            if let Some(cpu) = config.sqpoll_cpu {
+                b.setup_sqpoll_cpu(cpu);
+            }
         }
         match b.build(config.entries) {
             Ok(ring) => return Ok((ring, flags)),
