@@ -34,12 +34,10 @@
 //! bytes of room and a request costs no allocation.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::ExitCode;
 use std::time::Duration;
-
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// The answer to `GET /` on a kept-alive HTTP/1.1 connection: the same bytes
 /// as the `http` example's.
@@ -66,8 +64,7 @@ pub const INPUT_CAPACITY: usize = 2 * MAX_HEAD;
 /// pipelined answers needs more).
 pub const OUTPUT_CAPACITY: usize = 4096;
 
-/// The listen backlog, as the suite's contract asks.
-pub const BACKLOG: i32 = 4096;
+pub use crate::{listen, BACKLOG};
 
 /// The default size of the two pools (`arch_prefork`, `arch_prethread`).
 ///
@@ -379,32 +376,6 @@ pub fn accept_failed(name: &str, e: &io::Error) {
     } else if e.kind() != io::ErrorKind::ConnectionAborted {
         eprintln!("{name}: accept failed: {e}");
     }
-}
-
-/// Binds `addr` (the first of its addresses that binds) with `SO_REUSEADDR`
-/// and listens with a backlog of [`BACKLOG`]. The listener is blocking and
-/// close-on-exec.
-pub fn listen(addr: &str) -> io::Result<TcpListener> {
-    let mut last = None;
-    for a in addr.to_socket_addrs()? {
-        let bound = (|| {
-            let socket = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&SockAddr::from(a))?;
-            socket.listen(BACKLOG)?;
-            Ok::<_, io::Error>(TcpListener::from(socket))
-        })();
-        match bound {
-            Ok(listener) => return Ok(listener),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the address resolves to nothing",
-        )
-    }))
 }
 
 /// The start-up shared by the seven servers: parses the arguments

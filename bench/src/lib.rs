@@ -1,7 +1,41 @@
 //! Shared measurement helpers of the benchmark suite.
 
 pub mod arch;
+
+use std::io;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// The listen backlog of every server of the suite, as its contract asks.
+pub const BACKLOG: i32 = 4096;
+
+/// Binds `addr` (the first of its addresses that binds) with `SO_REUSEADDR`
+/// and listens with a backlog of [`BACKLOG`]. The listener is blocking and
+/// close-on-exec.
+pub fn listen(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        let bound = (|| {
+            let socket = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SockAddr::from(a))?;
+            socket.listen(BACKLOG)?;
+            Ok::<_, io::Error>(TcpListener::from(socket))
+        })();
+        match bound {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
 
 /// Runs `f` (which performs `ops` operations) `rounds` times after one
 /// warm-up round and returns the median rate in operations per second.
@@ -34,21 +68,21 @@ pub fn report(name: &str, ours: f64, peer: Option<(&str, f64)>) {
 /// Raises this process's `RLIMIT_NOFILE` soft limit to its hard limit, so
 /// that 1,000+ connections (or connection-serving children) fit, and returns
 /// the new limit.
-pub fn raise_nofile_limit() -> std::io::Result<u64> {
+pub fn raise_nofile_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(io::Error::last_os_error());
     }
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: `lim` is a valid rlimit; the soft limit does not exceed
         // the hard one.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
+            return Err(io::Error::last_os_error());
         }
     }
     Ok(lim.rlim_cur)

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     if let Err(e) = bench::raise_nofile_limit() {
         eprintln!("hyper_http: cannot raise the descriptor limit (continuing): {e}");
     }
-    let std_listener = match bench::arch::listen(&addr).and_then(|l| {
+    let std_listener = match bench::listen(&addr).and_then(|l| {
         l.set_nonblocking(true)?;
         Ok(l)
     }) {

@@ -18,11 +18,10 @@ use compio::driver::DriverType;
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::{TcpListener, TcpStream};
 use compio::BufResult;
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// Serves echo on `addr` until killed.
 pub fn run(addr: SocketAddr) -> io::Result<()> {
-    let listener = std_listener(addr)?;
+    let listener = bench::listen(addr)?;
     let rt = compio::runtime::Runtime::new()?;
     if rt.driver_type() != DriverType::IoUring {
         return Err(io::Error::new(
@@ -51,15 +50,6 @@ pub fn run(addr: SocketAddr) -> io::Result<()> {
             }
         }
     })
-}
-
-/// A listening socket on `addr` with SO_REUSEADDR and a backlog of 4096.
-fn std_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
 
 /// Echoes one connection until the peer closes it or an error occurs.

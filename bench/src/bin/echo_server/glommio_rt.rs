@@ -19,11 +19,10 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// Serves echo on `addr` until killed.
 pub fn run(addr: SocketAddr) -> io::Result<()> {
-    let fd = std_listener(addr)?.into_raw_fd();
+    let fd = bench::listen(addr)?.into_raw_fd();
     let ex = LocalExecutorBuilder::new(Placement::Unbound).make()?;
     ex.run(async move {
         // SAFETY: `fd` is the listening socket just made above; ownership
@@ -42,15 +41,6 @@ pub fn run(addr: SocketAddr) -> io::Result<()> {
             }
         }
     })
-}
-
-/// A listening socket on `addr` with SO_REUSEADDR and a backlog of 4096.
-fn std_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
 
 /// Echoes one connection until the peer closes it or an error occurs.

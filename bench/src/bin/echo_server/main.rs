@@ -10,7 +10,7 @@
 //! runtime differs: one thread; per connection a 16 KiB buffer; read what
 //! arrives, write all of it back, until the peer closes; `TCP_NODELAY` on
 //! accepted sockets. The listening socket has `SO_REUSEADDR` and a backlog
-//! of 4096 ([`listen`] makes one so). Serves until killed; prints nothing on
+//! of 4096 ([`bench::listen`] makes one so). Serves until killed; prints nothing on
 //! stdout. At start the soft limit on open descriptors is raised to the hard
 //! limit, for every runtime, so that thousands of connections work.
 
@@ -23,27 +23,10 @@ mod raw;
 mod tokio_rt;
 mod tokio_uring_rt;
 
-use std::io;
 use std::net::SocketAddr;
-
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// Size of each connection's buffer, the same for every runtime.
 pub const BUF_SIZE: usize = 16 * 1024;
-
-/// The listen backlog of every variant.
-pub const BACKLOG: i32 = 4096;
-
-/// A blocking listening socket on `addr` with `SO_REUSEADDR` and a backlog
-/// of [`BACKLOG`], for the variants whose runtime cannot set these itself
-/// (switch it to non-blocking mode if the runtime needs that).
-pub fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);

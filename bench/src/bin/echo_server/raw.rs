@@ -50,7 +50,7 @@ struct Server {
 
 /// Serves echo on `addr` until killed.
 pub fn run(addr: SocketAddr) -> io::Result<()> {
-    let listener = super::listen(addr)?;
+    let listener = bench::listen(addr)?;
     let entries = 4096;
     let ring = IoUring::builder()
         .setup_cqsize(4 * entries)

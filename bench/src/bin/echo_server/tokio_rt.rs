@@ -18,7 +18,7 @@ pub fn run(addr: SocketAddr) -> io::Result<()> {
         .build()?;
     rt.block_on(async move {
         // tokio's own `bind` has a backlog of 1024: make the socket here.
-        let std_listener = super::listen(addr)?;
+        let std_listener = bench::listen(addr)?;
         std_listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(std_listener)?;
         loop {

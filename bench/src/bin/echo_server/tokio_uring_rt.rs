@@ -14,12 +14,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio_uring::net::{TcpListener, TcpStream};
 
 /// Serves echo on `addr` until killed.
 pub fn run(addr: SocketAddr) -> io::Result<()> {
-    let listener = std_listener(addr)?;
+    let listener = bench::listen(addr)?;
     let rt = tokio_uring::Runtime::new(&tokio_uring::builder())?;
     rt.block_on(async move {
         let listener = TcpListener::from_std(listener);
@@ -36,15 +35,6 @@ pub fn run(addr: SocketAddr) -> io::Result<()> {
             }
         }
     })
-}
-
-/// A listening socket on `addr` with SO_REUSEADDR and a backlog of 4096.
-fn std_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
 
 /// Echoes one connection until the peer closes it or an error occurs.
