@@ -345,12 +345,7 @@ impl Client {
         // At most two operations per connection are in flight.
         let sq = (2 * n).next_power_of_two().clamp(64, 32768) as u32;
         let cq = (2 * n).next_power_of_two().clamp(2 * sq as usize, 65536) as u32;
-        let ring = IoUring::builder()
-            .setup_cqsize(cq)
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(sq)
-            .or_else(|_| IoUring::builder().setup_cqsize(cq).build(sq))?;
+        let ring = bench::uring::ring(sq, cq)?;
         let idle = if rate.is_some() {
             (0..n as u32).collect()
         } else {
@@ -503,24 +498,13 @@ impl Client {
 
     /// Queues one SQE, submitting what is queued first if the SQ is full.
     fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: every SQE built here points into the boxed buffers of
-            // a `Conn` in `self.conns`, which neither move (they are boxed)
-            // nor are freed before the operation's CQE has been seen:
-            // `shut_down` waits for all of them, or leaks the buffers.
-            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
-                self.inflight += 1;
-                return Ok(());
-            }
-            if let Err(e) = self.ring.submit() {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
-                ) {
-                    return Err(e);
-                }
-            }
-        }
+        // SAFETY: every SQE built here points into the boxed buffers of a
+        // `Conn` in `self.conns`, which neither move (they are boxed) nor are
+        // freed before the operation's CQE has been seen: `shut_down` waits
+        // for all of them, or leaks the buffers.
+        unsafe { bench::uring::push(&mut self.ring, &sqe) }?;
+        self.inflight += 1;
+        Ok(())
     }
 
     /// Handles one completion.

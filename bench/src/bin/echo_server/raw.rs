@@ -52,12 +52,7 @@ struct Server {
 pub fn run(addr: SocketAddr) -> io::Result<()> {
     let listener = bench::listen(addr)?;
     let entries = 4096;
-    let ring = IoUring::builder()
-        .setup_cqsize(4 * entries)
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-        .or_else(|_| IoUring::builder().setup_cqsize(4 * entries).build(entries))?;
+    let ring = bench::uring::ring(entries, 4 * entries)?;
     let mut server = Server {
         ring,
         listener,
@@ -101,24 +96,12 @@ impl Server {
 
     /// Queues one SQE, submitting what is queued first if the SQ is full.
     fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: the SQEs queued here point either at nothing, at
-            // `self.pause` (which lives, unmoved, as long as the server), or
-            // into the boxed buffer of a slot, which is never freed (slots
-            // are only reused) and is used by one operation at a time: the
-            // next one on a slot is queued only after the previous one's CQE.
-            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
-                return Ok(());
-            }
-            if let Err(e) = self.ring.submit() {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
-                ) {
-                    return Err(e);
-                }
-            }
-        }
+        // SAFETY: the SQEs queued here point either at nothing, at
+        // `self.pause` (which lives, unmoved, as long as the server), or into
+        // the boxed buffer of a slot, which is never freed (slots are only
+        // reused) and is used by one operation at a time: the next one on a
+        // slot is queued only after the previous one's CQE.
+        unsafe { bench::uring::push(&mut self.ring, &sqe) }
     }
 
     fn arm_accept(&mut self) -> io::Result<()> {

@@ -1,0 +1,41 @@
+//! The two pieces of ring plumbing that the suite's hand-written io_uring
+//! programs (the `echo_load` client and the `raw` echo server) share.
+
+use std::io;
+
+use io_uring::{squeue, IoUring};
+
+/// A ring with `sq` submission and `cq` completion entries, single-issuer
+/// with deferred task work where the kernel has them, plain otherwise.
+pub fn ring(sq: u32, cq: u32) -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(sq)
+        .or_else(|_| IoUring::builder().setup_cqsize(cq).build(sq))
+}
+
+/// Queues `sqe`, first submitting what is queued if the submission queue is
+/// full (retrying on `EINTR`, `EAGAIN` and `EBUSY`).
+///
+/// # Safety
+///
+/// As for [`io_uring::SubmissionQueue::push`]: every buffer and descriptor
+/// `sqe` points at stays valid, unmoved, until its completion is reaped.
+pub unsafe fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> io::Result<()> {
+    loop {
+        // SAFETY: forwarded from the caller.
+        if unsafe { ring.submission().push(sqe) }.is_ok() {
+            return Ok(());
+        }
+        if let Err(e) = ring.submit() {
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+            ) {
+                return Err(e);
+            }
+        }
+    }
+}
