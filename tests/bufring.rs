@@ -8,28 +8,15 @@
 //! Every test runs under `with_deadline`, so a hang is a failure. The only
 //! waits are bounded; no verdict depends on timing.
 
-use std::future::Future;
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use integration_tests::with_deadline;
+use integration_tests::{on_runtime, with_deadline};
 use net::{TcpListener, TcpStream, UnixStream};
 use runtime::bufring::BufRing;
 use runtime::Runtime;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn run<M, F>(make: M) -> F::Output
-where
-    M: FnOnce() -> F + Send + 'static,
-    F: Future,
-    F::Output: Send + 'static,
-{
-    with_deadline(LIMIT, move || {
-        let rt = Runtime::new().expect("cannot start the runtime");
-        rt.block_on(make())
-    })
-}
 
 /// `len` deterministic bytes that differ with `seed`.
 fn payload(seed: u64, len: usize) -> Vec<u8> {
@@ -88,7 +75,7 @@ macro_rules! echo_server {
 
 #[test]
 fn tcp_echo_through_multishot_recv() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let ring = BufRing::builder()
@@ -134,7 +121,7 @@ fn tcp_echo_through_multishot_recv() {
 
 #[test]
 fn unix_echo_through_multishot_recv() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (server_side, client) = UnixStream::pair().unwrap();
         let ring = BufRing::builder().entries(8).buf_size(256).build().unwrap();
         let ring2 = ring.clone();
@@ -176,7 +163,7 @@ fn unix_echo_through_multishot_recv() {
 
 #[test]
 fn exhausted_pool_pauses_without_error_or_loss() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let ring = BufRing::builder().entries(4).buf_size(16).build().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
         let data = payload(99, 1000);
@@ -227,7 +214,7 @@ fn exhausted_pool_pauses_without_error_or_loss() {
 
 #[test]
 fn two_streams_share_one_ring() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let ring = BufRing::builder().entries(4).buf_size(32).build().unwrap();
         let (a1, b1) = UnixStream::pair().unwrap();
         let (a2, b2) = UnixStream::pair().unwrap();
@@ -257,7 +244,7 @@ fn two_streams_share_one_ring() {
 
 #[test]
 fn one_shot_recv_from_ring() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let ring = BufRing::builder().entries(2).buf_size(8).build().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
         let (res, _) = b.write_all(b"hello, ring".to_vec()).await;
@@ -291,7 +278,7 @@ fn one_shot_recv_from_ring() {
 
 #[test]
 fn builder_rejects_bad_settings() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let e = BufRing::builder().entries(3).build().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         let e = BufRing::builder().entries(1 << 16).build().unwrap_err();
@@ -317,7 +304,7 @@ fn builder_rejects_bad_settings() {
 
 #[test]
 fn stream_dropped_mid_flight_then_runtime_carries_on() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let ring = BufRing::builder().entries(8).buf_size(64).build().unwrap();
         // Let the ring settle (building a ring may submit an internal
         // operation) before taking the baseline.
@@ -426,7 +413,7 @@ fn runtime_dropped_with_multishot_in_flight() {
 
 #[test]
 fn idle_connections_hold_no_buffers() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         const CONNS: usize = 1000;
         let ring = BufRing::builder()
             .entries(64)
@@ -479,7 +466,7 @@ fn idle_connections_hold_no_buffers() {
 
 #[test]
 fn bundle_receive_takes_several_buffers_per_cqe() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         if !runtime::features().recv_bundle {
             eprintln!("skipped: no IORING_RECVSEND_BUNDLE (Linux 6.10+)");
             return;
@@ -514,7 +501,7 @@ fn bundle_receive_takes_several_buffers_per_cqe() {
 /// out of the ring until the write has given it back and it is dropped.
 #[test]
 fn chunks_are_written_back_as_they_are() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (server_side, client) = UnixStream::pair().unwrap();
         let ring = BufRing::builder().entries(4).buf_size(64).build().unwrap();
         let server = {

@@ -28,25 +28,12 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use integration_tests::with_deadline;
+use integration_tests::{on_runtime, with_deadline};
 use runtime::time::sleep;
 use runtime::{spawn, spawn_blocking, yield_now, JoinHandle, Runtime};
 
 /// Generous limit for every test: only a hang gets near it.
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs `make()`'s future on a fresh default runtime, under the deadline.
-fn run<M, F>(make: M) -> F::Output
-where
-    M: FnOnce() -> F + Send + 'static,
-    F: Future,
-    F::Output: Send + 'static,
-{
-    with_deadline(LIMIT, move || {
-        let rt = Runtime::new().expect("cannot start the runtime");
-        rt.block_on(make())
-    })
-}
 
 /// Sets its flag when dropped: shows that a future (or an output) was
 /// dropped, and when.
@@ -95,7 +82,7 @@ async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
 #[test]
 fn two_hundred_thousand_tasks_are_joined() {
     const N: u64 = 200_000;
-    let sum = run(|| async {
+    let sum = on_runtime(LIMIT, || async {
         let handles: Vec<JoinHandle<u64>> = (0..N).map(|i| spawn(async move { i })).collect();
         let mut sum = 0u64;
         for (i, h) in handles.into_iter().enumerate() {
@@ -187,7 +174,7 @@ fn abort_of_a_sleeping_task_cancels_and_drops_it() {
 /// reports cancellation.
 #[test]
 fn abort_before_first_poll_never_runs_the_task() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let ran = Rc::new(Cell::new(false));
         let dropped = Rc::new(Cell::new(false));
         let handle = {
@@ -215,7 +202,7 @@ fn abort_before_first_poll_never_runs_the_task() {
 /// delivered (`Ok`), not turned into a cancellation.
 #[test]
 fn abort_after_completion_keeps_the_output() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let mut handle = spawn(async { 7u32 });
         yield_until("task finished", 1000, || handle.is_finished()).await;
         handle.abort();
@@ -229,7 +216,7 @@ fn abort_after_completion_keeps_the_output() {
 /// ends with a cancelled `JoinError` and is never polled again.
 #[test]
 fn abort_from_another_task_while_both_run() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let counter = Rc::new(Cell::new(0u32));
         let looping = {
             let counter = counter.clone();
@@ -273,7 +260,7 @@ fn abort_from_another_task_while_both_run() {
 /// normally, and new tasks run afterwards).
 #[test]
 fn panic_in_a_task_becomes_a_join_error() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let sibling = spawn(async {
             for _ in 0..10 {
                 yield_now().await;
@@ -376,7 +363,7 @@ fn panic_in_block_on_future_propagates() {
 /// output is dropped once it finishes since nobody will read it.
 #[test]
 fn dropping_a_join_handle_detaches_the_task() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let done = Rc::new(Cell::new(false));
         let output_dropped = Rc::new(Cell::new(false));
         let handle = {
@@ -411,7 +398,7 @@ fn dropping_a_join_handle_detaches_the_task() {
 /// unread output right away.
 #[test]
 fn dropping_the_handle_of_a_finished_task_drops_its_output() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let output_dropped = Rc::new(Cell::new(false));
         let handle = {
             let output_dropped = output_dropped.clone();
@@ -516,7 +503,7 @@ fn cross_thread_wake_of_block_on_future_reaches_parked_ring() {
 /// ring.
 #[test]
 fn cross_thread_wake_of_spawned_task_reaches_parked_ring() {
-    let polls = run(|| async {
+    let polls = on_runtime(LIMIT, || async {
         let (fut, thread) = remote_completion();
         let polls = spawn(fut).await.expect("task failed");
         thread.join().unwrap();
@@ -554,7 +541,7 @@ fn spawn_blocking_completion_wakes_parked_ring() {
 /// is harmless.
 #[test]
 fn waker_clones_woken_from_many_threads() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let go = Arc::new(AtomicBool::new(false));
         let waker_slot: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
         let task = {
@@ -692,7 +679,7 @@ fn yielders_with_budget_one_do_not_starve_timers() {
 /// a spawned task still complete next to it, and the spinner really ran.
 #[test]
 fn self_waking_task_does_not_starve_timers() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let stop = Rc::new(Cell::new(false));
         let polls = Rc::new(Cell::new(0u64));
         let spinner = {
@@ -723,7 +710,7 @@ fn self_waking_task_does_not_starve_timers() {
 /// task has run, by the time `yield_now` returns in that spawned task.
 #[test]
 fn yield_now_fires_due_timers_before_continuing() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let worker = spawn(async {
             let fired = Rc::new(Cell::new(false));
             let sleeper = {
@@ -800,7 +787,7 @@ fn waker_outliving_its_runtime_is_harmless() {
 /// allowed and works, timers and spawns included.
 #[test]
 fn block_on_in_a_blocking_thread_is_allowed() {
-    let v = run(|| async {
+    let v = on_runtime(LIMIT, || async {
         spawn_blocking(|| {
             runtime::block_on(async {
                 sleep(Duration::from_millis(1)).await;
@@ -980,7 +967,7 @@ fn spawn_blocking_pool_is_bounded() {
 /// closure, once started, still runs to its end.
 #[test]
 fn aborted_spawn_blocking_closure_still_runs() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (started_tx, started_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let finished = Arc::new(AtomicBool::new(false));
@@ -1045,7 +1032,7 @@ fn yield_now_runs_others_and_is_finished_tracks_completion() {
 /// other make one step (a strict interleaving with the FIFO run queue).
 #[test]
 fn yield_now_interleaves_two_tasks() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mk = |name: char| {
             let log = log.clone();
@@ -1189,7 +1176,7 @@ fn spawning_from_a_drop_during_shutdown_is_handled() {
 /// exactly once even if woken several times before it runs.
 #[test]
 fn multiple_wakes_before_a_poll_run_the_task_once() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let polls = Rc::new(Cell::new(0u32));
         let waker: Rc<RefCell<Option<Waker>>> = Rc::new(RefCell::new(None));
         let task = {
@@ -1222,7 +1209,7 @@ fn multiple_wakes_before_a_poll_run_the_task_once() {
 /// Polling a `JoinHandle` by hand: pending while the task runs, then ready.
 #[test]
 fn join_handle_poll_is_pending_until_done() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let gate = Rc::new(Cell::new(false));
         let mut handle = {
             let gate = gate.clone();

@@ -8,7 +8,6 @@
 //! Every test runs under `with_deadline`, so a hang is a failure; no
 //! verdict depends on timing.
 
-use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,25 +15,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use integration_tests::with_deadline;
+use integration_tests::on_runtime;
 use net::{UdpSocket, UnixListener, UnixStream};
-use runtime::Runtime;
 
 /// The limit of every test: generous, a healthy run takes well under it.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs the future made by `make` on a fresh runtime, under the deadline.
-fn run<M, F>(make: M) -> F::Output
-where
-    M: FnOnce() -> F + Send + 'static,
-    F: Future,
-    F::Output: Send + 'static,
-{
-    with_deadline(LIMIT, move || {
-        let rt = Runtime::new().expect("cannot start the runtime");
-        rt.block_on(make())
-    })
-}
 
 /// `len` deterministic bytes that differ with `seed`.
 fn payload(seed: u64, len: usize) -> Vec<u8> {
@@ -92,7 +77,7 @@ fn udp_pair() -> (UdpSocket, SocketAddr, UdpSocket, SocketAddr) {
 /// A receive into a vector appends after what it already holds.
 #[test]
 fn udp_send_to_recv_from_100_round_trips() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (a, a_addr, b, b_addr) = udp_pair();
         for i in 0..100u64 {
             let len = 1 + (i as usize * 83) % 8192;
@@ -125,7 +110,7 @@ fn udp_send_to_recv_from_100_round_trips() {
 /// every number arrives exactly once, intact.
 #[test]
 fn udp_concurrent_sender_and_receiver() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (a, a_addr, b, b_addr) = udp_pair();
         let receiver = runtime::spawn(async move {
             let mut seen = vec![0u32; 200];
@@ -167,7 +152,7 @@ fn udp_concurrent_sender_and_receiver() {
 /// socket and `peer_addr` of one are errors.
 #[test]
 fn udp_connect_send_recv() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (a, a_addr, b, b_addr) = udp_pair();
         let err = a.peer_addr().expect_err("peer_addr before connect");
         assert_eq!(err.kind(), io::ErrorKind::NotConnected, "{err}");
@@ -210,7 +195,7 @@ fn udp_connect_send_recv() {
 /// discarded: the next receive gets the next datagram.
 #[test]
 fn udp_recv_into_too_small_buffer_truncates() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (a, a_addr, b, b_addr) = udp_pair();
         let big = payload(7, 100);
         let (res, _) = a.send_to(big.clone(), b_addr).await;
@@ -238,7 +223,7 @@ fn udp_recv_into_too_small_buffer_truncates() {
 /// Binding a UDP address that is taken is `AddrInUse`.
 #[test]
 fn udp_bind_address_in_use() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let err = UdpSocket::bind(a.local_addr().unwrap()).expect_err("second bind");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
@@ -272,7 +257,7 @@ async fn unix_echo(stream: UnixStream) -> io::Result<usize> {
 /// (up to 200 KiB) are echoed byte for byte.
 #[test]
 fn unix_bind_accept_connect_echo() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let path = SockPath::new("echo");
         let listener = UnixListener::bind(path.path()).expect("bind");
         assert_eq!(
@@ -342,7 +327,7 @@ fn unix_bind_accept_connect_echo() {
 /// does not panic, and dropping one end gives the other EOF.
 #[test]
 fn unix_pair_round_trip() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (a, b) = UnixStream::pair().expect("pair");
         let (res, _) = a.write_all(&b"from a"[..]).await;
         res.expect("write a");
@@ -373,7 +358,7 @@ fn unix_pair_round_trip() {
 #[test]
 fn unix_incoming_accepts_50_connections() {
     const CONNS: usize = 50;
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let path = SockPath::new("incoming");
         let listener = UnixListener::bind(path.path()).expect("bind");
         let server = runtime::spawn(async move {
@@ -426,7 +411,7 @@ fn unix_incoming_accepts_50_connections() {
 /// vector's spare capacity is filled in turn.
 #[test]
 fn unix_readv_writev_16_buffers() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let (a, b) = UnixStream::pair().expect("pair");
         let out: Vec<Vec<u8>> = (0..16)
             .map(|i| payload(300 + i as u64, 1 + i * 37 % 500))
@@ -490,7 +475,7 @@ fn unix_readv_writev_16_buffers() {
 /// too long for a socket address is `InvalidInput`.
 #[test]
 fn unix_bind_in_use_and_connect_errors() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let path = SockPath::new("inuse");
         let listener = UnixListener::bind(path.path()).expect("bind");
         let err = UnixListener::bind(path.path()).expect_err("bind over a listener");
@@ -541,7 +526,7 @@ fn unix_bind_in_use_and_connect_errors() {
 /// sockets (switching them to blocking mode) and work.
 #[test]
 fn unix_from_std() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let path = SockPath::new("fromstd");
         let std_listener = std::os::unix::net::UnixListener::bind(path.path()).expect("bind");
         std_listener.set_nonblocking(true).unwrap();
@@ -562,7 +547,7 @@ fn unix_from_std() {
 /// EOF; the listener goes on accepting.
 #[test]
 fn unix_accept_after_the_client_closed() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let path = SockPath::new("gone");
         let listener = UnixListener::bind(path.path()).expect("bind");
         {

@@ -23,25 +23,12 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use integration_tests::with_deadline;
+use integration_tests::{on_runtime, with_deadline};
 use runtime::time::{interval, interval_at, sleep, sleep_until, timeout, Elapsed};
-use runtime::{spawn, yield_now, Runtime};
+use runtime::{spawn, yield_now};
 
 /// Generous limit for every test: only a hang gets near it.
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs `make()`'s future on a fresh default runtime, under the deadline.
-fn run<M, F>(make: M) -> F::Output
-where
-    M: FnOnce() -> F + Send + 'static,
-    F: Future,
-    F::Output: Send + 'static,
-{
-    with_deadline(LIMIT, move || {
-        let rt = Runtime::new().expect("cannot start the runtime");
-        rt.block_on(make())
-    })
-}
 
 /// Polls `fut` exactly once, from inside the current task.
 async fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
@@ -102,7 +89,7 @@ fn two_thousand_timers_fire_in_deadline_order() {
     Rng(0x9E37_79B9_7F4A_7C15).shuffle(&mut offsets);
 
     let shuffled = offsets.clone();
-    let (fired, deadlines) = run(move || async move {
+    let (fired, deadlines) = on_runtime(LIMIT, move || async move {
         let fired: Rc<RefCell<Vec<(usize, bool)>>> = Rc::new(RefCell::new(Vec::new()));
         let base = Instant::now() + Duration::from_millis(20);
         let deadlines: Vec<Instant> = shuffled.iter().map(|&o| base + STEP * o).collect();
@@ -180,7 +167,7 @@ fn sleep_lasts_at_least_its_duration() {
 /// first poll completes it.
 #[test]
 fn sleep_starts_when_created_not_when_polled() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let before = Instant::now();
         let mut s = pin!(sleep(Duration::from_millis(20)));
         assert!(s.deadline() >= before + Duration::from_millis(20));
@@ -238,7 +225,7 @@ fn timeout_elapses_and_drops_the_inner_future() {
 /// inner future wins even with a zero timeout.
 #[test]
 fn timeout_passes_the_output_through() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         assert_eq!(timeout(Duration::from_secs(10), async { 5 }).await, Ok(5));
         let v = timeout(Duration::from_secs(10), async {
             sleep(Duration::from_millis(5)).await;
@@ -267,7 +254,7 @@ fn timeout_passes_the_output_through() {
 /// still finishes.
 #[test]
 fn timeout_around_join_handle_detaches_the_task() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let done = Rc::new(Cell::new(false));
         let d = done.clone();
         let handle = spawn(async move {
@@ -320,7 +307,7 @@ fn sleep_until_the_past_completes_immediately() {
 /// `Duration::MAX` does not panic either and passes outputs through.
 #[test]
 fn sleep_duration_max_does_not_panic_and_can_be_cancelled() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let s = sleep(Duration::MAX);
         assert!(s.deadline() > Instant::now() + Duration::from_secs(365 * 86_400));
         assert!(!s.is_elapsed());
@@ -405,7 +392,7 @@ fn interval_ticks_are_a_period_apart() {
 /// after it, and every tick stays on the period grid of the start.
 #[test]
 fn interval_skips_missed_ticks() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let period = Duration::from_millis(10);
         let start = Instant::now();
         let mut iv = interval_at(start, period);
@@ -440,7 +427,7 @@ fn interval_skips_missed_ticks() {
 /// makes the next tick one period from now.
 #[test]
 fn interval_at_and_reset() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let period = Duration::from_millis(10);
         let start = Instant::now() + Duration::from_millis(15);
         let mut iv = interval_at(start, period);
@@ -481,7 +468,7 @@ fn interval_with_zero_period_panics() {
 #[test]
 fn hundred_thousand_concurrent_sleeps_complete() {
     const N: u64 = 100_000;
-    let completed = run(|| async {
+    let completed = on_runtime(LIMIT, || async {
         let completed = Rc::new(Cell::new(0u64));
         let handles: Vec<_> = (0..N)
             .map(|i| {
@@ -532,7 +519,7 @@ impl<F: Future> Future for CountPolls<F> {
 /// and afterwards a short sleep works as usual.
 #[test]
 fn dropped_sleeps_are_unregistered() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         for _ in 0..10_000 {
             let mut s = Box::pin(sleep(Duration::from_millis(50)));
             let _ = poll_once(s.as_mut()).await;
@@ -572,7 +559,7 @@ fn dropped_sleeps_are_unregistered() {
 /// part), and the sleep completes at the new deadline.
 #[test]
 fn reset_moves_a_registered_sleep() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let mut s = Box::pin(sleep(Duration::from_millis(10)));
         // Registers the 10 ms timer (unless 10 ms already passed on a very
         // slow machine, in which case the test below still holds).
@@ -614,7 +601,7 @@ fn sleep_polled_outside_a_runtime_panics() {
 /// another task keeps yielding.
 #[test]
 fn repeated_sleeps_next_to_a_busy_task() {
-    run(|| async {
+    on_runtime(LIMIT, || async {
         let stop = Rc::new(Cell::new(false));
         let busy = {
             let stop = stop.clone();

@@ -32,6 +32,21 @@ where
     }
 }
 
+/// Runs the future made by `make` on a fresh runtime with the default
+/// settings, on its own thread, and fails the test if it does not finish
+/// within `limit` (see [`with_deadline`]).
+pub fn on_runtime<M, F>(limit: Duration, make: M) -> F::Output
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: std::future::Future,
+    F::Output: Send + 'static,
+{
+    with_deadline(limit, move || {
+        let rt = runtime::Runtime::new().expect("cannot start the runtime");
+        rt.block_on(make())
+    })
+}
+
 /// The path of the built example program `name`.
 ///
 /// The examples are built once per test process with a nested
