@@ -830,23 +830,10 @@ fn register(inner: &Inner, wanted: Option<u16>) -> io::Result<u16> {
             flags: 0,
             resv: [0; 3],
         };
-        // SAFETY: `reg` is live for the call; the ring memory it names is
-        // page-aligned, entries * 16 bytes, and is only freed after the
-        // group is unregistered (see `Inner::drop`).
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_register,
-                inner.ring_fd,
-                REGISTER_PBUF_RING,
-                &reg as *const BufReg,
-                1,
-            )
-        };
-        if ret < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        // SAFETY: the ring memory `reg` names is page-aligned, entries * 16
+        // bytes, and is only freed after the group is unregistered (see
+        // `Inner::drop`).
+        unsafe { register_call(inner.ring_fd, REGISTER_PBUF_RING, &reg) }
     };
     if let Some(id) = wanted {
         return try_id(id).map(|()| id);
@@ -882,13 +869,25 @@ fn unregister(ring_fd: RawFd, bgid: u16) -> io::Result<()> {
         flags: 0,
         resv: [0; 3],
     };
-    // SAFETY: `reg` is live for the call and names no memory.
+    // SAFETY: an unregistration names no memory.
+    unsafe { register_call(ring_fd, UNREGISTER_PBUF_RING, &reg) }
+}
+
+/// `io_uring_register(ring_fd, opcode, reg, 1)`.
+///
+/// # Safety
+///
+/// Any memory `reg` names must stay valid as long as the kernel may use it
+/// (for a registration: until the group is unregistered).
+unsafe fn register_call(ring_fd: RawFd, opcode: libc::c_uint, reg: &BufReg) -> io::Result<()> {
+    // SAFETY: `reg` is live for the call; the memory it names is the
+    // caller's promise.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_io_uring_register,
             ring_fd,
-            UNREGISTER_PBUF_RING,
-            &reg as *const BufReg,
+            opcode,
+            reg as *const BufReg,
             1,
         )
     };
