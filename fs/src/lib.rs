@@ -63,6 +63,7 @@
 
 mod aligned;
 mod file;
+mod fixed;
 mod metadata;
 mod open_options;
 mod path;

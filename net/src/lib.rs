@@ -44,7 +44,10 @@
 mod addr;
 pub use addr::ToSocketAddrs;
 mod backoff;
+mod direct;
+mod fixed;
 mod recv_multi;
+mod send_bundle;
 mod send_zc;
 mod stream;
 mod tcp;

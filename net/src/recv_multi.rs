@@ -104,6 +104,33 @@ impl RecvMulti {
         }
     }
 
+    /// Chooses whether receives use bundles (`IORING_RECVSEND_BUNDLE`:
+    /// one CQE for several buffers' worth of bytes, Linux 6.10+). The
+    /// default is on where [`runtime::features`] reports `recv_bundle`;
+    /// asking for bundles on a kernel without them is ignored. Takes
+    /// effect from the next receive submitted (the first poll, if called
+    /// before any).
+    ///
+    /// ```
+    /// # runtime::block_on(async {
+    /// use runtime::bufring::BufRing;
+    /// let ring = BufRing::builder().entries(16).buf_size(4096).build()?;
+    /// let (a, _b) = net::UnixStream::pair()?;
+    /// let rx = a.recv_multishot(&ring).bundles(false);
+    /// assert!(!rx.uses_bundles());
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn bundles(mut self, on: bool) -> RecvMulti {
+        self.bundle = on && runtime::features().recv_bundle;
+        self
+    }
+
+    /// Whether receives use bundles (see [`bundles`](Self::bundles)).
+    pub fn uses_bundles(&self) -> bool {
+        self.bundle
+    }
+
     /// The ring this stream receives into.
     pub fn ring(&self) -> &BufRing {
         &self.ring

@@ -105,8 +105,8 @@ use crate::op::{Completion, Multishot};
 
 /// `IORING_REGISTER_PBUF_RING`, `IORING_UNREGISTER_PBUF_RING` and
 /// `IORING_REGISTER_PBUF_STATUS` from the kernel's UAPI header.
-const REGISTER_PBUF_RING: libc::c_uint = 22;
-const UNREGISTER_PBUF_RING: libc::c_uint = 23;
+pub(crate) const REGISTER_PBUF_RING: libc::c_uint = 22;
+pub(crate) const UNREGISTER_PBUF_RING: libc::c_uint = 23;
 const REGISTER_PBUF_STATUS: libc::c_uint = 26;
 
 /// The most entries a buffer ring may have (the kernel's limit).
@@ -124,12 +124,12 @@ struct RawEntry {
 
 /// `struct io_uring_buf_reg`.
 #[repr(C)]
-struct BufReg {
-    ring_addr: u64,
-    ring_entries: u32,
-    bgid: u16,
-    flags: u16,
-    resv: [u64; 3],
+pub(crate) struct BufReg {
+    pub(crate) ring_addr: u64,
+    pub(crate) ring_entries: u32,
+    pub(crate) bgid: u16,
+    pub(crate) flags: u16,
+    pub(crate) resv: [u64; 3],
 }
 
 /// `struct io_uring_buf_status`.
@@ -879,7 +879,7 @@ fn unregister(ring_fd: RawFd, bgid: u16) -> io::Result<()> {
 ///
 /// Any memory `reg` names must stay valid as long as the kernel may use it
 /// (for a registration: until the group is unregistered).
-unsafe fn register_call(ring_fd: RawFd, opcode: libc::c_uint, reg: &BufReg) -> io::Result<()> {
+pub(crate) unsafe fn register_call(ring_fd: RawFd, opcode: libc::c_uint, reg: &BufReg) -> io::Result<()> {
     // SAFETY: `reg` is live for the call; the memory it names is the
     // caller's promise.
     let ret = unsafe {

@@ -39,6 +39,7 @@ mod context;
 mod driver;
 mod error;
 mod fd;
+pub mod fixed;
 pub mod io;
 mod join;
 mod lifecycle;
@@ -48,6 +49,7 @@ pub mod op;
 mod probe;
 mod runtime;
 mod scheduler;
+pub mod sendring;
 mod task;
 pub mod time;
 

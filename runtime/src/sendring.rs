@@ -1,0 +1,1 @@
+//! Send rings for send bundles (`IORING_RECVSEND_BUNDLE` on send).
