@@ -64,6 +64,7 @@
 mod aligned;
 mod file;
 mod fixed;
+mod linked;
 mod metadata;
 mod open_options;
 mod path;

@@ -1,0 +1,1 @@
+//! Linked file operations (write then sync).
