@@ -1,1 +1,302 @@
-//! (in progress)
+//! Stream sockets on **direct descriptors**: slots of the ring's registered
+//! file table instead of entries of the process's descriptor table.
+//!
+//! Every operation on an ordinary descriptor makes the kernel look the file
+//! up in the process's descriptor table (and take and drop a reference on
+//! it); an operation on a direct descriptor names a slot of the ring's own
+//! table (`IOSQE_FIXED_FILE`) and skips that. An accept can put the new
+//! connection straight into a free slot (`IORING_FILE_INDEX_ALLOC`), so the
+//! connection never has a descriptor number at all. The table is registered
+//! on first use (see [`runtime::op::direct_table`] and
+//! [`runtime::Builder::direct_descriptors`] for its size and limits).
+//!
+//! The price: a direct descriptor is known only to its ring. System calls
+//! that need a descriptor number (socket options, `getpeername`,
+//! `shutdown(2)`) cannot be used on it, so [`DirectStream`] has no
+//! `AsRawFd`, an async [`shutdown`](DirectStream::shutdown) through the ring
+//! (`IORING_OP_SHUTDOWN`), and the peer address only as reported by the
+//! accept. Socket options are inherited from the listener on Linux (set
+//! `TCP_NODELAY` on the listening socket to get it on every connection), or
+//! set them before [`TcpStream::into_direct`]. A direct descriptor belongs
+//! to the runtime that created it: used from another runtime, operations
+//! fail with `EBADF`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use runtime::op::io_uring::opcode;
+use runtime::op::{Multishot, Op, SharedFd};
+use runtime::time::Sleep;
+
+use crate::backoff::Backoff;
+use crate::stream::stream_io_methods;
+use crate::tcp::{accept_once, poll_multishot_accept, AcceptInto};
+use crate::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// A connected stream socket (TCP or Unix) on a direct descriptor.
+///
+/// It has the read and write methods of [`TcpStream`] (`read`,
+/// `read_timeout`, `readv`, `write`, `write_all`, `writev`, `send`,
+/// `send_zc`, `write_all_zc`, `recv_multishot`, `recv_from_ring`), each
+/// one SQE naming the slot with `IOSQE_FIXED_FILE`. Dropping it frees the
+/// slot (`IORING_OP_CLOSE` on the slot) once no operation on it is in
+/// flight.
+///
+/// ```
+/// use net::{TcpListener, TcpStream};
+///
+/// # runtime::block_on(async {
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let client = runtime::spawn(async move {
+///     let s = TcpStream::connect(addr).await?;
+///     let (res, _) = s.write_all(b"ping".to_vec()).await;
+///     res?;
+///     let (res, buf) = s.read(Vec::with_capacity(4)).await;
+///     res?;
+///     Ok::<_, std::io::Error>(buf)
+/// });
+/// let (conn, _peer) = listener.accept_direct().await?;
+/// assert!(conn.slot() < runtime::op::direct_table()?);
+/// let (res, buf) = conn.read(Vec::with_capacity(16)).await;
+/// res?;
+/// let (res, _) = conn.write_all(buf).await;
+/// res?;
+/// assert_eq!(client.await.unwrap()?, b"ping");
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct DirectStream {
+    fd: SharedFd,
+    peer: Option<SocketAddr>,
+}
+
+stream_io_methods!(DirectStream);
+
+impl DirectStream {
+    fn new(fd: SharedFd, peer: Option<SocketAddr>) -> DirectStream {
+        debug_assert!(fd.is_direct());
+        DirectStream { fd, peer }
+    }
+
+    /// The slot of the ring's direct-descriptor table this stream uses.
+    pub fn slot(&self) -> u32 {
+        self.fd
+            .direct_slot()
+            .expect("a DirectStream holds a direct descriptor")
+    }
+
+    /// The peer's address as the accept reported it: known after
+    /// [`TcpListener::accept_direct`] and [`TcpStream::into_direct`],
+    /// `None` after a multishot accept (which reports no addresses) and
+    /// for Unix sockets.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Shuts down the read side, the write side or both
+    /// (`IORING_OP_SHUTDOWN` on the slot).
+    pub async fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        let how = match how {
+            std::net::Shutdown::Read => libc::SHUT_RD,
+            std::net::Shutdown::Write => libc::SHUT_WR,
+            std::net::Shutdown::Both => libc::SHUT_RDWR,
+        };
+        // SAFETY: the SQE points at no memory; the SharedFd clone in the
+        // data keeps the slot open until the completion.
+        let op = unsafe {
+            Op::submit(self.fd.clone(), |fd| {
+                runtime::with_target!(fd, |t| opcode::Shutdown::new(t, how).build())
+            })
+        };
+        let (completion, _fd) = op.await;
+        completion.result().map(drop)
+    }
+
+    /// Frees the slot through the ring and reports the result. If
+    /// operations on it are still in flight, it is freed when the last one
+    /// finishes, and this returns `Ok(())` at once.
+    pub async fn close(self) -> io::Result<()> {
+        self.fd.close().await
+    }
+}
+
+impl fmt::Debug for DirectStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectStream")
+            .field("slot", &self.fd.direct_slot())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl TcpListener {
+    /// Accepts one connection straight into a free slot of the ring's
+    /// direct-descriptor table (`IORING_OP_ACCEPT` with
+    /// `IORING_FILE_INDEX_ALLOC`; the table is registered first if it is
+    /// not yet). A full table gives the kernel's `ENFILE`. Out-of-resource
+    /// errors are followed by the same back-off as
+    /// [`accept`](Self::accept). See [`DirectStream`].
+    pub async fn accept_direct(&self) -> io::Result<(DirectStream, SocketAddr)> {
+        self.backoff.wait().await;
+        let res = accept_once(&self.fd, AcceptInto::Direct).await;
+        self.backoff.record(&res);
+        let (fd, addr) = res?;
+        let addr = addr.to_socket_addr()?;
+        Ok((DirectStream::new(fd, Some(addr)), addr))
+    }
+
+    /// A stream of incoming connections on multishot accept, each in a
+    /// slot of the ring's direct-descriptor table (see
+    /// [`incoming`](Self::incoming) and [`accept_direct`](Self::accept_direct)).
+    ///
+    /// ```
+    /// use net::{TcpListener, TcpStream};
+    ///
+    /// # runtime::block_on(async {
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let _c1 = TcpStream::connect(addr).await?;
+    /// let _c2 = TcpStream::connect(addr).await?;
+    /// let mut incoming = listener.incoming_direct();
+    /// let a = incoming.next().await.unwrap()?;
+    /// let b = incoming.next().await.unwrap()?;
+    /// assert_ne!(a.slot(), b.slot());
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn incoming_direct(&self) -> IncomingDirect<'_> {
+        IncomingDirect::new(&self.fd, &self.backoff)
+    }
+}
+
+impl UnixListener {
+    /// Accepts one connection straight into a free slot of the ring's
+    /// direct-descriptor table (see [`TcpListener::accept_direct`]).
+    pub async fn accept_direct(&self) -> io::Result<DirectStream> {
+        self.backoff.wait().await;
+        let res = accept_once(&self.fd, AcceptInto::Direct).await;
+        self.backoff.record(&res);
+        let (fd, _addr) = res?;
+        Ok(DirectStream::new(fd, None))
+    }
+
+    /// A stream of incoming connections on multishot accept, each in a
+    /// slot of the ring's direct-descriptor table (see
+    /// [`TcpListener::incoming_direct`]).
+    pub fn incoming_direct(&self) -> IncomingDirect<'_> {
+        IncomingDirect::new(&self.fd, &self.backoff)
+    }
+}
+
+impl TcpStream {
+    /// Moves the connection into a free slot of the ring's
+    /// direct-descriptor table (`IORING_OP_FILES_UPDATE` with
+    /// `IORING_FILE_INDEX_ALLOC`) and closes its ordinary descriptor, e.g.
+    /// for a client connection that is used heavily. Set socket options
+    /// first: afterwards there is no descriptor number to set them on. On
+    /// error the stream is dropped (and closed).
+    pub async fn into_direct(self) -> io::Result<DirectStream> {
+        let peer = self.peer_addr().ok();
+        let slot = install(&self.fd).await?;
+        Ok(DirectStream::new(slot, peer))
+    }
+}
+
+impl UnixStream {
+    /// Moves the connection into a free slot of the ring's
+    /// direct-descriptor table (see [`TcpStream::into_direct`]).
+    pub async fn into_direct(self) -> io::Result<DirectStream> {
+        let slot = install(&self.fd).await?;
+        Ok(DirectStream::new(slot, None))
+    }
+}
+
+/// Installs `fd`'s file in a free slot of the current ring's table; the
+/// caller then drops its ordinary descriptor.
+async fn install(fd: &SharedFd) -> io::Result<SharedFd> {
+    runtime::op::direct_table()?;
+    // The kernel reads the descriptor from this array and writes the slot
+    // it picked back into it.
+    let cell = Box::new([fd.raw()]);
+    // SAFETY: the SQE points at the boxed one-element array, owned by the
+    // op data (a Box's heap memory does not move with it), as is the
+    // SharedFd clone that keeps the descriptor open until the completion.
+    // A slot allocated for a future that was dropped stays in the table
+    // until the ring goes (the runtime cannot tell it from the result,
+    // which is a count): a leak of one slot, never a wrong file.
+    let op = unsafe {
+        Op::submit((fd.clone(), cell), |(_fd, cell)| {
+            opcode::FilesUpdate::new(cell.as_ptr(), 1)
+                .offset(FILE_INDEX_ALLOC)
+                .build()
+        })
+    };
+    let (completion, (_fd, cell)) = op.await;
+    match completion.result()? {
+        1 => Ok(SharedFd::from_direct(cell[0] as u32)),
+        n => Err(io::Error::other(format!(
+            "IORING_OP_FILES_UPDATE installed {n} descriptors, expected 1"
+        ))),
+    }
+}
+
+/// `IORING_FILE_INDEX_ALLOC` as the `offset` of a files update: "pick free
+/// slots and write them back".
+const FILE_INDEX_ALLOC: i32 = -1;
+
+/// The stream of [`TcpListener::incoming_direct`] and
+/// [`UnixListener::incoming_direct`].
+pub struct IncomingDirect<'a> {
+    fd: &'a SharedFd,
+    backoff: &'a Backoff,
+    op: Option<Multishot<SharedFd>>,
+    sleep: Option<Sleep>,
+}
+
+impl<'a> IncomingDirect<'a> {
+    fn new(fd: &'a SharedFd, backoff: &'a Backoff) -> Self {
+        IncomingDirect {
+            fd,
+            backoff,
+            op: None,
+            sleep: None,
+        }
+    }
+
+    /// The next connection (never `None`: a listener keeps accepting).
+    pub async fn next(&mut self) -> Option<io::Result<DirectStream>> {
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<DirectStream>>> {
+        poll_multishot_accept(
+            self.fd,
+            AcceptInto::Direct,
+            self.backoff,
+            &mut self.op,
+            &mut self.sleep,
+            cx,
+        )
+        .map(|res| Some(res.map(|fd| DirectStream::new(fd, None))))
+    }
+}
+
+impl futures_core::Stream for IncomingDirect<'_> {
+    type Item = io::Result<DirectStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_accept(cx)
+    }
+}
+
+impl fmt::Debug for IncomingDirect<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncomingDirect")
+            .field("listener", &self.fd)
+            .finish()
+    }
+}

@@ -54,6 +54,7 @@ mod tcp;
 mod udp;
 mod unix;
 
+pub use direct::{DirectStream, IncomingDirect};
 pub use recv_multi::RecvMulti;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;

@@ -160,9 +160,17 @@ impl RecvMulti {
                     let op = unsafe {
                         Multishot::submit((self.fd.clone(), self.ring.clone()), |(fd, ring)| {
                             if bundle {
-                                opcode::RecvMultiBundle::new(fd.target(), ring.group_id()).build()
+                                runtime::with_target!(fd, |t| opcode::RecvMultiBundle::new(
+                                    t,
+                                    ring.group_id()
+                                )
+                                .build())
                             } else {
-                                opcode::RecvMulti::new(fd.target(), ring.group_id()).build()
+                                runtime::with_target!(fd, |t| opcode::RecvMulti::new(
+                                    t,
+                                    ring.group_id()
+                                )
+                                .build())
                             }
                         })
                     };
@@ -309,10 +317,12 @@ pub(crate) async fn recv_from_ring(
         // give its buffer back.
         let op = unsafe {
             Multishot::submit((fd.clone(), ring.clone()), |(fd, ring)| {
-                opcode::Recv::new(fd.target(), std::ptr::null_mut(), len)
-                    .buf_group(ring.group_id())
-                    .build()
-                    .flags(squeue::Flags::BUFFER_SELECT)
+                runtime::with_target!(fd, |t| {
+                    opcode::Recv::new(t, std::ptr::null_mut(), len)
+                        .buf_group(ring.group_id())
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT)
+                })
             })
         };
         let mut guard = Guard { ring, op: Some(op) };

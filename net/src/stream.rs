@@ -23,7 +23,9 @@ pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B) -> BufResult<usize,
     let op = unsafe {
         Op::submit((fd.clone(), buf), |(fd, buf)| {
             let len = (buf.bytes_total() - start).min(MAX_LEN) as u32;
-            opcode::Recv::new(fd.target(), buf.stable_mut_ptr().add(start), len).build()
+            runtime::with_target!(fd, |t| {
+                opcode::Recv::new(t, buf.stable_mut_ptr().add(start), len).build()
+            })
         })
     };
     let (completion, (_fd, mut buf)) = op.await;
@@ -54,7 +56,9 @@ pub(crate) async fn read_timeout<B: IoBufMut>(
             (fd.clone(), buf),
             |(fd, buf)| {
                 let len = (buf.bytes_total() - start).min(MAX_LEN) as u32;
-                opcode::Recv::new(fd.target(), buf.stable_mut_ptr().add(start), len).build()
+                runtime::with_target!(fd, |t| {
+                    opcode::Recv::new(t, buf.stable_mut_ptr().add(start), len).build()
+                })
             },
             timeout,
         )
@@ -76,9 +80,11 @@ pub(crate) async fn send<B: IoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B>
     let op = unsafe {
         Op::submit((fd.clone(), buf), |(fd, buf)| {
             let len = buf.bytes_init().min(MAX_LEN) as u32;
-            opcode::Send::new(fd.target(), buf.stable_ptr(), len)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
+            runtime::with_target!(fd, |t| {
+                opcode::Send::new(t, buf.stable_ptr(), len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            })
         })
     };
     let (completion, (_fd, buf)) = op.await;
@@ -118,7 +124,7 @@ pub(crate) async fn readv<B: IoBufMut>(
         Op::submit(data, |d| {
             d.msg.msg_iov = d.iovecs.as_mut_ptr();
             d.msg.msg_iovlen = d.iovecs.len();
-            opcode::RecvMsg::new(runtime::op::io_uring::types::Fd(d._fd.raw()), &mut *d.msg).build()
+            runtime::with_target!(d._fd, |t| opcode::RecvMsg::new(t, &mut *d.msg).build())
         })
     };
     let (completion, data) = op.await;
@@ -148,9 +154,11 @@ pub(crate) async fn writev<B: IoBuf>(fd: &SharedFd, bufs: Vec<B>) -> BufResult<u
         Op::submit(data, |d| {
             d.msg.msg_iov = d.iovecs.as_mut_ptr();
             d.msg.msg_iovlen = d.iovecs.len();
-            opcode::SendMsg::new(runtime::op::io_uring::types::Fd(d._fd.raw()), &*d.msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
+            runtime::with_target!(d._fd, |t| {
+                opcode::SendMsg::new(t, &*d.msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+            })
         })
     };
     let (completion, data) = op.await;
@@ -173,8 +181,31 @@ pub(crate) fn shutdown(fd: &SharedFd, how: std::net::Shutdown) -> io::Result<()>
 }
 
 /// Generates, for a stream socket type with a `fd: SharedFd` field, the
-/// read/write method family and the `runtime::io` trait impls.
+/// read/write method family and the `runtime::io` trait impls, plus
+/// `shutdown` and `AsRawFd` (for types holding an ordinary descriptor).
 macro_rules! stream_methods {
+    ($ty:ident) => {
+        crate::stream::stream_io_methods!($ty);
+
+        impl $ty {
+            /// Shuts down the read side, the write side or both.
+            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+                crate::stream::shutdown(&self.fd, how)
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.fd.raw()
+            }
+        }
+    };
+}
+
+/// Generates, for a stream socket type with a `fd: SharedFd` field (an
+/// ordinary or a direct descriptor), the read/write method family and the
+/// `runtime::io` trait impls.
+macro_rules! stream_io_methods {
     ($ty:ident) => {
         impl $ty {
             /// Reads once into `buf`'s writable region (a `Vec`'s spare
@@ -318,11 +349,6 @@ macro_rules! stream_methods {
             ) -> std::io::Result<Option<runtime::bufring::BufRingChunk>> {
                 crate::recv_multi::recv_from_ring(&self.fd, ring).await
             }
-
-            /// Shuts down the read side, the write side or both.
-            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
-                crate::stream::shutdown(&self.fd, how)
-            }
         }
 
         impl runtime::io::OwnedRead for $ty {
@@ -356,13 +382,8 @@ macro_rules! stream_methods {
                 crate::stream::writev(&self.fd, bufs)
             }
         }
-
-        impl std::os::fd::AsRawFd for $ty {
-            fn as_raw_fd(&self) -> std::os::fd::RawFd {
-                self.fd.raw()
-            }
-        }
     };
 }
 
+pub(crate) use stream_io_methods;
 pub(crate) use stream_methods;

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use runtime::op::io_uring::opcode;
+use runtime::op::io_uring::types::DestinationSlot;
 use runtime::op::{Multishot, Op, SharedFd};
 use runtime::time::Sleep;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
@@ -24,8 +25,8 @@ const BACKLOG: i32 = 4096;
 /// Dropping it closes the socket (without blocking; after any accept in
 /// flight is over).
 pub struct TcpListener {
-    fd: SharedFd,
-    backoff: Backoff,
+    pub(crate) fd: SharedFd,
+    pub(crate) backoff: Backoff,
 }
 
 impl TcpListener {
@@ -74,10 +75,10 @@ impl TcpListener {
     /// pending connection waits for a free descriptor.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         self.backoff.wait().await;
-        let res = accept_once(&self.fd).await;
+        let res = accept_once(&self.fd, AcceptInto::Fd).await;
         self.backoff.record(&res);
         let (fd, addr) = res?;
-        Ok((TcpStream::from_owned(fd), addr.to_socket_addr()?))
+        Ok((TcpStream { fd }, addr.to_socket_addr()?))
     }
 
     /// A stream of incoming connections on **multishot accept**: one SQE
@@ -114,29 +115,63 @@ impl fmt::Debug for TcpListener {
     }
 }
 
+/// How an accept hands over its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AcceptInto {
+    /// An ordinary descriptor (`SOCK_CLOEXEC`).
+    Fd,
+    /// A slot of the ring's direct-descriptor table that the kernel picks
+    /// (`IORING_FILE_INDEX_ALLOC`); the table is registered first if
+    /// needed.
+    Direct,
+}
+
+impl AcceptInto {
+    /// Takes ownership of a successful accept's result.
+    fn claim(self, result: u32) -> SharedFd {
+        match self {
+            // SAFETY: a successful accept returns a new descriptor that we
+            // now own.
+            AcceptInto::Fd => SharedFd::new(unsafe {
+                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(result as RawFd)
+            }),
+            // The slot the kernel allocated in this runtime's table.
+            AcceptInto::Direct => SharedFd::from_direct(result),
+        }
+    }
+}
+
 /// One `IORING_OP_ACCEPT`, with the peer address written into boxed
 /// storage owned by the op.
-pub(crate) async fn accept_once(fd: &SharedFd) -> io::Result<(OwnedFd, Box<AddrBuf>)> {
+pub(crate) async fn accept_once(
+    fd: &SharedFd,
+    into: AcceptInto,
+) -> io::Result<(SharedFd, Box<AddrBuf>)> {
+    if into == AcceptInto::Direct {
+        runtime::op::direct_table()?;
+    }
     // SAFETY: the SQE points at the boxed address buffer and its length,
     // both owned by the op data with the SharedFd clone that keeps the
-    // listening descriptor open. A descriptor accepted after the future is
-    // dropped is closed by the runtime.
+    // listening descriptor open. A descriptor (or direct slot the kernel
+    // allocated) accepted after the future is dropped is closed by the
+    // runtime.
     let op = unsafe {
         Op::submit((fd.clone(), AddrBuf::new()), |(fd, addr)| {
-            opcode::Accept::new(
-                fd.target(),
-                (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
-                &mut addr.len,
-            )
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
+            let storage = (&mut addr.storage as *mut libc::sockaddr_storage).cast();
+            let accept =
+                runtime::with_target!(fd, |t| opcode::Accept::new(t, storage, &mut addr.len));
+            match into {
+                AcceptInto::Fd => accept.flags(libc::SOCK_CLOEXEC).build(),
+                // Direct descriptors take no O_CLOEXEC (the kernel refuses
+                // it: they are not in the process's descriptor table).
+                AcceptInto::Direct => accept
+                    .file_index(Some(DestinationSlot::auto_target()))
+                    .build(),
+            }
         })
     };
     let (completion, (_fd, addr)) = op.await;
-    let raw = completion.result()? as RawFd;
-    // SAFETY: a successful accept returns a new descriptor that we own.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-    Ok((fd, addr))
+    Ok((into.claim(completion.result()?), addr))
 }
 
 /// The stream of [`TcpListener::incoming`].
@@ -155,12 +190,13 @@ impl Incoming<'_> {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<TcpStream>>> {
         poll_multishot_accept(
             &self.listener.fd,
+            AcceptInto::Fd,
             &self.listener.backoff,
             &mut self.op,
             &mut self.sleep,
             cx,
         )
-        .map(|res| Some(res.map(TcpStream::from_owned)))
+        .map(|res| Some(res.map(|fd| TcpStream { fd })))
     }
 }
 
@@ -168,11 +204,12 @@ impl Incoming<'_> {
 /// needed, and yields its results in order.
 pub(crate) fn poll_multishot_accept(
     fd: &SharedFd,
+    into: AcceptInto,
     backoff: &Backoff,
     op: &mut Option<Multishot<SharedFd>>,
     sleep: &mut Option<Sleep>,
     cx: &mut Context<'_>,
-) -> Poll<io::Result<OwnedFd>> {
+) -> Poll<io::Result<SharedFd>> {
     loop {
         if let Some(s) = sleep {
             if Pin::new(s).poll(cx).is_pending() {
@@ -180,16 +217,24 @@ pub(crate) fn poll_multishot_accept(
             }
             *sleep = None;
         }
+        if op.is_none() && into == AcceptInto::Direct {
+            if let Err(e) = runtime::op::direct_table() {
+                return Poll::Ready(Err(e));
+            }
+        }
         let stream = op.get_or_insert_with(|| {
             // SAFETY: a multishot accept without an address buffer points
             // at no memory; the SharedFd clone in the data keeps the
-            // listening descriptor open while it runs. Descriptors nobody
-            // takes are closed by the runtime.
+            // listening descriptor open while it runs. Descriptors (and
+            // allocated direct slots) nobody takes are closed by the
+            // runtime.
             unsafe {
                 Multishot::submit(fd.clone(), |fd| {
-                    opcode::AcceptMulti::new(fd.target())
-                        .flags(libc::SOCK_CLOEXEC)
-                        .build()
+                    let accept = runtime::with_target!(fd, |t| opcode::AcceptMulti::new(t));
+                    match into {
+                        AcceptInto::Fd => accept.flags(libc::SOCK_CLOEXEC).build(),
+                        AcceptInto::Direct => accept.allocate_file_index(true).build(),
+                    }
                 })
             }
         });
@@ -198,11 +243,7 @@ pub(crate) fn poll_multishot_accept(
             // The kernel ended the multishot: arm a new one.
             Poll::Ready(None) => *op = None,
             Poll::Ready(Some(c)) => {
-                let res = c.result().map(|raw| {
-                    // SAFETY: a successful accept returns a new descriptor
-                    // that we now own.
-                    unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as RawFd) }
-                });
+                let res = c.result().map(|raw| into.claim(raw));
                 backoff.record(&res);
                 if res.is_err() {
                     if let Some(d) = backoff.pending() {
@@ -239,7 +280,7 @@ impl fmt::Debug for Incoming<'_> {
 /// writes. Dropping the stream closes it without blocking, once no
 /// operation on it is in flight any more.
 pub struct TcpStream {
-    fd: SharedFd,
+    pub(crate) fd: SharedFd,
 }
 
 stream_methods!(TcpStream);

@@ -15,12 +15,12 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::backoff::Backoff;
 use crate::stream::stream_methods;
-use crate::tcp::{accept_once, connect_fd, poll_multishot_accept};
+use crate::tcp::{accept_once, connect_fd, poll_multishot_accept, AcceptInto};
 
 /// A Unix domain socket listening for connections.
 pub struct UnixListener {
-    fd: SharedFd,
-    backoff: Backoff,
+    pub(crate) fd: SharedFd,
+    pub(crate) backoff: Backoff,
 }
 
 impl UnixListener {
@@ -51,12 +51,10 @@ impl UnixListener {
     /// [`TcpListener::accept`](crate::TcpListener::accept).
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         self.backoff.wait().await;
-        let res = accept_once(&self.fd).await;
+        let res = accept_once(&self.fd, AcceptInto::Fd).await;
         self.backoff.record(&res);
         let (fd, _) = res?;
-        let stream = UnixStream {
-            fd: SharedFd::new(fd),
-        };
+        let stream = UnixStream { fd };
         let addr = stream.peer_addr()?;
         Ok((stream, addr))
     }
@@ -108,16 +106,13 @@ impl UnixIncoming<'_> {
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<UnixStream>>> {
         poll_multishot_accept(
             &self.listener.fd,
+            AcceptInto::Fd,
             &self.listener.backoff,
             &mut self.op,
             &mut self.sleep,
             cx,
         )
-        .map(|res| {
-            Some(res.map(|fd| UnixStream {
-                fd: SharedFd::new(fd),
-            }))
-        })
+        .map(|res| Some(res.map(|fd| UnixStream { fd })))
     }
 }
 
@@ -140,7 +135,7 @@ impl fmt::Debug for UnixIncoming<'_> {
 /// A Unix domain stream connection, with the same read/write family as
 /// [`TcpStream`](crate::TcpStream).
 pub struct UnixStream {
-    fd: SharedFd,
+    pub(crate) fd: SharedFd,
 }
 
 stream_methods!(UnixStream);

@@ -11,6 +11,10 @@ const MAX_ENTRIES: u32 = 32768;
 /// The largest completion queue the kernel allows (`IORING_MAX_CQ_ENTRIES`).
 const MAX_CQ_ENTRIES: u32 = 2 * MAX_ENTRIES;
 
+/// The largest direct-descriptor table the kernel accepts
+/// (`IORING_MAX_FIXED_FILES`).
+const MAX_DIRECT: u32 = 1 << 20;
+
 /// Settings of a [`Runtime`], checked when [`build`](Builder::build) is
 /// called.
 ///
@@ -26,6 +30,7 @@ pub struct Builder {
     cq_entries: Option<u32>,
     sqpoll: Option<Duration>,
     sqpoll_cpu: Option<u32>,
+    direct_descriptors: Option<u32>,
     max_blocking_threads: usize,
     blocking_keep_alive: Duration,
     event_interval: u32,
@@ -39,6 +44,9 @@ pub(crate) struct Config {
     pub(crate) cq_entries: u32,
     pub(crate) sqpoll: Option<Duration>,
     pub(crate) sqpoll_cpu: Option<u32>,
+    /// Size of the direct-descriptor table; `None`: the default, capped
+    /// by `RLIMIT_NOFILE` when the table is registered.
+    pub(crate) direct_descriptors: Option<u32>,
     pub(crate) max_blocking_threads: usize,
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) event_interval: usize,
@@ -52,6 +60,7 @@ impl Default for Builder {
             cq_entries: None,
             sqpoll: None,
             sqpoll_cpu: None,
+            direct_descriptors: None,
             max_blocking_threads: 16,
             blocking_keep_alive: Duration::from_secs(10),
             event_interval: 128,
@@ -109,6 +118,30 @@ impl Builder {
     /// ```
     pub fn sqpoll_cpu(mut self, cpu: u32) -> Self {
         self.sqpoll_cpu = Some(cpu);
+        self
+    }
+
+    /// Size of the ring's table of **direct descriptors** (registered
+    /// files, `IORING_REGISTER_FILES`), which sockets accepted with
+    /// `TcpListener::accept_direct` (crate `net`) and other direct
+    /// descriptors live in: an operation on a direct descriptor skips the
+    /// kernel's per-operation file lookup. The table is registered (empty)
+    /// the first time a direct descriptor is needed, so a program that
+    /// never uses one pays nothing. Default: 4,096 slots, or the
+    /// `RLIMIT_NOFILE` soft limit if that is lower (the kernel refuses a
+    /// table larger than that limit: raise the limit first to ask for
+    /// more). At most 2^20 slots; see [`crate::op::direct_table`].
+    ///
+    /// ```
+    /// let rt = runtime::Builder::new().direct_descriptors(64).build()?;
+    /// rt.block_on(async {
+    ///     assert_eq!(runtime::op::direct_table()?, 64);
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn direct_descriptors(mut self, slots: u32) -> Self {
+        self.direct_descriptors = Some(slots);
         self
     }
 
@@ -183,6 +216,13 @@ impl Builder {
                 )));
             }
         }
+        if let Some(n) = self.direct_descriptors {
+            if n == 0 || n > MAX_DIRECT {
+                return Err(invalid_setting(format!(
+                    "Builder::direct_descriptors must be between 1 and {MAX_DIRECT}, got {n}"
+                )));
+            }
+        }
         if self.max_blocking_threads == 0 || self.max_blocking_threads > 1024 {
             return Err(invalid_setting(format!(
                 "Builder::max_blocking_threads must be between 1 and 1024, got {}",
@@ -198,6 +238,7 @@ impl Builder {
             entries: self.entries,
             cq_entries,
             sqpoll: self.sqpoll,
+            direct_descriptors: self.direct_descriptors,
             sqpoll_cpu: self.sqpoll_cpu,
             max_blocking_threads: self.max_blocking_threads,
             blocking_keep_alive: self.blocking_keep_alive,

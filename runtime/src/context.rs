@@ -38,6 +38,9 @@ pub(crate) struct Core {
     pub(crate) wake_spare: RefCell<Vec<std::task::Waker>>,
     /// Spare vector swapped with the remote queue to avoid reallocating.
     pub(crate) remote_spare: RefCell<Vec<TaskRef>>,
+    /// Direct-descriptor slots whose last handle went while the driver was
+    /// borrowed: closed at the next turn.
+    pub(crate) direct_closes: RefCell<Vec<u32>>,
 }
 
 /// The part of a runtime that wakers on other threads reach.
@@ -185,6 +188,12 @@ pub(crate) fn current() -> Option<Rc<Core>> {
         Rc::increment_strong_count(ptr);
         Some(Rc::from_raw(ptr))
     }
+}
+
+/// The address of the runtime running on this thread (null if none), to
+/// compare with without touching its reference count.
+pub(crate) fn current_ptr() -> *const Core {
+    CURRENT.with(|c| c.get())
 }
 
 /// Like [`current`], panicking with a message that says what to do.

@@ -20,7 +20,8 @@ use io_uring::{opcode, squeue, types, IoUring};
 use crate::builder::Config;
 use crate::error::{missing_feature, setup_error};
 use crate::lifecycle::{
-    CqeOutcome, Lifecycle, Parked, CANCEL_UD, CLOSE_UD, INTERNAL, LINK_TIMEOUT_UD, WAKE_UD,
+    CqeOutcome, Creates, Lifecycle, Orphan, Parked, CANCEL_UD, CLOSE_UD, INTERNAL, LINK_TIMEOUT_UD,
+    WAKE_UD,
 };
 use crate::probe::Features;
 
@@ -34,7 +35,11 @@ pub(crate) struct Driver {
     /// outside any borrow of the driver.
     to_wake: Vec<Waker>,
     /// Scratch space for descriptors to close.
-    orphan_scratch: Vec<i32>,
+    orphan_scratch: Vec<Orphan>,
+    /// Slots of the direct-descriptor table, once it is registered.
+    direct_table: Option<u32>,
+    /// The size asked for with `Builder::direct_descriptors`.
+    direct_wanted: Option<u32>,
     /// Scratch space for operations to cancel again.
     recancel_scratch: Vec<u64>,
     /// `IOSQE_CQE_SKIP_SUCCESS` is available for cancels, closes and link
@@ -87,6 +92,8 @@ impl Driver {
             released: Vec::new(),
             to_wake: Vec::new(),
             orphan_scratch: Vec::new(),
+            direct_table: None,
+            direct_wanted: config.direct_descriptors,
             recancel_scratch: Vec::new(),
             wake_fd,
             wake_buf: Box::new(0),
@@ -108,7 +115,7 @@ impl Driver {
     /// Every pointer in `entry` stays valid until the operation's last CQE
     /// (see [`crate::op::Op::submit`]).
     pub(crate) unsafe fn submit(&mut self, entry: squeue::Entry, multishot: bool) -> usize {
-        let (key, user_data) = self.ops.insert(multishot, creates_fd(&entry));
+        let (key, user_data) = self.ops.insert(multishot, creates(&entry));
         self.submitted += 1;
         let entry = entry.user_data(user_data);
         // SAFETY: forwarded from the caller.
@@ -134,7 +141,7 @@ impl Driver {
     /// later, all at once, by [`Driver::push_chain`]; returns the slot key
     /// and the entry with its `user_data` set.
     pub(crate) fn reserve(&mut self, entry: squeue::Entry) -> (usize, squeue::Entry) {
-        let (key, user_data) = self.ops.insert(false, creates_fd(&entry));
+        let (key, user_data) = self.ops.insert(false, creates(&entry));
         self.submitted += 1;
         (key, entry.user_data(user_data))
     }
@@ -227,17 +234,66 @@ impl Driver {
     fn close_orphans(&mut self) {
         let mut fds = std::mem::take(&mut self.orphan_scratch);
         self.ops.take_orphan_fds(&mut fds);
-        for fd in fds.drain(..) {
-            let mut entry = opcode::Close::new(types::Fd(fd))
-                .build()
-                .user_data(CLOSE_UD);
-            if self.skip_success {
-                entry = entry.flags(squeue::Flags::SKIP_SUCCESS);
-            }
-            // SAFETY: a close refers to no memory.
-            unsafe { self.push(&entry) };
+        for orphan in fds.drain(..) {
+            let entry = match orphan {
+                Orphan::Fd(fd) => opcode::Close::new(types::Fd(fd)).build(),
+                Orphan::Direct(slot) => opcode::Close::new(types::Fixed(slot)).build(),
+            };
+            self.push_close(entry);
         }
         self.orphan_scratch = fds;
+    }
+
+    /// Pushes a close nobody waits for (`CLOSE_UD`, no slot; with
+    /// `SKIP_SUCCESS` where the kernel has it).
+    fn push_close(&mut self, entry: squeue::Entry) {
+        let mut entry = entry.user_data(CLOSE_UD);
+        if self.skip_success {
+            entry = entry.flags(squeue::Flags::SKIP_SUCCESS);
+        }
+        // SAFETY: a close refers to no memory.
+        unsafe { self.push(&entry) };
+    }
+
+    /// Frees a slot of the direct-descriptor table whose last handle is
+    /// gone (`IORING_OP_CLOSE` on the slot).
+    pub(crate) fn close_direct(&mut self, slot: u32) {
+        self.push_close(opcode::Close::new(types::Fixed(slot)).build());
+    }
+
+    /// Registers the (empty, sparse) direct-descriptor table if it is not
+    /// yet, and returns its number of slots.
+    pub(crate) fn direct_table(&mut self) -> io::Result<u32> {
+        if let Some(n) = self.direct_table {
+            return Ok(n);
+        }
+        let limit = nofile_soft_limit();
+        let n = match self.direct_wanted {
+            Some(n) => n,
+            None => DEFAULT_DIRECT.min(limit.max(1)),
+        };
+        match self.ring.submitter().register_files_sparse(n) {
+            Ok(()) => {
+                self.direct_table = Some(n);
+                Ok(n)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "registering a direct-descriptor table of {n} slots failed: the kernel \
+                     caps it at the RLIMIT_NOFILE soft limit ({limit}); raise the limit \
+                     (ulimit -n) or ask for fewer with Builder::direct_descriptors ({e})"
+                ),
+            )),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "this kernel cannot register a sparse direct-descriptor table \
+                     (IORING_RSRC_REGISTER_SPARSE, Linux 5.19+): {e}"
+                ),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// Asks the kernel to cancel the operation with this `user_data`.
@@ -488,11 +544,31 @@ impl Driver {
     }
 }
 
-/// Whether a successful result of this SQE is a new, ordinary file
-/// descriptor (accept, openat, openat2, socket) that the runtime must close
-/// if nobody takes it. Not for direct descriptors (a non-zero
-/// `file_index`), whose results are table slots, not descriptors.
-fn creates_fd(entry: &squeue::Entry) -> bool {
+/// Direct-descriptor slots registered by default (see
+/// `Builder::direct_descriptors`).
+const DEFAULT_DIRECT: u32 = 4096;
+
+/// The `RLIMIT_NOFILE` soft limit, which also caps the direct-descriptor
+/// table.
+fn nofile_soft_limit() -> u32 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return DEFAULT_DIRECT;
+    }
+    rl.rlim_cur.min(u64::from(u32::MAX)) as u32
+}
+
+/// What a successful result of this SQE is: a new ordinary file
+/// descriptor (accept, openat, openat2, socket with no `file_index`), a
+/// direct-descriptor slot the kernel picked (`file_index` =
+/// `IORING_FILE_INDEX_ALLOC`), both of which the runtime must close if
+/// nobody takes them, or nothing to close (other ops, and a slot chosen by
+/// the caller, whose result is 0 and which stays the caller's).
+fn creates(entry: &squeue::Entry) -> Creates {
     let code = entry.get_opcode() as u8;
     let creates = code == opcode::Accept::CODE
         || code == opcode::AcceptMulti::CODE
@@ -500,7 +576,7 @@ fn creates_fd(entry: &squeue::Entry) -> bool {
         || code == opcode::OpenAt2::CODE
         || code == opcode::Socket::CODE;
     if !creates {
-        return false;
+        return Creates::Nothing;
     }
     // `struct io_uring_sqe` is 64 bytes with `file_index` (a u32, in a
     // union with `splice_fd_in`) at byte 44; `squeue::Entry` is a
@@ -517,8 +593,15 @@ fn creates_fd(entry: &squeue::Entry) -> bool {
                 .cast::<u32>(),
         )
     };
-    file_index == 0
+    match file_index {
+        0 => Creates::Fd,
+        FILE_INDEX_ALLOC => Creates::Direct,
+        _ => Creates::Nothing,
+    }
 }
+
+/// `IORING_FILE_INDEX_ALLOC`: "the kernel picks the slot".
+const FILE_INDEX_ALLOC: u32 = !0;
 
 /// `IORING_SETUP_*` flags from the kernel's UAPI header.
 mod setup {

@@ -4,15 +4,16 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use io_uring::{opcode, types};
 
-use crate::context::current;
+use crate::context::{current, current_ptr, expect_current, Core};
 use crate::op::Op;
 
 /// A file descriptor shared by its owner and by the operations in flight
-/// on it.
+/// on it: an ordinary descriptor, or a **direct descriptor** (a slot of
+/// the ring's registered file table, see [`op::direct_table`](crate::op::direct_table)).
 ///
 /// Every operation that names the descriptor keeps a clone of the
 /// `SharedFd` in its data, and operation data lives until the kernel's
@@ -20,14 +21,29 @@ use crate::op::Op;
 /// the last clone goes, so its number is never closed, nor reused for
 /// another file, while the kernel may still use it. Closing goes through
 /// the ring (`IORING_OP_CLOSE`) when a runtime is running on this thread,
-/// so it never blocks the ring; otherwise it is a plain `close(2)`.
+/// so it never blocks the ring; otherwise it is a plain `close(2)`. A
+/// direct descriptor is closed on the ring that owns it (or vanishes with
+/// that ring).
+///
+/// Build SQEs with [`with_target!`](crate::with_target), which names a
+/// direct descriptor with `IOSQE_FIXED_FILE` and an ordinary one by
+/// number.
 #[derive(Clone)]
 pub struct SharedFd {
     inner: Rc<Inner>,
 }
 
 struct Inner {
-    fd: RawFd,
+    kind: Kind,
+}
+
+enum Kind {
+    Fd(RawFd),
+    /// A slot of the table of the runtime `owner`.
+    Direct {
+        slot: u32,
+        owner: Weak<Core>,
+    },
 }
 
 impl SharedFd {
@@ -35,20 +51,86 @@ impl SharedFd {
     pub fn new(fd: OwnedFd) -> SharedFd {
         SharedFd {
             inner: Rc::new(Inner {
-                fd: fd.into_raw_fd(),
+                kind: Kind::Fd(fd.into_raw_fd()),
             }),
         }
     }
 
-    /// The descriptor number, for building SQEs. Valid while this handle
-    /// (or a clone) lives.
-    pub fn raw(&self) -> RawFd {
-        self.inner.fd
+    /// Takes ownership of slot `slot` of the current runtime's
+    /// direct-descriptor table (e.g. the result of an accept with
+    /// `IORING_FILE_INDEX_ALLOC`). The slot is closed when the last clone
+    /// goes. Only operations submitted on this runtime can use it: on any
+    /// other, [`with_target!`](crate::with_target) names descriptor `-1`
+    /// and the operation fails with `EBADF`.
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn from_direct(slot: u32) -> SharedFd {
+        let core = expect_current("runtime::op::SharedFd::from_direct");
+        SharedFd {
+            inner: Rc::new(Inner {
+                kind: Kind::Direct {
+                    slot,
+                    owner: Rc::downgrade(&core),
+                },
+            }),
+        }
     }
 
-    /// The descriptor as an io_uring SQE target.
+    /// The descriptor number, for system calls and building SQEs; `-1`
+    /// for a direct descriptor (which has no number outside its ring:
+    /// a system call on `-1` fails with `EBADF`). Valid while this handle
+    /// (or a clone) lives.
+    pub fn raw(&self) -> RawFd {
+        match self.inner.kind {
+            Kind::Fd(fd) => fd,
+            Kind::Direct { .. } => -1,
+        }
+    }
+
+    /// The descriptor, borrowed; `None` for a direct descriptor.
+    pub fn borrow_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self.inner.kind {
+            // SAFETY: the descriptor stays open while any handle lives, and
+            // the borrow cannot outlive this handle; it is not -1.
+            Kind::Fd(fd) => Some(unsafe { BorrowedFd::borrow_raw(fd) }),
+            Kind::Direct { .. } => None,
+        }
+    }
+
+    /// Whether this is a direct descriptor (a slot of a ring's table).
+    pub fn is_direct(&self) -> bool {
+        matches!(self.inner.kind, Kind::Direct { .. })
+    }
+
+    /// The direct-descriptor slot, if this is one.
+    pub fn direct_slot(&self) -> Option<u32> {
+        match self.inner.kind {
+            Kind::Fd(_) => None,
+            Kind::Direct { slot, .. } => Some(slot),
+        }
+    }
+
+    /// The slot to name with `IOSQE_FIXED_FILE` in an SQE submitted on the
+    /// runtime running now: `Some` only for a direct descriptor of that
+    /// runtime. Used by [`with_target!`](crate::with_target).
+    #[doc(hidden)]
+    pub fn sqe_slot(&self) -> Option<u32> {
+        match &self.inner.kind {
+            Kind::Direct { slot, owner } if std::ptr::eq(owner.as_ptr(), current_ptr()) => {
+                Some(*slot)
+            }
+            _ => None,
+        }
+    }
+
+    /// The descriptor as an io_uring SQE target, for an ordinary
+    /// descriptor. A direct descriptor gives `Fd(-1)` here (so an SQE built
+    /// with it fails with `EBADF`); use [`with_target!`](crate::with_target)
+    /// where a direct descriptor may appear.
     pub fn target(&self) -> types::Fd {
-        types::Fd(self.inner.fd)
+        types::Fd(self.raw())
     }
 
     /// Closes the descriptor through the ring and reports the result of
@@ -63,7 +145,23 @@ impl SharedFd {
             Ok(inner) => inner,
             Err(_shared) => return Ok(()),
         };
-        let fd = inner.fd;
+        let fd = match inner.kind {
+            Kind::Fd(fd) => fd,
+            Kind::Direct { slot, ref owner } => {
+                if !std::ptr::eq(owner.as_ptr(), current_ptr()) {
+                    // Not on the owning runtime: the drop closes it there.
+                    drop(inner);
+                    return Ok(());
+                }
+                std::mem::forget(inner);
+                // SAFETY: a close SQE refers to no memory; the slot is
+                // ours and this was its last handle.
+                let op =
+                    unsafe { Op::submit((), |_| opcode::Close::new(types::Fixed(slot)).build()) };
+                let (completion, ()) = op.await;
+                return completion.result().map(drop);
+            }
+        };
         std::mem::forget(inner);
         if current().is_none() {
             // SAFETY: we own fd and nobody else uses it any more.
@@ -80,38 +178,105 @@ impl SharedFd {
     }
 }
 
+/// Builds an SQE on a [`SharedFd`](crate::op::SharedFd): `$t` is bound to
+/// `types::Fixed(slot)` for a direct descriptor of the running runtime
+/// (the io-uring crate then sets `IOSQE_FIXED_FILE`) and to
+/// `types::Fd(fd)` otherwise (`Fd(-1)`, hence `EBADF`, for a direct
+/// descriptor of another runtime), and `$body` is evaluated with it.
+///
+/// ```
+/// use runtime::op::{io_uring::opcode, Op, SharedFd};
+///
+/// # runtime::block_on(async {
+/// let (r, w) = std::io::pipe()?;
+/// let fd = SharedFd::new(r.into());
+/// # use std::io::Write; (&w).write_all(b"hi")?;
+/// let buf = vec![0u8; 2];
+/// // SAFETY: the SQE points into the Vec's heap buffer and names the
+/// // descriptor, both owned by the op's data until its completion.
+/// let op = unsafe {
+///     Op::submit((fd.clone(), buf), |(fd, b)| {
+///         runtime::with_target!(fd, |t| opcode::Read::new(t, b.as_mut_ptr(), 2).build())
+///     })
+/// };
+/// let (completion, (_fd, buf)) = op.await;
+/// assert_eq!(completion.result()?, 2);
+/// assert_eq!(buf, b"hi");
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+#[macro_export]
+macro_rules! with_target {
+    ($fd:expr, |$t:ident| $body:expr) => {{
+        let fd: &$crate::op::SharedFd = &$fd;
+        match fd.sqe_slot() {
+            ::std::option::Option::Some(slot) => {
+                let $t = $crate::op::io_uring::types::Fixed(slot);
+                $body
+            }
+            ::std::option::Option::None => {
+                let $t = $crate::op::io_uring::types::Fd(fd.raw());
+                $body
+            }
+        }
+    }};
+}
+
 impl AsRawFd for SharedFd {
+    /// `-1` for a direct descriptor (see [`SharedFd::raw`]).
     fn as_raw_fd(&self) -> RawFd {
-        self.inner.fd
+        self.raw()
     }
 }
 
 impl AsFd for SharedFd {
+    /// # Panics
+    ///
+    /// For a direct descriptor, which has no number outside its ring (use
+    /// [`SharedFd::borrow_fd`] where one may appear).
     fn as_fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the descriptor stays open while any handle lives, and the
-        // borrow cannot outlive this handle.
-        unsafe { BorrowedFd::borrow_raw(self.inner.fd) }
+        self.borrow_fd()
+            .expect("a direct descriptor (io_uring fixed file) has no file descriptor number")
     }
 }
 
 impl fmt::Debug for SharedFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SharedFd").field(&self.inner.fd).finish()
+        match self.inner.kind {
+            Kind::Fd(fd) => f.debug_tuple("SharedFd").field(&fd).finish(),
+            Kind::Direct { slot, .. } => f.debug_struct("SharedFd").field("direct", &slot).finish(),
+        }
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(core) = current() {
-            if let Ok(mut driver) = core.driver.try_borrow_mut() {
-                // SAFETY: a close SQE refers to no memory; this was the last
-                // handle, so no operation uses the descriptor any more.
-                unsafe { driver.submit_detached(opcode::Close::new(types::Fd(self.fd)).build()) };
-                return;
+        match &self.kind {
+            Kind::Fd(fd) => {
+                if let Some(core) = current() {
+                    if let Ok(mut driver) = core.driver.try_borrow_mut() {
+                        // SAFETY: a close SQE refers to no memory; this was
+                        // the last handle, so no operation uses the
+                        // descriptor any more.
+                        unsafe {
+                            driver.submit_detached(opcode::Close::new(types::Fd(*fd)).build())
+                        };
+                        return;
+                    }
+                }
+                // No runtime on this thread (or it is busy): close directly.
+                // SAFETY: we own the descriptor and this is its last handle.
+                unsafe { libc::close(*fd) };
+            }
+            Kind::Direct { slot, owner } => {
+                // A ring that is gone took its table with it.
+                let Some(core) = owner.upgrade() else { return };
+                match core.driver.try_borrow_mut() {
+                    Ok(mut driver) => driver.close_direct(*slot),
+                    // Busy: closed at the runtime's next turn.
+                    Err(_) => core.direct_closes.borrow_mut().push(*slot),
+                };
             }
         }
-        // No runtime on this thread (or it is busy): close directly.
-        // SAFETY: we own the descriptor and this is its last handle.
-        unsafe { libc::close(self.fd) };
     }
 }

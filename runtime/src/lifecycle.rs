@@ -68,9 +68,9 @@ struct Slot {
     user_data: u64,
     waker: Option<Waker>,
     state: State,
-    /// The result of a successful CQE is a new file descriptor (accept,
+    /// Whether the result of a successful CQE is a new descriptor (accept,
     /// open, socket), which the runtime closes if nobody takes it.
-    creates_fd: bool,
+    creates: Creates,
     /// A cancel was asked for: a multishot op that keeps posting CQEs with
     /// `IORING_CQE_F_MORE` gets cancelled again (a cancel can miss it, e.g.
     /// a repeating timeout between two shots answers `ENOENT`).
@@ -83,7 +83,40 @@ pub(crate) struct Lifecycle {
     generation: u32,
     /// Descriptors created by operations whose results nobody will take;
     /// the driver closes them.
-    orphan_fds: Vec<i32>,
+    orphan_fds: Vec<Orphan>,
+}
+
+/// What a successful result of an operation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Creates {
+    /// Not a descriptor (a byte count, zero, ...).
+    Nothing,
+    /// A new ordinary file descriptor.
+    Fd,
+    /// A slot of the ring's direct-descriptor table, allocated by the
+    /// kernel (`IORING_FILE_INDEX_ALLOC`).
+    Direct,
+}
+
+/// A descriptor nobody claimed, for the driver to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Orphan {
+    /// An ordinary file descriptor.
+    Fd(i32),
+    /// A direct-descriptor table slot.
+    Direct(u32),
+}
+
+impl Creates {
+    /// The orphan a successful `result` of such an operation leaves.
+    fn orphan(self, result: i32) -> Option<Orphan> {
+        match self {
+            _ if result < 0 => None,
+            Creates::Nothing => None,
+            Creates::Fd => Some(Orphan::Fd(result)),
+            Creates::Direct => Some(Orphan::Direct(result as u32)),
+        }
+    }
 }
 
 /// What the driver must do after handing a CQE to the lifecycle.
@@ -108,7 +141,7 @@ impl Lifecycle {
 
     /// Reserves a slot for an operation about to be pushed and returns its
     /// `user_data`.
-    pub(crate) fn insert(&mut self, multishot: bool, creates_fd: bool) -> (usize, u64) {
+    pub(crate) fn insert(&mut self, multishot: bool, creates: Creates) -> (usize, u64) {
         let entry = self.slots.vacant_entry();
         let key = entry.key();
         assert!(
@@ -129,7 +162,7 @@ impl Lifecycle {
             user_data,
             waker: None,
             state,
-            creates_fd,
+            creates,
             cancel_requested: false,
         });
         (key, user_data)
@@ -138,7 +171,7 @@ impl Lifecycle {
     /// Reserves a slot for a fire-and-forget operation (a close): nobody
     /// waits for it, its slot goes with its CQE.
     pub(crate) fn insert_detached(&mut self) -> u64 {
-        let (key, user_data) = self.insert(false, false);
+        let (key, user_data) = self.insert(false, Creates::Nothing);
         self.slots[key].state = State::Ignored(None);
         user_data
     }
@@ -189,9 +222,7 @@ impl Lifecycle {
                 }
             }
             State::Ignored(parked) => {
-                if slot.creates_fd && result >= 0 {
-                    self.orphan_fds.push(result);
-                }
+                self.orphan_fds.extend(slot.creates.orphan(result));
                 if more {
                     return CqeOutcome::Recancel;
                 }
@@ -275,14 +306,12 @@ impl Lifecycle {
         let slot = &mut self.slots[key];
         // Results nobody will take: descriptors among them are closed.
         match &mut slot.state {
-            State::Done(c) if slot.creates_fd && c.raw_result() >= 0 => {
-                self.orphan_fds.push(c.raw_result());
+            State::Done(c) => {
+                self.orphan_fds.extend(slot.creates.orphan(c.raw_result()));
             }
             State::Multi { queue, .. } => {
                 for c in queue.drain(..) {
-                    if slot.creates_fd && c.raw_result() >= 0 {
-                        self.orphan_fds.push(c.raw_result());
-                    }
+                    self.orphan_fds.extend(slot.creates.orphan(c.raw_result()));
                 }
             }
             _ => {}
@@ -315,7 +344,7 @@ impl Lifecycle {
     }
 
     /// Descriptors to close, created by operations nobody will claim.
-    pub(crate) fn take_orphan_fds(&mut self, out: &mut Vec<i32>) {
+    pub(crate) fn take_orphan_fds(&mut self, out: &mut Vec<Orphan>) {
         out.append(&mut self.orphan_fds);
     }
 
@@ -368,7 +397,7 @@ mod tests {
     #[test]
     fn single_shot_result_before_poll_frees_on_take() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(false, false);
+        let (key, ud) = lc.insert(false, Creates::Nothing);
         assert!(matches!(
             lc.complete(ud, 7, 0, &mut Vec::new()),
             CqeOutcome::Stored
@@ -386,7 +415,7 @@ mod tests {
     #[test]
     fn waker_is_woken_by_completion() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(false, false);
+        let (key, ud) = lc.insert(false, Creates::Nothing);
         let w = Arc::new(CountWake(AtomicUsize::new(0)));
         let waker = Waker::from(w.clone());
         let mut cx = Context::from_waker(&waker);
@@ -408,7 +437,7 @@ mod tests {
     #[test]
     fn multishot_results_in_order_and_freed_after_last() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(true, false);
+        let (key, ud) = lc.insert(true, Creates::Nothing);
         for i in 0..5 {
             lc.complete(ud, i, F_MORE, &mut Vec::new());
         }
@@ -431,7 +460,7 @@ mod tests {
     #[test]
     fn ignored_resources_released_on_last_cqe_only() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(true, false);
+        let (key, ud) = lc.insert(true, Creates::Nothing);
         let Err(cancel) = lc.ignore(key, Box::new(vec![1u8, 2, 3])) else {
             panic!("an unfinished op must be cancelled")
         };
@@ -457,26 +486,26 @@ mod tests {
         let mut lc = Lifecycle::new();
         let mut fds = Vec::new();
         // A single-shot result that arrived but was never taken.
-        let (k1, ud1) = lc.insert(false, true);
+        let (k1, ud1) = lc.insert(false, Creates::Fd);
         lc.complete(ud1, 41, 0, &mut Vec::new());
         assert!(lc.ignore(k1, Box::new(())).is_ok());
         // A late result after the future was dropped.
-        let (k2, ud2) = lc.insert(false, true);
+        let (k2, ud2) = lc.insert(false, Creates::Fd);
         assert!(lc.ignore(k2, Box::new(())).is_err());
         lc.complete(ud2, 42, 0, &mut Vec::new());
         // Queued multishot results, and one more after the drop; errors
         // are not descriptors.
-        let (k3, ud3) = lc.insert(true, true);
+        let (k3, ud3) = lc.insert(true, Creates::Fd);
         lc.complete(ud3, 43, F_MORE, &mut Vec::new());
         lc.complete(ud3, -libc::EMFILE, F_MORE, &mut Vec::new());
         assert!(lc.ignore(k3, Box::new(())).is_err());
         lc.complete(ud3, 44, F_MORE, &mut Vec::new());
         lc.complete(ud3, -libc::ECANCELED, 0, &mut Vec::new());
         lc.take_orphan_fds(&mut fds);
-        assert_eq!(fds, vec![41, 42, 43, 44]);
+        assert_eq!(fds, [41, 42, 43, 44].map(Orphan::Fd).to_vec());
         assert_eq!(lc.len(), 0);
         // Ops that do not create descriptors never orphan results.
-        let (k4, ud4) = lc.insert(false, false);
+        let (k4, ud4) = lc.insert(false, Creates::Nothing);
         lc.complete(ud4, 5, 0, &mut Vec::new());
         assert!(lc.ignore(k4, Box::new(())).is_ok());
         lc.take_orphan_fds(&mut fds);
@@ -486,7 +515,7 @@ mod tests {
     #[test]
     fn cancelled_multishot_that_goes_on_is_recancelled() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(true, false);
+        let (key, ud) = lc.insert(true, Creates::Nothing);
         assert_eq!(lc.request_cancel(key), Some(ud));
         let mut wake = Vec::new();
         assert!(matches!(
@@ -503,7 +532,7 @@ mod tests {
     #[test]
     fn ignoring_a_finished_op_frees_at_once() {
         let mut lc = Lifecycle::new();
-        let (key, ud) = lc.insert(false, false);
+        let (key, ud) = lc.insert(false, Creates::Nothing);
         lc.complete(ud, 0, 0, &mut Vec::new());
         assert!(lc.ignore(key, Box::new(())).is_ok());
         assert_eq!(lc.len(), 0);
@@ -512,11 +541,11 @@ mod tests {
     #[test]
     fn reused_key_gets_new_generation() {
         let mut lc = Lifecycle::new();
-        let (k1, ud1) = lc.insert(false, false);
+        let (k1, ud1) = lc.insert(false, Creates::Nothing);
         lc.complete(ud1, 0, 0, &mut Vec::new());
         let waker = Waker::noop();
         let _ = lc.poll_single(k1, &mut Context::from_waker(waker));
-        let (k2, ud2) = lc.insert(false, false);
+        let (k2, ud2) = lc.insert(false, Creates::Nothing);
         assert_eq!(k1, k2);
         assert_ne!(ud1, ud2);
         assert_eq!(ud1 & INTERNAL, 0);

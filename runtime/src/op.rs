@@ -439,3 +439,38 @@ pub fn in_flight() -> usize {
         .borrow()
         .in_flight()
 }
+
+/// Registers the current runtime's table of **direct descriptors** if it
+/// is not yet (an empty, sparse table: `IORING_REGISTER_FILES` with
+/// `IORING_RSRC_REGISTER_SPARSE`, Linux 5.19+) and returns its number of
+/// slots (see [`Builder::direct_descriptors`](crate::Builder::direct_descriptors)).
+///
+/// A direct descriptor is a slot of this table: operations name it with
+/// `IOSQE_FIXED_FILE` (see [`with_target!`](crate::with_target)) and skip
+/// the kernel's per-operation lookup of the file in the process's
+/// descriptor table; an accept or open can create one directly with
+/// `IORING_FILE_INDEX_ALLOC` (the kernel picks a free slot and the result
+/// is its index). A successful result of such an operation whose future
+/// was dropped is closed by the runtime, like an ordinary descriptor.
+///
+/// Errors: `Unsupported` on kernels without sparse tables; the kernel's
+/// `EMFILE` (with an explanation) when the table would be larger than the
+/// `RLIMIT_NOFILE` soft limit.
+///
+/// ```
+/// # runtime::block_on(async {
+/// let slots = runtime::op::direct_table()?;
+/// assert!(slots >= 1);
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Panics
+///
+/// If no runtime is running on this thread.
+pub fn direct_table() -> io::Result<u32> {
+    expect_current("runtime::op::direct_table")
+        .driver
+        .borrow_mut()
+        .direct_table()
+}

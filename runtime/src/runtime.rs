@@ -87,6 +87,7 @@ impl Runtime {
             deferred: RefCell::new(Vec::new()),
             wake_spare: RefCell::new(Vec::new()),
             remote_spare: RefCell::new(Vec::new()),
+            direct_closes: RefCell::new(Vec::new()),
         });
         Ok(Runtime {
             core,
@@ -212,6 +213,9 @@ impl Core {
         let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
         let released = {
             let mut driver = self.driver.borrow_mut();
+            for slot in self.direct_closes.borrow_mut().drain(..) {
+                driver.close_direct(slot);
+            }
             driver.turn(idle, timeout);
             driver.swap_wakers(&mut wakers);
             driver.take_released()
@@ -276,6 +280,9 @@ impl Core {
         self.blocking.shutdown();
         let released = {
             let mut driver = self.driver.borrow_mut();
+            for slot in self.direct_closes.borrow_mut().drain(..) {
+                driver.close_direct(slot);
+            }
             driver.shutdown(grace);
             driver.clear_wakers();
             driver.take_released()
