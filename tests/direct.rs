@@ -480,3 +480,102 @@ fn table_size_settings_are_checked() {
     let err = rt.block_on(async { runtime::op::direct_table().unwrap_err() });
     assert!(err.to_string().contains("RLIMIT_NOFILE"), "{err}");
 }
+
+#[test]
+fn registered_files_read_write_sync_and_keep_their_descriptor() {
+    on_runtime(LIMIT, || async {
+        let dir = std::env::temp_dir().join(format!("direct-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("data");
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(&path)
+            .await
+            .unwrap();
+        assert!(!file.is_registered());
+        let file = file.register().await.unwrap();
+        assert!(file.is_registered());
+        // Registering again changes nothing.
+        let file = file.register().await.unwrap();
+        assert!(file.is_registered());
+        let data = payload(11, 300_000);
+        let (res, data) = file.write_all_at(data, 4096).await;
+        res.unwrap();
+        file.sync_all().await.unwrap();
+        let (res, got) = file
+            .read_exact_at(Vec::with_capacity(data.len()), 4096)
+            .await;
+        res.unwrap();
+        assert_eq!(got, data);
+        let (res, bufs) = file
+            .readv_at(vec![Vec::with_capacity(100), Vec::with_capacity(50)], 4096)
+            .await;
+        assert_eq!(res.unwrap(), 150);
+        assert_eq!(bufs.concat(), data[..150]);
+        // The descriptor still works for what needs one.
+        assert_eq!(
+            file.metadata().await.unwrap().len(),
+            4096 + data.len() as u64
+        );
+        use std::os::fd::AsRawFd;
+        assert!(file.as_raw_fd() >= 0);
+        // Reads name the slot, not the number: point the number at
+        // /dev/null, and reads still see the file's bytes.
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: dup2 onto a descriptor this file owns; it is closed (as
+        // /dev/null) when the file goes.
+        assert!(unsafe { libc::dup2(null.as_raw_fd(), file.as_raw_fd()) } >= 0);
+        let (res, got) = file.read_at(Vec::with_capacity(64), 4096).await;
+        assert_eq!(res.unwrap(), 64);
+        assert_eq!(got, data[..64]);
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap()[4096..], data[..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
+#[test]
+fn registered_streams_work_everywhere_and_free_their_slot() {
+    with_deadline(LIMIT, || {
+        let rt1 = Runtime::builder().direct_descriptors(1).build().unwrap();
+        let rt2 = Runtime::new().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mut peer, a) = rt1.block_on(async {
+            let a = TcpStream::connect(addr).await.unwrap();
+            let (peer, _) = listener.accept().unwrap();
+            let a = a.register().await.unwrap();
+            assert!(a.is_registered());
+            // Socket options still work: it keeps its descriptor.
+            a.set_nodelay(true).unwrap();
+            assert!(a.nodelay().unwrap());
+            // The table has one slot, and it is taken.
+            let b = TcpStream::connect(addr).await.unwrap();
+            let err = b.register().await.unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENFILE), "{err}");
+            (peer, a)
+        });
+        // On another runtime the stream uses its descriptor: still correct.
+        rt2.block_on(async {
+            peer.write_all(b"on rt2").unwrap();
+            let (res, buf) = a.read(Vec::with_capacity(16)).await;
+            res.unwrap();
+            assert_eq!(buf, b"on rt2");
+        });
+        rt1.block_on(async {
+            let (res, _) = a.write_all(b"from rt1".to_vec()).await;
+            res.unwrap();
+            let mut got = [0u8; 8];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"from rt1");
+            // Dropping it frees the slot: another stream can take it.
+            drop(a);
+            let c = TcpStream::connect(addr).await.unwrap();
+            let c = c.register().await.unwrap();
+            assert!(c.is_registered());
+        });
+    });
+}

@@ -156,7 +156,7 @@ impl File {
         // data keeps the descriptor open until the completion.
         let op = unsafe {
             Op::submit(self.fd.clone(), |fd| {
-                opcode::Fsync::new(fd.target()).flags(flags).build()
+                runtime::with_target!(fd, |t| opcode::Fsync::new(t).flags(flags).build())
             })
         };
         let (completion, _fd) = op.await;
@@ -166,6 +166,37 @@ impl File {
     /// The file's metadata (`IORING_OP_STATX` on the descriptor).
     pub async fn metadata(&self) -> io::Result<Metadata> {
         statx(Some(&self.fd), CString::default(), 0).await
+    }
+
+    /// Installs the file in the runtime's table of registered files (a
+    /// slot of the ring's direct-descriptor table, `IORING_OP_FILES_UPDATE`
+    /// with `IORING_FILE_INDEX_ALLOC`) and returns the handle that uses it:
+    /// its reads, writes and syncs on this runtime name the slot
+    /// (`IOSQE_FIXED_FILE`), which spares the kernel a lookup of the file
+    /// and a reference count update per operation. The file keeps its
+    /// descriptor, so [`metadata`](Self::metadata), `AsRawFd` and
+    /// everything else work as before; on another runtime the handle uses
+    /// the descriptor. Closing frees both. Registering an already
+    /// registered file returns it unchanged. See
+    /// [`runtime::op::direct_table`] for the table's size and limits.
+    ///
+    /// ```no_run
+    /// # runtime::block_on(async {
+    /// let file = fs::File::open("data.bin").await?.register().await?;
+    /// assert!(file.is_registered());
+    /// let (res, buf) = file.read_at(Vec::with_capacity(4096), 0).await;
+    /// # let _ = (res?, buf);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn register(self) -> io::Result<File> {
+        let fd = self.fd.register().await?;
+        Ok(File::from_shared(fd))
+    }
+
+    /// Whether the file is registered (see [`register`](Self::register)).
+    pub fn is_registered(&self) -> bool {
+        self.fd.is_registered()
     }
 
     /// Closes the file (`IORING_OP_CLOSE`) and reports the result, which

@@ -74,9 +74,7 @@ pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B, pos: u64) -> BufRes
     let op = unsafe {
         Op::submit(data, |d| {
             let ptr = d.buf.stable_mut_ptr().add(start);
-            opcode::Read::new(d.fd.target(), ptr, len)
-                .offset(pos)
-                .build()
+            runtime::with_target!(d.fd, |t| opcode::Read::new(t, ptr, len).offset(pos).build())
         })
     };
     let (completion, Rw { mut buf, .. }) = op.await;
@@ -105,9 +103,9 @@ pub(crate) async fn write<B: IoBuf>(fd: &SharedFd, buf: B, pos: u64) -> BufResul
     // data, as is the SharedFd clone that keeps the descriptor open.
     let op = unsafe {
         Op::submit(data, |d| {
-            opcode::Write::new(d.fd.target(), d.buf.stable_ptr(), len)
+            runtime::with_target!(d.fd, |t| opcode::Write::new(t, d.buf.stable_ptr(), len)
                 .offset(pos)
-                .build()
+                .build())
         })
     };
     let (completion, Rw { buf, .. }) = op.await;
@@ -134,9 +132,13 @@ pub(crate) async fn readv<B: IoBufMut>(
         Op::submit(data, |d| {
             let count = d.bufs.len().min(IOV_MAX);
             d.iovecs = read_iovecs(&mut d.bufs[..count]);
-            opcode::Readv::new(d.fd.target(), d.iovecs.as_ptr(), d.iovecs.len() as u32)
-                .offset(pos)
-                .build()
+            runtime::with_target!(d.fd, |t| opcode::Readv::new(
+                t,
+                d.iovecs.as_ptr(),
+                d.iovecs.len() as u32
+            )
+            .offset(pos)
+            .build())
         })
     };
     let (completion, RwVec { mut bufs, .. }) = op.await;
@@ -172,9 +174,13 @@ pub(crate) async fn writev<B: IoBuf>(
     let op = unsafe {
         Op::submit(data, |d| {
             d.iovecs = write_iovecs(&d.bufs[..d.bufs.len().min(IOV_MAX)]);
-            opcode::Writev::new(d.fd.target(), d.iovecs.as_ptr(), d.iovecs.len() as u32)
-                .offset(pos)
-                .build()
+            runtime::with_target!(d.fd, |t| opcode::Writev::new(
+                t,
+                d.iovecs.as_ptr(),
+                d.iovecs.len() as u32
+            )
+            .offset(pos)
+            .build())
         })
     };
     let (completion, RwVec { bufs, .. }) = op.await;

@@ -201,52 +201,67 @@ impl TcpStream {
     /// error the stream is dropped (and closed).
     pub async fn into_direct(self) -> io::Result<DirectStream> {
         let peer = self.peer_addr().ok();
-        let slot = install(&self.fd).await?;
-        Ok(DirectStream::new(slot, peer))
+        Ok(DirectStream::new(self.fd.into_direct().await?, peer))
+    }
+}
+
+impl TcpStream {
+    /// Installs the connection in the ring's direct-descriptor table as
+    /// well and returns the stream that uses it: its reads and writes on
+    /// this runtime name the slot (`IOSQE_FIXED_FILE`: no per-operation
+    /// file lookup in the kernel), while it keeps its descriptor, so socket
+    /// options, addresses, `shutdown` and `AsRawFd` work as before (unlike
+    /// [`into_direct`](Self::into_direct)). Registering a registered stream
+    /// returns it unchanged.
+    ///
+    /// ```
+    /// use net::{TcpListener, TcpStream};
+    ///
+    /// # runtime::block_on(async {
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let c = TcpStream::connect(listener.local_addr()?).await?.register().await?;
+    /// assert!(c.is_registered());
+    /// c.set_nodelay(true)?;
+    /// let (s, _) = listener.accept().await?;
+    /// let (res, _) = c.write_all(b"hi".to_vec()).await;
+    /// res?;
+    /// let (res, buf) = s.read(Vec::with_capacity(2)).await;
+    /// assert_eq!((res?, &buf[..]), (2, &b"hi"[..]));
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn register(self) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            fd: self.fd.register().await?,
+        })
+    }
+
+    /// Whether the stream is registered (see [`register`](Self::register)).
+    pub fn is_registered(&self) -> bool {
+        self.fd.is_registered()
     }
 }
 
 impl UnixStream {
+    /// Installs the connection in the ring's direct-descriptor table as
+    /// well (see [`TcpStream::register`]).
+    pub async fn register(self) -> io::Result<UnixStream> {
+        Ok(UnixStream {
+            fd: self.fd.register().await?,
+        })
+    }
+
+    /// Whether the stream is registered (see [`register`](Self::register)).
+    pub fn is_registered(&self) -> bool {
+        self.fd.is_registered()
+    }
+
     /// Moves the connection into a free slot of the ring's
     /// direct-descriptor table (see [`TcpStream::into_direct`]).
     pub async fn into_direct(self) -> io::Result<DirectStream> {
-        let slot = install(&self.fd).await?;
-        Ok(DirectStream::new(slot, None))
+        Ok(DirectStream::new(self.fd.into_direct().await?, None))
     }
 }
-
-/// Installs `fd`'s file in a free slot of the current ring's table; the
-/// caller then drops its ordinary descriptor.
-async fn install(fd: &SharedFd) -> io::Result<SharedFd> {
-    runtime::op::direct_table()?;
-    // The kernel reads the descriptor from this array and writes the slot
-    // it picked back into it.
-    let cell = Box::new([fd.raw()]);
-    // SAFETY: the SQE points at the boxed one-element array, owned by the
-    // op data (a Box's heap memory does not move with it), as is the
-    // SharedFd clone that keeps the descriptor open until the completion.
-    // A slot allocated for a future that was dropped stays in the table
-    // until the ring goes (the runtime cannot tell it from the result,
-    // which is a count): a leak of one slot, never a wrong file.
-    let op = unsafe {
-        Op::submit((fd.clone(), cell), |(_fd, cell)| {
-            opcode::FilesUpdate::new(cell.as_ptr(), 1)
-                .offset(FILE_INDEX_ALLOC)
-                .build()
-        })
-    };
-    let (completion, (_fd, cell)) = op.await;
-    match completion.result()? {
-        1 => Ok(SharedFd::from_direct(cell[0] as u32)),
-        n => Err(io::Error::other(format!(
-            "IORING_OP_FILES_UPDATE installed {n} descriptors, expected 1"
-        ))),
-    }
-}
-
-/// `IORING_FILE_INDEX_ALLOC` as the `offset` of a files update: "pick free
-/// slots and write them back".
-const FILE_INDEX_ALLOC: i32 = -1;
 
 /// The stream of [`TcpListener::incoming_direct`] and
 /// [`UnixListener::incoming_direct`].

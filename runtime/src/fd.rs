@@ -44,6 +44,14 @@ enum Kind {
         slot: u32,
         owner: Weak<Core>,
     },
+    /// An ordinary descriptor also installed in slot `slot` of `owner`'s
+    /// table: SQEs on that runtime name the slot, everything else the
+    /// descriptor.
+    Registered {
+        fd: RawFd,
+        slot: u32,
+        owner: Weak<Core>,
+    },
 }
 
 impl SharedFd {
@@ -83,10 +91,7 @@ impl SharedFd {
     /// a system call on `-1` fails with `EBADF`). Valid while this handle
     /// (or a clone) lives.
     pub fn raw(&self) -> RawFd {
-        match self.inner.kind {
-            Kind::Fd(fd) => fd,
-            Kind::Direct { .. } => -1,
-        }
+        raw_of_inner(&self.inner)
     }
 
     /// The descriptor, borrowed; `None` for a direct descriptor.
@@ -94,22 +99,150 @@ impl SharedFd {
         match self.inner.kind {
             // SAFETY: the descriptor stays open while any handle lives, and
             // the borrow cannot outlive this handle; it is not -1.
-            Kind::Fd(fd) => Some(unsafe { BorrowedFd::borrow_raw(fd) }),
+            Kind::Fd(fd) | Kind::Registered { fd, .. } => {
+                Some(unsafe { BorrowedFd::borrow_raw(fd) })
+            }
             Kind::Direct { .. } => None,
         }
     }
 
-    /// Whether this is a direct descriptor (a slot of a ring's table).
+    /// Whether this is a direct descriptor (a slot of a ring's table,
+    /// with no descriptor number).
     pub fn is_direct(&self) -> bool {
         matches!(self.inner.kind, Kind::Direct { .. })
     }
 
-    /// The direct-descriptor slot, if this is one.
+    /// Whether this is an ordinary descriptor also installed in a ring's
+    /// table (see [`register`](Self::register)).
+    pub fn is_registered(&self) -> bool {
+        matches!(self.inner.kind, Kind::Registered { .. })
+    }
+
+    /// The slot of a ring's table this descriptor is or is installed in,
+    /// if any.
     pub fn direct_slot(&self) -> Option<u32> {
         match self.inner.kind {
             Kind::Fd(_) => None,
-            Kind::Direct { slot, .. } => Some(slot),
+            Kind::Direct { slot, .. } | Kind::Registered { slot, .. } => Some(slot),
         }
+    }
+
+    /// Installs this ordinary descriptor in a free slot of the current
+    /// runtime's direct-descriptor table as well (`IORING_OP_FILES_UPDATE`
+    /// with `IORING_FILE_INDEX_ALLOC`; the table is registered first if
+    /// needed) and returns the handle that uses it: operations submitted
+    /// with [`with_target!`](crate::with_target) on this runtime name the
+    /// slot (no per-operation file lookup in the kernel); system calls, and
+    /// operations on any other runtime, keep using the descriptor, so
+    /// nothing else changes. Closing closes both.
+    ///
+    /// A descriptor that is already direct or registered comes back as it
+    /// is. If clones of this handle are alive (operations in flight), the
+    /// new handle owns a duplicate of the descriptor (`F_DUPFD_CLOEXEC`)
+    /// and the old one closes with its last clone.
+    ///
+    /// ```
+    /// use runtime::op::SharedFd;
+    ///
+    /// # runtime::block_on(async {
+    /// let file = std::fs::File::open("/dev/null")?;
+    /// let fd = SharedFd::new(file.into()).register().await?;
+    /// assert!(fd.is_registered());
+    /// assert!(fd.raw() >= 0 && fd.direct_slot().is_some());
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub async fn register(self) -> io::Result<SharedFd> {
+        if !matches!(self.inner.kind, Kind::Fd(_)) {
+            return Ok(self);
+        }
+        let core = expect_current("runtime::op::SharedFd::register");
+        core.driver.borrow_mut().direct_table()?;
+        // The kernel reads the descriptor from this array and writes the
+        // slot it picked back into it.
+        let cell = Box::new([self.raw()]);
+        // SAFETY: the SQE points at the boxed one-element array, owned by
+        // the op data (a Box's heap memory does not move with it), as is
+        // the SharedFd clone that keeps the descriptor open until the
+        // completion.
+        let op = unsafe {
+            Op::submit((self.clone(), cell), |(_fd, cell)| {
+                opcode::FilesUpdate::new(cell.as_ptr(), 1)
+                    .offset(FILE_INDEX_ALLOC)
+                    .build()
+            })
+        };
+        let (completion, (_fd, cell)) = op.await;
+        match completion.result()? {
+            1 => {}
+            n => {
+                return Err(io::Error::other(format!(
+                    "IORING_OP_FILES_UPDATE installed {n} descriptors, expected 1"
+                )))
+            }
+        }
+        let slot = cell[0] as u32;
+        let owner = Rc::downgrade(&core);
+        let fd = match Rc::try_unwrap(self.inner) {
+            Ok(inner) => {
+                let Kind::Fd(fd) = inner.kind else {
+                    unreachable!("checked above")
+                };
+                // The new handle takes the descriptor over: no close here.
+                std::mem::forget(inner);
+                fd
+            }
+            Err(shared) => {
+                // SAFETY: F_DUPFD_CLOEXEC on a descriptor `shared` keeps
+                // open; the duplicate is ours.
+                let dup = unsafe { libc::fcntl(raw_of_inner(&shared), libc::F_DUPFD_CLOEXEC, 0) };
+                if dup < 0 {
+                    let err = io::Error::last_os_error();
+                    core.driver.borrow_mut().close_direct(slot);
+                    return Err(err);
+                }
+                dup
+            }
+        };
+        Ok(SharedFd {
+            inner: Rc::new(Inner {
+                kind: Kind::Registered { fd, slot, owner },
+            }),
+        })
+    }
+
+    /// Like [`register`](Self::register), then closes the ordinary
+    /// descriptor: the result is a direct descriptor only (no number; see
+    /// [`from_direct`](Self::from_direct)). A direct descriptor comes back
+    /// as it is.
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub async fn into_direct(self) -> io::Result<SharedFd> {
+        if self.is_direct() {
+            return Ok(self);
+        }
+        let registered = self.register().await?;
+        let mut inner = match Rc::try_unwrap(registered.inner) {
+            Ok(inner) => inner,
+            // Only `register` made this handle: it cannot be shared.
+            Err(_) => unreachable!("a freshly registered handle has no clones"),
+        };
+        let Kind::Registered { fd, slot, owner } = &inner.kind else {
+            unreachable!("register returns a registered handle")
+        };
+        let (fd, slot, owner) = (*fd, *slot, owner.clone());
+        // The slot now stands alone; the descriptor goes.
+        inner.kind = Kind::Direct { slot, owner };
+        close_fd(fd);
+        Ok(SharedFd {
+            inner: Rc::new(inner),
+        })
     }
 
     /// The slot to name with `IOSQE_FIXED_FILE` in an SQE submitted on the
@@ -118,7 +251,9 @@ impl SharedFd {
     #[doc(hidden)]
     pub fn sqe_slot(&self) -> Option<u32> {
         match &self.inner.kind {
-            Kind::Direct { slot, owner } if std::ptr::eq(owner.as_ptr(), current_ptr()) => {
+            Kind::Direct { slot, owner } | Kind::Registered { slot, owner, .. }
+                if std::ptr::eq(owner.as_ptr(), current_ptr()) =>
+            {
                 Some(*slot)
             }
             _ => None,
@@ -141,18 +276,26 @@ impl SharedFd {
     /// their completion), the descriptor is closed when the last of them
     /// finishes, and this returns `Ok(())` at once.
     pub async fn close(self) -> io::Result<()> {
-        let inner = match Rc::try_unwrap(self.inner) {
+        let mut inner = match Rc::try_unwrap(self.inner) {
             Ok(inner) => inner,
             Err(_shared) => return Ok(()),
         };
-        let fd = match inner.kind {
-            Kind::Fd(fd) => fd,
-            Kind::Direct { slot, ref owner } => {
+        match &inner.kind {
+            Kind::Fd(_) => {}
+            Kind::Registered { fd, slot, owner } => {
+                // The slot goes first; the descriptor is closed below.
+                close_slot(*slot, owner);
+                inner.kind = Kind::Fd(*fd);
+            }
+            Kind::Direct { slot, owner } => {
                 if !std::ptr::eq(owner.as_ptr(), current_ptr()) {
                     // Not on the owning runtime: the drop closes it there.
                     drop(inner);
                     return Ok(());
                 }
+                let slot = *slot;
+                // Nothing left to close on drop.
+                inner.kind = Kind::Fd(-1);
                 std::mem::forget(inner);
                 // SAFETY: a close SQE refers to no memory; the slot is
                 // ours and this was its last handle.
@@ -161,7 +304,10 @@ impl SharedFd {
                 let (completion, ()) = op.await;
                 return completion.result().map(drop);
             }
-        };
+        }
+        let fd = raw_of_inner(&inner);
+        // The descriptor is closed here, not by the drop (an `Inner` of
+        // kind `Fd` owns nothing else).
         std::mem::forget(inner);
         if current().is_none() {
             // SAFETY: we own fd and nobody else uses it any more.
@@ -245,6 +391,11 @@ impl fmt::Debug for SharedFd {
         match self.inner.kind {
             Kind::Fd(fd) => f.debug_tuple("SharedFd").field(&fd).finish(),
             Kind::Direct { slot, .. } => f.debug_struct("SharedFd").field("direct", &slot).finish(),
+            Kind::Registered { fd, slot, .. } => f
+                .debug_struct("SharedFd")
+                .field("fd", &fd)
+                .field("registered", &slot)
+                .finish(),
         }
     }
 }
@@ -252,31 +403,51 @@ impl fmt::Debug for SharedFd {
 impl Drop for Inner {
     fn drop(&mut self) {
         match &self.kind {
-            Kind::Fd(fd) => {
-                if let Some(core) = current() {
-                    if let Ok(mut driver) = core.driver.try_borrow_mut() {
-                        // SAFETY: a close SQE refers to no memory; this was
-                        // the last handle, so no operation uses the
-                        // descriptor any more.
-                        unsafe {
-                            driver.submit_detached(opcode::Close::new(types::Fd(*fd)).build())
-                        };
-                        return;
-                    }
-                }
-                // No runtime on this thread (or it is busy): close directly.
-                // SAFETY: we own the descriptor and this is its last handle.
-                unsafe { libc::close(*fd) };
-            }
-            Kind::Direct { slot, owner } => {
-                // A ring that is gone took its table with it.
-                let Some(core) = owner.upgrade() else { return };
-                match core.driver.try_borrow_mut() {
-                    Ok(mut driver) => driver.close_direct(*slot),
-                    // Busy: closed at the runtime's next turn.
-                    Err(_) => core.direct_closes.borrow_mut().push(*slot),
-                };
+            Kind::Fd(fd) => close_fd(*fd),
+            Kind::Direct { slot, owner } => close_slot(*slot, owner),
+            Kind::Registered { fd, slot, owner } => {
+                close_slot(*slot, owner);
+                close_fd(*fd);
             }
         }
     }
 }
+
+/// Closes an ordinary descriptor whose last handle went: through the
+/// ring of the runtime running here, or directly.
+fn close_fd(fd: RawFd) {
+    if let Some(core) = current() {
+        if let Ok(mut driver) = core.driver.try_borrow_mut() {
+            // SAFETY: a close SQE refers to no memory; this was the last
+            // handle, so no operation uses the descriptor any more.
+            unsafe { driver.submit_detached(opcode::Close::new(types::Fd(fd)).build()) };
+            return;
+        }
+    }
+    // No runtime on this thread (or it is busy): close directly.
+    // SAFETY: we own the descriptor and this is its last handle.
+    unsafe { libc::close(fd) };
+}
+
+/// Frees a slot of `owner`'s table whose last handle went.
+fn close_slot(slot: u32, owner: &Weak<Core>) {
+    // A ring that is gone took its table with it.
+    let Some(core) = owner.upgrade() else { return };
+    match core.driver.try_borrow_mut() {
+        Ok(mut driver) => driver.close_direct(slot),
+        // Busy: closed at the runtime's next turn.
+        Err(_) => core.direct_closes.borrow_mut().push(slot),
+    };
+}
+
+/// The descriptor of a handle, `-1` for a direct one.
+fn raw_of_inner(inner: &Inner) -> RawFd {
+    match inner.kind {
+        Kind::Fd(fd) | Kind::Registered { fd, .. } => fd,
+        Kind::Direct { .. } => -1,
+    }
+}
+
+/// `IORING_FILE_INDEX_ALLOC` as the `offset` of a files update: "pick free
+/// slots and write them back".
+const FILE_INDEX_ALLOC: i32 = -1;

@@ -482,6 +482,22 @@ mod tests {
     }
 
     #[test]
+    fn unclaimed_direct_slots_are_orphaned_as_slots() {
+        let mut lc = Lifecycle::new();
+        let (k1, ud1) = lc.insert(false, Creates::Direct);
+        lc.complete(ud1, 3, 0, &mut Vec::new());
+        assert!(lc.ignore(k1, Box::new(())).is_ok());
+        let (k2, ud2) = lc.insert(true, Creates::Direct);
+        assert!(lc.ignore(k2, Box::new(())).is_err());
+        lc.complete(ud2, 0, F_MORE, &mut Vec::new());
+        lc.complete(ud2, -libc::ENFILE, 0, &mut Vec::new());
+        let mut out = Vec::new();
+        lc.take_orphan_fds(&mut out);
+        assert_eq!(out, vec![Orphan::Direct(3), Orphan::Direct(0)]);
+        assert_eq!(lc.len(), 0);
+    }
+
+    #[test]
     fn unclaimed_descriptors_are_orphaned() {
         let mut lc = Lifecycle::new();
         let mut fds = Vec::new();
