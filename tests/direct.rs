@@ -107,7 +107,7 @@ fn accept_direct_echoes_byte_for_byte() {
                 c.local_addr().unwrap()
             });
             let (conn, peer) = listener.accept_direct().await.unwrap();
-            assert!(conn.slot() < runtime::op::direct_table().unwrap());
+            assert!(conn.slot().unwrap() < runtime::op::direct_table().unwrap());
             assert_eq!(conn.peer_addr(), Some(peer));
             slots.push(conn.slot());
             servers.push(runtime::spawn(echo(conn)));
@@ -301,17 +301,29 @@ fn slots_come_back_when_streams_and_unclaimed_accepts_go() {
                 clients.push(TcpStream::connect(addr).await.unwrap());
                 held.push(listener.accept_direct().await.unwrap().0);
             }
-            // Full: the kernel says ENFILE; nothing else breaks.
-            clients.push(TcpStream::connect(addr).await.unwrap());
-            let err = listener.accept_direct().await.unwrap_err();
-            assert_eq!(err.raw_os_error(), Some(libc::ENFILE), "{err}");
-            // Dropping a stream frees its slot. (The connection the failed
-            // accept took may be gone: the kernel accepts before it looks
-            // for a slot, so connect another one.)
+            assert!(held.iter().all(|s| s.is_direct()));
+            assert_eq!(runtime::metrics().direct_descriptors, 2);
+            // Full: the next accept falls back to an ordinary descriptor,
+            // and the connection works.
+            let c = TcpStream::connect(addr).await.unwrap();
+            let (plain, _) = listener.accept_direct().await.unwrap();
+            assert!(!plain.is_direct());
+            assert_eq!(plain.slot(), None);
+            let (res, _) = c.write_all(b"plain".to_vec()).await;
+            res.unwrap();
+            let (res, buf) = plain.read(Vec::with_capacity(8)).await;
+            res.unwrap();
+            assert_eq!(buf, b"plain");
+            drop((c, plain));
+            // Dropping a stream frees its slot.
             drop(held.pop());
+            assert_eq!(runtime::metrics().direct_descriptors, 1);
             clients.push(TcpStream::connect(addr).await.unwrap());
-            held.push(listener.accept_direct().await.unwrap().0);
+            let (again, _) = listener.accept_direct().await.unwrap();
+            assert!(again.is_direct());
+            held.push(again);
             drop(held);
+            assert_eq!(runtime::metrics().direct_descriptors, 0);
             // An accept whose future is dropped after the kernel put a
             // connection into a slot: the runtime frees that slot. With
             // two slots, a leak would make the third round fail.
@@ -357,7 +369,7 @@ fn slots_come_back_when_streams_and_unclaimed_accepts_go() {
             for _ in 0..2 {
                 got.push(incoming.next().await.unwrap().unwrap());
             }
-            assert_eq!(got.len(), 2);
+            assert!(got.iter().all(|s| s.is_direct()));
             drop((c1, c2, clients));
         });
     });
@@ -556,6 +568,7 @@ fn registered_streams_work_everywhere_and_free_their_slot() {
             let b = TcpStream::connect(addr).await.unwrap();
             let err = b.register().await.unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::ENFILE), "{err}");
+            assert_eq!(runtime::metrics().direct_descriptors, 1);
             (peer, a)
         });
         // On another runtime the stream uses its descriptor: still correct.

@@ -60,7 +60,7 @@ use crate::{TcpListener, TcpStream, UnixListener, UnixStream};
 ///     Ok::<_, std::io::Error>(buf)
 /// });
 /// let (conn, _peer) = listener.accept_direct().await?;
-/// assert!(conn.slot() < runtime::op::direct_table()?);
+/// assert!(conn.slot().unwrap() < runtime::op::direct_table()?);
 /// let (res, buf) = conn.read(Vec::with_capacity(16)).await;
 /// res?;
 /// let (res, _) = conn.write_all(buf).await;
@@ -78,15 +78,23 @@ stream_io_methods!(DirectStream);
 
 impl DirectStream {
     fn new(fd: SharedFd, peer: Option<SocketAddr>) -> DirectStream {
-        debug_assert!(fd.is_direct());
         DirectStream { fd, peer }
     }
 
-    /// The slot of the ring's direct-descriptor table this stream uses.
-    pub fn slot(&self) -> u32 {
-        self.fd
-            .direct_slot()
-            .expect("a DirectStream holds a direct descriptor")
+    /// The slot of the ring's direct-descriptor table this stream uses;
+    /// `None` if it fell back to an ordinary descriptor (see
+    /// [`is_direct`](Self::is_direct)).
+    pub fn slot(&self) -> Option<u32> {
+        self.fd.direct_slot()
+    }
+
+    /// Whether the stream is on a direct descriptor. An accept into the
+    /// table falls back to an ordinary descriptor when the kernel has no
+    /// direct descriptors ([`runtime::Features::direct_descriptors`]) or
+    /// every slot of the table is held; the stream then works the same,
+    /// with the per-operation file lookup.
+    pub fn is_direct(&self) -> bool {
+        self.fd.is_direct()
     }
 
     /// The peer's address as the accept reported it: known after
@@ -137,9 +145,12 @@ impl TcpListener {
     /// Accepts one connection straight into a free slot of the ring's
     /// direct-descriptor table (`IORING_OP_ACCEPT` with
     /// `IORING_FILE_INDEX_ALLOC`; the table is registered first if it is
-    /// not yet). A full table gives the kernel's `ENFILE`. Out-of-resource
-    /// errors are followed by the same back-off as
-    /// [`accept`](Self::accept). See [`DirectStream`].
+    /// not yet). Where the kernel has no direct descriptors, or every slot
+    /// of the table is held, the connection is accepted on an ordinary
+    /// descriptor instead ([`DirectStream::is_direct`] tells). Errors
+    /// registering the table (e.g. a table larger than `RLIMIT_NOFILE`)
+    /// are returned. Out-of-resource errors are followed by the same
+    /// back-off as [`accept`](Self::accept). See [`DirectStream`].
     pub async fn accept_direct(&self) -> io::Result<(DirectStream, SocketAddr)> {
         self.backoff.wait().await;
         let res = accept_once(&self.fd, AcceptInto::Direct).await;
@@ -152,6 +163,15 @@ impl TcpListener {
     /// A stream of incoming connections on multishot accept, each in a
     /// slot of the ring's direct-descriptor table (see
     /// [`incoming`](Self::incoming) and [`accept_direct`](Self::accept_direct)).
+    ///
+    /// Whether connections go to the table is decided each time the
+    /// multishot accept is armed, as for `accept_direct`. The kernel picks
+    /// slots as connections arrive, so if the table fills up while it is
+    /// armed, that accept fails with `ENFILE` (the kernel has taken the
+    /// connection and closes it): the error is yielded, and the stream
+    /// re-arms, on ordinary descriptors if the table is still full. Size
+    /// the table ([`runtime::Builder::direct_descriptors`]) for the
+    /// connections you expect.
     ///
     /// ```
     /// use net::{TcpListener, TcpStream};
@@ -269,6 +289,8 @@ pub struct IncomingDirect<'a> {
     fd: &'a SharedFd,
     backoff: &'a Backoff,
     op: Option<Multishot<SharedFd>>,
+    /// How the armed multishot accept hands over connections.
+    mode: AcceptInto,
     sleep: Option<Sleep>,
 }
 
@@ -278,6 +300,7 @@ impl<'a> IncomingDirect<'a> {
             fd,
             backoff,
             op: None,
+            mode: AcceptInto::Direct,
             sleep: None,
         }
     }
@@ -293,6 +316,7 @@ impl<'a> IncomingDirect<'a> {
             AcceptInto::Direct,
             self.backoff,
             &mut self.op,
+            &mut self.mode,
             &mut self.sleep,
             cx,
         )

@@ -122,11 +122,21 @@ pub(crate) enum AcceptInto {
     Fd,
     /// A slot of the ring's direct-descriptor table that the kernel picks
     /// (`IORING_FILE_INDEX_ALLOC`); the table is registered first if
-    /// needed.
+    /// needed. Falls back to `Fd` where the kernel has no direct
+    /// descriptors or every slot is held.
     Direct,
 }
 
 impl AcceptInto {
+    /// What this accept can do now: `Direct` becomes `Fd` when the kernel
+    /// lacks direct descriptors or the table is full.
+    fn resolve(self) -> io::Result<AcceptInto> {
+        Ok(match self {
+            AcceptInto::Direct if !runtime::op::direct_slot_free()? => AcceptInto::Fd,
+            other => other,
+        })
+    }
+
     /// Takes ownership of a successful accept's result.
     fn claim(self, result: u32) -> SharedFd {
         match self {
@@ -147,9 +157,7 @@ pub(crate) async fn accept_once(
     fd: &SharedFd,
     into: AcceptInto,
 ) -> io::Result<(SharedFd, Box<AddrBuf>)> {
-    if into == AcceptInto::Direct {
-        runtime::op::direct_table()?;
-    }
+    let into = into.resolve()?;
     // SAFETY: the SQE points at the boxed address buffer and its length,
     // both owned by the op data with the SharedFd clone that keeps the
     // listening descriptor open. A descriptor (or direct slot the kernel
@@ -193,6 +201,7 @@ impl Incoming<'_> {
             AcceptInto::Fd,
             &self.listener.backoff,
             &mut self.op,
+            &mut AcceptInto::Fd,
             &mut self.sleep,
             cx,
         )
@@ -201,12 +210,15 @@ impl Incoming<'_> {
 }
 
 /// Drives a multishot accept: waits out a back-off, (re-)arms the SQE when
-/// needed, and yields its results in order.
+/// needed, and yields its results in order. `wanted` is resolved each time
+/// the SQE is armed (see [`AcceptInto::resolve`]) into `mode`, which the
+/// results of that SQE are claimed as.
 pub(crate) fn poll_multishot_accept(
     fd: &SharedFd,
-    into: AcceptInto,
+    wanted: AcceptInto,
     backoff: &Backoff,
     op: &mut Option<Multishot<SharedFd>>,
+    mode: &mut AcceptInto,
     sleep: &mut Option<Sleep>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<SharedFd>> {
@@ -217,11 +229,13 @@ pub(crate) fn poll_multishot_accept(
             }
             *sleep = None;
         }
-        if op.is_none() && into == AcceptInto::Direct {
-            if let Err(e) = runtime::op::direct_table() {
-                return Poll::Ready(Err(e));
+        if op.is_none() {
+            match wanted.resolve() {
+                Ok(into) => *mode = into,
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
+        let into = *mode;
         let stream = op.get_or_insert_with(|| {
             // SAFETY: a multishot accept without an address buffer points
             // at no memory; the SharedFd clone in the data keeps the
@@ -243,6 +257,10 @@ pub(crate) fn poll_multishot_accept(
             // The kernel ended the multishot: arm a new one.
             Poll::Ready(None) => *op = None,
             Poll::Ready(Some(c)) => {
+                if into == AcceptInto::Direct && c.raw_result() == -libc::ENFILE {
+                    // The table filled up: re-arm, deciding again.
+                    *op = None;
+                }
                 let res = c.result().map(|raw| into.claim(raw));
                 backoff.record(&res);
                 if res.is_err() {

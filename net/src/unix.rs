@@ -109,6 +109,7 @@ impl UnixIncoming<'_> {
             AcceptInto::Fd,
             &self.listener.backoff,
             &mut self.op,
+            &mut AcceptInto::Fd,
             &mut self.sleep,
             cx,
         )

@@ -40,6 +40,9 @@ pub(crate) struct Driver {
     direct_table: Option<u32>,
     /// The size asked for with `Builder::direct_descriptors`.
     direct_wanted: Option<u32>,
+    /// Slots of the table held by handles (`SharedFd`s), for metrics and
+    /// for accepts that fall back to ordinary descriptors when it is full.
+    pub(crate) direct_live: u32,
     /// Scratch space for operations to cancel again.
     recancel_scratch: Vec<u64>,
     /// `IOSQE_CQE_SKIP_SUCCESS` is available for cancels, closes and link
@@ -94,6 +97,7 @@ impl Driver {
             orphan_scratch: Vec::new(),
             direct_table: None,
             direct_wanted: config.direct_descriptors,
+            direct_live: 0,
             recancel_scratch: Vec::new(),
             wake_fd,
             wake_buf: Box::new(0),
@@ -258,7 +262,24 @@ impl Driver {
     /// Frees a slot of the direct-descriptor table whose last handle is
     /// gone (`IORING_OP_CLOSE` on the slot).
     pub(crate) fn close_direct(&mut self, slot: u32) {
+        self.direct_live = self.direct_live.saturating_sub(1);
         self.push_close(opcode::Close::new(types::Fixed(slot)).build());
+    }
+
+    /// Whether the direct-descriptor table can take another descriptor:
+    /// the kernel supports it, it is registered (now, if it was not), and
+    /// not every slot is held. `Ok(false)` when the kernel lacks it or
+    /// the table is full; errors from registering it otherwise.
+    pub(crate) fn direct_slot_free(&mut self) -> io::Result<bool> {
+        if !self.features.direct_descriptors {
+            return Ok(false);
+        }
+        let n = match self.direct_table() {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        Ok(self.direct_live < n)
     }
 
     /// Registers the (empty, sparse) direct-descriptor table if it is not

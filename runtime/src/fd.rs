@@ -76,6 +76,7 @@ impl SharedFd {
     /// If no runtime is running on this thread.
     pub fn from_direct(slot: u32) -> SharedFd {
         let core = expect_current("runtime::op::SharedFd::from_direct");
+        core.driver.borrow_mut().direct_live += 1;
         SharedFd {
             inner: Rc::new(Inner {
                 kind: Kind::Direct {
@@ -186,6 +187,7 @@ impl SharedFd {
             }
         }
         let slot = cell[0] as u32;
+        core.driver.borrow_mut().direct_live += 1;
         let owner = Rc::downgrade(&core);
         let fd = match Rc::try_unwrap(self.inner) {
             Ok(inner) => {
@@ -294,6 +296,10 @@ impl SharedFd {
                     return Ok(());
                 }
                 let slot = *slot;
+                if let Some(core) = owner.upgrade() {
+                    let mut driver = core.driver.borrow_mut();
+                    driver.direct_live = driver.direct_live.saturating_sub(1);
+                }
                 // Nothing left to close on drop.
                 inner.kind = Kind::Fd(-1);
                 std::mem::forget(inner);

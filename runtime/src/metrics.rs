@@ -24,6 +24,9 @@ pub struct Metrics {
     pub tasks_alive: usize,
     /// The `IORING_SETUP_*` flags the kernel accepted for this ring.
     pub setup_flags: u32,
+    /// Slots of the direct-descriptor table held by handles (direct and
+    /// registered descriptors; see `runtime::op::direct_table`).
+    pub direct_descriptors: u32,
 }
 
 impl Core {
@@ -36,6 +39,7 @@ impl Core {
             tasks_spawned: self.spawned.get(),
             tasks_alive: self.tasks.borrow().len(),
             setup_flags: driver.setup_flags,
+            direct_descriptors: driver.direct_live,
         }
     }
 }

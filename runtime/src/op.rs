@@ -474,3 +474,20 @@ pub fn direct_table() -> io::Result<u32> {
         .borrow_mut()
         .direct_table()
 }
+
+/// Whether an accept into the direct-descriptor table can work now: the
+/// kernel has direct descriptors ([`crate::Features::direct_descriptors`]),
+/// the table is registered (now, if it was not yet) and fewer slots are
+/// held than it has (`Metrics::direct_descriptors`). `Ok(false)` means
+/// "use an ordinary descriptor"; errors are those of [`direct_table`]
+/// other than `Unsupported`.
+///
+/// # Panics
+///
+/// If no runtime is running on this thread.
+pub fn direct_slot_free() -> io::Result<bool> {
+    expect_current("runtime::op::direct_slot_free")
+        .driver
+        .borrow_mut()
+        .direct_slot_free()
+}

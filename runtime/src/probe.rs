@@ -70,6 +70,11 @@ pub struct Features {
     pub recv_bundle: bool,
     /// Zero-copy sends (`IORING_OP_SEND_ZC`, 6.0+).
     pub send_zc: bool,
+    /// Direct descriptors as the runtime uses them: a sparse registered
+    /// file table and accepts/updates that let the kernel pick the slot
+    /// (`IORING_FILE_INDEX_ALLOC`), both 5.19+ (inferred from
+    /// `IORING_OP_SOCKET`, which came with the same release).
+    pub direct_descriptors: bool,
     /// Per-op deadlines as a linked `IORING_OP_LINK_TIMEOUT` (5.5+), used by
     /// [`crate::op::Op::submit_with_timeout`].
     pub link_timeout: bool,
@@ -127,6 +132,7 @@ impl Features {
             multishot_recv: supports(opcode::SendZc::CODE),
             recv_bundle: feature_bits & feat::RECVSEND_BUNDLE != 0,
             send_zc: supports(opcode::SendZc::CODE),
+            direct_descriptors: supports(opcode::Socket::CODE),
             link_timeout: supports(opcode::LinkTimeout::CODE),
             setup_flags,
             feature_bits,
@@ -233,6 +239,7 @@ impl fmt::Debug for Features {
             .field("multishot_recv", &self.multishot_recv)
             .field("recv_bundle", &self.recv_bundle)
             .field("send_zc", &self.send_zc)
+            .field("direct_descriptors", &self.direct_descriptors)
             .field("link_timeout", &self.link_timeout)
             .field("setup_flags", &format_args!("{:#x}", self.setup_flags))
             .field("feature_bits", &format_args!("{:#x}", self.feature_bits))
