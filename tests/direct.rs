@@ -592,3 +592,36 @@ fn registered_streams_work_everywhere_and_free_their_slot() {
         });
     });
 }
+
+#[test]
+fn without_direct_descriptors_accepts_fall_back_to_ordinary_descriptors() {
+    with_deadline(LIMIT, || {
+        let rt = Runtime::builder()
+            .mask_features(|f| f.direct_descriptors = false)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(!runtime::features().direct_descriptors);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = runtime::spawn(async move {
+                let c = TcpStream::connect(addr).await.unwrap();
+                check_echo(&c, 9, 50).await;
+                let c2 = TcpStream::connect(addr).await.unwrap();
+                check_echo(&c2, 10, 50).await;
+            });
+            let (a, peer) = listener.accept_direct().await.unwrap();
+            assert!(!a.is_direct());
+            assert_eq!(a.peer_addr(), Some(peer));
+            let a = runtime::spawn(echo(a));
+            let mut incoming = listener.incoming_direct();
+            let b = incoming.next().await.unwrap().unwrap();
+            assert!(!b.is_direct());
+            let b = runtime::spawn(echo(b));
+            client.await.unwrap();
+            assert!(a.await.unwrap().unwrap() > 0);
+            assert!(b.await.unwrap().unwrap() > 0);
+            assert_eq!(runtime::metrics().direct_descriptors, 0);
+        });
+    });
+}

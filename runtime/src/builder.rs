@@ -4,7 +4,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::error::invalid_setting;
-use crate::Runtime;
+use crate::{Features, Runtime};
 
 /// The largest submission queue the kernel allows (`IORING_MAX_ENTRIES`).
 const MAX_ENTRIES: u32 = 32768;
@@ -31,6 +31,7 @@ pub struct Builder {
     sqpoll: Option<Duration>,
     sqpoll_cpu: Option<u32>,
     direct_descriptors: Option<u32>,
+    mask_features: Option<fn(&mut Features)>,
     max_blocking_threads: usize,
     blocking_keep_alive: Duration,
     event_interval: u32,
@@ -47,6 +48,8 @@ pub(crate) struct Config {
     /// Size of the direct-descriptor table; `None`: the default, capped
     /// by `RLIMIT_NOFILE` when the table is registered.
     pub(crate) direct_descriptors: Option<u32>,
+    /// Test hook: edits the probed features (turning facilities off).
+    pub(crate) mask_features: Option<fn(&mut Features)>,
     pub(crate) max_blocking_threads: usize,
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) event_interval: usize,
@@ -61,6 +64,7 @@ impl Default for Builder {
             sqpoll: None,
             sqpoll_cpu: None,
             direct_descriptors: None,
+            mask_features: None,
             max_blocking_threads: 16,
             blocking_keep_alive: Duration::from_secs(10),
             event_interval: 128,
@@ -142,6 +146,16 @@ impl Builder {
     /// ```
     pub fn direct_descriptors(mut self, slots: u32) -> Self {
         self.direct_descriptors = Some(slots);
+        self
+    }
+
+    /// Testing aid: `mask` edits the features the runtime probed before
+    /// anything uses them, so that a test can run the fallback paths of a
+    /// kernel without a facility (e.g. `|f| f.send_zc = false`). Turning a
+    /// facility **on** that the kernel lacks only produces errors.
+    #[doc(hidden)]
+    pub fn mask_features(mut self, mask: fn(&mut Features)) -> Self {
+        self.mask_features = Some(mask);
         self
     }
 
@@ -239,6 +253,7 @@ impl Builder {
             cq_entries,
             sqpoll: self.sqpoll,
             direct_descriptors: self.direct_descriptors,
+            mask_features: self.mask_features,
             sqpoll_cpu: self.sqpoll_cpu,
             max_blocking_threads: self.max_blocking_threads,
             blocking_keep_alive: self.blocking_keep_alive,

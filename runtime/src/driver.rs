@@ -40,6 +40,8 @@ pub(crate) struct Driver {
     direct_table: Option<u32>,
     /// The size asked for with `Builder::direct_descriptors`.
     direct_wanted: Option<u32>,
+    /// The test hook of `Builder::mask_features`.
+    mask_features: Option<fn(&mut Features)>,
     /// Slots of the table held by handles (`SharedFd`s), for metrics and
     /// for accepts that fall back to ordinary descriptors when it is full.
     pub(crate) direct_live: u32,
@@ -83,7 +85,10 @@ impl Driver {
         if !params.is_feature_nodrop() {
             return Err(missing_feature("IORING_FEAT_NODROP", "5.5"));
         }
-        let features = Features::probe(&ring, setup_flags);
+        let mut features = Features::probe(&ring, setup_flags);
+        if let Some(mask) = config.mask_features {
+            mask(&mut features);
+        }
         let mut driver = Driver {
             skip_success: features.skip_success,
             features,
@@ -98,6 +103,7 @@ impl Driver {
             direct_table: None,
             direct_wanted: config.direct_descriptors,
             direct_live: 0,
+            mask_features: config.mask_features,
             recancel_scratch: Vec::new(),
             wake_fd,
             wake_buf: Box::new(0),
@@ -166,6 +172,9 @@ impl Driver {
         if !self.buffer_rings_probed {
             self.buffer_rings_probed = true;
             self.features.buffer_rings = crate::probe::try_buffer_ring(&self.ring);
+            if let Some(mask) = self.mask_features {
+                mask(&mut self.features);
+            }
         }
         self.features
     }
