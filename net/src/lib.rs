@@ -56,6 +56,7 @@ mod unix;
 
 pub use direct::{DirectStream, IncomingDirect};
 pub use recv_multi::RecvMulti;
+pub use send_bundle::SendQueue;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixIncoming, UnixListener, UnixStream};

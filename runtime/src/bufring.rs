@@ -879,7 +879,11 @@ fn unregister(ring_fd: RawFd, bgid: u16) -> io::Result<()> {
 ///
 /// Any memory `reg` names must stay valid as long as the kernel may use it
 /// (for a registration: until the group is unregistered).
-pub(crate) unsafe fn register_call(ring_fd: RawFd, opcode: libc::c_uint, reg: &BufReg) -> io::Result<()> {
+pub(crate) unsafe fn register_call(
+    ring_fd: RawFd,
+    opcode: libc::c_uint,
+    reg: &BufReg,
+) -> io::Result<()> {
     // SAFETY: `reg` is live for the call; the memory it names is the
     // caller's promise.
     let ret = unsafe {
