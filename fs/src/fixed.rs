@@ -1,1 +1,149 @@
-//! (in progress)
+//! Reads and writes through registered buffers: `IORING_OP_READ_FIXED` and
+//! `IORING_OP_WRITE_FIXED` on a [`File`], with a
+//! [`FixedBuf`](runtime::fixed::FixedBuf) (or a slice of one).
+//!
+//! When the buffer's pool is not registered (it degraded to plain memory,
+//! see [`runtime::fixed`]) or belongs to another runtime, the plain
+//! `IORING_OP_READ` / `IORING_OP_WRITE` is used instead, with the same
+//! result.
+
+use runtime::buf::IoBufMut;
+use runtime::fixed::FixedIoBuf;
+use runtime::op::io_uring::opcode;
+use runtime::op::{Op, SharedFd};
+use runtime::BufResult;
+
+use crate::rw::check_pos;
+use crate::File;
+
+/// One `READ_FIXED` (or `READ`) into `buf[read_start()..bytes_total()]` at
+/// `pos` (`u64::MAX`: the file position, for streams).
+pub(crate) async fn read_fixed<B: FixedIoBuf + IoBufMut>(
+    fd: &SharedFd,
+    buf: B,
+    pos: u64,
+) -> BufResult<usize, B> {
+    let start = buf.read_start();
+    let len = u32::try_from(buf.bytes_total() - start).unwrap_or(u32::MAX);
+    let index = buf.fixed_index();
+    // SAFETY: the SQE points at `len` bytes of the buffer from `start`,
+    // inside its stable memory (IoBufMut's promise) and, with an index,
+    // inside the registered slot it names (FixedIoBuf's promise, the
+    // index being for this thread's runtime, which submits the op). The
+    // buffer and the SharedFd clone that keeps the descriptor open are the
+    // op's data, kept until its CQE.
+    let op = unsafe {
+        Op::submit((fd.clone(), buf), |(fd, buf)| {
+            let ptr = buf.stable_mut_ptr().add(start);
+            runtime::with_target!(fd, |t| match index {
+                Some(i) => opcode::ReadFixed::new(t, ptr, len, i).offset(pos).build(),
+                None => opcode::Read::new(t, ptr, len).offset(pos).build(),
+            })
+        })
+    };
+    let (completion, (_fd, mut buf)) = op.await;
+    match completion.result() {
+        Ok(n) => {
+            // SAFETY: the kernel initialised `n <= len` bytes from `start`.
+            unsafe { buf.set_init(start + n as usize) };
+            (Ok(n as usize), buf)
+        }
+        Err(e) => (Err(e), buf),
+    }
+}
+
+/// One `WRITE_FIXED` (or `WRITE`) of `buf[..bytes_init()]` at `pos`.
+pub(crate) async fn write_fixed<B: FixedIoBuf>(
+    fd: &SharedFd,
+    buf: B,
+    pos: u64,
+) -> BufResult<usize, B> {
+    let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
+    let index = buf.fixed_index();
+    // SAFETY: the SQE points at `len <= bytes_init` initialised bytes of
+    // the buffer's stable memory, inside the registered slot it names when
+    // it names one (FixedIoBuf's promise); the buffer and the SharedFd
+    // clone are the op's data, kept until its CQE.
+    let op = unsafe {
+        Op::submit((fd.clone(), buf), |(fd, buf)| {
+            let ptr = buf.stable_ptr();
+            runtime::with_target!(fd, |t| match index {
+                Some(i) => opcode::WriteFixed::new(t, ptr, len, i).offset(pos).build(),
+                None => opcode::Write::new(t, ptr, len).offset(pos).build(),
+            })
+        })
+    };
+    let (completion, (_fd, buf)) = op.await;
+    (completion.result().map(|n| n as usize), buf)
+}
+
+impl File {
+    /// Reads once at `pos` into a registered buffer
+    /// (`IORING_OP_READ_FIXED`): like [`read_at`](File::read_at), the
+    /// bytes go after the buffer's length, up to its capacity, and the
+    /// length grows by the count returned (`0` at end of file). Takes a
+    /// [`FixedBuf`](runtime::fixed::FixedBuf) or a slice of one.
+    ///
+    /// ```
+    /// use runtime::fixed::FixedBufPool;
+    ///
+    /// # runtime::block_on(async {
+    /// let path = std::env::temp_dir().join(format!("read-fixed-doc-{}", std::process::id()));
+    /// fs::write(&path, "registered").await?;
+    /// let pool = FixedBufPool::new(1, 4096)?;
+    /// let file = fs::File::open(&path).await?;
+    /// let (res, buf) = file.read_fixed_at(pool.get().await, 0).await;
+    /// assert_eq!(res?, 10);
+    /// assert_eq!(&buf[..], b"registered");
+    /// # fs::remove_file(&path).await?;
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`read_at`](File::read_at).
+    pub async fn read_fixed_at<B: FixedIoBuf + IoBufMut>(
+        &self,
+        buf: B,
+        pos: u64,
+    ) -> BufResult<usize, B> {
+        if let Err(e) = check_pos(pos) {
+            return (Err(e), buf);
+        }
+        read_fixed(self.shared_fd(), buf, pos).await
+    }
+
+    /// Writes the buffer's bytes once at `pos` from a registered buffer
+    /// (`IORING_OP_WRITE_FIXED`) and returns how many were written,
+    /// possibly fewer. Takes a [`FixedBuf`](runtime::fixed::FixedBuf) or a
+    /// slice of one (`buf.slice(n..)` to write the rest after a short
+    /// write).
+    ///
+    /// ```
+    /// use runtime::fixed::FixedBufPool;
+    ///
+    /// # runtime::block_on(async {
+    /// let path = std::env::temp_dir().join(format!("write-fixed-doc-{}", std::process::id()));
+    /// let file = fs::File::create(&path).await?;
+    /// let pool = FixedBufPool::new(1, 4096)?;
+    /// let mut buf = pool.get().await;
+    /// buf.extend_from_slice(b"pinned bytes");
+    /// let (res, _buf) = file.write_fixed_at(buf, 0).await;
+    /// assert_eq!(res?, 12);
+    /// assert_eq!(fs::read(&path).await?, b"pinned bytes");
+    /// # fs::remove_file(&path).await?;
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`write_at`](File::write_at).
+    pub async fn write_fixed_at<B: FixedIoBuf>(&self, buf: B, pos: u64) -> BufResult<usize, B> {
+        if let Err(e) = check_pos(pos) {
+            return (Err(e), buf);
+        }
+        write_fixed(self.shared_fd(), buf, pos).await
+    }
+}

@@ -14,8 +14,14 @@
 //! `IORING_OP_SEND` ([`Path`]): when the kernel does not know the opcode
 //! ([`runtime::features`]`().send_zc`), and when the socket refuses it
 //! (`EOPNOTSUPP`: Unix domain sockets have no zero-copy path).
+//!
+//! `send_zc_fixed` is the same send from a registered buffer
+//! ([`runtime::fixed`]): the SQE carries `IORING_RECVSEND_FIXED_BUF` and
+//! the buffer's slot, so the kernel skips pinning the pages; an
+//! unregistered buffer goes out as an ordinary zero-copy send.
 
 use runtime::buf::IoBuf;
+use runtime::fixed::FixedIoBuf;
 use runtime::op::io_uring::{cqueue, opcode};
 use runtime::op::{Multishot, SharedFd};
 use runtime::BufResult;
@@ -92,6 +98,17 @@ pub(crate) async fn write_all_zc<B: IoBuf>(fd: &SharedFd, buf: B) -> BufResult<(
     (Ok(()), buf)
 }
 
+/// `send_zc_fixed` of the stream methods: [`send_zc`] from a registered
+/// buffer (`IORING_RECVSEND_FIXED_BUF` with the buffer's slot), or from
+/// plain memory when the buffer is not registered on this runtime; falls
+/// back to a plain send like `send_zc`.
+pub(crate) async fn send_zc_fixed<B: FixedIoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
+    let first = first_choice(runtime::features().send_zc);
+    let index = buf.fixed_index();
+    let (res, buf, _path) = send_zc_indexed(fd, buf, first, libc::MSG_NOSIGNAL, index).await;
+    (res, buf)
+}
+
 /// One send of `buf` starting on `path` (`ZeroCopy` or `Copy`), with the
 /// path actually taken.
 pub(crate) async fn send_zc_via<B: IoBuf>(
@@ -100,11 +117,26 @@ pub(crate) async fn send_zc_via<B: IoBuf>(
     path: Path,
     flags: i32,
 ) -> (std::io::Result<usize>, B, Path) {
+    send_zc_indexed(fd, buf, path, flags, None).await
+}
+
+/// [`send_zc_via`], the zero-copy SQE naming registered buffer slot
+/// `index` if it is `Some`.
+///
+/// `index`, when `Some`, must be the `FixedIoBuf::fixed_index` of `buf`
+/// (taken on this runtime), so that the bytes sent lie in that slot.
+async fn send_zc_indexed<B: IoBuf>(
+    fd: &SharedFd,
+    buf: B,
+    path: Path,
+    flags: i32,
+    index: Option<u16>,
+) -> (std::io::Result<usize>, B, Path) {
     if path != Path::ZeroCopy {
         let (res, buf) = plain_send(fd, buf, flags).await;
         return (res, buf, path);
     }
-    let (res, buf) = zero_copy(fd, buf, flags).await;
+    let (res, buf) = zero_copy(fd, buf, flags, index).await;
     match res {
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
             let (res, buf) = plain_send(fd, buf, flags).await;
@@ -115,20 +147,31 @@ pub(crate) async fn send_zc_via<B: IoBuf>(
 }
 
 /// One `IORING_OP_SEND_ZC`; returns after the operation's last CQE (the
-/// notification, or the lone result of a send that failed early).
-async fn zero_copy<B: IoBuf>(fd: &SharedFd, buf: B, flags: i32) -> BufResult<usize, B> {
+/// notification, or the lone result of a send that failed early). With
+/// `index`, the SQE names that registered buffer slot
+/// (`IORING_RECVSEND_FIXED_BUF`), which must hold the bytes sent.
+async fn zero_copy<B: IoBuf>(
+    fd: &SharedFd,
+    buf: B,
+    flags: i32,
+    index: Option<u16>,
+) -> BufResult<usize, B> {
     // SAFETY: the SQE points into the buffer's heap memory (which does not
     // move with the value, per the IoBuf contract) and names a descriptor
     // kept open by the SharedFd clone; both are in the op data, which the
     // Multishot keeps (or the runtime parks, if it is dropped) until the
     // last CQE, i.e. the notification that the kernel is done with the
-    // buffer. The kernel only reads the buffer.
+    // buffer. The kernel only reads the buffer. With an index, the bytes
+    // lie in that registered slot of this runtime's ring (the caller's
+    // FixedIoBuf promise), registered while the buffer lives.
     let mut op = unsafe {
         Multishot::submit((fd.clone(), buf), |(fd, buf)| {
             let len = buf.bytes_init().min(MAX_LEN) as u32;
-            opcode::SendZc::new(fd.target(), buf.stable_ptr(), len)
+            let ptr = buf.stable_ptr();
+            runtime::with_target!(fd, |t| opcode::SendZc::new(t, ptr, len)
+                .buf_index(index)
                 .flags(flags)
-                .build()
+                .build())
         })
     };
     let mut result = None;
@@ -160,9 +203,8 @@ async fn plain_send<B: IoBuf>(fd: &SharedFd, buf: B, flags: i32) -> BufResult<us
     let op = unsafe {
         runtime::op::Op::submit((fd.clone(), buf), |(fd, buf)| {
             let len = buf.bytes_init().min(MAX_LEN) as u32;
-            opcode::Send::new(fd.target(), buf.stable_ptr(), len)
-                .flags(flags)
-                .build()
+            let ptr = buf.stable_ptr();
+            runtime::with_target!(fd, |t| opcode::Send::new(t, ptr, len).flags(flags).build())
         })
     };
     let (completion, (_fd, buf)) = op.await;
