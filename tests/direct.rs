@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use integration_tests::{on_runtime, with_deadline};
 use net::{DirectStream, TcpListener, TcpStream, UnixListener, UnixStream};
+use runtime::buf::IoBuf;
 use runtime::bufring::BufRing;
 use runtime::Runtime;
 
@@ -623,5 +624,58 @@ fn without_direct_descriptors_accepts_fall_back_to_ordinary_descriptors() {
             assert!(b.await.unwrap().unwrap() > 0);
             assert_eq!(runtime::metrics().direct_descriptors, 0);
         });
+    });
+}
+
+#[test]
+fn direct_streams_take_fixed_buffers_zero_copy_and_send_queues() {
+    on_runtime(LIMIT, || async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let data = payload(21, 200_000);
+        let expected = [data.clone(), data.clone(), b"fixed".to_vec(), data.clone()].concat();
+        let reader = runtime::spawn(async move {
+            let c = TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            loop {
+                let (res, buf) = c.read(Vec::with_capacity(65536)).await;
+                if res.unwrap() == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf);
+            }
+        });
+        let (conn, _) = listener.accept_direct().await.unwrap();
+        assert!(conn.is_direct());
+        // Zero-copy send.
+        let (res, _) = conn.write_all_zc(data.clone()).await;
+        res.unwrap();
+        // A send queue: the same bytes in 1 KiB pieces, one flush.
+        let mut queue = conn.send_queue(256).unwrap();
+        for piece in data.chunks(1024) {
+            queue.push(piece.to_vec()).unwrap();
+        }
+        assert_eq!(queue.flush().await.unwrap(), data.len());
+        drop(queue);
+        // A registered buffer, written with WRITE_FIXED.
+        let pool = runtime::fixed::FixedBufPool::new(1, 4096).unwrap();
+        let mut buf = pool.try_get().unwrap();
+        buf.extend_from_slice(b"fixed");
+        let (res, buf) = conn.write_fixed(buf).await;
+        assert_eq!(res.unwrap(), 5);
+        drop(buf);
+        // Zero copy from a registered buffer, in pieces.
+        for piece in data.chunks(4096) {
+            let mut buf = pool.get().await;
+            buf.extend_from_slice(piece);
+            let mut off = 0;
+            while off < piece.len() {
+                let (res, b) = conn.send_zc_fixed(buf.slice(off..)).await;
+                off += res.unwrap();
+                buf = b.into_inner();
+            }
+        }
+        conn.shutdown(Shutdown::Write).await.unwrap();
+        assert_eq!(reader.await.unwrap(), expected);
     });
 }

@@ -70,7 +70,7 @@ use crate::{TcpListener, TcpStream, UnixListener, UnixStream};
 /// # }).unwrap();
 /// ```
 pub struct DirectStream {
-    fd: SharedFd,
+    pub(crate) fd: SharedFd,
     peer: Option<SocketAddr>,
 }
 

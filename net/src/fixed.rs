@@ -20,7 +20,7 @@ use runtime::op::io_uring::opcode;
 use runtime::op::{Op, SharedFd};
 use runtime::BufResult;
 
-use crate::{TcpStream, UnixStream};
+use crate::{DirectStream, TcpStream, UnixStream};
 
 /// The "no offset" of a read or write on a stream (`-1`).
 const NO_OFFSET: u64 = u64::MAX;
@@ -179,3 +179,9 @@ fixed_methods!(
      let (b, _) = listener.accept().await?;"
 );
 fixed_methods!(UnixStream, "let (a, b) = net::UnixStream::pair()?;");
+fixed_methods!(
+    DirectStream,
+    "let listener = net::TcpListener::bind(\"127.0.0.1:0\")?;\n\
+     let a = net::TcpStream::connect(listener.local_addr()?).await?;\n\
+     let (b, _) = listener.accept_direct().await?;"
+);

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use runtime::buf::IoBuf;
-use runtime::op::io_uring::{opcode, types};
+use runtime::op::io_uring::opcode;
 use runtime::op::{Multishot, Op, SharedFd};
 use runtime::sendring::SendRing;
 
@@ -214,9 +214,11 @@ impl SendQueue {
             // open. Entries are only rewritten when no send is in flight.
             let op = unsafe {
                 Multishot::submit((self.fd.clone(), self.ring.clone()), |(fd, _)| {
-                    opcode::SendBundle::new(fd.target(), bgid)
-                        .flags(libc::MSG_NOSIGNAL)
-                        .build()
+                    runtime::with_target!(fd, |t| {
+                        opcode::SendBundle::new(t, bgid)
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                    })
                 })
             };
             self.inflight = Some(InFlight::Bundle { op, first: true });
@@ -240,9 +242,11 @@ impl SendQueue {
                 Op::submit(data, |d| {
                     d.msg.msg_iov = d.iovecs.as_mut_ptr();
                     d.msg.msg_iovlen = d.iovecs.len();
-                    opcode::SendMsg::new(types::Fd(d.fd.raw()), &*d.msg)
-                        .flags((libc::MSG_NOSIGNAL | libc::MSG_WAITALL) as u32)
-                        .build()
+                    runtime::with_target!(d.fd, |t| {
+                        opcode::SendMsg::new(t, &*d.msg)
+                            .flags((libc::MSG_NOSIGNAL | libc::MSG_WAITALL) as u32)
+                            .build()
+                    })
                 })
             };
             self.inflight = Some(InFlight::Vectored(op));
@@ -327,6 +331,19 @@ impl TcpStream {
     /// `InvalidInput` for a bad `entries`; registering the buffer ring can
     /// fail (`OutOfMemory`, `AlreadyExists` when every buffer group id of
     /// the runtime's ring is taken).
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
+        SendQueue::new(&self.fd, entries)
+    }
+}
+
+impl crate::DirectStream {
+    /// A send queue for this connection holding up to `entries` buffers
+    /// (a power of two from 1 to 32768); see [`SendQueue`] and
+    /// [`TcpStream::send_queue`].
     ///
     /// # Panics
     ///

@@ -2,7 +2,7 @@
 //! echo server.
 //!
 //! ```text
-//! echo_load --addr A --conns N --size B --secs S [--warmup W] [--rate R]
+//! echo_load --addr A --conns N --size B --secs S [--warmup W] [--rate R] [--marks]
 //! ```
 //!
 //! Opens `N` connections to `A` up front (blocking `connect`, `TCP_NODELAY`),
@@ -34,6 +34,13 @@
 //! ```text
 //! RESULT msgs=<count> secs=<measured seconds> rate=<msgs per second> p50_us=<f> p99_us=<f> client_cpu=<f> errors=<count>
 //! ```
+//!
+//! With `--marks` it also prints `MARK connected` once every connection is
+//! open, `MARK window` when the measured window begins and `MARK end` when
+//! it ends (each line flushed at once), so that a runner watching the
+//! output can sample the server (its memory, its CPU time) at those points;
+//! the connections then stay open (and quiet) for 150 ms more before they
+//! are closed.
 //!
 //! `client_cpu` is this process's CPU time (user + system, from
 //! `getrusage(RUSAGE_SELF)`) over the measured window divided by the window's
@@ -111,7 +118,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("echo_load: {e}");
             eprintln!(
-                "usage: echo_load --addr A --conns N --size B --secs S [--warmup W] [--rate R]"
+                "usage: echo_load --addr A --conns N --size B --secs S [--warmup W] [--rate R] [--marks]"
             );
             return ExitCode::from(2);
         }
@@ -153,13 +160,29 @@ struct Args {
     secs: f64,
     warmup: f64,
     rate: Option<f64>,
+    /// Print `MARK ...` lines at the run's milestones.
+    marks: bool,
+}
+
+/// Prints a `MARK <what>` line and flushes it, if marks are on.
+fn mark(on: bool, what: &str) {
+    if on {
+        use std::io::Write as _;
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "MARK {what}");
+        let _ = out.flush();
+    }
 }
 
 impl Args {
     fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         let (mut addr, mut conns, mut size, mut secs) = (None, None, None, None);
-        let (mut warmup, mut rate) = (1.0, None);
+        let (mut warmup, mut rate, mut marks) = (1.0, None, false);
         while let Some(flag) = it.next() {
+            if flag == "--marks" {
+                marks = true;
+                continue;
+            }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
             let bad = |e: &dyn std::fmt::Display| format!("bad value {value:?} for {flag}: {e}");
             match flag.as_str() {
@@ -186,6 +209,7 @@ impl Args {
             secs: secs.ok_or("--secs is required")?,
             warmup,
             rate,
+            marks,
         };
         if args.conns == 0 || args.conns > (u32::MAX >> 1) as usize {
             return Err("--conns must be at least 1 (and fewer than 2^31)".into());
@@ -234,11 +258,18 @@ fn run(args: &Args) -> io::Result<Report> {
         stream.set_nodelay(true)?;
         conns.push(Conn::new(OwnedFd::from(stream), id as u32, args.size));
     }
+    mark(args.marks, "connected");
     let mut client = Client::new(conns, args.size, args.rate)?;
+    client.marks = args.marks;
     let result = client.run(
         Duration::from_secs_f64(args.warmup),
         Duration::from_secs_f64(args.secs),
     );
+    if args.marks {
+        // Leave the runner time to sample the server after `MARK end`,
+        // before the connections close (closing them costs it CPU).
+        std::thread::sleep(Duration::from_millis(150));
+    }
     client.shut_down();
     result
 }
@@ -337,6 +368,8 @@ struct Client {
     msgs: u64,
     errors: u64,
     hist: Histogram,
+    /// Print `MARK window` / `MARK end`.
+    marks: bool,
 }
 
 impl Client {
@@ -363,6 +396,7 @@ impl Client {
             msgs: 0,
             errors: 0,
             hist: Histogram::new(),
+            marks: false,
             conns,
         })
     }
@@ -386,6 +420,7 @@ impl Client {
                 self.hist.clear();
                 window = Some((now, cpu_seconds()));
                 end = now + secs;
+                mark(self.marks, "window");
             }
             if window.is_some() && now >= end {
                 break now;
@@ -443,6 +478,7 @@ impl Client {
             .max(Duration::from_nanos(1))
             .as_secs_f64();
         let cpu = cpu_seconds() - cpu_start;
+        mark(self.marks, "end");
         Ok(Report {
             msgs: self.msgs,
             secs,

@@ -22,6 +22,11 @@
 //! - `ours_direct`: the same with `O_DIRECT` and an `fs::AlignedBuf`; this
 //!   bypasses the page cache (the device's IOPS). If the file system
 //!   refuses `O_DIRECT`, it prints `RESULT ... rt=ours_direct ... skipped=1`.
+//! - `ours_fixed` (`--only` only, for the suite's `uring` scenario): as
+//!   `ours`, but each task reads with `File::read_fixed_at` into its own
+//!   registered buffer (`runtime::fixed::FixedBufPool`, one 4 KiB buffer
+//!   per task, `IORING_OP_READ_FIXED`). If the buffers cannot be
+//!   registered it prints `RESULT ... rt=ours_fixed ... skipped=1`.
 //! - `tokio`: `D` tasks on a current-thread tokio runtime, each with its
 //!   own `tokio::fs::File`, doing `seek` + `read_exact` (both go through
 //!   tokio's blocking thread pool).
@@ -118,6 +123,10 @@ impl Peers {
                 let ours = self.ours.as_ref().ok_or("ours not started")?;
                 run_ours(ours, path, depth, dur, round, rt == "ours_direct")
             }
+            "ours_fixed" => {
+                let ours = self.ours.as_ref().ok_or("ours not started")?;
+                run_ours_fixed(ours, path, depth, dur, round)
+            }
             "tokio" => {
                 let tokio = self.tokio.as_ref().ok_or("tokio not started")?;
                 run_tokio(tokio, path, depth, dur, round)
@@ -186,6 +195,59 @@ fn run_ours(
                             buf = b;
                             count += 1;
                         }
+                    }
+                    Ok::<u64, String>(count)
+                })
+            })
+            .collect();
+        let mut ops = 0;
+        for t in tasks {
+            ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
+        }
+        Ok(Outcome::Done {
+            ops,
+            secs: start.elapsed().as_secs_f64(),
+        })
+    })
+}
+
+/// Ours with registered buffers: `depth` tasks sharing one file, each
+/// reading with `read_fixed_at` into its own buffer of a `FixedBufPool`.
+fn run_ours_fixed(
+    rt: &runtime::Runtime,
+    path: &Path,
+    depth: usize,
+    dur: Duration,
+    round: usize,
+) -> Result<Outcome, String> {
+    rt.block_on(async {
+        let file = fs::File::open(path)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let file = Rc::new(file);
+        let pool = runtime::fixed::FixedBufPool::new(depth, BLOCK)
+            .map_err(|e| format!("FixedBufPool::new({depth}, {BLOCK}): {e}"))?;
+        if !pool.is_registered() {
+            return Ok(Outcome::Skipped(
+                "the buffers could not be registered (RLIMIT_MEMLOCK?)".to_string(),
+            ));
+        }
+        let start = Instant::now();
+        let end = start + dur;
+        let tasks: Vec<_> = (0..depth)
+            .map(|worker| {
+                let file = file.clone();
+                let pool = pool.clone();
+                runtime::spawn(async move {
+                    let mut rng = Rng::new(round, worker);
+                    let mut count = 0u64;
+                    let mut buf = pool.get().await;
+                    while Instant::now() < end {
+                        buf.clear();
+                        let (res, b) = file.read_fixed_at(buf, rng.offset()).await;
+                        check_read(res)?;
+                        buf = b;
+                        count += 1;
                     }
                     Ok::<u64, String>(count)
                 })
@@ -390,7 +452,7 @@ struct Args {
     depth: Option<usize>,
 }
 
-const USAGE: &str = "usage: fs_randread [--file F] [--rounds N] [--secs S]\n       fs_randread [--file F] --only <ours|ours_direct|tokio|std_pool> --depth D [--secs S]";
+const USAGE: &str = "usage: fs_randread [--file F] [--rounds N] [--secs S]\n       fs_randread [--file F] --only <ours|ours_direct|ours_fixed|tokio|std_pool> --depth D [--secs S]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -421,7 +483,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--only" => {
                 let rt = value()?;
-                if !PEERS.contains(&rt.as_str()) {
+                if !PEERS.contains(&rt.as_str()) && rt != "ours_fixed" {
                     return Err(format!("unknown peer {rt}"));
                 }
                 args.only = Some(rt);

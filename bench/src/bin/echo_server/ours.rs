@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 
 use net::{TcpListener, TcpStream};
 
-use super::BUF_SIZE;
+use super::{Opts, BUF_SIZE};
 
-/// Serves echo on `addr` until killed.
-pub fn run(addr: SocketAddr) -> io::Result<()> {
-    let rt = runtime::Runtime::new()?;
+/// Serves echo on `addr` until killed, on a runtime built with `opts`
+/// (SQPOLL or not).
+pub fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
+    let rt = opts.runtime()?;
     rt.block_on(async move {
         // `bind` sets SO_REUSEADDR and a backlog of 4096.
         let listener = TcpListener::bind(addr)?;

@@ -1,4 +1,5 @@
-//! PNG charts under bench/charts/: a line chart (a figure by concurrency,
+//! PNG charts under bench/charts/ (target/bench-partial/charts/ for a
+//! partial run): a line chart (a figure by concurrency,
 //! one line per peer) and a bar chart of the ratios ours/peer.
 
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ const COLORS: [RGBColor; 10] = [
 ];
 
 fn out_path(ctx: &Ctx, name: &str) -> Result<(PathBuf, String), String> {
-    let dir = ctx.root.join("bench").join("charts");
+    let dir = ctx.out_dir.join("charts");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let rel = format!("charts/{name}.png");
     Ok((dir.join(format!("{name}.png")), rel))

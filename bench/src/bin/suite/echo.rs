@@ -74,7 +74,8 @@ pub fn plan(ctx: &Ctx) -> f64 {
     peak + fixed + PEERS.len() as f64 * 0.2
 }
 
-fn label(size: usize, conns: usize) -> String {
+/// "64 B × 100 conns".
+pub fn label(size: usize, conns: usize) -> String {
     let s = if size >= 1024 && size % 1024 == 0 {
         format!("{} KiB", size / 1024)
     } else {
@@ -83,22 +84,28 @@ fn label(size: usize, conns: usize) -> String {
     format!("{s} × {conns} conns")
 }
 
-fn fmt_secs(s: f64) -> String {
+/// Seconds without trailing zeros ("0.25").
+pub fn fmt_secs(s: f64) -> String {
     let t = format!("{s:.3}");
     t.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// One echo_load invocation's parameters.
-struct Load {
-    size: usize,
-    conns: usize,
-    secs: f64,
-    warmup: f64,
-    rate: Option<f64>,
+pub struct Load {
+    /// Message size in bytes.
+    pub size: usize,
+    /// Connections.
+    pub conns: usize,
+    /// Measured seconds.
+    pub secs: f64,
+    /// Warm-up seconds.
+    pub warmup: f64,
+    /// Open-loop rate (msgs/s), or closed loop.
+    pub rate: Option<f64>,
 }
 
 /// Runs echo_load once; returns the parsed RESULT line.
-fn load(
+pub fn load(
     ctx: &Ctx,
     out: &mut Outcome,
     addr: std::net::SocketAddr,

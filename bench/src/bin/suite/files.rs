@@ -45,7 +45,7 @@ pub fn plan(ctx: &Ctx) -> f64 {
 
 /// Creates the 1 GiB data file if it does not have that size, then reads it
 /// once so its pages are in the page cache.
-fn prepare() -> Result<(), String> {
+pub fn prepare() -> Result<(), String> {
     let ok = fs::metadata(DATA).map(|m| m.len() == LEN).unwrap_or(false);
     if !ok {
         let mut f = File::create(DATA).map_err(|e| format!("cannot create {DATA}: {e}"))?;

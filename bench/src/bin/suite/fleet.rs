@@ -137,6 +137,19 @@ impl Fleet {
             .cpu_secs()
     }
 
+    /// The process id of `peer`'s server, if it runs.
+    pub fn pid(&self, peer: &str) -> Option<i32> {
+        Some(
+            self.entries
+                .iter()
+                .find(|e| e.spec.peer == peer)?
+                .server
+                .as_ref()?
+                .child
+                .pid(),
+        )
+    }
+
     /// Stops every server.
     pub fn stop(self) {
         for e in self.entries {

@@ -8,14 +8,18 @@
 //! Scenarios: `echo` (TCP echo, seven runtimes), `http` (ours vs tokio,
 //! hyper, monoio), `arch` (seven server architectures), `kv` (vs
 //! redis-server), `files` (random reads vs tokio::fs and fio; 1 GiB copy vs
-//! cp), `executor` (micro-benchmarks and callgrind instructions per op).
+//! cp), `executor` (micro-benchmarks and callgrind instructions per op),
+//! `uring` (each io_uring facility of the runtime measured both ways).
 //!
 //! Servers run pinned to core 0, load generators to core 1; every cell runs
 //! several rounds with the peers interleaved, and the ratios quoted are the
 //! median (min, max) of the per-round ratios ours/peer. Rounds where the
 //! load generator saturated its core are rejected and counted. The results
 //! are printed and written to `bench/BENCHMARKS.md` with PNG charts under
-//! `bench/charts/`. Every child process runs in its own process group and is
+//! `bench/charts/` when every scenario ran; a partial run (`--only`) writes
+//! `target/bench-partial/BENCHMARKS.md` and its charts under
+//! `target/bench-partial/charts/` instead, so that it never overwrites the
+//! full report. Every child process runs in its own process group and is
 //! killed when the suite ends, is interrupted, or panics.
 
 mod chart;
@@ -28,6 +32,8 @@ mod kv;
 mod model;
 mod proc;
 mod report;
+mod uring;
+mod uring_cells;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +42,7 @@ use std::time::Instant;
 use model::Outcome;
 
 /// The scenarios, in the order a full run goes through them.
-pub const SCENARIOS: [&str; 6] = ["echo", "http", "arch", "kv", "files", "executor"];
+pub const SCENARIOS: [&str; 7] = ["echo", "http", "arch", "kv", "files", "executor", "uring"];
 
 /// What every scenario needs to know about this run.
 pub struct Ctx {
@@ -52,6 +58,9 @@ pub struct Ctx {
     pub loader_core: Option<usize>,
     /// False when the font could not be loaded: no charts.
     pub charts: bool,
+    /// Where the report and its `charts/` go: `bench/` for a run of every
+    /// scenario, `target/bench-partial/` for a partial one.
+    pub out_dir: PathBuf,
     start: Instant,
 }
 
@@ -74,9 +83,11 @@ impl Ctx {
 }
 
 const USAGE: &str = "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--plan]
-  scenarios: echo, http, arch, kv, files, executor (default: all)
+  scenarios: echo, http, arch, kv, files, executor, uring (default: all)
+  --only     run some scenarios; the report then goes to target/bench-partial/BENCHMARKS.md
+             (bench/BENCHMARKS.md is written only by a run of every scenario)
   --plan     print the planned time and exit
-  --quick    2 rounds and a reduced matrix (under 3 minutes); default: 5 rounds (under 15 minutes)";
+  --quick    2 rounds and a reduced matrix; default: 5 rounds";
 
 struct Args {
     quick: bool,
@@ -225,6 +236,7 @@ fn plan(ctx: &Ctx, name: &str) -> f64 {
         "kv" => kv::plan(ctx),
         "files" => files::plan(ctx),
         "executor" => executor::plan(ctx),
+        "uring" => uring::plan(ctx),
         _ => 0.0,
     }
 }
@@ -236,6 +248,7 @@ fn run_one(ctx: &Ctx, name: &str) -> Outcome {
         "arch" => http::run_arch(ctx),
         "kv" => kv::run(ctx),
         "files" => files::run(ctx),
+        "uring" => uring::run(ctx),
         _ => executor::run(ctx),
     }
 }
@@ -264,6 +277,18 @@ fn main() -> ExitCode {
         (None, None)
     };
     let rounds = args.rounds.unwrap_or(if args.quick { 2 } else { 5 });
+    let selected: Vec<&str> = SCENARIOS
+        .iter()
+        .copied()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
+        .collect();
+    // A partial run must not overwrite the full report (or its charts).
+    let partial = selected.len() < SCENARIOS.len();
+    let out_dir = if partial {
+        root.join("target").join("bench-partial")
+    } else {
+        root.join("bench")
+    };
     let mut ctx = Ctx {
         quick: args.quick,
         rounds,
@@ -271,17 +296,19 @@ fn main() -> ExitCode {
         server_core,
         loader_core,
         charts: true,
+        out_dir,
         start: Instant::now(),
     };
+    if partial {
+        if let Err(e) = std::fs::create_dir_all(ctx.out_dir.join("charts")) {
+            eprintln!("suite: cannot create {}: {e}", ctx.out_dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = chart::init_font() {
         eprintln!("suite: no charts: {e}");
         ctx.charts = false;
     }
-    let selected: Vec<&str> = SCENARIOS
-        .iter()
-        .copied()
-        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
-        .collect();
     let mut command = String::from("bench/run");
     for a in std::env::args().skip(1) {
         command.push(' ');
@@ -334,7 +361,13 @@ fn main() -> ExitCode {
         let t = Instant::now();
         let mut o = run_one(&ctx, s);
         o.secs = t.elapsed().as_secs_f64();
-        let rows = report::ratio_rows(&o);
+        // The ratio chart reads "> 1: ours better"; a scenario comparing
+        // variants (B/A, costs included) has its summary table instead.
+        let rows = if o.no_targets {
+            Vec::new()
+        } else {
+            report::ratio_rows(&o)
+        };
         if let Some(c) = chart::ratios(
             &ctx,
             &format!("ratios_{}", o.name),
@@ -354,13 +387,18 @@ fn main() -> ExitCode {
 
     print!("{}", report::terminal(&outs));
     let md = report::markdown(&ctx, &m, &outs, &command, total, planned);
-    let path = root.join("bench").join("BENCHMARKS.md");
+    let path = ctx.out_dir.join("BENCHMARKS.md");
     match std::fs::write(&path, md) {
         Ok(()) => println!("\nwrote {}", path.display()),
         Err(e) => {
             eprintln!("suite: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
+    }
+    if partial {
+        println!(
+            "partial run (--only): bench/BENCHMARKS.md and bench/charts/ were left as they are"
+        );
     }
     println!(
         "total {} (planned {}){}",

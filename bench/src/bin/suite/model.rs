@@ -213,6 +213,9 @@ pub struct Cell {
     pub unit: &'static str,
     /// False for costs (CPU per message): the ratio is then peer/ours.
     pub higher_is_better: bool,
+    /// Compare variants, not peers: the ratio is always the plain B/A
+    /// (each other series over the first one), whichever way is better.
+    pub vs_first: bool,
 }
 
 impl Cell {
@@ -224,6 +227,7 @@ impl Cell {
             series: peers.iter().map(|p| Series::new(p)).collect(),
             unit,
             higher_is_better: true,
+            vs_first: false,
         }
     }
 
@@ -237,9 +241,56 @@ impl Cell {
         self.series.iter_mut().find(|s| s.peer == peer)
     }
 
-    /// Ratio of `ours` against `peer` in this cell.
+    /// Ratio of `ours` against `peer` in this cell (`peer`/`ours`, B/A,
+    /// when the cell compares variants: [`vs_first`](Self::vs_first)).
     pub fn ratio(&self, ours: &str, peer: &str) -> Option<Ratio> {
-        ratio(self.get(ours)?, self.get(peer)?, self.higher_is_better)
+        if self.vs_first {
+            ratio(self.get(peer)?, self.get(ours)?, true)
+        } else {
+            ratio(self.get(ours)?, self.get(peer)?, self.higher_is_better)
+        }
+    }
+
+    /// The per-round ratio B/A of the headline figure (`key` `None`) or of
+    /// an extra figure, over the rounds where both have an accepted sample
+    /// (or, flagged, all rounds when no round has both accepted).
+    pub fn ratio_of(&self, a: &str, b: &str, key: Option<&str>) -> Option<Ratio> {
+        let (sa, sb) = (self.get(a)?, self.get(b)?);
+        let value = |s: &Sample| match key {
+            None => Some(s.value),
+            Some(k) => s.extras.iter().find(|(n, _)| *n == k).map(|(_, v)| *v),
+        };
+        let collect = |allow_rejected: bool| {
+            let mut rs = Vec::new();
+            let mut used_rejected = false;
+            for (x, y) in sa.rounds.iter().zip(&sb.rounds) {
+                let (Ok(x), Ok(y)) = (x, y) else { continue };
+                if !allow_rejected && (x.rejected || y.rejected) {
+                    continue;
+                }
+                if let (Some(va), Some(vb)) = (value(x), value(y)) {
+                    let r = vb / va;
+                    if r.is_finite() && r > 0.0 {
+                        rs.push(r);
+                        used_rejected |= x.rejected || y.rejected;
+                    }
+                }
+            }
+            (rs, used_rejected)
+        };
+        let (mut rs, mut sat) = collect(false);
+        if rs.is_empty() {
+            (rs, sat) = collect(true);
+        }
+        if rs.is_empty() {
+            return None;
+        }
+        Some(Ratio {
+            median: median(rs.clone())?,
+            min: rs.iter().copied().fold(f64::INFINITY, f64::min),
+            max: rs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            saturated: sat,
+        })
     }
 }
 
@@ -313,6 +364,9 @@ pub struct Outcome {
     pub charts: Vec<Chart>,
     /// Wall-clock seconds the scenario took.
     pub secs: f64,
+    /// The scenario compares variants of our runtime and has no targets
+    /// (it is then left out of the Targets table).
+    pub no_targets: bool,
 }
 
 impl Outcome {
@@ -444,6 +498,35 @@ mod tests {
         let r = ratio(&a, &b, true).unwrap();
         assert!(r.saturated);
         assert_eq!(r.median, 3.0);
+    }
+
+    #[test]
+    fn ratio_of_is_b_over_a_on_values_and_extras() {
+        let mut c = Cell::new("x".into(), 1.0, &["a", "b"], "u");
+        c.vs_first = true;
+        for (va, vb, rej) in [
+            (100.0, 150.0, false),
+            (100.0, 300.0, true),
+            (100.0, 120.0, false),
+        ] {
+            let mut sa = Sample::new(va);
+            sa.extras.push(("cpu", 2.0));
+            let mut sb = Sample::new(vb);
+            sb.extras.push(("cpu", 1.0));
+            sb.rejected = rej;
+            c.get_mut("a").unwrap().rounds.push(Ok(sa));
+            c.get_mut("b").unwrap().rounds.push(Ok(sb));
+        }
+        let r = c.ratio_of("a", "b", None).unwrap();
+        assert!((r.min - 1.2).abs() < 1e-9 && (r.max - 1.5).abs() < 1e-9);
+        assert!(!r.saturated);
+        let r = c.ratio_of("a", "b", Some("cpu")).unwrap();
+        assert_eq!(r.median, 0.5);
+        assert!(c.ratio_of("a", "b", Some("nope")).is_none());
+        // The table's ratio is B/A too, whichever way is better.
+        c.higher_is_better = false;
+        let r = c.ratio("a", "b").unwrap();
+        assert!((r.median - 1.35).abs() < 1e-9);
     }
 
     #[test]

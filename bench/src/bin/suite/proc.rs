@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -157,12 +158,18 @@ pub struct Child {
     out: Option<JoinHandle<String>>,
     err: Option<JoinHandle<String>>,
     done: Option<Finished>,
+    /// Everything the child printed on stdout so far.
+    live_out: Arc<Mutex<Vec<u8>>>,
 }
 
 /// Keeps at most this many trailing bytes of a child's stderr.
 const STDERR_KEEP: usize = 8192;
 
-fn reader(mut r: impl Read + Send + 'static, keep_tail: bool) -> JoinHandle<String> {
+fn reader(
+    mut r: impl Read + Send + 'static,
+    keep_tail: bool,
+    live: Option<Arc<Mutex<Vec<u8>>>>,
+) -> JoinHandle<String> {
     std::thread::spawn(move || {
         let mut all = Vec::new();
         let mut buf = [0u8; 8192];
@@ -170,6 +177,11 @@ fn reader(mut r: impl Read + Send + 'static, keep_tail: bool) -> JoinHandle<Stri
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    if let Some(live) = &live {
+                        if let Ok(mut v) = live.lock() {
+                            v.extend_from_slice(&buf[..n]);
+                        }
+                    }
                     all.extend_from_slice(&buf[..n]);
                     if keep_tail && all.len() > 4 * STDERR_KEEP {
                         all.drain(..all.len() - STDERR_KEEP);
@@ -231,8 +243,12 @@ pub fn spawn(core: Option<usize>, program: &str, args: &[String]) -> io::Result<
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", argv[0])))?;
     let pid = child.id() as i32;
     register(pid);
-    let out = child.stdout.take().map(|s| reader(s, false));
-    let err = child.stderr.take().map(|s| reader(s, true));
+    let live_out = Arc::new(Mutex::new(Vec::new()));
+    let out = child
+        .stdout
+        .take()
+        .map(|s| reader(s, false, Some(live_out.clone())));
+    let err = child.stderr.take().map(|s| reader(s, true, None));
     // `child` is dropped without waiting: this module reaps the pid itself
     // with wait4, which also yields the resource usage.
     drop(child);
@@ -243,6 +259,7 @@ pub fn spawn(core: Option<usize>, program: &str, args: &[String]) -> io::Result<
         out,
         err,
         done: None,
+        live_out,
     })
 }
 
@@ -355,6 +372,20 @@ impl Child {
     pub fn cpu_secs(&self) -> Option<f64> {
         proc_cpu_secs(self.pid)
     }
+
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// What the child has printed on stdout so far (while it runs; the
+    /// whole of it is in [`Finished::stdout`] once it has exited).
+    pub fn stdout_so_far(&self) -> String {
+        self.live_out
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Child {
@@ -370,6 +401,65 @@ impl Drop for Child {
 /// utime + stime of `pid` in seconds, from `/proc/<pid>/stat`.
 pub fn proc_cpu_secs(pid: i32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_secs(&stat)
+}
+
+/// The CPU time of process `pid` so far (all its threads, live or exited,
+/// kernel threads of its io_uring such as the SQPOLL one included), in
+/// seconds with nanosecond resolution: its CPU-time clock
+/// (`clock_getcpuclockid` + `clock_gettime`). Falls back to the 10 ms
+/// ticks of `/proc/<pid>/stat`.
+pub fn cpu_secs_precise(pid: i32) -> Option<f64> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` is a valid place for the clock id.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } == 0 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+        if unsafe { libc::clock_gettime(clock, &mut ts) } == 0 {
+            return Some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9);
+        }
+    }
+    proc_cpu_secs(pid)
+}
+
+/// The resident set size of `pid` in bytes (`VmRSS` in
+/// `/proc/<pid>/status`).
+pub fn rss_bytes(pid: i32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
+/// utime + stime, in seconds, of the threads of `pid` whose name starts
+/// with `prefix` (e.g. `iou-sqp`, io_uring's SQPOLL thread), from
+/// `/proc/<pid>/task/*/stat`; `None` if there is no such thread.
+pub fn threads_cpu_secs(pid: i32, prefix: &str) -> Option<f64> {
+    let mut total = None;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.trim().starts_with(prefix) {
+            continue;
+        }
+        let Ok(tid) = t.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok();
+        if let Some(v) = stat.as_deref().and_then(stat_cpu_secs) {
+            *total.get_or_insert(0.0) += v;
+        }
+    }
+    total
+}
+
+/// utime + stime in seconds from the text of a `stat` file.
+fn stat_cpu_secs(stat: &str) -> Option<f64> {
     // The command name (field 2) may contain spaces: count from its ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

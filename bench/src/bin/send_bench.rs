@@ -1,0 +1,289 @@
+//! Bulk sends over loopback TCP, three ways (issue 7, the `uring`
+//! scenario's SEND_ZC cell): a copying `write_all`, a zero-copy
+//! `write_all_zc` (`IORING_OP_SEND_ZC`), and `send_zc_fixed` (SEND_ZC from
+//! a registered buffer, `runtime::fixed::FixedBufPool`).
+//!
+//! ```text
+//! send_bench reader <addr>
+//! send_bench send --addr A --way <write_all|write_all_zc|send_zc_fixed> --size S --bytes N
+//! ```
+//!
+//! `reader` is the receiving side, a plain std program: it listens on
+//! `<addr>` (`SO_REUSEADDR`, backlog 4096) and serves one connection at a
+//! time with blocking `read`s into a 1 MiB buffer, counting the bytes until
+//! the peer shuts its side down; it then writes the count back (8 bytes,
+//! little-endian) and closes. It runs until killed and prints nothing on
+//! stdout.
+//!
+//! `send` runs on our runtime: it connects to `A`, sends `N` bytes in
+//! writes of `S` bytes (one write in flight at a time, the same buffer
+//! reused), shuts its side down and waits for the reader's count, which
+//! must be `N`. The time runs from the first write to the count's arrival,
+//! so it covers every byte being read. It prints
+//!
+//! ```text
+//! RESULT bench=send way=<way> size=<S> bytes=<N> secs=<s> mbps=<10^6 bytes/s> sender_cpu=<CPU seconds>
+//! ```
+//!
+//! `sender_cpu` is this process's user + system time over that window
+//! (`getrusage`, every thread, io_uring workers included). On loopback the
+//! receive-side work (the copy into the reader's socket buffer) is done
+//! partly on the sender's core, so compare the sum of both sides' CPU. A
+//! way that cannot run here prints `RESULT ... skipped=1` and exits 0.
+
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::{Shutdown, SocketAddr};
+use std::process::ExitCode;
+use std::time::Instant;
+
+const USAGE: &str = "usage: send_bench reader <addr>
+       send_bench send --addr A --way <write_all|write_all_zc|send_zc_fixed> --size S --bytes N";
+
+/// The ways of sending.
+const WAYS: [&str; 3] = ["write_all", "write_all_zc", "send_zc_fixed"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let res = match args.first().map(String::as_str) {
+        Some("reader") if args.len() == 2 => reader(&args[1]),
+        Some("send") => send(&args[1..]),
+        _ => Err("missing or unknown mode".to_string()),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("send_bench: {e}\n{USAGE}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The receiving side: serves connections one at a time until killed.
+fn reader(addr: &str) -> Result<(), String> {
+    let _ = bench::raise_nofile_limit();
+    let listener = bench::listen(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let (mut conn, _) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("send_bench reader: accept failed: {e}");
+                continue;
+            }
+        };
+        let mut total: u64 = 0;
+        let done = loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => total += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match done {
+            // The suite's readiness probe connects and closes at once:
+            // writing to it may fail, which does not matter.
+            Ok(()) => {
+                let _ = conn.write_all(&total.to_le_bytes());
+            }
+            Err(e) => eprintln!("send_bench reader: read failed after {total} bytes: {e}"),
+        }
+    }
+}
+
+/// The command line of `send`.
+struct SendArgs {
+    addr: SocketAddr,
+    way: String,
+    size: usize,
+    bytes: u64,
+}
+
+fn parse_send(args: &[String]) -> Result<SendArgs, String> {
+    let (mut addr, mut way, mut size, mut bytes) = (None, None, None, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("bad value {value:?} for {flag}: {e}");
+        match flag.as_str() {
+            "--addr" => addr = Some(value.parse::<SocketAddr>().map_err(|e| bad(&e))?),
+            "--way" => {
+                if !WAYS.contains(&value.as_str()) {
+                    return Err(format!(
+                        "unknown way {value:?} (known: {})",
+                        WAYS.join(", ")
+                    ));
+                }
+                way = Some(value.clone());
+            }
+            "--size" => size = Some(value.parse::<usize>().map_err(|e| bad(&e))?),
+            "--bytes" => bytes = Some(value.parse::<u64>().map_err(|e| bad(&e))?),
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    let a = SendArgs {
+        addr: addr.ok_or("--addr is required")?,
+        way: way.ok_or("--way is required")?,
+        size: size.ok_or("--size is required")?,
+        bytes: bytes.ok_or("--bytes is required")?,
+    };
+    if a.size == 0 || a.size > 1 << 30 {
+        return Err("--size must be between 1 and 1 GiB".into());
+    }
+    if a.bytes == 0 {
+        return Err("--bytes must be positive".into());
+    }
+    Ok(a)
+}
+
+/// This process's CPU time so far (user + system, all threads), in seconds.
+fn cpu_seconds() -> f64 {
+    let mut ru = MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass; it is zeroed, so it is
+    // initialized even if the call failed.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Why a way could not run here (it is then reported as skipped).
+enum Failure {
+    Skipped(String),
+    Error(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Error(s)
+    }
+}
+
+fn send(args: &[String]) -> Result<(), String> {
+    let a = parse_send(args)?;
+    let rt = runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let outcome = rt.block_on(async {
+        let stream = net::TcpStream::connect(a.addr)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", a.addr))?;
+        let start = Instant::now();
+        let cpu0 = cpu_seconds();
+        match a.way.as_str() {
+            "write_all" => send_copy(&stream, a.size, a.bytes).await?,
+            "write_all_zc" => send_zc(&stream, a.size, a.bytes).await?,
+            _ => send_zc_fixed(&stream, a.size, a.bytes).await?,
+        }
+        stream
+            .shutdown(Shutdown::Write)
+            .map_err(|e| format!("shutdown: {e}"))?;
+        let (res, count) = stream.read_exact(Vec::with_capacity(8)).await;
+        res.map_err(|e| format!("reading the reader's count: {e}"))?;
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
+        let mut le = [0u8; 8];
+        le.copy_from_slice(&count[..8]);
+        let got = u64::from_le_bytes(le);
+        if got != a.bytes {
+            return Err(Failure::Error(format!(
+                "the reader counted {got} bytes, not {}",
+                a.bytes
+            )));
+        }
+        Ok::<(f64, f64), Failure>((secs, cpu))
+    });
+    match outcome {
+        Ok((secs, cpu)) => {
+            println!(
+                "RESULT bench=send way={} size={} bytes={} secs={secs:.6} mbps={:.1} sender_cpu={cpu:.4}",
+                a.way,
+                a.size,
+                a.bytes,
+                a.bytes as f64 / secs / 1e6
+            );
+            Ok(())
+        }
+        Err(Failure::Skipped(why)) => {
+            eprintln!("send_bench: {} skipped: {why}", a.way);
+            println!(
+                "RESULT bench=send way={} size={} bytes={} skipped=1",
+                a.way, a.size, a.bytes
+            );
+            Ok(())
+        }
+        Err(Failure::Error(e)) => Err(e),
+    }
+}
+
+/// A buffer of `size` bytes of a fixed pattern.
+fn pattern(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+/// `write_all` (copying sends), one `size`-byte buffer at a time.
+async fn send_copy(stream: &net::TcpStream, size: usize, total: u64) -> Result<(), Failure> {
+    let mut buf = pattern(size);
+    let mut sent = 0u64;
+    while sent < total {
+        let n = (total - sent).min(size as u64) as usize;
+        buf.truncate(n);
+        let (res, b) = stream.write_all(buf).await;
+        res.map_err(|e| format!("write_all after {sent} bytes: {e}"))?;
+        buf = b;
+        sent += n as u64;
+    }
+    Ok(())
+}
+
+/// `write_all_zc` (SEND_ZC), one `size`-byte buffer at a time.
+async fn send_zc(stream: &net::TcpStream, size: usize, total: u64) -> Result<(), Failure> {
+    let mut buf = pattern(size);
+    let mut sent = 0u64;
+    while sent < total {
+        let n = (total - sent).min(size as u64) as usize;
+        buf.truncate(n);
+        let (res, b) = stream.write_all_zc(buf).await;
+        res.map_err(|e| format!("write_all_zc after {sent} bytes: {e}"))?;
+        buf = b;
+        sent += n as u64;
+    }
+    Ok(())
+}
+
+/// `send_zc_fixed` from one registered buffer of `size` bytes, re-sent
+/// until `total` bytes went out (a short send counts what it sent; the
+/// next send is a whole buffer again: the reader counts bytes only).
+async fn send_zc_fixed(stream: &net::TcpStream, size: usize, total: u64) -> Result<(), Failure> {
+    let pool = runtime::fixed::FixedBufPool::new(1, size)
+        .map_err(|e| Failure::Skipped(format!("FixedBufPool::new(1, {size}): {e}")))?;
+    if !pool.is_registered() {
+        return Err(Failure::Skipped(
+            "the buffer could not be registered (RLIMIT_MEMLOCK?)".to_string(),
+        ));
+    }
+    let mut full = pool.get().await;
+    full.clear();
+    full.extend_from_slice(&pattern(size));
+    let mut sent = 0u64;
+    while sent < total {
+        let left = total - sent;
+        if left < full.len() as u64 {
+            // The last, partial buffer.
+            full.clear();
+            full.extend_from_slice(&pattern(left as usize));
+        }
+        let (res, b) = stream.send_zc_fixed(full).await;
+        let n = res.map_err(|e| format!("send_zc_fixed after {sent} bytes: {e}"))?;
+        if n == 0 {
+            return Err(Failure::Error(format!(
+                "send_zc_fixed sent nothing after {sent} bytes"
+            )));
+        }
+        full = b;
+        sent += n as u64;
+    }
+    Ok(())
+}
+

@@ -1,0 +1,545 @@
+//! The cells of the `uring` scenario ([`crate::uring`]): the runs
+//! themselves (echo pairs, idle connections, send_bench, timeout_read,
+//! fs_randread) and the samples they give.
+
+use std::time::{Duration, Instant};
+
+use crate::echo::{fmt_secs, label, load, Load};
+use crate::fleet::{Fleet, Spec};
+use crate::model::{field, human, num, result_lines, Cell, Outcome, Sample, SATURATED};
+use crate::uring::{config, Config, IDLE, SEND_SIZES, TIMEOUT_WAYS, WAYS};
+use crate::{files, proc, Ctx};
+
+/// A sample of a peak echo run from echo_load's RESULT line.
+fn peak_sample(l: &[(String, String)]) -> Result<Sample, String> {
+    let rate = num(l, "rate").ok_or("no rate= in RESULT")?;
+    let mut s = Sample::new(rate);
+    for (k, name) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
+        if let Some(v) = num(l, k) {
+            s.extras.push((name, v));
+        }
+    }
+    s.loader_cpu = num(l, "client_cpu");
+    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
+    let errors = num(l, "errors").unwrap_or(0.0);
+    if errors > 0.0 {
+        s.note = Some(format!("{errors:.0} errors in a run"));
+    }
+    Ok(s)
+}
+
+/// Appends a sample to `peer`'s series of `cell` and to the progress line.
+fn record(
+    cell: &mut Cell,
+    peer: &str,
+    sample: Result<Sample, String>,
+    line: &mut String,
+    fmt: fn(f64) -> String,
+) {
+    match &sample {
+        Ok(s) => line.push_str(&format!(
+            " {peer} {}{}",
+            fmt(s.value),
+            if s.rejected { "(sat)" } else { "" }
+        )),
+        Err(e) => {
+            line.push_str(&format!(" {peer} FAIL"));
+            eprintln!("suite: uring {}: {peer}: {e}", cell.label);
+        }
+    }
+    if let Some(s) = cell.get_mut(peer) {
+        s.rounds.push(sample);
+    }
+}
+
+/// Peak throughput, and (if `fixed`) CPU per message at a fixed rate, of
+/// the echo servers `specs` (A first) at `size` × `conns`.
+pub fn echo_pair(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    tag: &str,
+    specs: Vec<Spec>,
+    size: usize,
+    conns: usize,
+    fixed: bool,
+) -> (Cell, Option<Cell>) {
+    let c = config(ctx);
+    let names: Vec<String> = specs.iter().map(|s| s.peer.clone()).collect();
+    let names_ref: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut peak = Cell::new(
+        format!("{tag}: {}", label(size, conns)),
+        conns as f64,
+        &names_ref,
+        "msgs/s",
+    );
+    peak.vs_first = true;
+    let mut fleet = Fleet::start(ctx, out, specs);
+    let peers = fleet.peers();
+    for round in 0..ctx.rounds {
+        let mut line = format!(
+            "  [uring] {} round {}/{}:",
+            peak.label,
+            round + 1,
+            ctx.rounds
+        );
+        for peer in &peers {
+            let l = Load {
+                size,
+                conns,
+                secs: c.peak_secs,
+                warmup: c.peak_warmup,
+                rate: None,
+            };
+            let sample = fleet
+                .addr(peer, out)
+                .and_then(|addr| load(ctx, out, addr, &l))
+                .and_then(|l| peak_sample(&l));
+            record(&mut peak, peer, sample, &mut line, human);
+        }
+        ctx.log(&line);
+    }
+    if !fixed || peers.is_empty() {
+        fleet.stop();
+        return (peak, None);
+    }
+    // Half the slower variant's peak, so that both sustain it.
+    let slowest = peak
+        .series
+        .iter()
+        .filter_map(|s| s.median())
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
+    let rate = slowest
+        .map(|v| ((v * 0.5 / 1000.0).round() * 1000.0).clamp(2000.0, 50000.0))
+        .unwrap_or(10000.0);
+    let mut cpu = Cell::new(
+        format!(
+            "{tag}: CPU/msg, {} at {} msgs/s",
+            label(size, conns),
+            human(rate)
+        ),
+        conns as f64,
+        &names_ref,
+        "CPU µs/msg",
+    );
+    cpu.higher_is_better = false;
+    cpu.vs_first = true;
+    for round in 0..ctx.rounds {
+        let mut line = format!(
+            "  [uring] {} round {}/{}:",
+            cpu.label,
+            round + 1,
+            ctx.rounds
+        );
+        for peer in &peers {
+            let sample = fleet.addr(peer, out).and_then(|addr| {
+                let pid = fleet.pid(peer).ok_or("the server is not running")?;
+                let before =
+                    proc::cpu_secs_precise(pid).ok_or("cannot read the server's CPU time")?;
+                let sq_before = proc::threads_cpu_secs(pid, "iou-sqp");
+                let l = Load {
+                    size,
+                    conns,
+                    secs: c.fixed_secs,
+                    warmup: 0.0,
+                    rate: Some(rate),
+                };
+                let l = load(ctx, out, addr, &l)?;
+                let after =
+                    proc::cpu_secs_precise(pid).ok_or("cannot read the server's CPU time")?;
+                let sq_after = proc::threads_cpu_secs(pid, "iou-sqp");
+                let achieved = num(&l, "rate").ok_or("no rate= in RESULT")?;
+                let msgs = num(&l, "msgs").ok_or("no msgs= in RESULT")?;
+                if msgs <= 0.0 {
+                    return Err("no messages".to_string());
+                }
+                let mut s = Sample::new((after - before) / msgs * 1e6);
+                s.extras.push(("achieved msgs/s", achieved));
+                if let (Some(a), Some(b)) = (sq_before, sq_after) {
+                    s.extras
+                        .push(("of which SQ thread µs/msg", (b - a) / msgs * 1e6));
+                }
+                if let Some(v) = num(&l, "p99_us") {
+                    s.extras.push(("p99 µs", v));
+                }
+                s.loader_cpu = num(&l, "client_cpu");
+                s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
+                if achieved < 0.95 * rate {
+                    s.note = Some(format!("did not sustain {} msgs/s", human(rate)));
+                }
+                Ok(s)
+            });
+            record(&mut cpu, peer, sample, &mut line, |v| format!("{v:.2}µs"));
+        }
+        ctx.log(&line);
+    }
+    fleet.stop();
+    (peak, Some(cpu))
+}
+
+/// One idle run: a fresh `echo_server <variant>`, its RSS, then
+/// `echo_load --marks` at a low rate over many connections, sampling the
+/// server's RSS and CPU time at the measured window's start and end.
+fn idle_run(ctx: &Ctx, out: &mut Outcome, variant: &str, c: &Config) -> Result<Sample, String> {
+    let server = proc::start_server(
+        ctx.server_core,
+        &ctx.bin("echo_server"),
+        &[variant],
+        Duration::from_secs(5),
+    )?;
+    out.command(
+        &server
+            .child
+            .cmdline
+            .replace(&server.addr.to_string(), "<addr>"),
+    );
+    let pid = server.child.pid();
+    // Let the readiness probe's connection close down.
+    std::thread::sleep(Duration::from_millis(100));
+    let rss0 = proc::rss_bytes(pid).ok_or("cannot read the server's VmRSS")?;
+    let args: Vec<String> = vec![
+        "--addr".into(),
+        server.addr.to_string(),
+        "--conns".into(),
+        c.idle_conns.to_string(),
+        "--size".into(),
+        "64".into(),
+        "--secs".into(),
+        fmt_secs(c.idle_secs),
+        "--warmup".into(),
+        fmt_secs(c.idle_warmup),
+        "--rate".into(),
+        format!("{:.0}", c.idle_rate),
+        "--marks".into(),
+    ];
+    let mut child =
+        proc::spawn(ctx.loader_core, &ctx.bin("echo_load"), &args).map_err(|e| e.to_string())?;
+    out.command(&child.cmdline.replace(&server.addr.to_string(), "<addr>"));
+    let deadline = Instant::now() + Duration::from_secs_f64(c.idle_secs + c.idle_warmup + 60.0);
+    let sample_now = || Some((proc::cpu_secs_precise(pid)?, proc::rss_bytes(pid)?));
+    let (mut at_window, mut at_end) = (None, None);
+    loop {
+        let so_far = child.stdout_so_far();
+        if at_window.is_none() && so_far.contains("MARK window") {
+            at_window = sample_now();
+        }
+        if at_end.is_none() && so_far.contains("MARK end") {
+            at_end = sample_now();
+        }
+        if child.try_finished().is_some() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let f = child.wait(Duration::from_secs(5));
+    let server_end = server.child.kill();
+    let lines = result_lines(&f.stdout);
+    let l = match lines.into_iter().next() {
+        Some(l) if f.success() => l,
+        _ => {
+            return Err(format!(
+                "echo_load: {}; server: {}",
+                f.describe(),
+                server_end.describe()
+            ))
+        }
+    };
+    let ((cpu_w, rss_w), (cpu_e, rss_e)) = at_window
+        .zip(at_end)
+        .ok_or("the server could not be sampled during the measured window")?;
+    let msgs = num(&l, "msgs").ok_or("no msgs= in RESULT")?;
+    if msgs <= 0.0 {
+        return Err("no messages".to_string());
+    }
+    let rss_open = rss_w.max(rss_e);
+    let mut s = Sample::new((rss_open - rss0) / c.idle_conns as f64 / 1024.0);
+    s.extras.push(("CPU µs/msg", (cpu_e - cpu_w) / msgs * 1e6));
+    for (k, name) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
+        if let Some(v) = num(&l, k) {
+            s.extras.push((name, v));
+        }
+    }
+    s.extras.push(("RSS before MiB", rss0 / (1 << 20) as f64));
+    s.extras.push(("RSS open MiB", rss_open / (1 << 20) as f64));
+    if let Some(v) = num(&l, "rate") {
+        s.extras.push(("achieved msgs/s", v));
+    }
+    s.loader_cpu = num(&l, "client_cpu");
+    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
+    let errors = num(&l, "errors").unwrap_or(0.0);
+    if errors > 0.0 {
+        s.note = Some(format!("{errors:.0} errors in a run"));
+    }
+    Ok(s)
+}
+
+/// The idle cell: every round runs each variant once, interleaved.
+pub fn idle(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Cell {
+    let mut cell = Cell::new(
+        format!(
+            "idle: 64 B × {} conns at {} msgs/s",
+            c.idle_conns,
+            human(c.idle_rate)
+        ),
+        c.idle_conns as f64,
+        &IDLE,
+        "KiB RSS/conn",
+    );
+    cell.higher_is_better = false;
+    cell.vs_first = true;
+    for round in 0..ctx.rounds {
+        let mut line = format!(
+            "  [uring] {} round {}/{}:",
+            cell.label,
+            round + 1,
+            ctx.rounds
+        );
+        for v in IDLE {
+            let sample = idle_run(ctx, out, v, c);
+            record(&mut cell, v, sample, &mut line, |x| format!("{x:.2}KiB"));
+        }
+        ctx.log(&line);
+    }
+    cell
+}
+
+/// One send_bench run of `way` against the reader at `addr`.
+fn send_run(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    fleet: &mut Fleet,
+    way: &str,
+    size: usize,
+    bytes: u64,
+) -> Result<Sample, String> {
+    let addr = fleet.addr("reader", out)?;
+    let pid = fleet.pid("reader").ok_or("the reader is not running")?;
+    let args: Vec<String> = vec![
+        "send".into(),
+        "--addr".into(),
+        addr.to_string(),
+        "--way".into(),
+        way.into(),
+        "--size".into(),
+        size.to_string(),
+        "--bytes".into(),
+        bytes.to_string(),
+    ];
+    let before = proc::cpu_secs_precise(pid).ok_or("cannot read the reader's CPU time")?;
+    let (cmd, f) = proc::run(
+        ctx.loader_core,
+        &ctx.bin("send_bench"),
+        &args,
+        Duration::from_secs(120),
+    )?;
+    let after = proc::cpu_secs_precise(pid).ok_or("cannot read the reader's CPU time")?;
+    out.command(&cmd.replace(&addr.to_string(), "<addr>"));
+    let lines = result_lines(&f.stdout);
+    let l = match lines.into_iter().next() {
+        Some(l) if f.success() => l,
+        _ => return Err(format!("send_bench: {}", f.describe())),
+    };
+    if field(&l, "skipped") == Some("1") {
+        let why = f
+            .stderr
+            .lines()
+            .find(|x| x.contains("skipped"))
+            .unwrap_or("skipped")
+            .trim()
+            .to_string();
+        out.unavailable(way, &why);
+        return Err(why);
+    }
+    let mbps = num(&l, "mbps").ok_or("no mbps= in RESULT")?;
+    let sender = num(&l, "sender_cpu").ok_or("no sender_cpu= in RESULT")?;
+    let gb = bytes as f64 / 1e9;
+    let reader = after - before;
+    let mut s = Sample::new(mbps);
+    s.extras.push(("sender CPU s/GB", sender / gb));
+    s.extras.push(("reader CPU s/GB", reader / gb));
+    s.extras.push(("total CPU s/GB", (sender + reader) / gb));
+    Ok(s)
+}
+
+/// The SEND_ZC cell: one table per write size.
+pub fn send_zc(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
+    let spec = Spec::new("reader", &ctx.bin("send_bench"), &["reader"]);
+    let mut fleet = Fleet::start(ctx, out, vec![spec]);
+    if fleet.peers().is_empty() {
+        fleet.stop();
+        return Vec::new();
+    }
+    let mut cells = Vec::new();
+    for size in SEND_SIZES {
+        let mut cell = Cell::new(
+            format!(
+                "send_zc: {} × {} KiB writes",
+                bytes_label(c.send_bytes),
+                size >> 10
+            ),
+            size as f64,
+            &WAYS,
+            "MB/s",
+        );
+        cell.vs_first = true;
+        for round in 0..ctx.rounds {
+            let mut line = format!(
+                "  [uring] {} round {}/{}:",
+                cell.label,
+                round + 1,
+                ctx.rounds
+            );
+            for way in WAYS {
+                let sample = if out.unavailable.iter().any(|(p, _)| p == way) {
+                    Err("not built in".to_string())
+                } else {
+                    send_run(ctx, out, &mut fleet, way, size, c.send_bytes)
+                };
+                record(&mut cell, way, sample, &mut line, |v| format!("{v:.0}MB/s"));
+            }
+            ctx.log(&line);
+        }
+        cells.push(cell);
+    }
+    fleet.stop();
+    cells
+}
+
+fn bytes_label(b: u64) -> String {
+    if b >= 1 << 30 && b % (1 << 30) == 0 {
+        format!("{} GiB", b >> 30)
+    } else {
+        format!("{} MiB", b >> 20)
+    }
+}
+
+/// The link-timeout cell: one timeout_read invocation, its rounds
+/// interleaved by the program itself.
+pub fn link_timeout(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, String> {
+    let mut cell = Cell::new(
+        format!(
+            "link_timeout: 1-byte ping-pong, {} round trips",
+            human(c.timeout_trips as f64)
+        ),
+        1.0,
+        &TIMEOUT_WAYS,
+        "round trips/s",
+    );
+    cell.vs_first = true;
+    let args = vec![
+        c.timeout_trips.to_string(),
+        "--rounds".into(),
+        ctx.rounds.to_string(),
+    ];
+    let (cmd, f) = proc::run(
+        ctx.loader_core,
+        &ctx.bin("timeout_read"),
+        &args,
+        Duration::from_secs(180),
+    )?;
+    out.command(&cmd);
+    if !f.success() {
+        return Err(format!("timeout_read: {}", f.describe()));
+    }
+    for l in result_lines(&f.stdout) {
+        let Some(way) = field(&l, "rt") else { continue };
+        let Some(rate) = num(&l, "rate") else {
+            continue;
+        };
+        if let Some(s) = cell.get_mut(way) {
+            s.rounds.push(Ok(Sample::new(rate)));
+        }
+    }
+    if cell.series.iter().all(|s| s.rounds.is_empty()) {
+        return Err(format!(
+            "timeout_read printed no RESULT line: {}",
+            f.describe()
+        ));
+    }
+    for round in 0..ctx.rounds {
+        let mut line = format!(
+            "  [uring] {} round {}/{}:",
+            cell.label,
+            round + 1,
+            ctx.rounds
+        );
+        for s in &cell.series {
+            if let Some(Ok(x)) = s.rounds.get(round) {
+                line.push_str(&format!(" {} {}", s.peer, human(x.value)));
+            }
+        }
+        ctx.log(&line);
+    }
+    Ok(cell)
+}
+
+/// One fs_randread run of `rt` at depth 32.
+fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, secs: u32) -> Result<Sample, String> {
+    let args: Vec<String> = vec![
+        "--only".into(),
+        rt.into(),
+        "--depth".into(),
+        "32".into(),
+        "--secs".into(),
+        secs.to_string(),
+    ];
+    let (cmd, f) = proc::run(
+        ctx.loader_core,
+        &ctx.bin("fs_randread"),
+        &args,
+        Duration::from_secs(secs as u64 + 120),
+    )?;
+    out.command(&cmd);
+    if !f.success() {
+        return Err(format!("fs_randread: {}", f.describe()));
+    }
+    let lines = result_lines(&f.stdout);
+    let line = lines
+        .first()
+        .ok_or_else(|| format!("fs_randread printed no RESULT line: {}", f.describe()))?;
+    if field(line, "skipped") == Some("1") {
+        let why = f
+            .stderr
+            .lines()
+            .find(|x| x.contains("skipped"))
+            .unwrap_or("skipped by fs_randread")
+            .trim()
+            .to_string();
+        out.unavailable(rt, &why);
+        return Err(why);
+    }
+    Ok(Sample::new(
+        num(line, "rate").ok_or("no rate= in fs_randread's RESULT")?,
+    ))
+}
+
+/// The registered-buffers cell on files.
+pub fn fixed_files(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, String> {
+    let peers = ["ours", "ours_fixed"];
+    let mut cell = Cell::new(
+        "fixed buffers: 4 KiB random reads, depth 32".to_string(),
+        32.0,
+        &peers,
+        "reads/s",
+    );
+    cell.vs_first = true;
+    ctx.log("  [uring] preparing the 1 GiB data file (page cache warm)");
+    files::prepare()?;
+    for round in 0..ctx.rounds {
+        let mut line = format!(
+            "  [uring] {} round {}/{}:",
+            cell.label,
+            round + 1,
+            ctx.rounds
+        );
+        for rt in peers {
+            let sample = if out.unavailable.iter().any(|(p, _)| p == rt) {
+                Err("not built in".to_string())
+            } else {
+                randread(ctx, out, rt, c.randread_secs)
+            };
+            record(&mut cell, rt, sample, &mut line, human);
+        }
+        ctx.log(&line);
+    }
+    Ok(cell)
+}
