@@ -286,4 +286,3 @@ async fn send_zc_fixed(stream: &net::TcpStream, size: usize, total: u64) -> Resu
     }
     Ok(())
 }
-
