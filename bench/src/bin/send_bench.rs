@@ -1,11 +1,15 @@
-//! Bulk sends over loopback TCP, three ways (issue 7, the `uring`
-//! scenario's SEND_ZC cell): a copying `write_all`, a zero-copy
-//! `write_all_zc` (`IORING_OP_SEND_ZC`), and `send_zc_fixed` (SEND_ZC from
-//! a registered buffer, `runtime::fixed::FixedBufPool`).
+//! Bulk sends over loopback TCP (issue 7, the `uring` scenario's SEND_ZC
+//! and send-bundle cells): a copying `write_all`, a zero-copy
+//! `write_all_zc` (`IORING_OP_SEND_ZC`), `send_zc_fixed` (SEND_ZC from a
+//! registered buffer, `runtime::fixed::FixedBufPool`), and a
+//! `net::SendQueue` filled with 1 KiB pieces and flushed every `S` bytes,
+//! either through its fallback (`queue_sendmsg`: one `IORING_OP_SENDMSG`
+//! gathering the pieces) or with send bundles (`queue_bundle`: one
+//! bundled `IORING_OP_SEND` taking them from a buffer ring).
 //!
 //! ```text
 //! send_bench reader <addr>
-//! send_bench send --addr A --way <write_all|write_all_zc|send_zc_fixed> --size S --bytes N
+//! send_bench send --addr A --way <write_all|write_all_zc|send_zc_fixed|queue_sendmsg|queue_bundle> --size S --bytes N
 //! ```
 //!
 //! `reader` is the receiving side, a plain std program: it listens on
@@ -38,10 +42,19 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: send_bench reader <addr>
-       send_bench send --addr A --way <write_all|write_all_zc|send_zc_fixed> --size S --bytes N";
+       send_bench send --addr A --way <write_all|write_all_zc|send_zc_fixed|queue_sendmsg|queue_bundle> --size S --bytes N";
 
 /// The ways of sending.
-const WAYS: [&str; 3] = ["write_all", "write_all_zc", "send_zc_fixed"];
+const WAYS: [&str; 5] = [
+    "write_all",
+    "write_all_zc",
+    "send_zc_fixed",
+    "queue_sendmsg",
+    "queue_bundle",
+];
+
+/// The piece size of the `queue_*` ways.
+const PIECE: usize = 1024;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -174,6 +187,8 @@ fn send(args: &[String]) -> Result<(), String> {
         match a.way.as_str() {
             "write_all" => send_copy(&stream, a.size, a.bytes).await?,
             "write_all_zc" => send_zc(&stream, a.size, a.bytes).await?,
+            "queue_sendmsg" => send_queue(&stream, a.size, a.bytes, false).await?,
+            "queue_bundle" => send_queue(&stream, a.size, a.bytes, true).await?,
             _ => send_zc_fixed(&stream, a.size, a.bytes).await?,
         }
         stream
@@ -232,6 +247,48 @@ async fn send_copy(stream: &net::TcpStream, size: usize, total: u64) -> Result<(
         let (res, b) = stream.write_all(buf).await;
         res.map_err(|e| format!("write_all after {sent} bytes: {e}"))?;
         buf = b;
+        sent += n as u64;
+    }
+    Ok(())
+}
+
+/// A `SendQueue` flushed every `size` bytes, filled with 1 KiB pieces
+/// (fresh `Vec`s, as an application queueing messages would make them):
+/// with send bundles (one `IORING_OP_SEND` bundle per flush) or with its
+/// fallback (one `IORING_OP_SENDMSG` gathering the pieces).
+async fn send_queue(
+    stream: &net::TcpStream,
+    size: usize,
+    total: u64,
+    bundles: bool,
+) -> Result<(), Failure> {
+    let pieces = size.div_ceil(PIECE);
+    let entries = (pieces.next_power_of_two()).clamp(1, 32768) as u16;
+    let mut queue = stream
+        .send_queue(entries)
+        .map_err(|e| format!("send_queue({entries}): {e}"))?
+        .bundles(bundles);
+    if bundles && !queue.uses_bundles() {
+        return Err(Failure::Skipped(
+            "the kernel has no send bundles".to_string(),
+        ));
+    }
+    let piece = pattern(PIECE);
+    let mut sent = 0u64;
+    while sent < total {
+        let batch = (total - sent).min(size as u64);
+        let mut left = batch as usize;
+        while left > 0 {
+            let n = left.min(PIECE);
+            if queue.push(piece[..n].to_vec()).is_err() {
+                return Err(Failure::Error("the send queue is full".to_string()));
+            }
+            left -= n;
+        }
+        let n = queue
+            .flush()
+            .await
+            .map_err(|e| format!("flush after {sent} bytes: {e}"))?;
         sent += n as u64;
     }
     Ok(())

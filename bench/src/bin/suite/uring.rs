@@ -34,12 +34,12 @@ use std::fmt::Write as _;
 use crate::echo::fmt_secs;
 use crate::fleet::Spec;
 use crate::model::{human, Cell, Outcome, Ratio};
-use crate::uring_cells::{echo_pair, fixed_files, idle, link_timeout, send_zc};
+use crate::uring_cells::{echo_pair, fixed_files, idle, link_timeout, send_bundle, send_zc};
 use crate::{files, proc, Ctx};
 
 /// What the runtime does today, per facility (edited by hand when the
 /// defaults change; the summary table shows it beside the numbers).
-pub const RUNTIME_DEFAULTS: [(&str, &str); 7] = [
+pub const RUNTIME_DEFAULTS: [(&str, &str); 8] = [
     (
         "multishot receive + buffer ring",
         "plain `read` into the caller's buffer; multishot + ring opt-in (`recv_multishot`)",
@@ -52,6 +52,10 @@ pub const RUNTIME_DEFAULTS: [(&str, &str); 7] = [
     (
         "SEND_ZC",
         "opt-in (`send_zc`, `write_all_zc`); `write_all` copies",
+    ),
+    (
+        "send bundles",
+        "opt-in (`send_queue`); bundles on when probed, SENDMSG otherwise",
     ),
     (
         "link timeout",
@@ -142,6 +146,12 @@ pub const IDLE: [&str; 3] = ["ours", "ours_multishot", "tokio"];
 pub const WAYS: [&str; 3] = ["write_all", "write_all_zc", "send_zc_fixed"];
 /// Write sizes of the SEND_ZC cell.
 pub const SEND_SIZES: [usize; 2] = [64 << 10, 1 << 20];
+
+/// The send-bundle cell's ways: a `SendQueue` without and with bundles.
+pub const QUEUE_WAYS: [&str; 2] = ["queue_sendmsg", "queue_bundle"];
+
+/// Bytes per flush of the send-bundle cell (1 KiB pieces).
+pub const QUEUE_FLUSH: usize = 64 << 10;
 /// timeout_read's ways: A (the default path), B (linked), reference.
 pub const TIMEOUT_WAYS: [&str; 3] = ["time_timeout", "read_timeout", "plain_read"];
 /// The SQPOLL thread's idle time, in milliseconds.
@@ -162,7 +172,8 @@ pub fn plan(ctx: &Ctx) -> f64 {
     let pair = r * 2.0 * (peak_run + fixed_run) + 0.5;
     let idle_peak = if c.idle_peak { r * 2.0 * peak_run } else { 0.0 };
     // send_bench: ~1.5 GB/s on loopback, plus the process start.
-    let send = r * (SEND_SIZES.len() * WAYS.len()) as f64 * (c.send_bytes as f64 / 1.5e9 + 0.1);
+    let send = r * (SEND_SIZES.len() * WAYS.len()) as f64 * (c.send_bytes as f64 / 1.5e9 + 0.1)
+        + r * QUEUE_WAYS.len() as f64 * (c.send_bytes as f64 / 4.0 / 0.5e9 + 0.1);
     // timeout_read: ~100k round trips/s, warm-up of a tenth.
     let timeout = (r + 0.1) * TIMEOUT_WAYS.len() as f64 * (c.timeout_trips as f64 / 100e3 + 0.02);
     let randread = r * 2.0 * (c.randread_secs as f64 + 0.35) + 2.0;
@@ -482,6 +493,38 @@ pub fn run(ctx: &Ctx) -> Outcome {
     } else {
         out.notes
             .push("send_zc: not measured: target/release/send_bench is missing".to_string());
+    }
+
+    // 4b. Send bundles: a SendQueue through SENDMSG or as bundles.
+    if proc::program_in_path(&ctx.bin("send_bench")) {
+        let cells = send_bundle(ctx, &mut out, &c);
+        for cell in &cells {
+            rows.push(Row::new(
+                "send bundles",
+                cell,
+                "queue_sendmsg",
+                "queue_bundle",
+                None,
+                "MB/s, 64 × 1 KiB pieces per flush".to_string(),
+                true,
+            ));
+            rows.push(Row::new(
+                "send bundles",
+                cell,
+                "queue_sendmsg",
+                "queue_bundle",
+                Some("sender CPU s/GB"),
+                "sender CPU s/GB".to_string(),
+                false,
+            ));
+        }
+        out.notes.push(format!(
+            "send bundles: `send_bench send --way <queue_sendmsg|queue_bundle> --size {QUEUE_FLUSH} --bytes {}` against the same reader: a `net::SendQueue` filled with 1 KiB pieces (fresh `Vec`s) and flushed every 64 KiB, either through its fallback (one `IORING_OP_SENDMSG` gathering the pieces) or as one bundled `IORING_OP_SEND` taking them from the queue's buffer ring.",
+            c.send_bytes / 4
+        ));
+        if !cells.is_empty() {
+            out.tables.push(("Send bundles".to_string(), cells));
+        }
     }
 
     // 5. Link timeouts against the runtime's timers.

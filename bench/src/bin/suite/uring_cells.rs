@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::echo::{fmt_secs, label, load, Load};
 use crate::fleet::{Fleet, Spec};
 use crate::model::{field, human, num, result_lines, Cell, Outcome, Sample, SATURATED};
-use crate::uring::{config, Config, IDLE, SEND_SIZES, TIMEOUT_WAYS, WAYS};
+use crate::uring::{config, Config, IDLE, QUEUE_FLUSH, QUEUE_WAYS, SEND_SIZES, TIMEOUT_WAYS, WAYS};
 use crate::{files, proc, Ctx};
 
 /// A sample of a peak echo run from echo_load's RESULT line.
@@ -362,6 +362,41 @@ fn send_run(
 
 /// The SEND_ZC cell: one table per write size.
 pub fn send_zc(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
+    send_cells(
+        ctx,
+        out,
+        &WAYS,
+        &SEND_SIZES,
+        c.send_bytes,
+        "send_zc",
+        "writes",
+    )
+}
+
+/// The send-bundle cell: a `SendQueue` of 1 KiB pieces flushed every
+/// 64 KiB, through SENDMSG or as a bundle.
+pub fn send_bundle(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
+    send_cells(
+        ctx,
+        out,
+        &QUEUE_WAYS,
+        &[QUEUE_FLUSH],
+        c.send_bytes / 4,
+        "send bundles",
+        "flushes of 1 KiB pieces",
+    )
+}
+
+/// One table per size: `send_bench` runs of each way, interleaved.
+fn send_cells(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    ways: &[&str],
+    sizes: &[usize],
+    bytes: u64,
+    what: &str,
+    unit: &str,
+) -> Vec<Cell> {
     let spec = Spec::new("reader", &ctx.bin("send_bench"), &["reader"]);
     let mut fleet = Fleet::start(ctx, out, vec![spec]);
     if fleet.peers().is_empty() {
@@ -369,15 +404,11 @@ pub fn send_zc(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
         return Vec::new();
     }
     let mut cells = Vec::new();
-    for size in SEND_SIZES {
+    for &size in sizes {
         let mut cell = Cell::new(
-            format!(
-                "send_zc: {} × {} KiB writes",
-                bytes_label(c.send_bytes),
-                size >> 10
-            ),
+            format!("{what}: {} × {} KiB {unit}", bytes_label(bytes), size >> 10),
             size as f64,
-            &WAYS,
+            ways,
             "MB/s",
         );
         cell.vs_first = true;
@@ -388,11 +419,11 @@ pub fn send_zc(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
                 round + 1,
                 ctx.rounds
             );
-            for way in WAYS {
+            for &way in ways {
                 let sample = if out.unavailable.iter().any(|(p, _)| p == way) {
-                    Err("not built in".to_string())
+                    Err("not available".to_string())
                 } else {
-                    send_run(ctx, out, &mut fleet, way, size, c.send_bytes)
+                    send_run(ctx, out, &mut fleet, way, size, bytes)
                 };
                 record(&mut cell, way, sample, &mut line, |v| format!("{v:.0}MB/s"));
             }
