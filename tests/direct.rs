@@ -255,7 +255,7 @@ fn into_direct_moves_a_connection_and_closes_its_descriptor() {
         let server_addr = c.peer_addr().unwrap();
         let port = c.local_addr().unwrap().port();
         assert_eq!(connected_fds_on_port(port), 1);
-        let d = c.into_direct().await.unwrap();
+        let d = c.into_direct().unwrap();
         assert_eq!(d.peer_addr(), Some(server_addr));
         // The ordinary descriptor is closed once the ring got to it.
         for _ in 0..200 {
@@ -290,9 +290,10 @@ fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 #[test]
 fn slots_come_back_when_streams_and_unclaimed_accepts_go() {
     with_deadline(LIMIT, || {
-        let rt = Runtime::builder().direct_descriptors(2).build().unwrap();
+        // Three slots: two for accepts, one for `register`.
+        let rt = Runtime::builder().direct_descriptors(3).build().unwrap();
         rt.block_on(async {
-            assert_eq!(runtime::op::direct_table().unwrap(), 2);
+            assert_eq!(runtime::op::direct_table().unwrap(), 3);
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let mut clients = Vec::new();
@@ -509,10 +510,10 @@ fn registered_files_read_write_sync_and_keep_their_descriptor() {
             .await
             .unwrap();
         assert!(!file.is_registered());
-        let file = file.register().await.unwrap();
+        let file = file.register().unwrap();
         assert!(file.is_registered());
         // Registering again changes nothing.
-        let file = file.register().await.unwrap();
+        let file = file.register().unwrap();
         assert!(file.is_registered());
         let data = payload(11, 300_000);
         let (res, data) = file.write_all_at(data, 4096).await;
@@ -553,6 +554,7 @@ fn registered_files_read_write_sync_and_keep_their_descriptor() {
 #[test]
 fn registered_streams_work_everywhere_and_free_their_slot() {
     with_deadline(LIMIT, || {
+        // One slot, which is `register`'s (none for accepts).
         let rt1 = Runtime::builder().direct_descriptors(1).build().unwrap();
         let rt2 = Runtime::new().unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -560,14 +562,14 @@ fn registered_streams_work_everywhere_and_free_their_slot() {
         let (mut peer, a) = rt1.block_on(async {
             let a = TcpStream::connect(addr).await.unwrap();
             let (peer, _) = listener.accept().unwrap();
-            let a = a.register().await.unwrap();
+            let a = a.register().unwrap();
             assert!(a.is_registered());
             // Socket options still work: it keeps its descriptor.
             a.set_nodelay(true).unwrap();
             assert!(a.nodelay().unwrap());
             // The table has one slot, and it is taken.
             let b = TcpStream::connect(addr).await.unwrap();
-            let err = b.register().await.unwrap_err();
+            let err = b.register().unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::ENFILE), "{err}");
             assert_eq!(runtime::metrics().direct_descriptors, 1);
             (peer, a)
@@ -588,7 +590,7 @@ fn registered_streams_work_everywhere_and_free_their_slot() {
             // Dropping it frees the slot: another stream can take it.
             drop(a);
             let c = TcpStream::connect(addr).await.unwrap();
-            let c = c.register().await.unwrap();
+            let c = c.register().unwrap();
             assert!(c.is_registered());
         });
     });
@@ -677,5 +679,41 @@ fn direct_streams_take_fixed_buffers_zero_copy_and_send_queues() {
         }
         conn.shutdown(Shutdown::Write).await.unwrap();
         assert_eq!(reader.await.unwrap(), expected);
+    });
+}
+
+#[test]
+fn into_direct_works_on_a_shared_registered_stream() {
+    on_runtime(LIMIT, || async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let c = TcpStream::connect(addr).await.unwrap();
+        let (s, _) = listener.accept().await.unwrap();
+        let c = c.register().unwrap();
+        // A clone of the handle lives in the send queue.
+        let mut queue = c.send_queue(4).unwrap();
+        let held = runtime::metrics().direct_descriptors;
+        let d = c.into_direct().unwrap();
+        assert!(d.is_direct());
+        queue.push(b"queued ".to_vec()).unwrap();
+        queue.flush().await.unwrap();
+        drop(queue);
+        let (res, _) = d.write_all(b"direct".to_vec()).await;
+        res.unwrap();
+        d.shutdown(Shutdown::Write).await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let (res, buf) = s.read(Vec::with_capacity(64)).await;
+            if res.unwrap() == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf);
+        }
+        assert_eq!(got, b"queued direct");
+        // The registered handle's slot went with the queue; the direct one
+        // holds one.
+        assert_eq!(runtime::metrics().direct_descriptors, held);
+        drop(d);
+        assert_eq!(runtime::metrics().direct_descriptors, held - 1);
     });
 }

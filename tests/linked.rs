@@ -734,3 +734,35 @@ fn successful_cancel_posts_no_cqe() {
         drop(w);
     });
 }
+
+/// A chain made on one runtime and pushed to on another would carry SQEs
+/// naming the second runtime's tables into the first one's ring: refused.
+#[test]
+fn a_chain_pushed_to_on_another_runtime_panics() {
+    with_deadline(LIMIT, || {
+        let rt1 = Runtime::new().unwrap();
+        let rt2 = Runtime::new().unwrap();
+        let mut chain = rt1.block_on(async { Link::new() });
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt2.block_on(async {
+                // SAFETY: a NOP points at no memory.
+                let _op = unsafe { chain.push((), |_| opcode::Nop::new().build()) };
+            })
+        }));
+        let msg = res.unwrap_err();
+        let msg = msg
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| msg.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(msg.contains("another runtime"), "{msg}");
+        // On its own runtime the chain works.
+        rt1.block_on(async {
+            // SAFETY: a NOP points at no memory.
+            let op = unsafe { chain.push(5u8, |_| opcode::Nop::new().build()) };
+            chain.submit().unwrap();
+            let (c, five) = op.await;
+            assert_eq!((c.result().unwrap(), five), (0, 5));
+        });
+    });
+}

@@ -389,3 +389,58 @@ fn unix_accept_and_incoming_emfile_back_off_and_recover() {
         let _ = std::fs::remove_file(&path);
     });
 }
+
+/// Connected TCP sockets of this process whose local port is `port`
+/// (listeners excluded), from /proc: immune to descriptors other tests
+/// open meanwhile.
+fn connected_fds_on_port(port: u16) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local_port = cols[1].rsplit(':').next().unwrap();
+            if u16::from_str_radix(local_port, 16).unwrap() == port && cols[3] != "0A" {
+                inodes.insert(format!("socket:[{}]", cols[9]));
+            }
+        }
+    }
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| inodes.contains(target.to_str().unwrap_or("")))
+        .count()
+}
+
+/// Dropping a runtime with reads in flight on accepted connections closes
+/// those connections: the cancelled reads' data (holding the last handle)
+/// is freed after the ring's last submission, so the close must not wait
+/// for a submission that never comes.
+#[test]
+fn dropping_a_runtime_with_reads_in_flight_closes_their_sockets() {
+    with_deadline(Duration::from_secs(60), || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let clients: Vec<_> = (0..20)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let rt = runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let listener = net::TcpListener::from_std(listener);
+            for _ in 0..20 {
+                let (s, _) = listener.accept().await.unwrap();
+                // Reads that never complete: the clients send nothing.
+                runtime::spawn(async move {
+                    let _ = s.read(Vec::with_capacity(64)).await;
+                });
+            }
+            runtime::yield_now().await;
+        });
+        assert_eq!(connected_fds_on_port(port), 20);
+        drop(rt);
+        assert_eq!(connected_fds_on_port(port), 0, "sockets left open");
+        drop(clients);
+    });
+}

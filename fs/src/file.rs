@@ -169,8 +169,8 @@ impl File {
     }
 
     /// Installs the file in the runtime's table of registered files (a
-    /// slot of the ring's direct-descriptor table, `IORING_OP_FILES_UPDATE`
-    /// with `IORING_FILE_INDEX_ALLOC`) and returns the handle that uses it:
+    /// slot of the ring's direct-descriptor table, see
+    /// [`runtime::op::SharedFd::register`]) and returns the handle that uses it:
     /// its reads, writes and syncs on this runtime name the slot
     /// (`IOSQE_FIXED_FILE`), which spares the kernel a lookup of the file
     /// and a reference count update per operation. The file keeps its
@@ -182,15 +182,15 @@ impl File {
     ///
     /// ```no_run
     /// # runtime::block_on(async {
-    /// let file = fs::File::open("data.bin").await?.register().await?;
+    /// let file = fs::File::open("data.bin").await?.register()?;
     /// assert!(file.is_registered());
     /// let (res, buf) = file.read_at(Vec::with_capacity(4096), 0).await;
     /// # let _ = (res?, buf);
     /// # Ok::<(), std::io::Error>(())
     /// # }).unwrap();
     /// ```
-    pub async fn register(self) -> io::Result<File> {
-        let fd = self.fd.register().await?;
+    pub fn register(self) -> io::Result<File> {
+        let fd = self.fd.register()?;
         Ok(File::from_shared(fd))
     }
 

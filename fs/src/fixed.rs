@@ -81,7 +81,8 @@ impl File {
     /// Reads once at `pos` into a registered buffer
     /// (`IORING_OP_READ_FIXED`): like [`read_at`](File::read_at), the
     /// bytes go after the buffer's length, up to its capacity, and the
-    /// length grows by the count returned (`0` at end of file). Takes a
+    /// length grows by the count returned (`0` at end of file, or when the
+    /// buffer is full). Takes a
     /// [`FixedBuf`](runtime::fixed::FixedBuf) or a slice of one.
     ///
     /// ```

@@ -147,7 +147,10 @@ impl TcpListener {
     /// `IORING_FILE_INDEX_ALLOC`; the table is registered first if it is
     /// not yet). Where the kernel has no direct descriptors, or every slot
     /// of the table is held, the connection is accepted on an ordinary
-    /// descriptor instead ([`DirectStream::is_direct`] tells). Errors
+    /// descriptor instead ([`DirectStream::is_direct`] tells). The check
+    /// counts slots held by streams: if several direct accepts (or a
+    /// multishot one) race for the last free slots, the loser fails with
+    /// `ENFILE`, and the kernel closes the connection it took. Errors
     /// registering the table (e.g. a table larger than `RLIMIT_NOFILE`)
     /// are returned. Out-of-resource errors are followed by the same
     /// back-off as [`accept`](Self::accept). See [`DirectStream`].
@@ -214,14 +217,14 @@ impl UnixListener {
 
 impl TcpStream {
     /// Moves the connection into a free slot of the ring's
-    /// direct-descriptor table (`IORING_OP_FILES_UPDATE` with
-    /// `IORING_FILE_INDEX_ALLOC`) and closes its ordinary descriptor, e.g.
+    /// direct-descriptor table (see [`runtime::op::SharedFd::into_direct`])
+    /// and closes its ordinary descriptor, e.g.
     /// for a client connection that is used heavily. Set socket options
     /// first: afterwards there is no descriptor number to set them on. On
     /// error the stream is dropped (and closed).
-    pub async fn into_direct(self) -> io::Result<DirectStream> {
+    pub fn into_direct(self) -> io::Result<DirectStream> {
         let peer = self.peer_addr().ok();
-        Ok(DirectStream::new(self.fd.into_direct().await?, peer))
+        Ok(DirectStream::new(self.fd.into_direct()?, peer))
     }
 }
 
@@ -239,7 +242,7 @@ impl TcpStream {
     ///
     /// # runtime::block_on(async {
     /// let listener = TcpListener::bind("127.0.0.1:0")?;
-    /// let c = TcpStream::connect(listener.local_addr()?).await?.register().await?;
+    /// let c = TcpStream::connect(listener.local_addr()?).await?.register()?;
     /// assert!(c.is_registered());
     /// c.set_nodelay(true)?;
     /// let (s, _) = listener.accept().await?;
@@ -250,9 +253,9 @@ impl TcpStream {
     /// # Ok::<(), std::io::Error>(())
     /// # }).unwrap();
     /// ```
-    pub async fn register(self) -> io::Result<TcpStream> {
+    pub fn register(self) -> io::Result<TcpStream> {
         Ok(TcpStream {
-            fd: self.fd.register().await?,
+            fd: self.fd.register()?,
         })
     }
 
@@ -265,9 +268,9 @@ impl TcpStream {
 impl UnixStream {
     /// Installs the connection in the ring's direct-descriptor table as
     /// well (see [`TcpStream::register`]).
-    pub async fn register(self) -> io::Result<UnixStream> {
+    pub fn register(self) -> io::Result<UnixStream> {
         Ok(UnixStream {
-            fd: self.fd.register().await?,
+            fd: self.fd.register()?,
         })
     }
 
@@ -278,8 +281,8 @@ impl UnixStream {
 
     /// Moves the connection into a free slot of the ring's
     /// direct-descriptor table (see [`TcpStream::into_direct`]).
-    pub async fn into_direct(self) -> io::Result<DirectStream> {
-        Ok(DirectStream::new(self.fd.into_direct().await?, None))
+    pub fn into_direct(self) -> io::Result<DirectStream> {
+        Ok(DirectStream::new(self.fd.into_direct()?, None))
     }
 }
 

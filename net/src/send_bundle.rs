@@ -345,6 +345,10 @@ impl crate::DirectStream {
     /// (a power of two from 1 to 32768); see [`SendQueue`] and
     /// [`TcpStream::send_queue`].
     ///
+    /// # Errors
+    ///
+    /// As for [`TcpStream::send_queue`].
+    ///
     /// # Panics
     ///
     /// If no runtime is running on this thread.

@@ -136,6 +136,12 @@ impl Builder {
     /// table larger than that limit: raise the limit first to ask for
     /// more). At most 2^20 slots; see [`crate::op::direct_table`].
     ///
+    /// The table is split: the last eighth of it (rounded up) is for
+    /// descriptors installed with `register` / `into_direct`
+    /// ([`SharedFd::register`](crate::op::SharedFd::register)), the rest
+    /// for those the kernel allocates (direct accepts). With 4,096 slots:
+    /// 3,584 and 512.
+    ///
     /// ```
     /// let rt = runtime::Builder::new().direct_descriptors(64).build()?;
     /// rt.block_on(async {

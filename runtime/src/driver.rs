@@ -12,6 +12,7 @@
 //!   kernel does not finish in time.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -36,14 +37,15 @@ pub(crate) struct Driver {
     to_wake: Vec<Waker>,
     /// Scratch space for descriptors to close.
     orphan_scratch: Vec<Orphan>,
-    /// Slots of the direct-descriptor table, once it is registered.
-    direct_table: Option<u32>,
+    /// The direct-descriptor table, once it is registered.
+    direct_table: Option<DirectTable>,
     /// The size asked for with `Builder::direct_descriptors`.
     direct_wanted: Option<u32>,
     /// The test hook of `Builder::mask_features`.
     mask_features: Option<fn(&mut Features)>,
-    /// Slots of the table held by handles (`SharedFd`s), for metrics and
-    /// for accepts that fall back to ordinary descriptors when it is full.
+    /// Slots of the kernel-allocated part of the table held by handles
+    /// (`SharedFd`s), for metrics and for accepts that fall back to
+    /// ordinary descriptors when it is full.
     pub(crate) direct_live: u32,
     /// Scratch space for operations to cancel again.
     recancel_scratch: Vec<u64>,
@@ -269,33 +271,90 @@ impl Driver {
     }
 
     /// Frees a slot of the direct-descriptor table whose last handle is
-    /// gone (`IORING_OP_CLOSE` on the slot).
+    /// gone: a slot the kernel allocated gets an `IORING_OP_CLOSE`; a slot
+    /// of the part this runtime hands out itself is emptied at once
+    /// (`IORING_REGISTER_FILES_UPDATE` with -1), so that it can be handed
+    /// out again immediately. Operations still in flight on a file keep
+    /// their own reference to it either way.
     pub(crate) fn close_direct(&mut self, slot: u32) {
-        self.direct_live = self.direct_live.saturating_sub(1);
-        self.push_close(opcode::Close::new(types::Fixed(slot)).build());
+        let own = self.direct_table.as_ref().is_some_and(|t| t.is_own(slot));
+        if !own {
+            self.direct_live = self.direct_live.saturating_sub(1);
+            self.push_close(opcode::Close::new(types::Fixed(slot)).build());
+            return;
+        }
+        // On failure the slot stays taken (its file open) until the ring
+        // goes: a leak of one slot, never a wrong file.
+        if let Ok(1) = self.ring.submitter().register_files_update(slot, &[-1]) {
+            if let Some(t) = self.direct_table.as_mut() {
+                t.free.push(slot);
+            }
+        }
     }
 
-    /// Whether the direct-descriptor table can take another descriptor:
-    /// the kernel supports it, it is registered (now, if it was not), and
-    /// not every slot is held. `Ok(false)` when the kernel lacks it or
-    /// the table is full; errors from registering it otherwise.
+    /// Installs `fd`'s file in a free slot of the part of the table this
+    /// runtime hands out itself (`IORING_REGISTER_FILES_UPDATE`, a plain
+    /// system call: nothing is left in flight) and returns the slot.
+    /// `ENFILE` when that part is full.
+    pub(crate) fn install_direct(&mut self, fd: RawFd) -> io::Result<u32> {
+        self.direct_table()?;
+        let table = self.direct_table.as_mut().expect("registered above");
+        let Some(slot) = table.free.pop() else {
+            return Err(io::Error::from_raw_os_error(libc::ENFILE));
+        };
+        match self.ring.submitter().register_files_update(slot, &[fd]) {
+            Ok(1) => Ok(slot),
+            Ok(n) => {
+                table.free.push(slot);
+                Err(io::Error::other(format!(
+                    "IORING_REGISTER_FILES_UPDATE installed {n} descriptors, expected 1"
+                )))
+            }
+            Err(e) => {
+                table.free.push(slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether an accept into the kernel-allocated part of the table can
+    /// work now: the kernel supports it, the table is registered (now, if
+    /// it was not), and not every slot of that part is held. `Ok(false)`
+    /// when the kernel lacks it or the part is full; errors from
+    /// registering the table otherwise.
     pub(crate) fn direct_slot_free(&mut self) -> io::Result<bool> {
         if !self.features.direct_descriptors {
             return Ok(false);
         }
-        let n = match self.direct_table() {
-            Ok(n) => n,
+        match self.direct_table() {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Unsupported => return Ok(false),
             Err(e) => return Err(e),
         };
-        Ok(self.direct_live < n)
+        let table = self.direct_table.as_ref().expect("registered above");
+        Ok(self.direct_live < table.kernel_slots)
+    }
+
+    /// Slots of the table held by handles, both parts.
+    pub(crate) fn direct_held(&self) -> u32 {
+        let own = self
+            .direct_table
+            .as_ref()
+            .map_or(0, |t| t.own_slots - t.free.len() as u32);
+        self.direct_live + own
     }
 
     /// Registers the (empty, sparse) direct-descriptor table if it is not
     /// yet, and returns its number of slots.
+    ///
+    /// The table is split: the kernel allocates slots for accepts (and
+    /// other `IORING_FILE_INDEX_ALLOC` operations) from the first part
+    /// (`IORING_REGISTER_FILE_ALLOC_RANGE`); the last eighth (rounded up)
+    /// is handed out by the runtime itself, for descriptors installed with
+    /// `SharedFd::register`, with a plain system call.
     pub(crate) fn direct_table(&mut self) -> io::Result<u32> {
-        if let Some(n) = self.direct_table {
-            return Ok(n);
+        if let Some(t) = &self.direct_table {
+            return Ok(t.kernel_slots + t.own_slots);
         }
         let limit = nofile_soft_limit();
         let n = match self.direct_wanted {
@@ -303,27 +362,42 @@ impl Driver {
             None => DEFAULT_DIRECT.min(limit.max(1)),
         };
         match self.ring.submitter().register_files_sparse(n) {
-            Ok(()) => {
-                self.direct_table = Some(n);
-                Ok(n)
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "registering a direct-descriptor table of {n} slots failed: the kernel \
+                         caps it at the RLIMIT_NOFILE soft limit ({limit}); raise the limit \
+                         (ulimit -n) or ask for fewer with Builder::direct_descriptors ({e})"
+                    ),
+                ))
             }
-            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => Err(io::Error::new(
-                e.kind(),
-                format!(
-                    "registering a direct-descriptor table of {n} slots failed: the kernel \
-                     caps it at the RLIMIT_NOFILE soft limit ({limit}); raise the limit \
-                     (ulimit -n) or ask for fewer with Builder::direct_descriptors ({e})"
-                ),
-            )),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "this kernel cannot register a sparse direct-descriptor table \
-                     (IORING_RSRC_REGISTER_SPARSE, Linux 5.19+): {e}"
-                ),
-            )),
-            Err(e) => Err(e),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "this kernel cannot register a sparse direct-descriptor table \
+                         (IORING_RSRC_REGISTER_SPARSE, Linux 5.19+): {e}"
+                    ),
+                ))
+            }
+            Err(e) => return Err(e),
         }
+        let own_slots = n.div_ceil(8);
+        let kernel_slots = n - own_slots;
+        if let Err(e) = set_alloc_range(self.ring_fd(), 0, kernel_slots) {
+            // Without the split, the kernel could allocate the slots
+            // handed out here: give the table up and report.
+            let _ = self.ring.submitter().unregister_files();
+            return Err(e);
+        }
+        self.direct_table = Some(DirectTable {
+            kernel_slots,
+            own_slots,
+            free: (kernel_slots..n).rev().collect(),
+        });
+        Ok(n)
     }
 
     /// Asks the kernel to cancel the operation with this `user_data`.
@@ -552,6 +626,17 @@ impl Driver {
                 }
             }
         }
+        // Closes of descriptors that the last completions created for
+        // nobody have no slot to wait for: hand them to the kernel now
+        // (a close completes when it is submitted).
+        self.close_orphans();
+        let _ = self.ring.submitter().submit();
+    }
+
+    /// Whether the runtime is shutting down: descriptors whose last handle
+    /// goes now are closed directly, as nothing more will be submitted.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     /// Wakers collected during shutdown belong to dropped tasks.
@@ -571,6 +656,52 @@ impl Driver {
     /// The number of live op slots.
     pub(crate) fn in_flight(&self) -> usize {
         self.ops.len()
+    }
+}
+
+/// The direct-descriptor table: slots `0..kernel_slots` are allocated by
+/// the kernel, `kernel_slots..kernel_slots + own_slots` by the runtime.
+struct DirectTable {
+    kernel_slots: u32,
+    own_slots: u32,
+    /// Free slots of the runtime's part (popped from the end: lowest first).
+    free: Vec<u32>,
+}
+
+impl DirectTable {
+    /// Whether `slot` is in the part the runtime hands out.
+    fn is_own(&self, slot: u32) -> bool {
+        slot >= self.kernel_slots
+    }
+}
+
+/// `IORING_REGISTER_FILE_ALLOC_RANGE`: the kernel allocates direct
+/// descriptors only from `off..off + len`.
+fn set_alloc_range(ring_fd: RawFd, off: u32, len: u32) -> io::Result<()> {
+    /// `struct io_uring_file_index_range`.
+    #[repr(C)]
+    struct Range {
+        off: u32,
+        len: u32,
+        resv: u64,
+    }
+    const REGISTER_FILE_ALLOC_RANGE: libc::c_uint = 25;
+    let range = Range { off, len, resv: 0 };
+    // SAFETY: the kernel reads the struct during the call and keeps no
+    // pointer to it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring_fd,
+            REGISTER_FILE_ALLOC_RANGE,
+            &range as *const Range,
+            0,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 

@@ -129,15 +129,19 @@ impl SharedFd {
     }
 
     /// Installs this ordinary descriptor in a free slot of the current
-    /// runtime's direct-descriptor table as well (`IORING_OP_FILES_UPDATE`
-    /// with `IORING_FILE_INDEX_ALLOC`; the table is registered first if
-    /// needed) and returns the handle that uses it: operations submitted
-    /// with [`with_target!`](crate::with_target) on this runtime name the
-    /// slot (no per-operation file lookup in the kernel); system calls, and
+    /// runtime's direct-descriptor table as well and returns the handle
+    /// that uses it: operations submitted with
+    /// [`with_target!`](crate::with_target) on this runtime name the slot
+    /// (no per-operation file lookup in the kernel); system calls, and
     /// operations on any other runtime, keep using the descriptor, so
-    /// nothing else changes. Closing closes both.
+    /// nothing else changes. Dropping the last clone frees both.
     ///
-    /// A descriptor that is already direct or registered comes back as it
+    /// The slot comes from the part of the table the runtime hands out
+    /// itself (the last eighth, see
+    /// [`Builder::direct_descriptors`](crate::Builder::direct_descriptors)),
+    /// installed with a plain system call (`IORING_REGISTER_FILES_UPDATE`):
+    /// nothing is left in flight. `ENFILE` when that part is full. A
+    /// descriptor that is already direct or registered comes back as it
     /// is. If clones of this handle are alive (operations in flight), the
     /// new handle owns a duplicate of the descriptor (`F_DUPFD_CLOEXEC`)
     /// and the old one closes with its last clone.
@@ -147,7 +151,7 @@ impl SharedFd {
     ///
     /// # runtime::block_on(async {
     /// let file = std::fs::File::open("/dev/null")?;
-    /// let fd = SharedFd::new(file.into()).register().await?;
+    /// let fd = SharedFd::new(file.into()).register()?;
     /// assert!(fd.is_registered());
     /// assert!(fd.raw() >= 0 && fd.direct_slot().is_some());
     /// # Ok::<(), std::io::Error>(())
@@ -157,43 +161,15 @@ impl SharedFd {
     /// # Panics
     ///
     /// If no runtime is running on this thread.
-    pub async fn register(self) -> io::Result<SharedFd> {
+    pub fn register(self) -> io::Result<SharedFd> {
         if !matches!(self.inner.kind, Kind::Fd(_)) {
             return Ok(self);
         }
         let core = expect_current("runtime::op::SharedFd::register");
-        core.driver.borrow_mut().direct_table()?;
-        // The kernel reads the descriptor from this array and writes the
-        // slot it picked back into it.
-        let cell = Box::new([self.raw()]);
-        // SAFETY: the SQE points at the boxed one-element array, owned by
-        // the op data (a Box's heap memory does not move with it), as is
-        // the SharedFd clone that keeps the descriptor open until the
-        // completion.
-        let op = unsafe {
-            Op::submit((self.clone(), cell), |(_fd, cell)| {
-                opcode::FilesUpdate::new(cell.as_ptr(), 1)
-                    .offset(FILE_INDEX_ALLOC)
-                    .build()
-            })
-        };
-        let (completion, (_fd, cell)) = op.await;
-        match completion.result()? {
-            1 => {}
-            n => {
-                return Err(io::Error::other(format!(
-                    "IORING_OP_FILES_UPDATE installed {n} descriptors, expected 1"
-                )))
-            }
-        }
-        let slot = cell[0] as u32;
-        core.driver.borrow_mut().direct_live += 1;
-        let owner = Rc::downgrade(&core);
+        let slot = core.driver.borrow_mut().install_direct(self.raw())?;
         let fd = match Rc::try_unwrap(self.inner) {
             Ok(inner) => {
-                let Kind::Fd(fd) = inner.kind else {
-                    unreachable!("checked above")
-                };
+                let fd = raw_of_inner(&inner);
                 // The new handle takes the descriptor over: no close here.
                 std::mem::forget(inner);
                 fd
@@ -212,38 +188,41 @@ impl SharedFd {
         };
         Ok(SharedFd {
             inner: Rc::new(Inner {
-                kind: Kind::Registered { fd, slot, owner },
+                kind: Kind::Registered {
+                    fd,
+                    slot,
+                    owner: Rc::downgrade(&core),
+                },
             }),
         })
     }
 
-    /// Like [`register`](Self::register), then closes the ordinary
-    /// descriptor: the result is a direct descriptor only (no number; see
-    /// [`from_direct`](Self::from_direct)). A direct descriptor comes back
-    /// as it is.
+    /// Installs the descriptor's file in a free slot of the current
+    /// runtime's direct-descriptor table (as [`register`](Self::register)
+    /// does) and returns a direct descriptor of that slot only (no number;
+    /// see [`from_direct`](Self::from_direct)); this handle is dropped, so
+    /// its descriptor is closed once its last clone goes. A direct
+    /// descriptor comes back as it is.
     ///
     /// # Panics
     ///
     /// If no runtime is running on this thread.
-    pub async fn into_direct(self) -> io::Result<SharedFd> {
+    pub fn into_direct(self) -> io::Result<SharedFd> {
         if self.is_direct() {
             return Ok(self);
         }
-        let registered = self.register().await?;
-        let mut inner = match Rc::try_unwrap(registered.inner) {
-            Ok(inner) => inner,
-            // Only `register` made this handle: it cannot be shared.
-            Err(_) => unreachable!("a freshly registered handle has no clones"),
-        };
-        let Kind::Registered { fd, slot, owner } = &inner.kind else {
-            unreachable!("register returns a registered handle")
-        };
-        let (fd, slot, owner) = (*fd, *slot, owner.clone());
-        // The slot now stands alone; the descriptor goes.
-        inner.kind = Kind::Direct { slot, owner };
-        close_fd(fd);
+        let core = expect_current("runtime::op::SharedFd::into_direct");
+        let slot = core.driver.borrow_mut().install_direct(self.raw())?;
+        // The slot holds its own reference to the file: the descriptor
+        // (and, for a registered one, its other slot) can go.
+        drop(self);
         Ok(SharedFd {
-            inner: Rc::new(inner),
+            inner: Rc::new(Inner {
+                kind: Kind::Direct {
+                    slot,
+                    owner: Rc::downgrade(&core),
+                },
+            }),
         })
     }
 
@@ -289,26 +268,11 @@ impl SharedFd {
                 close_slot(*slot, owner);
                 inner.kind = Kind::Fd(*fd);
             }
-            Kind::Direct { slot, owner } => {
-                if !std::ptr::eq(owner.as_ptr(), current_ptr()) {
-                    // Not on the owning runtime: the drop closes it there.
-                    drop(inner);
-                    return Ok(());
-                }
-                let slot = *slot;
-                if let Some(core) = owner.upgrade() {
-                    let mut driver = core.driver.borrow_mut();
-                    driver.direct_live = driver.direct_live.saturating_sub(1);
-                }
-                // Nothing left to close on drop.
-                inner.kind = Kind::Fd(-1);
-                std::mem::forget(inner);
-                // SAFETY: a close SQE refers to no memory; the slot is
-                // ours and this was its last handle.
-                let op =
-                    unsafe { Op::submit((), |_| opcode::Close::new(types::Fixed(slot)).build()) };
-                let (completion, ()) = op.await;
-                return completion.result().map(drop);
+            Kind::Direct { .. } => {
+                // No close(2) result to report for a slot: the drop frees
+                // it (on the runtime that owns it).
+                drop(inner);
+                return Ok(());
             }
         }
         let fd = raw_of_inner(&inner);
@@ -424,13 +388,17 @@ impl Drop for Inner {
 fn close_fd(fd: RawFd) {
     if let Some(core) = current() {
         if let Ok(mut driver) = core.driver.try_borrow_mut() {
-            // SAFETY: a close SQE refers to no memory; this was the last
-            // handle, so no operation uses the descriptor any more.
-            unsafe { driver.submit_detached(opcode::Close::new(types::Fd(fd)).build()) };
-            return;
+            if !driver.is_shutting_down() {
+                // SAFETY: a close SQE refers to no memory; this was the
+                // last handle, so no operation uses the descriptor any
+                // more.
+                unsafe { driver.submit_detached(opcode::Close::new(types::Fd(fd)).build()) };
+                return;
+            }
         }
     }
-    // No runtime on this thread (or it is busy): close directly.
+    // No runtime on this thread (or it is busy, or shutting down and
+    // submitting nothing more): close directly.
     // SAFETY: we own the descriptor and this is its last handle.
     unsafe { libc::close(fd) };
 }
@@ -453,7 +421,3 @@ fn raw_of_inner(inner: &Inner) -> RawFd {
         Kind::Direct { .. } => -1,
     }
 }
-
-/// `IORING_FILE_INDEX_ALLOC` as the `offset` of a files update: "pick free
-/// slots and write them back".
-const FILE_INDEX_ALLOC: i32 = -1;

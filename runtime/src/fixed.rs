@@ -263,8 +263,9 @@ fn clear_slots(ring_fd: RawFd, offset: u32, count: u32) -> io::Result<()> {
     }
 }
 
-/// A pool of equal-sized buffers registered with the runtime's ring
-/// (`IORING_REGISTER_BUFFERS`), for `READ_FIXED`, `WRITE_FIXED` and
+/// A pool of equal-sized buffers registered with the runtime's ring (slots
+/// of a sparse table, `IORING_REGISTER_BUFFERS2` then
+/// `IORING_REGISTER_BUFFERS_UPDATE`), for `READ_FIXED`, `WRITE_FIXED` and
 /// `SEND_ZC` with a fixed buffer. Cheap to clone (the clones share the
 /// pool); not `Send`: it belongs to the runtime it was made on. See the
 /// [module docs](self).
@@ -555,6 +556,20 @@ impl Inner {
             // SAFETY: a sparse table names no memory.
             table.state = match unsafe { register(self.ring_fd, REGISTER_BUFFERS2, &arg) } {
                 Ok(_) => TableState::Ready,
+                // Transient failures (memory, an interrupted call) are
+                // tried again by the next pool; a refusal is remembered.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOMEM | libc::EAGAIN | libc::EINTR)
+                    ) =>
+                {
+                    let e = io::Error::new(
+                        e.kind(),
+                        format!("the kernel could not make a registered buffer table: {e}"),
+                    );
+                    return Err(e);
+                }
                 Err(e) => TableState::Unavailable(e.raw_os_error().unwrap_or(libc::EINVAL)),
             };
         }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types::Timespec};
 
-use crate::context::{expect_current, Core};
+use crate::context::{current_ptr, expect_current, Core};
 use crate::lifecycle::LINK_TIMEOUT_UD;
 use crate::op::{Completion, Entry, Op};
 
@@ -164,11 +164,23 @@ impl Link {
     /// memory owned by `data` or into `'static` memory, and every descriptor
     /// it names stays open until the operation completes. The SQE must not
     /// set link flags itself.
+    ///
+    /// # Panics
+    ///
+    /// If the runtime running now is not the one the chain was made on:
+    /// SQEs name direct descriptors and registered buffers by their index
+    /// in the running runtime's tables, which would mean something else in
+    /// the chain's ring.
     pub unsafe fn push<T: 'static>(
         &mut self,
         mut data: T,
         build: impl FnOnce(&mut T) -> Entry,
     ) -> Op<T> {
+        assert!(
+            std::ptr::eq(Rc::as_ptr(&self.core), current_ptr()),
+            "runtime::op::Link::push called on another runtime than the one the chain was \
+             made on; make the chain where it is pushed to"
+        );
         let entry = build(&mut data);
         let (key, entry) = self.core.driver.borrow_mut().reserve(entry);
         self.ops.push((key, entry.get_user_data()));

@@ -39,7 +39,7 @@ impl Core {
             tasks_spawned: self.spawned.get(),
             tasks_alive: self.tasks.borrow().len(),
             setup_flags: driver.setup_flags,
-            direct_descriptors: driver.direct_live,
+            direct_descriptors: driver.direct_held(),
         }
     }
 }
