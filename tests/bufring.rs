@@ -549,3 +549,118 @@ fn chunks_are_written_back_as_they_are() {
         assert_eq!(ring.available().unwrap(), 4);
     });
 }
+
+/// Receives 64 KiB sent in one go from another thread through
+/// `recv_multishot` on a ring of 64-byte buffers, on a runtime whose
+/// features are edited by `mask`; returns (chunks, SQEs submitted while
+/// receiving) and checks the bytes.
+fn receive_counting(mask: fn(&mut runtime::Features)) -> (usize, u64) {
+    with_deadline(LIMIT, move || {
+        let rt = Runtime::builder().mask_features(mask).build().unwrap();
+        rt.block_on(async {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            let ours = UnixStream::from_std(ours);
+            let data = payload(99, 64 * 1024);
+            let sent = data.clone();
+            // The writer closes only once everything was received (a
+            // close while bytes are queued makes the stream finish with
+            // single-shot receives, which would blur the count).
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            let writer = std::thread::spawn(move || {
+                let mut theirs = theirs;
+                theirs.write_all(&sent).unwrap();
+                let _ = done_rx.recv();
+            });
+            let ring = BufRing::builder().entries(64).buf_size(64).build().unwrap();
+            let before = runtime::metrics().ops_submitted;
+            let mut chunks = ours.recv_multishot(&ring);
+            let (mut got, mut count) = (Vec::new(), 0);
+            while let Some(chunk) = chunks.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+                count += 1;
+                if got.len() == data.len() {
+                    let _ = done_tx.send(());
+                }
+            }
+            let submitted = runtime::metrics().ops_submitted - before;
+            writer.join().unwrap();
+            assert!(got == data, "received bytes differ");
+            drop(chunks);
+            assert_eq!(ring.held(), 0);
+            (count, submitted)
+        })
+    })
+}
+
+#[test]
+fn without_multishot_receive_each_chunk_is_one_receive() {
+    // The kernel's multishot receive: a few SQEs for a thousand chunks.
+    let (chunks, sqes) = receive_counting(|_| {});
+    assert!(chunks >= 1024, "{chunks} chunks");
+    assert!(sqes * 4 < chunks as u64, "{sqes} SQEs for {chunks} chunks");
+    // The fallback: the same bytes, one single-shot receive per chunk.
+    let (chunks, sqes) = receive_counting(|f| {
+        f.multishot_recv = false;
+        f.recv_bundle = false;
+    });
+    assert!(chunks >= 1024, "{chunks} chunks");
+    assert!(sqes >= chunks as u64, "{sqes} SQEs for {chunks} chunks");
+}
+
+#[test]
+fn without_buffer_rings_building_one_says_so() {
+    with_deadline(LIMIT, || {
+        let rt = Runtime::builder()
+            .mask_features(|f| f.buffer_rings = false)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let err = BufRing::builder()
+                .entries(8)
+                .buf_size(64)
+                .build()
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+            assert!(err.to_string().contains("read()"), "{err}");
+        });
+    });
+}
+
+#[test]
+fn multishot_receive_without_bundles_survives_a_dry_ring() {
+    let (chunks, sqes) = receive_counting(|f| f.recv_bundle = false);
+    assert!(chunks >= 1024, "{chunks} chunks");
+    assert!(sqes < chunks as u64, "{sqes} SQEs for {chunks} chunks");
+}
+
+/// The peer shuts down while bytes are still queued: the stream gives
+/// every byte, then its end (a multishot receive alone could wait for
+/// a socket event that already happened; see `RecvMulti`).
+#[test]
+fn the_end_of_stream_arrives_when_the_peer_closes_with_bytes_queued() {
+    for bundles in [false, true] {
+        for round in 0..20u64 {
+            with_deadline(LIMIT, move || {
+                let rt = Runtime::new().unwrap();
+                rt.block_on(async move {
+                    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+                    let ours = UnixStream::from_std(ours);
+                    let data = payload(round, 32 * 1024);
+                    let sent = data.clone();
+                    let writer = std::thread::spawn(move || {
+                        let mut theirs = theirs;
+                        theirs.write_all(&sent).unwrap();
+                    });
+                    let ring = BufRing::builder().entries(64).buf_size(64).build().unwrap();
+                    let mut chunks = ours.recv_multishot(&ring).bundles(bundles);
+                    let mut got = Vec::new();
+                    while let Some(chunk) = chunks.next().await {
+                        got.extend_from_slice(&chunk.unwrap());
+                    }
+                    writer.join().unwrap();
+                    assert!(got == data, "received bytes differ");
+                })
+            });
+        }
+    }
+}

@@ -4,13 +4,14 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use runtime::bufring::{BufRing, BufRingChunk};
 use runtime::op::io_uring::{opcode, squeue};
-use runtime::op::{Multishot, SharedFd};
+use runtime::op::{Multishot, Op, SharedFd};
 
 /// The data of a receive that selects from a ring: the descriptor stays
 /// open and the ring stays registered until the kernel is done.
@@ -25,7 +26,10 @@ type RecvData = (SharedFd, BufRing);
 /// one CQE for several buffers; one buffer per CQE otherwise, and if the
 /// kernel refuses bundles); when the kernel
 /// ends it (its last CQE without `IORING_CQE_F_MORE`), the next poll
-/// submits a new one. The stream ends (`None`) when the peer closes its
+/// submits a new one. On kernels without multishot receives (before 6.0,
+/// [`runtime::Features::multishot_recv`], or if the kernel refuses one)
+/// each chunk is one single-shot receive from the ring instead, re-armed
+/// as the stream is polled: the same chunks, one SQE each. The stream ends (`None`) when the peer closes its
 /// side; an error ends it after being yielded.
 ///
 /// **An empty pool is not an error.** When the ring has no free buffer (the
@@ -71,8 +75,14 @@ pub struct RecvMulti {
     /// Receive bundles (`IORING_RECVSEND_BUNDLE`, Linux 6.10+): one CQE
     /// for several buffers' worth of bytes.
     bundle: bool,
+    /// Multishot receives (`IORING_RECV_MULTISHOT`, 6.0+); without them
+    /// each receive is one-shot, re-armed after every chunk.
+    multishot: bool,
     /// Chunks of a bundle CQE not yielded yet.
     pending: VecDeque<BufRingChunk>,
+    /// An `IORING_OP_POLL_ADD` for the peer's shutdown (`POLLRDHUP`),
+    /// armed with the first receive: see `poll_chunk`.
+    rdhup: Option<Op<SharedFd>>,
 }
 
 enum State {
@@ -85,6 +95,9 @@ enum State {
         returned: u64,
         /// No CQE of this receive was seen yet.
         first: bool,
+        /// We cancelled it to re-arm (see `poll_chunk`): its `ECANCELED`
+        /// ends it quietly.
+        rearm: bool,
     },
     /// The last receive found no buffer: wait until one is returned after
     /// the count `since`.
@@ -100,7 +113,9 @@ impl RecvMulti {
             ring: ring.clone(),
             state: State::Idle,
             bundle: runtime::features().recv_bundle,
+            multishot: runtime::features().multishot_recv,
             pending: VecDeque::new(),
+            rdhup: None,
         }
     }
 
@@ -151,15 +166,42 @@ impl RecvMulti {
             match &mut self.state {
                 State::Done => return Poll::Ready(None),
                 State::Idle => {
+                    if self.rdhup.is_none() && self.multishot {
+                        // SAFETY: a poll SQE points at no memory; the
+                        // SharedFd clone in the data keeps the descriptor
+                        // open until the completion.
+                        self.rdhup = Some(unsafe {
+                            Op::submit(self.fd.clone(), |fd| {
+                                runtime::with_target!(fd, |t| {
+                                    opcode::PollAdd::new(
+                                        t,
+                                        (libc::POLLRDHUP | libc::POLLHUP) as u32,
+                                    )
+                                    .build()
+                                })
+                            })
+                        });
+                    }
                     let returned = self.ring.returned();
                     // SAFETY: the SQE names no memory of ours (the kernel
                     // picks a buffer of the ring, which the op data keeps
                     // registered and alive), and a descriptor the SharedFd
                     // clone in the data keeps open.
-                    let bundle = self.bundle;
+                    let (bundle, multishot) = (self.bundle, self.multishot);
+                    let len = self.ring.buf_size().min(u32::MAX as usize) as u32;
                     let op = unsafe {
                         Multishot::submit((self.fd.clone(), self.ring.clone()), |(fd, ring)| {
-                            if bundle {
+                            if !multishot {
+                                // One receive per chunk: a single-shot SQE
+                                // posts one CQE without F_MORE, which ends
+                                // it, and the stream re-arms.
+                                runtime::with_target!(fd, |t| {
+                                    opcode::Recv::new(t, std::ptr::null_mut(), len)
+                                        .buf_group(ring.group_id())
+                                        .build()
+                                        .flags(squeue::Flags::BUFFER_SELECT)
+                                })
+                            } else if bundle {
                                 runtime::with_target!(fd, |t| opcode::RecvMultiBundle::new(
                                     t,
                                     ring.group_id()
@@ -178,6 +220,7 @@ impl RecvMulti {
                         op,
                         returned,
                         first: true,
+                        rearm: false,
                     };
                 }
                 State::Starved { since } => {
@@ -188,14 +231,42 @@ impl RecvMulti {
                     op,
                     returned,
                     first,
+                    rearm,
                 } => {
-                    let Some(c) = ready!(op.poll_next(cx)) else {
-                        // Ended without a last result: re-arm.
-                        self.state = State::Idle;
-                        continue;
+                    let c = match op.poll_next(cx) {
+                        Poll::Ready(Some(c)) => c,
+                        Poll::Ready(None) => {
+                            // Ended without a last result: re-arm.
+                            self.state = State::Idle;
+                            continue;
+                        }
+                        Poll::Pending => {
+                            // When the peer shuts down while bytes are
+                            // still queued, a multishot receive can drain
+                            // the bytes and then wait for a socket event
+                            // that already happened, never posting the end
+                            // of the stream (seen on 6.18 without bundles).
+                            // The POLLRDHUP poll says the peer is done:
+                            // cancel the multishot and finish with
+                            // single-shot receives, which always see it.
+                            let peer_done = match self.rdhup.as_mut() {
+                                Some(p) => Pin::new(p).poll(cx).is_ready(),
+                                None => false,
+                            };
+                            if peer_done {
+                                self.rdhup = None;
+                                self.multishot = false;
+                                if !*rearm {
+                                    *rearm = true;
+                                    op.cancel();
+                                }
+                            }
+                            return Poll::Pending;
+                        }
                     };
                     let returned = *returned;
                     let was_first = std::mem::replace(first, false);
+                    let rearming = *rearm;
                     let more = c.has_more();
                     // SAFETY: `c` is a CQE of a receive selecting from this
                     // ring, looked at once.
@@ -229,6 +300,24 @@ impl RecvMulti {
                             self.pending.clear();
                             self.bundle = false;
                         }
+                        Err(e)
+                            if self.multishot
+                                && was_first
+                                && !more
+                                && e.raw_os_error() == Some(libc::EINVAL) =>
+                        {
+                            // The kernel refuses multishot receives after
+                            // all: fall back to one receive per chunk.
+                            self.pending.clear();
+                            self.multishot = false;
+                        }
+                        Err(e)
+                            if rearming && !more && e.raw_os_error() == Some(libc::ECANCELED) =>
+                        {
+                            // Our own cancel (see above): re-arm.
+                            self.pending.clear();
+                            self.state = State::Idle;
+                        }
                         Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                             self.pending.clear();
                             if !more {
@@ -248,6 +337,8 @@ impl RecvMulti {
 
     /// Ends the stream, handing a receive still in flight to the ring.
     fn finish(&mut self) {
+        // Dropping the poll cancels it.
+        self.rdhup = None;
         if let State::Armed { op, .. } = std::mem::replace(&mut self.state, State::Done) {
             // SAFETY: every CQE of `op` is a receive selecting from this
             // ring, and none was taken yet past those handled above.

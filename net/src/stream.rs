@@ -304,14 +304,15 @@ macro_rules! stream_io_methods {
             /// that it no longer reads the buffer (on TCP, once the data is
             /// acknowledged), so the buffer comes back free to reuse; it is
             /// owned by the operation until then, even if the future is
-            /// dropped. Zero copy pays for large buffers: the benchmark
-            /// suite (`bench/run --only uring`, loopback TCP, one send in
-            /// flight) measured `write_all_zc` at 0.33x the throughput of
-            /// `write_all` with 64 KiB writes (each send waits for its
-            /// notification, which on loopback comes only once the reader
-            /// consumed the data) and 1.23x with 1 MiB writes; on a real
-            /// network device the break-even is lower, and keeping several
-            /// sends in flight hides the wait. Falls back to a plain
+            /// dropped. Zero copy pays for large buffers only: the
+            /// benchmark suite (`bench/run --only uring`, loopback TCP, one
+            /// send in flight) measured `write_all_zc` at 0.44x the
+            /// throughput of `write_all` with 64 KiB writes (each send
+            /// waits for its notification, which on loopback comes only
+            /// once the reader consumed the data) and 1.04x [0.89–1.50]
+            /// with 1 MiB writes; on a real network device the break-even
+            /// is lower, and keeping several sends in flight hides the
+            /// wait. Falls back to a plain
             /// [`send`](Self::send) when the kernel lacks
             /// `SEND_ZC` ([`runtime::features`]) or the socket refuses it
             /// (Unix domain sockets do, at the price of one extra SQE).

@@ -187,14 +187,23 @@ impl Builder {
     ///
     /// `InvalidInput` for a bad entry count or buffer size, `OutOfMemory`
     /// if the memory cannot be allocated, `AlreadyExists` if an explicit
-    /// group id is taken, and the errors of `io_uring_register(2)` (kernels
-    /// before 5.19 have no buffer rings: `InvalidInput`).
+    /// group id is taken, `Unsupported` on kernels without buffer rings
+    /// (before 5.19; [`crate::Features::buffer_rings`]: receive with
+    /// `read` into your own buffers there), and the errors of
+    /// `io_uring_register(2)`.
     ///
     /// # Panics
     ///
     /// If no runtime is running on this thread.
     pub fn build(&self) -> io::Result<BufRing> {
         let core = expect_current("runtime::bufring::Builder::build");
+        if !core.driver.borrow_mut().features().buffer_rings {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this kernel has no provided buffer rings (IORING_REGISTER_PBUF_RING, \
+                 Linux 5.19+): receive with read() into your own buffers instead",
+            ));
+        }
         if !self.entries.is_power_of_two() || self.entries > MAX_ENTRIES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
