@@ -329,6 +329,27 @@ macro_rules! stream_io_methods {
             /// sends. Resolves only after the kernel's last notification:
             /// see [`send_zc`](Self::send_zc) for when zero copy pays and
             /// for the fallback.
+            ///
+            /// ```
+            /// # runtime::block_on(async {
+            /// let listener = net::TcpListener::bind("127.0.0.1:0")?;
+            /// let a = net::TcpStream::connect(listener.local_addr()?).await?;
+            /// let (b, _) = listener.accept().await?;
+            /// // The notification comes once the data left the socket, so
+            /// // somebody must be reading.
+            /// let reader = runtime::spawn(async move {
+            ///     b.read_exact(Vec::with_capacity(1 << 20)).await
+            /// });
+            /// let (res, buf) = a.write_all_zc(vec![7u8; 1 << 20]).await;
+            /// res?;
+            /// // The buffer is back and the kernel is done with it.
+            /// assert_eq!(buf.len(), 1 << 20);
+            /// let (res, got) = reader.await.unwrap();
+            /// res?;
+            /// assert!(got.iter().all(|&x| x == 7));
+            /// # Ok::<(), std::io::Error>(())
+            /// # }).unwrap();
+            /// ```
             pub async fn write_all_zc<B: runtime::buf::IoBuf>(
                 &self,
                 buf: B,
