@@ -306,10 +306,10 @@ macro_rules! stream_io_methods {
             /// owned by the operation until then, even if the future is
             /// dropped. Zero copy pays for large buffers only: the
             /// benchmark suite (`bench/run --only uring`, loopback TCP, one
-            /// send in flight) measured `write_all_zc` at 0.44x the
+            /// send in flight) measured `write_all_zc` at 0.42x the
             /// throughput of `write_all` with 64 KiB writes (each send
             /// waits for its notification, which on loopback comes only
-            /// once the reader consumed the data) and 1.04x [0.89–1.50]
+            /// once the reader consumed the data) and 1.04x–1.39x, noisy,
             /// with 1 MiB writes; on a real network device the break-even
             /// is lower, and keeping several sends in flight hides the
             /// wait. Falls back to a plain
