@@ -11,25 +11,12 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use integration_tests::{on_runtime, with_deadline};
+use integration_tests::{on_runtime, payload, with_deadline};
 use net::{TcpListener, TcpStream, UnixStream};
 use runtime::bufring::BufRing;
 use runtime::Runtime;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// `len` deterministic bytes that differ with `seed`.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Waits (bounded: yields, then short sleeps) until `cond` holds.
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {

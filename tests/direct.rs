@@ -15,52 +15,13 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use integration_tests::{on_runtime, with_deadline};
+use integration_tests::{connected_fds_on_port, on_runtime, payload, with_deadline};
 use net::{DirectStream, TcpListener, TcpStream, UnixListener, UnixStream};
 use runtime::buf::IoBuf;
 use runtime::bufring::BufRing;
 use runtime::Runtime;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// `len` deterministic bytes that differ with `seed`.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// How many descriptors of this process are connected TCP sockets whose
-/// local port is `port` (listening sockets excluded), from
-/// `/proc/net/tcp{,6}` and `/proc/self/fd`: immune to the descriptors
-/// other tests of this process open and close meanwhile.
-fn connected_fds_on_port(port: u16) -> usize {
-    let mut inodes = std::collections::HashSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let local_port = cols[1].rsplit(':').next().unwrap();
-            let listening = cols[3] == "0A";
-            if u16::from_str_radix(local_port, 16).unwrap() == port && !listening {
-                inodes.insert(format!("socket:[{}]", cols[9]));
-            }
-        }
-    }
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| inodes.contains(target.to_str().unwrap_or("")))
-        .count()
-}
 
 /// Echoes on a direct stream until EOF; returns the bytes echoed.
 async fn echo(stream: DirectStream) -> io::Result<usize> {

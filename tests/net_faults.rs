@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use integration_tests::with_deadline;
+use integration_tests::{connected_fds_on_port, with_deadline};
 use net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use runtime::op::in_flight;
 use runtime::time::{sleep, timeout_at};
@@ -388,30 +388,6 @@ fn unix_accept_and_incoming_emfile_back_off_and_recover() {
         drop(clients);
         let _ = std::fs::remove_file(&path);
     });
-}
-
-/// Connected TCP sockets of this process whose local port is `port`
-/// (listeners excluded), from /proc: immune to descriptors other tests
-/// open meanwhile.
-fn connected_fds_on_port(port: u16) -> usize {
-    let mut inodes = std::collections::HashSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let local_port = cols[1].rsplit(':').next().unwrap();
-            if u16::from_str_radix(local_port, 16).unwrap() == port && cols[3] != "0A" {
-                inodes.insert(format!("socket:[{}]", cols[9]));
-            }
-        }
-    }
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| inodes.contains(target.to_str().unwrap_or("")))
-        .count()
 }
 
 /// Dropping a runtime with reads in flight on accepted connections closes

@@ -14,22 +14,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use integration_tests::on_runtime;
+use integration_tests::{on_runtime, payload};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// `len` deterministic bytes that differ with `seed`.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Reads `peer` to EOF on a thread, `chunk` bytes at a time, after `go`
 /// fires (or at once if `go` is `None`), pausing every `pause_every` reads

@@ -105,8 +105,8 @@ use crate::op::{Completion, Multishot};
 
 /// `IORING_REGISTER_PBUF_RING`, `IORING_UNREGISTER_PBUF_RING` and
 /// `IORING_REGISTER_PBUF_STATUS` from the kernel's UAPI header.
-pub(crate) const REGISTER_PBUF_RING: libc::c_uint = 22;
-pub(crate) const UNREGISTER_PBUF_RING: libc::c_uint = 23;
+const REGISTER_PBUF_RING: libc::c_uint = 22;
+const UNREGISTER_PBUF_RING: libc::c_uint = 23;
 const REGISTER_PBUF_STATUS: libc::c_uint = 26;
 
 /// The most entries a buffer ring may have (the kernel's limit).
@@ -124,12 +124,12 @@ struct RawEntry {
 
 /// `struct io_uring_buf_reg`.
 #[repr(C)]
-pub(crate) struct BufReg {
-    pub(crate) ring_addr: u64,
-    pub(crate) ring_entries: u32,
-    pub(crate) bgid: u16,
-    pub(crate) flags: u16,
-    pub(crate) resv: [u64; 3],
+struct BufReg {
+    ring_addr: u64,
+    ring_entries: u32,
+    bgid: u16,
+    flags: u16,
+    resv: [u64; 3],
 }
 
 /// `struct io_uring_buf_status`.
@@ -831,29 +831,49 @@ fn register(inner: &Inner, wanted: Option<u16>) -> io::Result<u16> {
     thread_local! {
         static NEXT_GROUP: Cell<u16> = const { Cell::new(0) };
     }
+    let addr = inner.ring.as_ptr() as u64;
+    // SAFETY: the ring memory is page-aligned, entries * 16 bytes, and is
+    // only freed after the group is unregistered (see `Inner::drop`).
+    unsafe { register_group(inner.ring_fd, addr, inner.entries, wanted, &NEXT_GROUP) }
+}
+
+/// Registers a provided-buffer ring (`IORING_REGISTER_PBUF_RING`) of
+/// `entries` entries at `ring_addr` under group `wanted`, or else under the
+/// first free group id from the per-thread cursor `next` on, skipping the
+/// ids this io_uring already uses (`EEXIST`); returns the group id.
+///
+/// # Safety
+///
+/// `ring_addr` is page-aligned memory of `entries` ring entries that stays
+/// valid until the group is unregistered.
+pub(crate) unsafe fn register_group(
+    ring_fd: RawFd,
+    ring_addr: u64,
+    entries: u32,
+    wanted: Option<u16>,
+    next: &'static std::thread::LocalKey<Cell<u16>>,
+) -> io::Result<u16> {
     let try_id = |bgid: u16| -> io::Result<()> {
         let reg = BufReg {
-            ring_addr: inner.ring.as_ptr() as u64,
-            ring_entries: inner.entries,
+            ring_addr,
+            ring_entries: entries,
             bgid,
             flags: 0,
             resv: [0; 3],
         };
-        // SAFETY: the ring memory `reg` names is page-aligned, entries * 16
-        // bytes, and is only freed after the group is unregistered (see
-        // `Inner::drop`).
-        unsafe { register_call(inner.ring_fd, REGISTER_PBUF_RING, &reg) }
+        // SAFETY: the caller's promise covers the memory `reg` names.
+        unsafe { register_call(ring_fd, REGISTER_PBUF_RING, &reg) }
     };
     if let Some(id) = wanted {
         return try_id(id).map(|()| id);
     }
     // Group ids are per ring: skip the ones this ring already uses.
-    let start = NEXT_GROUP.with(|n| n.get());
+    let start = next.with(|n| n.get());
     let mut id = start;
     loop {
         match try_id(id) {
             Ok(()) => {
-                NEXT_GROUP.with(|n| n.set(id.wrapping_add(1)));
+                next.with(|n| n.set(id.wrapping_add(1)));
                 return Ok(id);
             }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -870,7 +890,8 @@ fn register(inner: &Inner, wanted: Option<u16>) -> io::Result<u16> {
     }
 }
 
-fn unregister(ring_fd: RawFd, bgid: u16) -> io::Result<()> {
+/// Unregisters provided-buffer ring group `bgid`.
+pub(crate) fn unregister(ring_fd: RawFd, bgid: u16) -> io::Result<()> {
     let reg = BufReg {
         ring_addr: 0,
         ring_entries: 0,
@@ -888,11 +909,7 @@ fn unregister(ring_fd: RawFd, bgid: u16) -> io::Result<()> {
 ///
 /// Any memory `reg` names must stay valid as long as the kernel may use it
 /// (for a registration: until the group is unregistered).
-pub(crate) unsafe fn register_call(
-    ring_fd: RawFd,
-    opcode: libc::c_uint,
-    reg: &BufReg,
-) -> io::Result<()> {
+unsafe fn register_call(ring_fd: RawFd, opcode: libc::c_uint, reg: &BufReg) -> io::Result<()> {
     // SAFETY: `reg` is live for the call; the memory it names is the
     // caller's promise.
     let ret = unsafe {

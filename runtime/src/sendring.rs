@@ -103,7 +103,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 use crate::buf::IoBuf;
-use crate::bufring::{register_call, BufReg, REGISTER_PBUF_RING, UNREGISTER_PBUF_RING};
+use crate::bufring::{register_group, unregister};
 use crate::context::{expect_current, Core};
 
 /// `IORING_REGISTER_PBUF_STATUS` (Linux 6.8+).
@@ -547,48 +547,10 @@ fn register(ring_fd: RawFd, ring: NonNull<RawEntry>, entries: u32) -> io::Result
     thread_local! {
         static NEXT_GROUP: std::cell::Cell<u16> = const { std::cell::Cell::new(0x8000) };
     }
-    let start = NEXT_GROUP.with(|n| n.get());
-    let mut id = start;
-    loop {
-        let reg = BufReg {
-            ring_addr: ring.as_ptr() as u64,
-            ring_entries: entries,
-            bgid: id,
-            flags: 0,
-            resv: [0; 3],
-        };
-        // SAFETY: the ring memory is page-aligned, entries * 16 bytes, and
-        // freed only after the group is unregistered (`Inner::drop`) or,
-        // if registration fails, never handed to the kernel.
-        match unsafe { register_call(ring_fd, REGISTER_PBUF_RING, &reg) } {
-            Ok(()) => {
-                NEXT_GROUP.with(|n| n.set(id.wrapping_add(1)));
-                return Ok(id);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                id = id.wrapping_add(1);
-                if id == start {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "every buffer group id is taken on this ring",
-                    ));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn unregister(ring_fd: RawFd, bgid: u16) -> io::Result<()> {
-    let reg = BufReg {
-        ring_addr: 0,
-        ring_entries: 0,
-        bgid,
-        flags: 0,
-        resv: [0; 3],
-    };
-    // SAFETY: an unregistration names no memory.
-    unsafe { register_call(ring_fd, UNREGISTER_PBUF_RING, &reg) }
+    // SAFETY: the ring memory is page-aligned, entries * 16 bytes, and
+    // freed only after the group is unregistered (`Inner::drop`) or, if
+    // registration fails, never handed to the kernel.
+    unsafe { register_group(ring_fd, ring.as_ptr() as u64, entries, None, &NEXT_GROUP) }
 }
 
 #[cfg(test)]
