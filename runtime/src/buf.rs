@@ -315,6 +315,17 @@ pub unsafe fn mark_read<B: IoBufMut>(bufs: &mut [B], n: usize) {
     }
 }
 
+/// The memory page size (4096 if the system does not say).
+pub(crate) fn page_size() -> usize {
+    // SAFETY: plain libc call.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,7 @@ use std::task::{Context, Poll, Waker};
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
+use crate::buf::page_size;
 use crate::context::{current, expect_current, Core};
 use crate::op::{Completion, Multishot};
 
@@ -110,16 +111,16 @@ const UNREGISTER_PBUF_RING: libc::c_uint = 23;
 const REGISTER_PBUF_STATUS: libc::c_uint = 26;
 
 /// The most entries a buffer ring may have (the kernel's limit).
-const MAX_ENTRIES: u32 = 1 << 15;
+pub(crate) const MAX_ENTRIES: u32 = 1 << 15;
 
 /// `struct io_uring_buf`: one ring entry. The `resv` field of entry 0 is
 /// the ring's tail.
 #[repr(C)]
-struct RawEntry {
-    addr: u64,
-    len: u32,
-    bid: u16,
-    resv: u16,
+pub(crate) struct RawEntry {
+    pub(crate) addr: u64,
+    pub(crate) len: u32,
+    pub(crate) bid: u16,
+    pub(crate) resv: u16,
 }
 
 /// `struct io_uring_buf_reg`.
@@ -372,26 +373,8 @@ impl BufRing {
     ///
     /// `InvalidInput` on kernels without `IORING_REGISTER_PBUF_STATUS`.
     pub fn available(&self) -> io::Result<u32> {
-        let mut status = BufStatus {
-            buf_group: self.inner.bgid as u32,
-            head: 0,
-            resv: [0; 8],
-        };
-        // SAFETY: the status struct is live and writable for the call;
-        // the ring fd is open while `core` lives.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_register,
-                self.inner.ring_fd,
-                REGISTER_PBUF_STATUS,
-                &mut status as *mut BufStatus,
-                1,
-            )
-        };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(self.inner.tail.get().wrapping_sub(status.head as u16) as u32)
+        let head = kernel_head(self.inner.ring_fd, self.inner.bgid)?;
+        Ok(self.inner.tail.get().wrapping_sub(head) as u32)
     }
 
     /// Waits until [`returned`](Self::returned) is past `since`, that is
@@ -816,16 +799,6 @@ impl Drop for Inner {
     }
 }
 
-fn page_size() -> usize {
-    // SAFETY: plain libc call.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
-    }
-}
-
 /// Registers the ring under `wanted` or the first free group id.
 fn register(inner: &Inner, wanted: Option<u16>) -> io::Result<u16> {
     thread_local! {
@@ -888,6 +861,30 @@ pub(crate) unsafe fn register_group(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The kernel's head of provided-buffer ring group `bgid`
+/// (`IORING_REGISTER_PBUF_STATUS`, Linux 6.8+).
+pub(crate) fn kernel_head(ring_fd: RawFd, bgid: u16) -> io::Result<u16> {
+    let mut status = BufStatus {
+        buf_group: u32::from(bgid),
+        head: 0,
+        resv: [0; 8],
+    };
+    // SAFETY: the status struct is live and writable for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring_fd,
+            REGISTER_PBUF_STATUS,
+            &mut status as *mut BufStatus,
+            1,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(status.head as u16)
 }
 
 /// Unregisters provided-buffer ring group `bgid`.

@@ -78,6 +78,7 @@ use std::ptr::NonNull;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
+use crate::buf::page_size;
 use crate::buf::{IoBuf, IoBufMut, Slice};
 use crate::context::{current, Core};
 
@@ -665,16 +666,6 @@ impl Drop for Inner {
         // SAFETY: allocated in `build` with this layout; the kernel is done
         // with it (its slots were emptied, or it was never registered).
         unsafe { dealloc(self.mem.as_ptr(), self.layout) };
-    }
-}
-
-fn page_size() -> usize {
-    // SAFETY: plain libc call.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
     }
 }
 

@@ -102,36 +102,14 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
+use crate::buf::page_size;
 use crate::buf::IoBuf;
-use crate::bufring::{register_group, unregister};
+use crate::bufring::{register_group, unregister, RawEntry, MAX_ENTRIES};
 use crate::context::{expect_current, Core};
-
-/// `IORING_REGISTER_PBUF_STATUS` (Linux 6.8+).
-const REGISTER_PBUF_STATUS: libc::c_uint = 26;
-
-/// The most entries a buffer ring may have (the kernel's limit).
-const MAX_ENTRIES: u32 = 1 << 15;
 
 /// The longest ring entry: longer buffers take several entries, so that
 /// the kernel never shortens an entry to its `INT_MAX` byte cap.
 const MAX_ENTRY_LEN: usize = 1 << 30;
-
-/// `struct io_uring_buf`; the `resv` field of entry 0 is the tail.
-#[repr(C)]
-struct RawEntry {
-    addr: u64,
-    len: u32,
-    bid: u16,
-    resv: u16,
-}
-
-/// `struct io_uring_buf_status`.
-#[repr(C)]
-struct BufStatus {
-    buf_group: u32,
-    head: u32,
-    resv: [u32; 8],
-}
 
 /// A queue of owned buffers, and (when registered) the provided-buffer
 /// ring whose entries point at them. Cheap to clone: clones share the
@@ -509,36 +487,7 @@ fn publish_tail(k: &Kernel, tail: u16) {
 }
 
 fn kernel_head(k: &Kernel) -> io::Result<u16> {
-    let mut status = BufStatus {
-        buf_group: k.bgid as u32,
-        head: 0,
-        resv: [0; 8],
-    };
-    // SAFETY: the status struct is live and writable for the call; the
-    // ring fd is open while `core` lives.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            k.ring_fd,
-            REGISTER_PBUF_STATUS,
-            &mut status as *mut BufStatus,
-            1,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(status.head as u16)
-}
-
-fn page_size() -> usize {
-    // SAFETY: plain libc call.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
-    }
+    crate::bufring::kernel_head(k.ring_fd, k.bgid)
 }
 
 /// Registers the ring under the first free group id from a per-thread
