@@ -8,74 +8,11 @@
 //! result.
 
 use runtime::buf::IoBufMut;
-use runtime::fixed::FixedIoBuf;
-use runtime::op::io_uring::opcode;
-use runtime::op::{Op, SharedFd};
+use runtime::fixed::{read_fixed_at, write_fixed_at, FixedIoBuf};
 use runtime::BufResult;
 
 use crate::rw::check_pos;
 use crate::File;
-
-/// One `READ_FIXED` (or `READ`) into `buf[read_start()..bytes_total()]` at
-/// `pos` (`u64::MAX`: the file position, for streams).
-pub(crate) async fn read_fixed<B: FixedIoBuf + IoBufMut>(
-    fd: &SharedFd,
-    buf: B,
-    pos: u64,
-) -> BufResult<usize, B> {
-    let start = buf.read_start();
-    let len = u32::try_from(buf.bytes_total() - start).unwrap_or(u32::MAX);
-    let index = buf.fixed_index();
-    // SAFETY: the SQE points at `len` bytes of the buffer from `start`,
-    // inside its stable memory (IoBufMut's promise) and, with an index,
-    // inside the registered slot it names (FixedIoBuf's promise, the
-    // index being for this thread's runtime, which submits the op). The
-    // buffer and the SharedFd clone that keeps the descriptor open are the
-    // op's data, kept until its CQE.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let ptr = buf.stable_mut_ptr().add(start);
-            runtime::with_target!(fd, |t| match index {
-                Some(i) => opcode::ReadFixed::new(t, ptr, len, i).offset(pos).build(),
-                None => opcode::Read::new(t, ptr, len).offset(pos).build(),
-            })
-        })
-    };
-    let (completion, (_fd, mut buf)) = op.await;
-    match completion.result() {
-        Ok(n) => {
-            // SAFETY: the kernel initialised `n <= len` bytes from `start`.
-            unsafe { buf.set_init(start + n as usize) };
-            (Ok(n as usize), buf)
-        }
-        Err(e) => (Err(e), buf),
-    }
-}
-
-/// One `WRITE_FIXED` (or `WRITE`) of `buf[..bytes_init()]` at `pos`.
-pub(crate) async fn write_fixed<B: FixedIoBuf>(
-    fd: &SharedFd,
-    buf: B,
-    pos: u64,
-) -> BufResult<usize, B> {
-    let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
-    let index = buf.fixed_index();
-    // SAFETY: the SQE points at `len <= bytes_init` initialised bytes of
-    // the buffer's stable memory, inside the registered slot it names when
-    // it names one (FixedIoBuf's promise); the buffer and the SharedFd
-    // clone are the op's data, kept until its CQE.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let ptr = buf.stable_ptr();
-            runtime::with_target!(fd, |t| match index {
-                Some(i) => opcode::WriteFixed::new(t, ptr, len, i).offset(pos).build(),
-                None => opcode::Write::new(t, ptr, len).offset(pos).build(),
-            })
-        })
-    };
-    let (completion, (_fd, buf)) = op.await;
-    (completion.result().map(|n| n as usize), buf)
-}
 
 impl File {
     /// Reads once at `pos` into a registered buffer
@@ -112,7 +49,7 @@ impl File {
         if let Err(e) = check_pos(pos) {
             return (Err(e), buf);
         }
-        read_fixed(self.shared_fd(), buf, pos).await
+        read_fixed_at(self.shared_fd(), buf, pos).await
     }
 
     /// Writes the buffer's bytes once at `pos` from a registered buffer
@@ -145,6 +82,6 @@ impl File {
         if let Err(e) = check_pos(pos) {
             return (Err(e), buf);
         }
-        write_fixed(self.shared_fd(), buf, pos).await
+        write_fixed_at(self.shared_fd(), buf, pos).await
     }
 }

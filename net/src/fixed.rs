@@ -15,9 +15,8 @@
 //! `MSG_NOSIGNAL`) and `SEND_ZC` are used instead.
 
 use runtime::buf::IoBufMut;
-use runtime::fixed::FixedIoBuf;
-use runtime::op::io_uring::opcode;
-use runtime::op::{Op, SharedFd};
+use runtime::fixed::{read_fixed_at, write_fixed_at, FixedIoBuf};
+use runtime::op::SharedFd;
 use runtime::BufResult;
 
 use crate::{DirectStream, TcpStream, UnixStream};
@@ -25,60 +24,14 @@ use crate::{DirectStream, TcpStream, UnixStream};
 /// The "no offset" of a read or write on a stream (`-1`).
 const NO_OFFSET: u64 = u64::MAX;
 
-/// One `READ_FIXED` (or `READ`) into `buf[read_start()..bytes_total()]`.
-async fn read_fixed<B: FixedIoBuf + IoBufMut>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
-    let start = buf.read_start();
-    let len = u32::try_from(buf.bytes_total() - start).unwrap_or(u32::MAX);
-    let index = buf.fixed_index();
-    // SAFETY: the SQE points at `len` writable bytes of the buffer's
-    // stable memory from `start` (IoBufMut's promise), inside the
-    // registered slot it names when it names one (FixedIoBuf's promise for
-    // this thread's runtime, which submits the op); the buffer and the
-    // SharedFd clone keeping the socket open are the op's data until its
-    // CQE.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let ptr = buf.stable_mut_ptr().add(start);
-            runtime::with_target!(fd, |t| match index {
-                Some(i) => opcode::ReadFixed::new(t, ptr, len, i)
-                    .offset(NO_OFFSET)
-                    .build(),
-                None => opcode::Read::new(t, ptr, len).offset(NO_OFFSET).build(),
-            })
-        })
-    };
-    let (completion, (_fd, mut buf)) = op.await;
-    match completion.result() {
-        Ok(n) => {
-            // SAFETY: the kernel initialised `n <= len` bytes from `start`.
-            unsafe { buf.set_init(start + n as usize) };
-            (Ok(n as usize), buf)
-        }
-        Err(e) => (Err(e), buf),
-    }
-}
-
 /// One `WRITE_FIXED` (or `SEND` with `MSG_NOSIGNAL`) of the buffer's
 /// initialised bytes.
 async fn write_fixed<B: FixedIoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
-    let Some(index) = buf.fixed_index() else {
+    if buf.fixed_index().is_none() {
         return crate::stream::send(fd, buf).await;
-    };
-    let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
-    // SAFETY: the SQE points at `len <= bytes_init` initialised bytes of
-    // the buffer's stable memory, inside registered slot `index` of this
-    // runtime's ring (FixedIoBuf's promise); the buffer and the SharedFd
-    // clone are the op's data until its CQE.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let ptr = buf.stable_ptr();
-            runtime::with_target!(fd, |t| opcode::WriteFixed::new(t, ptr, len, index)
-                .offset(NO_OFFSET)
-                .build())
-        })
-    };
-    let (completion, (_fd, buf)) = op.await;
-    (completion.result().map(|n| n as usize), buf)
+    }
+    // `WRITE_FIXED` has no `MSG_NOSIGNAL`: see the method's docs.
+    write_fixed_at(fd, buf, NO_OFFSET).await
 }
 
 /// The fixed-buffer methods, for a stream type with a `fd: SharedFd`.
@@ -112,7 +65,7 @@ macro_rules! fixed_methods {
                 &self,
                 buf: B,
             ) -> BufResult<usize, B> {
-                read_fixed(&self.fd, buf).await
+                read_fixed_at(&self.fd, buf, NO_OFFSET).await
             }
 
             /// Writes once from a registered buffer
