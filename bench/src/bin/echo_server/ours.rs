@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use net::{TcpListener, TcpStream};
+use runtime::io::{OwnedRead, OwnedWrite};
 
 use super::{Opts, BUF_SIZE};
 
@@ -33,6 +34,12 @@ pub fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
 /// Echoes one connection until the peer closes it or an error.
 async fn serve(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    echo(&stream).await;
+}
+
+/// The echo loop on any of our streams (also `DirectStream`): read into a
+/// `BUF_SIZE` buffer, write it all back, until EOF or an error.
+pub(super) async fn echo<S: OwnedRead + OwnedWrite>(stream: &S) {
     let mut buf = Vec::with_capacity(BUF_SIZE);
     loop {
         let (res, b) = stream.read(buf).await;

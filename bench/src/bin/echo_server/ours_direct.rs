@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use net::{DirectStream, TcpListener};
 
-use super::{Opts, BUF_SIZE};
+use super::Opts;
 
 /// Serves echo on `addr` until killed, on a runtime built with `opts`.
 pub fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
@@ -41,18 +41,5 @@ pub fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
 
 /// Echoes one connection until the peer closes it or an error.
 async fn serve(stream: DirectStream) {
-    let mut buf = Vec::with_capacity(BUF_SIZE);
-    loop {
-        let (res, b) = stream.read(buf).await;
-        match res {
-            Ok(n) if n > 0 => {}
-            _ => return,
-        }
-        let (res, mut b) = stream.write_all(b).await;
-        if res.is_err() {
-            return;
-        }
-        b.clear();
-        buf = b;
-    }
+    super::ours::echo(&stream).await;
 }
