@@ -8,7 +8,8 @@
 //! result.
 
 use runtime::buf::IoBufMut;
-use runtime::fixed::{read_fixed_at, write_fixed_at, FixedIoBuf};
+use runtime::fixed::FixedIoBuf;
+use runtime::op::{Operation, ReadFixed, WriteFixed};
 use runtime::BufResult;
 
 use crate::rw::check_pos;
@@ -49,7 +50,7 @@ impl File {
         if let Err(e) = check_pos(pos) {
             return (Err(e), buf);
         }
-        read_fixed_at(self.shared_fd(), buf, pos).await
+        ReadFixed::new(self.shared_fd(), buf, pos).submit().await
     }
 
     /// Writes the buffer's bytes once at `pos` from a registered buffer
@@ -82,6 +83,6 @@ impl File {
         if let Err(e) = check_pos(pos) {
             return (Err(e), buf);
         }
-        write_fixed_at(self.shared_fd(), buf, pos).await
+        WriteFixed::new(self.shared_fd(), buf, pos).submit().await
     }
 }

@@ -15,8 +15,9 @@
 //! `MSG_NOSIGNAL`) and `SEND_ZC` are used instead.
 
 use runtime::buf::IoBufMut;
-use runtime::fixed::{read_fixed_at, write_fixed_at, FixedIoBuf};
+use runtime::fixed::FixedIoBuf;
 use runtime::op::SharedFd;
+use runtime::op::{Operation, ReadFixed, WriteFixed};
 use runtime::BufResult;
 
 use crate::{DirectStream, TcpStream, UnixStream};
@@ -31,7 +32,7 @@ async fn write_fixed<B: FixedIoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B
         return crate::stream::send(fd, buf).await;
     }
     // `WRITE_FIXED` has no `MSG_NOSIGNAL`: see the method's docs.
-    write_fixed_at(fd, buf, NO_OFFSET).await
+    WriteFixed::new(fd, buf, NO_OFFSET).submit().await
 }
 
 /// The fixed-buffer methods, for a stream type with a `fd: SharedFd`.
@@ -65,7 +66,7 @@ macro_rules! fixed_methods {
                 &self,
                 buf: B,
             ) -> BufResult<usize, B> {
-                read_fixed_at(&self.fd, buf, NO_OFFSET).await
+                ReadFixed::new(&self.fd, buf, NO_OFFSET).submit().await
             }
 
             /// Writes once from a registered buffer

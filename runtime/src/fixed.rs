@@ -10,8 +10,8 @@
 //! [`FixedBufPool::get`]) is an ordinary owned buffer ([`IoBuf`] and
 //! [`IoBufMut`], `Deref<Target = [u8]>` over its initialised bytes) that
 //! also knows its slot ([`FixedBuf::buf_index`]); dropping it gives it back
-//! to the pool. The `fs` and `net` crates use it with `read_fixed_at` /
-//! `write_fixed_at` on files and `read_fixed` / `write_fixed` /
+//! to the pool. The `fs` and `net` crates use it with `File::read_fixed_at` /
+//! `write_fixed_at` on files (through [`op::ReadFixed`](crate::op::ReadFixed) and [`op::WriteFixed`](crate::op::WriteFixed)) and `read_fixed` / `write_fixed` /
 //! `send_zc_fixed` on stream sockets.
 //!
 //! ```
@@ -80,9 +80,6 @@ use std::task::{Context, Poll, Waker};
 
 use crate::buf::{page_size, IoBuf, IoBufMut, Slice};
 use crate::context::{current, Core};
-use crate::op::io_uring::opcode;
-use crate::op::{Op, SharedFd};
-use crate::BufResult;
 
 /// `IORING_REGISTER_BUFFERS2` and `IORING_REGISTER_BUFFERS_UPDATE`.
 const REGISTER_BUFFERS2: libc::c_uint = 15;
@@ -967,70 +964,6 @@ unsafe impl<B: FixedIoBuf> FixedIoBuf for Slice<B> {
     fn fixed_index(&self) -> Option<u16> {
         self.get_ref().fixed_index()
     }
-}
-
-/// One `IORING_OP_READ_FIXED` on `fd` into `buf[read_start()..bytes_total()]`
-/// at `pos` (`u64::MAX`: the file position, and what streams use), or a
-/// plain `IORING_OP_READ` when the buffer has no registered slot on this
-/// runtime ([`FixedIoBuf::fixed_index`]); the buffer's length grows by the
-/// count read. The building block of `fs::File::read_fixed_at` and the
-/// streams' `read_fixed` (crates `fs` and `net`).
-pub async fn read_fixed_at<B: FixedIoBuf + IoBufMut>(
-    fd: &SharedFd,
-    buf: B,
-    pos: u64,
-) -> BufResult<usize, B> {
-    let start = buf.read_start();
-    let len = u32::try_from(buf.bytes_total() - start).unwrap_or(u32::MAX);
-    let index = buf.fixed_index();
-    // SAFETY: the SQE points at `len` bytes of the buffer from `start`,
-    // inside its stable memory (IoBufMut's promise) and, with an index,
-    // inside the registered slot it names (FixedIoBuf's promise, the
-    // index being for this thread's runtime, which submits the op). The
-    // buffer and the SharedFd clone that keeps the descriptor open are the
-    // op's data, kept until its CQE.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let ptr = buf.stable_mut_ptr().add(start);
-            crate::with_target!(fd, |t| match index {
-                Some(i) => opcode::ReadFixed::new(t, ptr, len, i).offset(pos).build(),
-                None => opcode::Read::new(t, ptr, len).offset(pos).build(),
-            })
-        })
-    };
-    let (completion, (_fd, mut buf)) = op.await;
-    match completion.result() {
-        Ok(n) => {
-            // SAFETY: the kernel initialised `n <= len` bytes from `start`.
-            unsafe { buf.set_init(start + n as usize) };
-            (Ok(n as usize), buf)
-        }
-        Err(e) => (Err(e), buf),
-    }
-}
-
-/// One `IORING_OP_WRITE_FIXED` on `fd` of `buf[..bytes_init()]` at `pos`
-/// (`u64::MAX` as for [`read_fixed_at`]), or a plain `IORING_OP_WRITE`
-/// when the buffer has no registered slot on this runtime. The building
-/// block of `fs::File::write_fixed_at` and the streams' `write_fixed`.
-pub async fn write_fixed_at<B: FixedIoBuf>(fd: &SharedFd, buf: B, pos: u64) -> BufResult<usize, B> {
-    let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
-    let index = buf.fixed_index();
-    // SAFETY: the SQE points at `len <= bytes_init` initialised bytes of
-    // the buffer's stable memory, inside the registered slot it names when
-    // it names one (FixedIoBuf's promise); the buffer and the SharedFd
-    // clone are the op's data, kept until its CQE.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let ptr = buf.stable_ptr();
-            crate::with_target!(fd, |t| match index {
-                Some(i) => opcode::WriteFixed::new(t, ptr, len, i).offset(pos).build(),
-                None => opcode::Write::new(t, ptr, len).offset(pos).build(),
-            })
-        })
-    };
-    let (completion, (_fd, buf)) = op.await;
-    (completion.result().map(|n| n as usize), buf)
 }
 
 #[cfg(test)]

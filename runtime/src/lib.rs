@@ -38,15 +38,11 @@ mod builder;
 mod context;
 mod driver;
 mod error;
-mod fd;
 pub mod fixed;
 pub mod io;
 mod join;
-mod lifecycle;
-mod link;
 mod metrics;
 pub mod op;
-mod probe;
 mod runtime;
 mod scheduler;
 pub mod sendring;
@@ -54,9 +50,9 @@ mod task;
 pub mod time;
 
 pub use builder::Builder;
+pub use driver::probe::{features, Features};
 pub use join::{JoinError, JoinHandle};
 pub use metrics::{metrics, Metrics};
-pub use probe::{features, Features};
 pub use runtime::{block_on, Runtime};
 pub use scheduler::{spawn, spawn_blocking, yield_now};
 

@@ -27,8 +27,10 @@ use std::time::Duration;
 use io_uring::{opcode, squeue, types::Timespec};
 
 use crate::context::{current_ptr, expect_current, Core};
-use crate::lifecycle::LINK_TIMEOUT_UD;
-use crate::op::{Completion, Entry, Op};
+use crate::driver::lifecycle::{Completion, Creates, LINK_TIMEOUT_UD};
+use crate::driver::sys;
+use crate::op::operation::{Deadline, Entry, Operation, Submitted};
+use crate::op::submit::Op;
 
 /// A chain of linked operations being built: each [`push`](Link::push)
 /// gives the [`Op`] future of one operation; [`submit`](Link::submit)
@@ -176,13 +178,78 @@ impl Link {
         mut data: T,
         build: impl FnOnce(&mut T) -> Entry,
     ) -> Op<T> {
+        self.check_runtime();
+        let entry = build(&mut data);
+        let creates = sys::creates(&entry);
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push_entry(data, entry, creates) }
+    }
+
+    /// Appends a typed operation and returns the future of its output,
+    /// which resolves once the chain was submitted and the operation's own
+    /// CQE arrived (or the chain was dropped unsubmitted: `ECANCELED`).
+    ///
+    /// ```
+    /// use runtime::op::{Fsync, Link, Write, SharedFd};
+    ///
+    /// # runtime::block_on(async {
+    /// let file = std::fs::File::create(std::env::temp_dir().join("link-op-doc"))?;
+    /// let fd = SharedFd::new(file.into());
+    /// let mut chain = Link::new();
+    /// let write = chain.push_op(Write::new(&fd, b"hello".to_vec(), 0));
+    /// let sync = chain.push_op(Fsync::new(&fd, false));
+    /// chain.submit()?;
+    /// let (written, _buf) = write.await;
+    /// assert_eq!(written?, 5);
+    /// sync.await?;
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As for [`push`](Self::push).
+    pub fn push_op<O: Operation>(&mut self, mut op: O) -> Submitted<O> {
+        self.check_runtime();
+        let entry = op.sqe();
+        let creates = op.creates();
+        // SAFETY: `O: Operation` promises the SQE points only at memory the
+        // value owns through heap allocations (or 'static memory) and names
+        // descriptors it keeps open, and sets no link flags.
+        Submitted::from_op(unsafe { self.push_entry(op, entry, creates) })
+    }
+
+    /// Appends a typed operation guarded by a linked
+    /// `IORING_OP_LINK_TIMEOUT` (see [`push_timed`](Self::push_timed)); on
+    /// timeout its output carries `ETIMEDOUT` (`ErrorKind::TimedOut`).
+    ///
+    /// # Panics
+    ///
+    /// As for [`push`](Self::push).
+    pub fn push_op_timed<O: Operation>(&mut self, mut op: O, timeout: Duration) -> Deadline<O> {
+        self.check_runtime();
+        let entry = op.sqe();
+        let creates = op.creates();
+        // SAFETY: as in `push_op`.
+        let timed = unsafe { self.push_timed_entry(op, entry, creates, timeout) };
+        Deadline::from_timed(timed)
+    }
+
+    fn check_runtime(&self) {
         assert!(
             std::ptr::eq(Rc::as_ptr(&self.core), current_ptr()),
             "runtime::op::Link::push called on another runtime than the one the chain was \
              made on; make the chain where it is pushed to"
         );
-        let entry = build(&mut data);
-        let (key, entry) = self.core.driver.borrow_mut().reserve(entry);
+    }
+
+    /// Reserves the slot of one op of the chain and queues its SQE.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push), for `entry` and `data`.
+    unsafe fn push_entry<T: 'static>(&mut self, data: T, entry: Entry, creates: Creates) -> Op<T> {
+        let (key, entry) = self.core.driver.borrow_mut().reserve(entry, creates);
         self.ops.push((key, entry.get_user_data()));
         self.entries.push(entry);
         // SAFETY: the slot was reserved for this op; its SQE is pushed by
@@ -227,15 +294,34 @@ impl Link {
     /// As for [`Link::push`].
     pub unsafe fn push_timed<T: 'static>(
         &mut self,
-        data: T,
+        mut data: T,
         build: impl FnOnce(&mut T) -> Entry,
+        timeout: Duration,
+    ) -> Timed<T> {
+        self.check_runtime();
+        let entry = build(&mut data);
+        let creates = sys::creates(&entry);
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push_timed_entry(data, entry, creates, timeout) }
+    }
+
+    /// Queues an op's SQE followed by its link timeout.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push), for `entry` and `data`.
+    unsafe fn push_timed_entry<T: 'static>(
+        &mut self,
+        data: T,
+        entry: Entry,
+        creates: Creates,
         timeout: Duration,
     ) -> Timed<T> {
         let ts = Box::new(Timespec::from(timeout));
         let ts_ptr: *const Timespec = &*ts;
         // SAFETY: forwarded from the caller; the timespec is boxed in the
         // op's data.
-        let op = unsafe { self.push((data, ts), |(d, _)| build(d)) };
+        let op = unsafe { self.push_entry((data, ts), entry, creates) };
         let skip = self.core.driver.borrow().skip_success_flag();
         self.entries.push(link_timeout(ts_ptr, skip));
         Timed { op }
@@ -402,17 +488,46 @@ impl<T: 'static> Timed<T> {
     ///
     /// As for [`Op::submit`].
     pub(crate) unsafe fn submit(
-        data: T,
+        mut data: T,
         build: impl FnOnce(&mut T) -> Entry,
         timeout: Duration,
     ) -> Timed<T> {
         let core = expect_current("runtime::op::Op::submit_with_timeout");
-        let mut data = (data, Box::new(Timespec::from(timeout)));
-        let entry = build(&mut data.0).flags(squeue::Flags::IO_LINK);
+        let entry = build(&mut data);
+        let creates = sys::creates(&entry);
+        // SAFETY: forwarded from the caller.
+        unsafe { Timed::submit_entry(core, data, entry, creates, timeout) }
+    }
+
+    /// Submits a typed op with a deadline; the body of
+    /// [`Operation::submit_with_timeout`].
+    pub(crate) fn start(mut op: T, timeout: Duration) -> Timed<T>
+    where
+        T: Operation,
+    {
+        let core = expect_current("runtime::op::Operation::submit_with_timeout");
+        let entry = op.sqe();
+        let creates = op.creates();
+        // SAFETY: `T: Operation` promises what `Op::submit` asks of the SQE.
+        unsafe { Timed::submit_entry(core, op, entry, creates, timeout) }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Op::submit`], for `entry` and `data`.
+    unsafe fn submit_entry(
+        core: Rc<Core>,
+        data: T,
+        entry: Entry,
+        creates: Creates,
+        timeout: Duration,
+    ) -> Timed<T> {
+        let data = (data, Box::new(Timespec::from(timeout)));
+        let entry = entry.flags(squeue::Flags::IO_LINK);
         let ts_ptr: *const Timespec = &*data.1;
         let key = {
             let mut driver = core.driver.borrow_mut();
-            let (key, entry) = driver.reserve(entry);
+            let (key, entry) = driver.reserve(entry, creates);
             let chain = [entry, link_timeout(ts_ptr, driver.skip_success_flag())];
             // SAFETY: the caller's promise covers the op's SQE; the timespec
             // is boxed in the op's data, which lives until the op's CQE

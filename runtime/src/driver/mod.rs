@@ -20,11 +20,16 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::builder::Config;
 use crate::error::{missing_feature, setup_error};
-use crate::lifecycle::{
+use lifecycle::{
     CqeOutcome, Creates, Lifecycle, Orphan, Parked, CANCEL_UD, CLOSE_UD, INTERNAL, LINK_TIMEOUT_UD,
     WAKE_UD,
 };
-use crate::probe::Features;
+use probe::Features;
+use sys::setup;
+
+pub(crate) mod lifecycle;
+pub(crate) mod probe;
+pub(crate) mod sys;
 
 pub(crate) struct Driver {
     ring: IoUring,
@@ -126,8 +131,13 @@ impl Driver {
     ///
     /// Every pointer in `entry` stays valid until the operation's last CQE
     /// (see [`crate::op::Op::submit`]).
-    pub(crate) unsafe fn submit(&mut self, entry: squeue::Entry, multishot: bool) -> usize {
-        let (key, user_data) = self.ops.insert(multishot, creates(&entry));
+    pub(crate) unsafe fn submit(
+        &mut self,
+        entry: squeue::Entry,
+        multishot: bool,
+        creates: Creates,
+    ) -> usize {
+        let (key, user_data) = self.ops.insert(multishot, creates);
         self.submitted += 1;
         let entry = entry.user_data(user_data);
         // SAFETY: forwarded from the caller.
@@ -152,8 +162,12 @@ impl Driver {
     /// Reserves the slot of one operation of a chain whose SQEs are pushed
     /// later, all at once, by [`Driver::push_chain`]; returns the slot key
     /// and the entry with its `user_data` set.
-    pub(crate) fn reserve(&mut self, entry: squeue::Entry) -> (usize, squeue::Entry) {
-        let (key, user_data) = self.ops.insert(false, creates(&entry));
+    pub(crate) fn reserve(
+        &mut self,
+        entry: squeue::Entry,
+        creates: Creates,
+    ) -> (usize, squeue::Entry) {
+        let (key, user_data) = self.ops.insert(false, creates);
         self.submitted += 1;
         (key, entry.user_data(user_data))
     }
@@ -173,7 +187,7 @@ impl Driver {
     pub(crate) fn features(&mut self) -> Features {
         if !self.buffer_rings_probed {
             self.buffer_rings_probed = true;
-            self.features.buffer_rings = crate::probe::try_buffer_ring(&self.ring);
+            self.features.buffer_rings = probe::try_buffer_ring(&self.ring);
             if let Some(mask) = self.mask_features {
                 mask(&mut self.features);
             }
@@ -678,31 +692,11 @@ impl DirectTable {
 /// `IORING_REGISTER_FILE_ALLOC_RANGE`: the kernel allocates direct
 /// descriptors only from `off..off + len`.
 fn set_alloc_range(ring_fd: RawFd, off: u32, len: u32) -> io::Result<()> {
-    /// `struct io_uring_file_index_range`.
-    #[repr(C)]
-    struct Range {
-        off: u32,
-        len: u32,
-        resv: u64,
-    }
-    const REGISTER_FILE_ALLOC_RANGE: libc::c_uint = 25;
-    let range = Range { off, len, resv: 0 };
+    let mut range = sys::FileIndexRange { off, len, resv: 0 };
     // SAFETY: the kernel reads the struct during the call and keeps no
     // pointer to it.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            ring_fd,
-            REGISTER_FILE_ALLOC_RANGE,
-            &range as *const Range,
-            0,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    unsafe { sys::io_uring_register(ring_fd, sys::register_op::FILE_ALLOC_RANGE, &mut range, 0) }
+        .map(drop)
 }
 
 /// Direct-descriptor slots registered by default (see
@@ -721,56 +715,6 @@ fn nofile_soft_limit() -> u32 {
         return DEFAULT_DIRECT;
     }
     rl.rlim_cur.min(u64::from(u32::MAX)) as u32
-}
-
-/// What a successful result of this SQE is: a new ordinary file
-/// descriptor (accept, openat, openat2, socket with no `file_index`), a
-/// direct-descriptor slot the kernel picked (`file_index` =
-/// `IORING_FILE_INDEX_ALLOC`), both of which the runtime must close if
-/// nobody takes them, or nothing to close (other ops, and a slot chosen by
-/// the caller, whose result is 0 and which stays the caller's).
-fn creates(entry: &squeue::Entry) -> Creates {
-    let code = entry.get_opcode() as u8;
-    let creates = code == opcode::Accept::CODE
-        || code == opcode::AcceptMulti::CODE
-        || code == opcode::OpenAt::CODE
-        || code == opcode::OpenAt2::CODE
-        || code == opcode::Socket::CODE;
-    if !creates {
-        return Creates::Nothing;
-    }
-    // `struct io_uring_sqe` is 64 bytes with `file_index` (a u32, in a
-    // union with `splice_fd_in`) at byte 44; `squeue::Entry` is a
-    // `#[repr(C)]` wrapper of exactly that struct.
-    const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
-    // SAFETY: Entry is a repr(C) newtype of the 64-byte io_uring_sqe, so
-    // reading 4 bytes at offset 44 stays inside it; read_unaligned makes
-    // no alignment assumption.
-    let file_index = unsafe {
-        std::ptr::read_unaligned(
-            (entry as *const squeue::Entry)
-                .cast::<u8>()
-                .add(44)
-                .cast::<u32>(),
-        )
-    };
-    match file_index {
-        0 => Creates::Fd,
-        FILE_INDEX_ALLOC => Creates::Direct,
-        _ => Creates::Nothing,
-    }
-}
-
-/// `IORING_FILE_INDEX_ALLOC`: "the kernel picks the slot".
-const FILE_INDEX_ALLOC: u32 = !0;
-
-/// `IORING_SETUP_*` flags from the kernel's UAPI header.
-mod setup {
-    pub(super) const SUBMIT_ALL: u32 = 1 << 7;
-    pub(super) const COOP_TASKRUN: u32 = 1 << 8;
-    pub(super) const TASKRUN_FLAG: u32 = 1 << 9;
-    pub(super) const SINGLE_ISSUER: u32 = 1 << 12;
-    pub(super) const DEFER_TASKRUN: u32 = 1 << 13;
 }
 
 fn is_transient(e: &io::Error) -> bool {

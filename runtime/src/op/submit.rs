@@ -1,73 +1,5 @@
-//! Submitting io_uring operations and awaiting their completions.
-//!
-//! This is the API every I/O type of this project (`net`, `fs`) is built on,
-//! and it is public so that anyone can submit operations the project does
-//! not wrap yet. An operation is an SQE plus the **data** it points at
-//! (buffers, iovec arrays, socket addresses, paths, output structs). The
-//! data moves into the operation when it is submitted and comes back with
-//! the [`Completion`] when the kernel is done with it:
-//!
-//! ```
-//! use runtime::op::{io_uring::opcode, Op};
-//!
-//! # runtime::block_on(async {
-//! let (mut fds, buf) = ([0i32; 2], b"ping");
-//! // SAFETY: pipe2 fills the two-int array.
-//! assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-//! let w = runtime::op::io_uring::types::Fd(fds[1]);
-//! // SAFETY: the SQE points only into the Vec's heap buffer, which the op
-//! // owns until its completion.
-//! let op = unsafe {
-//!     Op::submit(buf.to_vec(), |b| opcode::Write::new(w, b.as_ptr(), b.len() as u32).build())
-//! };
-//! let (completion, buf) = op.await;
-//! assert_eq!(completion.result()?, 4);
-//! # let _ = buf;
-//! # unsafe { libc::close(fds[0]); libc::close(fds[1]); }
-//! # Ok::<(), std::io::Error>(())
-//! # }).unwrap();
-//! ```
-//!
-//! # What the runtime guarantees
-//!
-//! - The SQE is pushed at once and submitted with the next batch (one
-//!   `io_uring_enter` per runtime tick); its `user_data` is set by the
-//!   runtime and must not be relied on.
-//! - The data stays alive, at the same heap addresses, until the
-//!   operation's last CQE, even if the future is dropped first: it is then
-//!   parked inside the runtime, the operation is cancelled
-//!   (`IORING_OP_ASYNC_CANCEL`), and the data is dropped when the last CQE
-//!   arrives, whatever it says. A cancel races the operation: it may still
-//!   complete, in which case its effect happened: bytes that were read are
-//!   lost with the buffer, bytes that were written are sent. A descriptor
-//!   created by an operation nobody claims (accept, openat, openat2, socket
-//!   whose future was dropped, or multishot accept results still queued) is
-//!   closed by the runtime with an `IORING_OP_CLOSE`; direct descriptors
-//!   (a non-zero `file_index`) are left to their owner.
-//! - A cancelled multishot operation that keeps posting CQEs is cancelled
-//!   again until it stops.
-//! - Dropping the runtime cancels every operation and waits for the kernel
-//!   to finish with it before freeing its data; if the kernel does not
-//!   finish within the shutdown timeout, the data is leaked, never freed.
-//!
-//! # Chains and deadlines
-//!
-//! [`Link`] submits several operations as one kernel chain
-//! (`IOSQE_IO_LINK` / `IOSQE_IO_HARDLINK`): each is still an [`Op`] with
-//! its own data and result. [`Op::submit_with_timeout`] and
-//! [`Link::push_timed`] give an operation a deadline enforced by the
-//! kernel (a linked `IORING_OP_LINK_TIMEOUT`, no runtime timer); the
-//! [`Timed`] future reports `ErrorKind::TimedOut` when it fired. What the
-//! kernel offers (link timeouts, `IOSQE_CQE_SKIP_SUCCESS`, ...) is in
-//! [`crate::features`].
-//!
-//! # What the caller guarantees
-//!
-//! That the SQE points only at memory owned by the data **through a heap
-//! allocation** (the data value itself moves: into the future, then into
-//! the runtime if the future is dropped), or at `'static` memory, and at
-//! descriptors that stay open until the operation is over. This is the
-//! `unsafe` contract of [`Op::submit`] and [`Multishot::submit`].
+//! The raw submission API: [`Op`] and [`Multishot`] futures over any SQE
+//! and the data it points at, and the typed operations' way in.
 
 use std::fmt;
 use std::future::Future;
@@ -77,70 +9,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use crate::context::{expect_current, Core};
-
-pub use crate::fd::SharedFd;
-pub use crate::link::{Link, Timed};
-
-/// The io-uring crate this runtime builds SQEs with, re-exported so that
-/// callers build entries with the same version ([`opcode`](io_uring::opcode),
-/// [`types`](io_uring::types), [`squeue::Entry`](io_uring::squeue::Entry)).
-pub use io_uring;
-
-/// An SQE, as built by `io_uring::opcode::*::build()`.
-pub type Entry = io_uring::squeue::Entry;
-
-/// One CQE of an operation: its result and flags.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Completion {
-    result: i32,
-    flags: u32,
-}
-
-impl Completion {
-    pub(crate) fn new(result: i32, flags: u32) -> Self {
-        Completion { result, flags }
-    }
-
-    /// The result: a non-negative value on success, or the kernel's error
-    /// (`raw_os_error()` is the errno).
-    pub fn result(&self) -> io::Result<u32> {
-        if self.result < 0 {
-            Err(io::Error::from_raw_os_error(-self.result))
-        } else {
-            Ok(self.result as u32)
-        }
-    }
-
-    /// The raw `res` field: negative errno on failure.
-    pub fn raw_result(&self) -> i32 {
-        self.result
-    }
-
-    /// The raw `flags` field (`IORING_CQE_F_*`).
-    pub fn flags(&self) -> u32 {
-        self.flags
-    }
-
-    /// Whether more CQEs follow for this operation (`IORING_CQE_F_MORE`).
-    pub fn has_more(&self) -> bool {
-        io_uring::cqueue::more(self.flags)
-    }
-
-    /// The provided buffer the kernel picked, if any
-    /// (`IORING_CQE_F_BUFFER`).
-    pub fn buffer_id(&self) -> Option<u16> {
-        io_uring::cqueue::buffer_select(self.flags)
-    }
-}
-
-impl fmt::Debug for Completion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Completion")
-            .field("result", &self.result)
-            .field("flags", &format_args!("{:#x}", self.flags))
-            .finish()
-    }
-}
+use crate::driver::lifecycle::{Completion, Parked};
+use crate::driver::sys;
+use crate::op::link::Timed;
+use crate::op::operation::{Entry, MultishotOperation, Operation};
 
 /// A single-shot operation in flight: a future of its [`Completion`] and
 /// its data back.
@@ -177,9 +49,10 @@ impl<T: 'static> Op<T> {
     pub unsafe fn submit(mut data: T, build: impl FnOnce(&mut T) -> Entry) -> Op<T> {
         let core = expect_current("runtime::op::Op::submit");
         let entry = build(&mut data);
+        let creates = sys::creates(&entry);
         // SAFETY: the caller's promise covers the SQE's memory; `data` is
         // kept by this Op or parked in the driver until the last CQE.
-        let key = unsafe { core.driver.borrow_mut().submit(entry, false) };
+        let key = unsafe { core.driver.borrow_mut().submit(entry, false, creates) };
         Op {
             core,
             key,
@@ -238,6 +111,32 @@ impl<T: 'static> Op<T> {
         unsafe { Timed::submit(data, build, timeout) }
     }
 
+    /// The raw future of a typed operation: its SQE is pushed now, and the
+    /// future gives the [`Completion`] and the operation back (see
+    /// [`Operation::submit`] for the future of its output).
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn start(mut op: T) -> Op<T>
+    where
+        T: Operation,
+    {
+        let core = expect_current("runtime::op::Operation::submit");
+        let entry = op.sqe();
+        let creates = op.creates();
+        // SAFETY: `T: Operation` promises that the SQE points only into heap
+        // memory owned by `op` (or 'static memory) and names descriptors
+        // `op` keeps open; `op` is kept by this Op or parked in the driver
+        // until the last CQE.
+        let key = unsafe { core.driver.borrow_mut().submit(entry, false, creates) };
+        Op {
+            core,
+            key,
+            data: Some(op),
+        }
+    }
+
     /// The future of an op whose slot `key` was reserved in the driver and
     /// whose SQE is (or will be, by its chain) pushed.
     ///
@@ -284,7 +183,7 @@ impl<T: 'static> Drop for Op<T> {
 
 /// Hands the data of a dropped operation to the driver; drops it here (not
 /// under the driver's borrow) if the kernel is already done with it.
-fn park(core: &Core, key: usize, data: crate::lifecycle::Parked) {
+fn park(core: &Core, key: usize, data: Parked) {
     let released = {
         let mut driver = core.driver.borrow_mut();
         driver.ignore(key, data);
@@ -327,12 +226,39 @@ impl<T: 'static> Multishot<T> {
     pub unsafe fn submit(mut data: T, build: impl FnOnce(&mut T) -> Entry) -> Multishot<T> {
         let core = expect_current("runtime::op::Multishot::submit");
         let entry = build(&mut data);
+        let creates = sys::creates(&entry);
         // SAFETY: as in Op::submit.
-        let key = unsafe { core.driver.borrow_mut().submit(entry, true) };
+        let key = unsafe { core.driver.borrow_mut().submit(entry, true, creates) };
         Multishot {
             core,
             key,
             data: Some(data),
+            ended: false,
+        }
+    }
+
+    /// Starts a typed multishot operation (see
+    /// [`MultishotOperation::start`]).
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn start(mut op: T) -> Multishot<T>
+    where
+        T: MultishotOperation,
+    {
+        let core = expect_current("runtime::op::MultishotOperation::start");
+        let entry = op.sqe();
+        let creates = op.creates();
+        // SAFETY: `T: MultishotOperation` promises that the SQE points only
+        // into memory owned by `op` through heap allocations (or 'static)
+        // and names descriptors it keeps open, for as long as CQEs may come;
+        // `op` is kept by this stream or parked in the driver until then.
+        let key = unsafe { core.driver.borrow_mut().submit(entry, true, creates) };
+        Multishot {
+            core,
+            key,
+            data: Some(op),
             ended: false,
         }
     }
@@ -379,6 +305,12 @@ impl<T: 'static> Multishot<T> {
         self.ended
     }
 
+    /// The data, while the stream holds it (until
+    /// [`into_inner`](Self::into_inner)).
+    pub fn get_ref(&self) -> Option<&T> {
+        self.data.as_ref()
+    }
+
     /// Gives the data back once the stream has ended; before that, the
     /// kernel may still use it, so the stream is returned unchanged.
     pub fn into_inner(mut self) -> Result<T, Self> {
@@ -403,7 +335,7 @@ impl<T: 'static> Drop for Multishot<T> {
         if self.ended {
             return;
         }
-        let data: crate::lifecycle::Parked = match self.data.take() {
+        let data: Parked = match self.data.take() {
             Some(d) => Box::new(d),
             None => Box::new(()),
         };

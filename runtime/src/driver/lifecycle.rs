@@ -26,7 +26,61 @@ use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
-use crate::op::Completion;
+use std::fmt;
+use std::io;
+
+/// One CQE of an operation: its result and flags.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    result: i32,
+    flags: u32,
+}
+
+impl Completion {
+    pub(crate) fn new(result: i32, flags: u32) -> Self {
+        Completion { result, flags }
+    }
+
+    /// The result: a non-negative value on success, or the kernel's error
+    /// (`raw_os_error()` is the errno).
+    pub fn result(&self) -> io::Result<u32> {
+        if self.result < 0 {
+            Err(io::Error::from_raw_os_error(-self.result))
+        } else {
+            Ok(self.result as u32)
+        }
+    }
+
+    /// The raw `res` field: negative errno on failure.
+    pub fn raw_result(&self) -> i32 {
+        self.result
+    }
+
+    /// The raw `flags` field (`IORING_CQE_F_*`).
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// Whether more CQEs follow for this operation (`IORING_CQE_F_MORE`).
+    pub fn has_more(&self) -> bool {
+        io_uring::cqueue::more(self.flags)
+    }
+
+    /// The provided buffer the kernel picked, if any
+    /// (`IORING_CQE_F_BUFFER`).
+    pub fn buffer_id(&self) -> Option<u16> {
+        io_uring::cqueue::buffer_select(self.flags)
+    }
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion")
+            .field("result", &self.result)
+            .field("flags", &format_args!("{:#x}", self.flags))
+            .finish()
+    }
+}
 
 /// Bit 63 of `user_data` marks the runtime's internal operations (cancels,
 /// the wake-up eventfd read); their low bits say which one.
@@ -86,15 +140,16 @@ pub(crate) struct Lifecycle {
     orphan_fds: Vec<Orphan>,
 }
 
-/// What a successful result of an operation is.
+/// What a successful result of an operation is: whether the runtime must
+/// close it if nobody takes it (see [`Operation::creates`](crate::op::Operation::creates)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Creates {
+pub enum Creates {
     /// Not a descriptor (a byte count, zero, ...).
     Nothing,
-    /// A new ordinary file descriptor.
+    /// A new ordinary file descriptor (accept, openat, socket).
     Fd,
-    /// A slot of the ring's direct-descriptor table, allocated by the
-    /// kernel (`IORING_FILE_INDEX_ALLOC`).
+    /// A slot of the ring's direct-descriptor table that the kernel picked
+    /// (`IORING_FILE_INDEX_ALLOC`).
     Direct,
 }
 

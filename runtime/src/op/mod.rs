@@ -1,0 +1,117 @@
+//! Submitting io_uring operations and awaiting their completions.
+//!
+//! This is the API every I/O type of this project (`net`, `fs`) is built on,
+//! and it is public so that anyone can submit operations the project does
+//! not wrap yet. An operation is an SQE plus the **data** it points at
+//! (buffers, iovec arrays, socket addresses, paths, output structs). The
+//! data moves into the operation when it is submitted and comes back with
+//! the [`Completion`] when the kernel is done with it:
+//!
+//! ```
+//! use runtime::op::{io_uring::opcode, Op};
+//!
+//! # runtime::block_on(async {
+//! let (mut fds, buf) = ([0i32; 2], b"ping");
+//! // SAFETY: pipe2 fills the two-int array.
+//! assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+//! let w = runtime::op::io_uring::types::Fd(fds[1]);
+//! // SAFETY: the SQE points only into the Vec's heap buffer, which the op
+//! // owns until its completion.
+//! let op = unsafe {
+//!     Op::submit(buf.to_vec(), |b| opcode::Write::new(w, b.as_ptr(), b.len() as u32).build())
+//! };
+//! let (completion, buf) = op.await;
+//! assert_eq!(completion.result()?, 4);
+//! # let _ = buf;
+//! # unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+//! # Ok::<(), std::io::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # What the runtime guarantees
+//!
+//! - The SQE is pushed at once and submitted with the next batch (one
+//!   `io_uring_enter` per runtime tick); its `user_data` is set by the
+//!   runtime and must not be relied on.
+//! - The data stays alive, at the same heap addresses, until the
+//!   operation's last CQE, even if the future is dropped first: it is then
+//!   parked inside the runtime, the operation is cancelled
+//!   (`IORING_OP_ASYNC_CANCEL`), and the data is dropped when the last CQE
+//!   arrives, whatever it says. A cancel races the operation: it may still
+//!   complete, in which case its effect happened: bytes that were read are
+//!   lost with the buffer, bytes that were written are sent. A descriptor
+//!   created by an operation nobody claims (accept, openat, openat2, socket
+//!   whose future was dropped, or multishot accept results still queued) is
+//!   closed by the runtime with an `IORING_OP_CLOSE`; direct descriptors
+//!   (a non-zero `file_index`) are left to their owner.
+//! - A cancelled multishot operation that keeps posting CQEs is cancelled
+//!   again until it stops.
+//! - Dropping the runtime cancels every operation and waits for the kernel
+//!   to finish with it before freeing its data; if the kernel does not
+//!   finish within the shutdown timeout, the data is leaked, never freed.
+//!
+//! # Chains and deadlines
+//!
+//! [`Link`] submits several operations as one kernel chain
+//! (`IOSQE_IO_LINK` / `IOSQE_IO_HARDLINK`): each is still an [`Op`] with
+//! its own data and result. [`Op::submit_with_timeout`] and
+//! [`Link::push_timed`] give an operation a deadline enforced by the
+//! kernel (a linked `IORING_OP_LINK_TIMEOUT`, no runtime timer); the
+//! [`Timed`] future reports `ErrorKind::TimedOut` when it fired. What the
+//! kernel offers (link timeouts, `IOSQE_CQE_SKIP_SUCCESS`, ...) is in
+//! [`crate::features`].
+//!
+//! # What the caller guarantees
+//!
+//! That the SQE points only at memory owned by the data **through a heap
+//! allocation** (the data value itself moves: into the future, then into
+//! the runtime if the future is dropped), or at `'static` memory, and at
+//! descriptors that stay open until the operation is over. This is the
+//! `unsafe` contract of [`Op::submit`] and [`Multishot::submit`].
+
+//!
+//! # Typed operations
+//!
+//! Most callers never write an SQE: every operation the project uses is a
+//! struct here ([`Read`], [`Recv`], [`Accept`], [`OpenAt`], ...), built
+//! with safe constructors and awaited with [`Operation::submit`]. Each one
+//! states its memory argument once, in its `unsafe impl` of [`Operation`]
+//! (or [`MultishotOperation`]); see [`operation`](Operation) for the design.
+//!
+//! | family | file | operations |
+//! | --- | --- | --- |
+//! | reads and writes | `op/rw.rs` | [`Read`], [`Write`], [`Readv`], [`Writev`], [`ReadFixed`], [`WriteFixed`] |
+//! | sockets | `op/net.rs` | [`Recv`], [`Send`], [`RecvMsg`], [`SendMsg`], [`SendZc`], [`Accept`], [`AcceptMulti`], [`Connect`], [`Socket`], [`Shutdown`] |
+//! | files and paths | `op/fs.rs` | [`OpenAt`], [`Statx`], [`Fsync`], [`Close`], [`UnlinkAt`], [`MkDirAt`], [`RenameAt`] |
+//! | provided buffers | `op/ring.rs` | [`RecvRing`], [`SendBundle`] |
+//! | waiting | `op/poll.rs` | [`Timeout`], [`PollAdd`], [`Nop`] |
+
+mod fd;
+mod fs;
+mod link;
+mod net;
+mod operation;
+mod poll;
+mod ring;
+mod rw;
+mod submit;
+
+pub use fd::SharedFd;
+pub use fs::{Close, Fsync, MkDirAt, OpenAt, RenameAt, Statx, UnlinkAt};
+pub use link::{Link, Timed};
+pub use net::{
+    Accept, AcceptMulti, Connect, Recv, RecvMsg, Send, SendMsg, SendZc, Shutdown, SockAddrBuf,
+    Socket,
+};
+pub use operation::{Deadline, Entry, MultishotOperation, Operation, Readiness, Submitted};
+pub use poll::{Nop, PollAdd, Timeout};
+pub use ring::{RecvMode, RecvRing, SendBundle};
+pub use rw::{Read, ReadFixed, Readv, Write, WriteFixed, Writev};
+pub use submit::{direct_slot_free, direct_table, in_flight, Multishot, Op};
+
+pub use crate::driver::lifecycle::{Completion, Creates};
+
+/// The io-uring crate this runtime builds SQEs with, re-exported so that
+/// callers build entries with the same version ([`opcode`](io_uring::opcode),
+/// [`types`](io_uring::types), [`squeue::Entry`](io_uring::squeue::Entry)).
+pub use io_uring;

@@ -1,0 +1,292 @@
+//! Typed operations: one struct per io_uring operation, each saying once,
+//! in its `unsafe impl`, why the SQE it builds is sound.
+//!
+//! A raw [`Op::submit`](crate::op::Op::submit) call states its memory
+//! argument at every call site; a typed operation states it once, where
+//! the struct is defined, and its users (`net`, `fs`, third parties) build
+//! it with safe constructors and `.submit().await` it:
+//!
+//! ```
+//! use runtime::op::{Operation, Read, SharedFd};
+//!
+//! # runtime::block_on(async {
+//! let (r, w) = std::io::pipe()?;
+//! std::io::Write::write_all(&mut &w, b"ping")?;
+//! let fd = SharedFd::new(r.into());
+//! let (n, buf) = Read::new(&fd, Vec::with_capacity(16), u64::MAX).submit().await;
+//! assert_eq!(n?, 4);
+//! assert_eq!(buf, b"ping");
+//! # Ok::<(), std::io::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Design
+//!
+//! The trait has one job per method, so that a new driver or a new
+//! submission path (chains, deadlines) needs no knowledge of any opcode:
+//!
+//! - [`Operation::sqe`]: the SQE (the io_uring driver);
+//! - [`Operation::creates`]: whether a successful result is a new
+//!   descriptor, which the runtime closes if nobody takes it (this replaces
+//!   guessing it from the SQE's bytes);
+//! - [`Operation::complete`]: the result as the caller wants it, with the
+//!   buffers handed back;
+//! - [`Operation::readiness`] and [`Operation::perform`]: the same
+//!   operation as a plain system call, for a readiness (epoll) driver.
+//!
+//! The op struct is the operation's data: it moves into the future and,
+//! if the future is dropped early, into the runtime, exactly as the data
+//! of a raw [`Op`](crate::op::Op) does, so the lifecycle invariants are the
+//! same and live in one place (`driver/lifecycle.rs`).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::driver::lifecycle::{Completion, Creates};
+use crate::op::link::Timed;
+use crate::op::submit::{Multishot, Op};
+
+/// An SQE, as built by `io_uring::opcode::*::build()`.
+pub type Entry = io_uring::squeue::Entry;
+
+/// How a readiness (epoll) driver runs an operation with
+/// [`Operation::perform`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// `perform` is a non-blocking system call on this descriptor; when it
+    /// fails with `EAGAIN`, wait until the descriptor is readable and call
+    /// it again.
+    Readable(RawFd),
+    /// As `Readable`, waiting until the descriptor is writable.
+    Writable(RawFd),
+    /// `perform` never waits (it creates a socket, shuts one down, ...):
+    /// call it at once.
+    Now,
+    /// `perform` may block (files, paths): run it where blocking is fine.
+    /// The operation stays owned (by its future or the runtime) until
+    /// `perform` returned.
+    Blocking,
+    /// The operation exists only on io_uring (provided buffers, registered
+    /// buffers or descriptors, zero-copy sends, ...): a readiness driver
+    /// answers `ErrorKind::Unsupported`.
+    Unsupported,
+}
+
+/// One io_uring operation described as data: the SQE it becomes, what its
+/// result is, and how to run it without io_uring.
+///
+/// # Safety
+///
+/// Implementing this trait promises, for every value:
+///
+/// - every pointer in the SQE that [`sqe`](Self::sqe) returns points into
+///   memory owned by `self` **through a heap allocation** (a `Vec`'s or a
+///   `Box`'s memory, an [`IoBuf`](crate::buf::IoBuf)'s stable memory: the
+///   struct itself moves, into the future and then into the runtime) or
+///   into `'static` memory, and the memory stays valid and is not otherwise
+///   accessed while the kernel may use it (until [`complete`](Self::complete)
+///   or the runtime drops the value after the last CQE);
+/// - every descriptor the SQE names stays open while `self` lives (the
+///   struct holds a [`SharedFd`](crate::op::SharedFd) clone, or the
+///   descriptor is a constant such as `AT_FDCWD`);
+/// - the SQE sets no link flags (`IOSQE_IO_LINK`, `IOSQE_IO_HARDLINK`):
+///   chains set them;
+/// - [`perform`](Self::perform) touches only the same memory and
+///   descriptors, and no thread-local or reference-counted state, so that a
+///   readiness driver may run a [`Readiness::Blocking`] operation on another
+///   thread while the value stays parked.
+///
+/// [`creates`](Self::creates) is not a safety matter (a wrong answer leaks
+/// or double-closes a descriptor), but it must be right for correctness.
+pub unsafe trait Operation: 'static {
+    /// What the operation's future gives.
+    type Output;
+
+    /// Builds the SQE (its `user_data` is set by the runtime). Called once,
+    /// on the thread of the runtime that submits it.
+    fn sqe(&mut self) -> Entry;
+
+    /// Whether a successful result is a new descriptor the runtime must
+    /// close if nobody takes it. The default: nothing to close.
+    fn creates(&self) -> Creates {
+        Creates::Nothing
+    }
+
+    /// Turns the operation's completion into its output, handing back the
+    /// memory the kernel is now done with.
+    fn complete(self, completion: Completion) -> Self::Output
+    where
+        Self: Sized;
+
+    /// How a readiness driver runs the operation. The default:
+    /// [`Readiness::Unsupported`].
+    fn readiness(&self) -> Readiness {
+        Readiness::Unsupported
+    }
+
+    /// Performs the operation as a plain system call and returns what its
+    /// CQE would carry: the non-negative result, or the error (`EAGAIN`:
+    /// not ready, see [`readiness`](Self::readiness)). The default:
+    /// `ErrorKind::Unsupported`.
+    fn perform(&mut self) -> io::Result<u32> {
+        Err(unsupported_on_readiness())
+    }
+
+    /// Pushes the SQE with the runtime's next batch and returns the future
+    /// of the output. Dropping the future before it completes cancels the
+    /// operation; the value stays with the runtime until the kernel's last
+    /// word on it.
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    fn submit(self) -> Submitted<Self>
+    where
+        Self: Sized,
+    {
+        Submitted::new(self)
+    }
+
+    /// Like [`submit`](Self::submit), with a deadline enforced by the
+    /// kernel (a linked `IORING_OP_LINK_TIMEOUT`): if the operation has not
+    /// completed `timeout` after it started, it is cancelled and completes
+    /// with `ETIMEDOUT` (`ErrorKind::TimedOut`), its memory handed back by
+    /// [`complete`](Self::complete) as for any error.
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    fn submit_with_timeout(self, timeout: Duration) -> Deadline<Self>
+    where
+        Self: Sized,
+    {
+        Deadline {
+            timed: Timed::start(self, timeout),
+        }
+    }
+}
+
+/// A multishot io_uring operation described as data: one SQE, many CQEs
+/// (accepts, receives into provided buffers, polls).
+///
+/// # Safety
+///
+/// As for [`Operation`], for as long as the kernel may post CQEs for the
+/// operation (until the one without `IORING_CQE_F_MORE`).
+pub unsafe trait MultishotOperation: 'static {
+    /// Builds the SQE (its `user_data` is set by the runtime).
+    fn sqe(&mut self) -> Entry;
+
+    /// Whether each successful result is a new descriptor, closed by the
+    /// runtime if it is never handed out. The default: nothing to close.
+    fn creates(&self) -> Creates {
+        Creates::Nothing
+    }
+
+    /// Pushes the SQE with the runtime's next batch and returns the stream
+    /// of its completions.
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    fn start(self) -> Multishot<Self>
+    where
+        Self: Sized,
+    {
+        Multishot::start(self)
+    }
+}
+
+/// The future of a typed [`Operation`], made by [`Operation::submit`].
+#[must_use = "an operation is cancelled when its future is dropped; .await it"]
+pub struct Submitted<O: Operation> {
+    op: Op<O>,
+}
+
+impl<O: Operation> Submitted<O> {
+    fn new(op: O) -> Submitted<O> {
+        Submitted { op: Op::start(op) }
+    }
+
+    /// The future of a typed op whose raw future is `op` (a chain's).
+    pub(crate) fn from_op(op: Op<O>) -> Submitted<O> {
+        Submitted { op }
+    }
+}
+
+impl<O: Operation> Future for Submitted<O> {
+    type Output = O::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
+        match Pin::new(&mut self.op).poll(cx) {
+            Poll::Ready((completion, op)) => Poll::Ready(op.complete(completion)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<O: Operation> fmt::Debug for Submitted<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Submitted").field("op", &self.op).finish()
+    }
+}
+
+/// The future of a typed [`Operation`] with a kernel deadline, made by
+/// [`Operation::submit_with_timeout`] or
+/// [`Link::push_op_timed`](crate::op::Link::push_op_timed).
+#[must_use = "an operation is cancelled when its future is dropped; .await it"]
+pub struct Deadline<O: Operation> {
+    timed: Timed<O>,
+}
+
+impl<O: Operation> Deadline<O> {
+    pub(crate) fn from_timed(timed: Timed<O>) -> Deadline<O> {
+        Deadline { timed }
+    }
+}
+
+impl<O: Operation> Future for Deadline<O> {
+    type Output = O::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
+        match Pin::new(&mut self.timed).poll(cx) {
+            Poll::Ready((Ok(completion), op)) => Poll::Ready(op.complete(completion)),
+            Poll::Ready((Err(e), op)) => {
+                let errno = e.raw_os_error().unwrap_or(libc::ETIMEDOUT);
+                Poll::Ready(op.complete(Completion::new(-errno, 0)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<O: Operation> fmt::Debug for Deadline<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deadline")
+            .field("timed", &self.timed)
+            .finish()
+    }
+}
+
+/// The error of an io_uring-only operation on a readiness driver.
+pub(crate) fn unsupported_on_readiness() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this operation exists only on the io_uring driver",
+    )
+}
+
+/// The result of a system call returning `ssize_t`/`int`, as a CQE would
+/// carry it.
+pub(crate) fn syscall_result(ret: isize) -> io::Result<u32> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as u32)
+    }
+}

@@ -1,0 +1,131 @@
+//! Waiting operations: `IORING_OP_TIMEOUT`, `IORING_OP_POLL_ADD` and
+//! `IORING_OP_NOP`.
+
+use std::io;
+use std::time::Duration;
+
+use io_uring::{opcode, types::Timespec};
+
+use crate::driver::lifecycle::Completion;
+use crate::op::fd::SharedFd;
+use crate::op::operation::{Entry, Operation, Readiness};
+
+/// `IORING_OP_TIMEOUT`: completes after a relative time, measured by the
+/// kernel. (The runtime's own timers, [`crate::time`], are a map in user
+/// space and cost no SQE; this is for chains and third parties.)
+#[derive(Debug)]
+pub struct Timeout {
+    ts: Box<Timespec>,
+}
+
+impl Timeout {
+    /// A timeout of `duration`.
+    pub fn new(duration: Duration) -> Timeout {
+        Timeout {
+            ts: Box::new(Timespec::from(duration)),
+        }
+    }
+}
+
+// SAFETY: the SQE points at the boxed timespec, owned by the struct.
+unsafe impl Operation for Timeout {
+    /// `Ok(())` when the time has passed (the kernel's `ETIME`); the
+    /// kernel's error otherwise (`ECANCELED` if cancelled).
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> Entry {
+        opcode::Timeout::new(&*self.ts).build()
+    }
+
+    fn complete(self, completion: Completion) -> Self::Output {
+        match completion.raw_result() {
+            r if r == -libc::ETIME => Ok(()),
+            _ => completion.result().map(drop),
+        }
+    }
+}
+
+/// `IORING_OP_POLL_ADD` (single shot): completes once the descriptor has
+/// one of the events asked for (`POLLIN`, `POLLOUT`, `POLLRDHUP`, ...);
+/// the output is the events it has.
+#[derive(Debug)]
+pub struct PollAdd {
+    fd: SharedFd,
+    events: u32,
+}
+
+impl PollAdd {
+    /// A poll of `fd` for `events` (`libc::POLL*` bits).
+    pub fn new(fd: &SharedFd, events: u32) -> PollAdd {
+        PollAdd {
+            fd: fd.clone(),
+            events,
+        }
+    }
+}
+
+// SAFETY: the SQE points at no memory; the SharedFd clone keeps the
+// descriptor open.
+unsafe impl Operation for PollAdd {
+    /// The events the descriptor has (`revents`).
+    type Output = io::Result<u32>;
+
+    fn sqe(&mut self) -> Entry {
+        let events = self.events;
+        crate::with_target!(self.fd, |t| opcode::PollAdd::new(t, events).build())
+    }
+
+    fn complete(self, completion: Completion) -> Self::Output {
+        completion.result()
+    }
+
+    fn readiness(&self) -> Readiness {
+        if self.events & libc::POLLOUT as u32 != 0 {
+            Readiness::Writable(self.fd.raw())
+        } else {
+            Readiness::Readable(self.fd.raw())
+        }
+    }
+
+    /// A `poll(2)` that does not wait: the events the descriptor has now,
+    /// or `EAGAIN` if none of those asked for.
+    fn perform(&mut self) -> io::Result<u32> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.raw(),
+            events: self.events as i16,
+            revents: 0,
+        };
+        // SAFETY: one pollfd on the stack, no waiting.
+        let ret = unsafe { libc::poll(&mut pfd, 1, 0) };
+        match ret {
+            r if r < 0 => Err(io::Error::last_os_error()),
+            0 => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+            _ => Ok(pfd.revents as u16 as u32),
+        }
+    }
+}
+
+/// `IORING_OP_NOP`: does nothing, and completes with 0.
+#[derive(Debug, Default)]
+pub struct Nop;
+
+// SAFETY: a NOP points at no memory and names no descriptor.
+unsafe impl Operation for Nop {
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> Entry {
+        opcode::Nop::new().build()
+    }
+
+    fn complete(self, completion: Completion) -> Self::Output {
+        completion.result().map(drop)
+    }
+
+    fn readiness(&self) -> Readiness {
+        Readiness::Now
+    }
+
+    fn perform(&mut self) -> io::Result<u32> {
+        Ok(0)
+    }
+}
