@@ -107,7 +107,7 @@ pub use operation::{Deadline, Entry, MultishotOperation, Operation, Readiness, S
 pub use poll::{Nop, PollAdd, Timeout};
 pub use ring::{RecvMode, RecvRing, SendBundle};
 pub use rw::{Read, ReadFixed, Readv, Write, WriteFixed, Writev};
-pub use submit::{direct_slot_free, direct_table, in_flight, Multishot, Op};
+pub use submit::{direct_slot_free, direct_table, in_flight, submit_and_wait, Multishot, Op};
 
 pub use crate::driver::lifecycle::{Completion, Creates};
 

@@ -358,6 +358,37 @@ impl<T: 'static> fmt::Debug for Multishot<T> {
     }
 }
 
+/// Submits a typed operation and blocks the thread in the kernel
+/// (`io_uring_enter`) until it completes, then returns its output: the
+/// synchronous form, for operations that complete at once (a shutdown of a
+/// direct descriptor, which has no number for `shutdown(2)`). Completions of
+/// other operations that arrive meanwhile are stored and their tasks woken
+/// as usual; nothing else runs until this returns, so an operation that
+/// waits for another task would wait forever.
+///
+/// ```
+/// use runtime::op::{Nop, submit_and_wait};
+/// # runtime::block_on(async {
+/// submit_and_wait(Nop)?;
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Panics
+///
+/// If no runtime is running on this thread.
+pub fn submit_and_wait<O: Operation>(op: O) -> O::Output {
+    let mut op = Op::start(op);
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    loop {
+        if let Poll::Ready((completion, op)) = Pin::new(&mut op).poll(&mut cx) {
+            return op.complete(completion);
+        }
+        op.core.driver.borrow_mut().turn(true, None);
+    }
+}
+
 /// The number of operations the current runtime tracks: in flight in the
 /// kernel, or completed with a result nobody took yet. Useful to check that
 /// nothing leaks.
