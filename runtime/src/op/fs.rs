@@ -16,7 +16,8 @@ use io_uring::{opcode, types};
 
 use crate::driver::lifecycle::{Completion, Creates};
 use crate::op::fd::SharedFd;
-use crate::op::operation::{syscall_result, Entry, Operation, Readiness};
+use crate::op::operation::{syscall_result, Operation, Readiness};
+use crate::op::submit::Entry;
 
 /// `AT_FDCWD` as an SQE target.
 const CWD: types::Fd = types::Fd(libc::AT_FDCWD);

@@ -1,6 +1,6 @@
 //! Linked operations: chains of SQEs that the kernel runs one after the
 //! other (`IOSQE_IO_LINK`, `IOSQE_IO_HARDLINK`), and per-op deadlines as a
-//! linked `IORING_OP_LINK_TIMEOUT`.
+//! linked `IORING_OP_LINK_TIMEOUT` (see `op/timed.rs`).
 //!
 //! Each operation of a chain is an ordinary [`Op`]: it owns its data until
 //! **its own** CQE and gives it back with its own result, whatever happens
@@ -17,20 +17,18 @@
 //! consumed by the driver and dropped.
 
 use std::fmt;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use io_uring::{opcode, squeue, types::Timespec};
+use io_uring::{squeue, types::Timespec};
 
 use crate::context::{current_ptr, expect_current, Core};
-use crate::driver::lifecycle::{Completion, Creates, LINK_TIMEOUT_UD};
+use crate::driver::lifecycle::Creates;
 use crate::driver::sys;
-use crate::op::operation::{Deadline, Entry, Operation, Submitted};
-use crate::op::submit::Op;
+use crate::op::operation::{Deadline, Operation, Submitted};
+use crate::op::submit::{Entry, Op};
+use crate::op::timed::{link_timeout, Timed};
 
 /// A chain of linked operations being built: each [`push`](Link::push)
 /// gives the [`Op`] future of one operation; [`submit`](Link::submit)
@@ -459,118 +457,4 @@ impl fmt::Debug for Link {
             .field("submitted", &self.submitted)
             .finish()
     }
-}
-
-/// The `IORING_OP_LINK_TIMEOUT` SQE for the op just before it.
-fn link_timeout(ts: *const Timespec, skip: squeue::Flags) -> Entry {
-    opcode::LinkTimeout::new(ts)
-        .build()
-        .user_data(LINK_TIMEOUT_UD)
-        .flags(skip)
-}
-
-/// An operation with a deadline (a linked `IORING_OP_LINK_TIMEOUT`), made
-/// by [`Op::submit_with_timeout`] or [`Link::push_timed`]: a future of the
-/// operation's [`Completion`], or of `ErrorKind::TimedOut` if the deadline
-/// cancelled it, and of its data back either way.
-///
-/// Dropping it before completion cancels the operation, as for [`Op`].
-#[must_use = "a Timed op is cancelled when dropped; .await it"]
-pub struct Timed<T: 'static> {
-    op: Op<(T, Box<Timespec>)>,
-}
-
-impl<T: 'static> Timed<T> {
-    /// Submits the op and its link timeout as one chain of two SQEs; the
-    /// body of [`Op::submit_with_timeout`].
-    ///
-    /// # Safety
-    ///
-    /// As for [`Op::submit`].
-    pub(crate) unsafe fn submit(
-        mut data: T,
-        build: impl FnOnce(&mut T) -> Entry,
-        timeout: Duration,
-    ) -> Timed<T> {
-        let core = expect_current("runtime::op::Op::submit_with_timeout");
-        let entry = build(&mut data);
-        let creates = sys::creates(&entry);
-        // SAFETY: forwarded from the caller.
-        unsafe { Timed::submit_entry(core, data, entry, creates, timeout) }
-    }
-
-    /// Submits a typed op with a deadline; the body of
-    /// [`Operation::submit_with_timeout`].
-    pub(crate) fn start(mut op: T, timeout: Duration) -> Timed<T>
-    where
-        T: Operation,
-    {
-        let core = expect_current("runtime::op::Operation::submit_with_timeout");
-        let entry = op.sqe();
-        let creates = op.creates();
-        // SAFETY: `T: Operation` promises what `Op::submit` asks of the SQE.
-        unsafe { Timed::submit_entry(core, op, entry, creates, timeout) }
-    }
-
-    /// # Safety
-    ///
-    /// As for [`Op::submit`], for `entry` and `data`.
-    unsafe fn submit_entry(
-        core: Rc<Core>,
-        data: T,
-        entry: Entry,
-        creates: Creates,
-        timeout: Duration,
-    ) -> Timed<T> {
-        let data = (data, Box::new(Timespec::from(timeout)));
-        let entry = entry.flags(squeue::Flags::IO_LINK);
-        let ts_ptr: *const Timespec = &*data.1;
-        let key = {
-            let mut driver = core.driver.borrow_mut();
-            let (key, entry) = driver.reserve(entry, creates);
-            let chain = [entry, link_timeout(ts_ptr, driver.skip_success_flag())];
-            // SAFETY: the caller's promise covers the op's SQE; the timespec
-            // is boxed in the op's data, which lives until the op's CQE
-            // (after the kernel read the timeout SQE).
-            let pushed = unsafe { driver.push_chain(&chain) };
-            if pushed.is_err() {
-                // A one-entry submission queue: the pair cannot be one chain.
-                driver.complete_locally(chain[0].get_user_data(), -libc::EINVAL);
-            }
-            key
-        };
-        // SAFETY: the slot was reserved for this op and its SQE pushed.
-        let op = unsafe { Op::from_reserved(core, key, data) };
-        Timed { op }
-    }
-}
-
-impl<T: 'static> Future for Timed<T> {
-    type Output = (io::Result<Completion>, T);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.op).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready((completion, (data, _ts))) => {
-                let res = if completion.raw_result() == -libc::ECANCELED {
-                    Err(timed_out())
-                } else {
-                    Ok(completion)
-                };
-                Poll::Ready((res, data))
-            }
-        }
-    }
-}
-
-impl<T: 'static> fmt::Debug for Timed<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timed").field("op", &self.op).finish()
-    }
-}
-
-/// The error of an op whose link timeout fired: `ETIMEDOUT`, whose kind is
-/// `ErrorKind::TimedOut`.
-fn timed_out() -> io::Error {
-    io::Error::from_raw_os_error(libc::ETIMEDOUT)
 }

@@ -95,19 +95,23 @@ mod poll;
 mod ring;
 mod rw;
 mod submit;
+mod timed;
 
 pub use fd::SharedFd;
 pub use fs::{Close, Fsync, MkDirAt, OpenAt, RenameAt, Statx, UnlinkAt};
-pub use link::{Link, Timed};
+pub use link::Link;
 pub use net::{
     Accept, AcceptMulti, Connect, Recv, RecvMsg, Send, SendMsg, SendZc, Shutdown, SockAddrBuf,
     Socket,
 };
-pub use operation::{Deadline, Entry, MultishotOperation, Operation, Readiness, Submitted};
+pub use operation::{
+    submit_and_wait, Deadline, MultishotOperation, Operation, Readiness, Submitted,
+};
 pub use poll::{Nop, PollAdd, Timeout};
 pub use ring::{RecvMode, RecvRing, SendBundle};
 pub use rw::{Read, ReadFixed, Readv, Write, WriteFixed, Writev};
-pub use submit::{direct_slot_free, direct_table, in_flight, submit_and_wait, Multishot, Op};
+pub use submit::{direct_slot_free, direct_table, in_flight, Entry, Multishot, Op};
+pub use timed::Timed;
 
 pub use crate::driver::lifecycle::{Completion, Creates};
 

@@ -17,7 +17,8 @@ use io_uring::{cqueue, opcode, types::DestinationSlot};
 use crate::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
 use crate::driver::lifecycle::{Completion, Creates};
 use crate::op::fd::SharedFd;
-use crate::op::operation::{syscall_result, Entry, MultishotOperation, Operation, Readiness};
+use crate::op::operation::{syscall_result, MultishotOperation, Operation, Readiness};
+use crate::op::submit::Entry;
 use crate::op::submit::Multishot;
 use crate::BufResult;
 

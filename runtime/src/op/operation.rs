@@ -47,12 +47,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::context::expect_current;
 use crate::driver::lifecycle::{Completion, Creates};
-use crate::op::link::Timed;
-use crate::op::submit::{Multishot, Op};
-
-/// An SQE, as built by `io_uring::opcode::*::build()`.
-pub type Entry = io_uring::squeue::Entry;
+use crate::op::submit::{Entry, Multishot, Op};
+use crate::op::timed::Timed;
 
 /// How a readiness (epoll) driver runs an operation with
 /// [`Operation::perform`].
@@ -199,6 +197,108 @@ pub unsafe trait MultishotOperation: 'static {
         Self: Sized,
     {
         Multishot::start(self)
+    }
+}
+
+impl<T: Operation> Op<T> {
+    /// The raw future of a typed operation: its SQE is pushed now, and the
+    /// future gives the [`Completion`] and the operation back (see
+    /// [`Operation::submit`] for the future of its output).
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn start(mut op: T) -> Op<T>
+    where
+        T: Operation,
+    {
+        let core = expect_current("runtime::op::Operation::submit");
+        let entry = op.sqe();
+        let creates = op.creates();
+        // SAFETY: `T: Operation` promises that the SQE points only into heap
+        // memory owned by `op` (or 'static memory) and names descriptors
+        // `op` keeps open; `op` is kept by this Op or parked in the driver
+        // until the last CQE.
+        let key = unsafe { core.driver.borrow_mut().submit(entry, false, creates) };
+        Op {
+            core,
+            key,
+            data: Some(op),
+        }
+    }
+}
+
+impl<T: MultishotOperation> Multishot<T> {
+    /// Starts a typed multishot operation (see
+    /// [`MultishotOperation::start`]).
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn start(mut op: T) -> Multishot<T>
+    where
+        T: MultishotOperation,
+    {
+        let core = expect_current("runtime::op::MultishotOperation::start");
+        let entry = op.sqe();
+        let creates = op.creates();
+        // SAFETY: `T: MultishotOperation` promises that the SQE points only
+        // into memory owned by `op` through heap allocations (or 'static)
+        // and names descriptors it keeps open, for as long as CQEs may come;
+        // `op` is kept by this stream or parked in the driver until then.
+        let key = unsafe { core.driver.borrow_mut().submit(entry, true, creates) };
+        Multishot {
+            core,
+            key,
+            data: Some(op),
+            ended: false,
+        }
+    }
+}
+
+impl<T: Operation> Timed<T> {
+    /// Submits a typed op with a deadline; the body of
+    /// [`Operation::submit_with_timeout`].
+    pub(crate) fn start(mut op: T, timeout: Duration) -> Timed<T>
+    where
+        T: Operation,
+    {
+        let core = expect_current("runtime::op::Operation::submit_with_timeout");
+        let entry = op.sqe();
+        let creates = op.creates();
+        // SAFETY: `T: Operation` promises what `Op::submit` asks of the SQE.
+        unsafe { Timed::submit_entry(core, op, entry, creates, timeout) }
+    }
+}
+
+/// Submits a typed operation and blocks the thread in the kernel
+/// (`io_uring_enter`) until it completes, then returns its output: the
+/// synchronous form, for operations that complete at once (a shutdown of a
+/// direct descriptor, which has no number for `shutdown(2)`). Completions of
+/// other operations that arrive meanwhile are stored and their tasks woken
+/// as usual; nothing else runs until this returns, so an operation that
+/// waits for another task would wait forever.
+///
+/// ```
+/// use runtime::op::{Nop, submit_and_wait};
+/// # runtime::block_on(async {
+/// submit_and_wait(Nop)?;
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Panics
+///
+/// If no runtime is running on this thread.
+pub fn submit_and_wait<O: Operation>(op: O) -> O::Output {
+    let mut op = Op::start(op);
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    loop {
+        if let Poll::Ready((completion, op)) = Pin::new(&mut op).poll(&mut cx) {
+            return op.complete(completion);
+        }
+        op.core.driver.borrow_mut().turn(true, None);
     }
 }
 

@@ -8,7 +8,8 @@ use io_uring::{opcode, types::Timespec};
 
 use crate::driver::lifecycle::Completion;
 use crate::op::fd::SharedFd;
-use crate::op::operation::{Entry, Operation, Readiness};
+use crate::op::operation::{Operation, Readiness};
+use crate::op::submit::Entry;
 
 /// `IORING_OP_TIMEOUT`: completes after a relative time, measured by the
 /// kernel. (The runtime's own timers, [`crate::time`], are a map in user

@@ -12,7 +12,8 @@ use io_uring::{opcode, squeue};
 
 use crate::bufring::BufRing;
 use crate::op::fd::SharedFd;
-use crate::op::operation::{Entry, MultishotOperation};
+use crate::op::operation::MultishotOperation;
+use crate::op::submit::Entry;
 use crate::sendring::SendRing;
 
 /// How a [`RecvRing`] receives.

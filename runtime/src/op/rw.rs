@@ -17,7 +17,8 @@ use crate::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
 use crate::driver::lifecycle::Completion;
 use crate::fixed::FixedIoBuf;
 use crate::op::fd::SharedFd;
-use crate::op::operation::{syscall_result, unsupported_on_readiness, Entry, Operation, Readiness};
+use crate::op::operation::{syscall_result, unsupported_on_readiness, Operation, Readiness};
+use crate::op::submit::Entry;
 use crate::BufResult;
 
 /// The most bytes one SQE moves (its length field is a `u32`); the kernel

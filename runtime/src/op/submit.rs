@@ -11,8 +11,9 @@ use std::task::{Context, Poll};
 use crate::context::{expect_current, Core};
 use crate::driver::lifecycle::{Completion, Parked};
 use crate::driver::sys;
-use crate::op::link::Timed;
-use crate::op::operation::{Entry, MultishotOperation, Operation};
+
+/// An SQE, as built by `io_uring::opcode::*::build()`.
+pub type Entry = io_uring::squeue::Entry;
 
 /// A single-shot operation in flight: a future of its [`Completion`] and
 /// its data back.
@@ -21,10 +22,10 @@ use crate::op::operation::{Entry, MultishotOperation, Operation};
 /// [module docs](self) for what happens to the data.
 #[must_use = "an Op is cancelled when dropped; .await it"]
 pub struct Op<T: 'static> {
-    core: Rc<Core>,
-    key: usize,
+    pub(super) core: Rc<Core>,
+    pub(super) key: usize,
     /// `None` once the completion was handed out.
-    data: Option<T>,
+    pub(super) data: Option<T>,
 }
 
 // The data is only ever pointed at through its heap allocations (the submit
@@ -57,83 +58,6 @@ impl<T: 'static> Op<T> {
             core,
             key,
             data: Some(data),
-        }
-    }
-
-    /// Like [`Op::submit`], with a deadline: the SQE goes out linked to an
-    /// `IORING_OP_LINK_TIMEOUT` (one chain of two SQEs, no separate timer),
-    /// and if the operation has not completed `timeout` after it started,
-    /// the kernel cancels it and the future gives `ErrorKind::TimedOut`
-    /// (`ETIMEDOUT`), with the data back. Allocates one small box for the
-    /// timespec.
-    ///
-    /// Whether the op wrote anything before it was cancelled depends on
-    /// the op: a socket or pipe read that timed out has read nothing. On a
-    /// runtime whose submission queue has a single entry the pair cannot
-    /// be one chain, and the op completes with `EINVAL` without running.
-    ///
-    /// ```
-    /// use runtime::op::{io_uring::{opcode, types}, Op};
-    /// use std::time::Duration;
-    ///
-    /// # runtime::block_on(async {
-    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
-    /// let fd = types::Fd(std::os::fd::AsRawFd::as_raw_fd(&a));
-    /// let read = |buf: &mut Vec<u8>| opcode::Recv::new(fd, buf.as_mut_ptr(), 16).build();
-    /// // Nothing comes: the deadline cancels the receive.
-    /// // SAFETY: the SQE points only into the Vec's heap buffer; `a` stays
-    /// // open until the op is over.
-    /// let (res, buf) = unsafe { Op::submit_with_timeout(vec![0u8; 16], read, Duration::from_millis(5)) }.await;
-    /// assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
-    /// // Data in time: the receive completes and the timeout is disarmed.
-    /// std::io::Write::write_all(&mut &b, b"hi")?;
-    /// // SAFETY: as above.
-    /// let (res, buf) = unsafe { Op::submit_with_timeout(buf, read, Duration::from_secs(10)) }.await;
-    /// assert_eq!(res?.result()?, 2);
-    /// assert_eq!(&buf[..2], b"hi");
-    /// # Ok::<(), std::io::Error>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Safety
-    ///
-    /// As for [`Op::submit`].
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub unsafe fn submit_with_timeout(
-        data: T,
-        build: impl FnOnce(&mut T) -> Entry,
-        timeout: std::time::Duration,
-    ) -> Timed<T> {
-        // SAFETY: forwarded from the caller.
-        unsafe { Timed::submit(data, build, timeout) }
-    }
-
-    /// The raw future of a typed operation: its SQE is pushed now, and the
-    /// future gives the [`Completion`] and the operation back (see
-    /// [`Operation::submit`] for the future of its output).
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub fn start(mut op: T) -> Op<T>
-    where
-        T: Operation,
-    {
-        let core = expect_current("runtime::op::Operation::submit");
-        let entry = op.sqe();
-        let creates = op.creates();
-        // SAFETY: `T: Operation` promises that the SQE points only into heap
-        // memory owned by `op` (or 'static memory) and names descriptors
-        // `op` keeps open; `op` is kept by this Op or parked in the driver
-        // until the last CQE.
-        let key = unsafe { core.driver.borrow_mut().submit(entry, false, creates) };
-        Op {
-            core,
-            key,
-            data: Some(op),
         }
     }
 
@@ -201,12 +125,12 @@ fn park(core: &Core, key: usize, data: Parked) {
 /// the stream before its end cancels the operation.
 #[must_use = "a Multishot is cancelled when dropped; poll it"]
 pub struct Multishot<T: 'static> {
-    core: Rc<Core>,
-    key: usize,
+    pub(super) core: Rc<Core>,
+    pub(super) key: usize,
     /// The data, while the kernel may use it.
-    data: Option<T>,
+    pub(super) data: Option<T>,
     /// The slot was freed (the stream ended).
-    ended: bool,
+    pub(super) ended: bool,
 }
 
 impl<T: 'static> Unpin for Multishot<T> {}
@@ -233,32 +157,6 @@ impl<T: 'static> Multishot<T> {
             core,
             key,
             data: Some(data),
-            ended: false,
-        }
-    }
-
-    /// Starts a typed multishot operation (see
-    /// [`MultishotOperation::start`]).
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub fn start(mut op: T) -> Multishot<T>
-    where
-        T: MultishotOperation,
-    {
-        let core = expect_current("runtime::op::MultishotOperation::start");
-        let entry = op.sqe();
-        let creates = op.creates();
-        // SAFETY: `T: MultishotOperation` promises that the SQE points only
-        // into memory owned by `op` through heap allocations (or 'static)
-        // and names descriptors it keeps open, for as long as CQEs may come;
-        // `op` is kept by this stream or parked in the driver until then.
-        let key = unsafe { core.driver.borrow_mut().submit(entry, true, creates) };
-        Multishot {
-            core,
-            key,
-            data: Some(op),
             ended: false,
         }
     }
@@ -355,37 +253,6 @@ impl<T: 'static> fmt::Debug for Multishot<T> {
             .field("key", &self.key)
             .field("ended", &self.ended)
             .finish()
-    }
-}
-
-/// Submits a typed operation and blocks the thread in the kernel
-/// (`io_uring_enter`) until it completes, then returns its output: the
-/// synchronous form, for operations that complete at once (a shutdown of a
-/// direct descriptor, which has no number for `shutdown(2)`). Completions of
-/// other operations that arrive meanwhile are stored and their tasks woken
-/// as usual; nothing else runs until this returns, so an operation that
-/// waits for another task would wait forever.
-///
-/// ```
-/// use runtime::op::{Nop, submit_and_wait};
-/// # runtime::block_on(async {
-/// submit_and_wait(Nop)?;
-/// # Ok::<(), std::io::Error>(())
-/// # }).unwrap();
-/// ```
-///
-/// # Panics
-///
-/// If no runtime is running on this thread.
-pub fn submit_and_wait<O: Operation>(op: O) -> O::Output {
-    let mut op = Op::start(op);
-    let waker = std::task::Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    loop {
-        if let Poll::Ready((completion, op)) = Pin::new(&mut op).poll(&mut cx) {
-            return op.complete(completion);
-        }
-        op.core.driver.borrow_mut().turn(true, None);
     }
 }
 
