@@ -101,8 +101,8 @@ use std::task::{Context, Poll, Waker};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 use crate::buf::page_size;
-use crate::context::{current, expect_current, Core};
 use crate::op::{Completion, Multishot};
+use crate::scheduler::{current, expect_current, Core};
 
 /// `IORING_REGISTER_PBUF_RING`, `IORING_UNREGISTER_PBUF_RING` and
 /// `IORING_REGISTER_PBUF_STATUS` from the kernel's UAPI header.

@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use crate::error::invalid_setting;
+use crate::driver::setup::RingConfig;
 use crate::{Features, Runtime};
 
 /// The largest submission queue the kernel allows (`IORING_MAX_ENTRIES`).
@@ -14,6 +14,11 @@ const MAX_CQ_ENTRIES: u32 = 2 * MAX_ENTRIES;
 /// The largest direct-descriptor table the kernel accepts
 /// (`IORING_MAX_FIXED_FILES`).
 const MAX_DIRECT: u32 = 1 << 20;
+
+/// An `InvalidInput` error for a setting out of range.
+fn invalid_setting(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
 
 /// Settings of a [`Runtime`], checked when [`build`](Builder::build) is
 /// called.
@@ -41,15 +46,8 @@ pub struct Builder {
 /// Checked settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    pub(crate) entries: u32,
-    pub(crate) cq_entries: u32,
-    pub(crate) sqpoll: Option<Duration>,
-    pub(crate) sqpoll_cpu: Option<u32>,
-    /// Size of the direct-descriptor table; `None`: the default, capped
-    /// by `RLIMIT_NOFILE` when the table is registered.
-    pub(crate) direct_descriptors: Option<u32>,
-    /// Test hook: edits the probed features (turning facilities off).
-    pub(crate) mask_features: Option<fn(&mut Features)>,
+    /// The ring's settings.
+    pub(crate) ring: RingConfig,
     pub(crate) max_blocking_threads: usize,
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) event_interval: usize,
@@ -255,12 +253,14 @@ impl Builder {
             ));
         }
         Ok(Config {
-            entries: self.entries,
-            cq_entries,
-            sqpoll: self.sqpoll,
-            direct_descriptors: self.direct_descriptors,
-            mask_features: self.mask_features,
-            sqpoll_cpu: self.sqpoll_cpu,
+            ring: RingConfig {
+                entries: self.entries,
+                cq_entries,
+                sqpoll: self.sqpoll,
+                direct_descriptors: self.direct_descriptors,
+                mask_features: self.mask_features,
+                sqpoll_cpu: self.sqpoll_cpu,
+            },
             max_blocking_threads: self.max_blocking_threads,
             blocking_keep_alive: self.blocking_keep_alive,
             event_interval: self.event_interval as usize,
@@ -311,9 +311,9 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = Builder::new().config().unwrap();
-        assert_eq!(c.entries, 256);
-        assert_eq!(c.cq_entries, 1024);
+        assert_eq!(c.ring.entries, 256);
+        assert_eq!(c.ring.cq_entries, 1024);
         let c = Builder::new().entries(MAX_ENTRIES).config().unwrap();
-        assert_eq!(c.cq_entries, MAX_CQ_ENTRIES);
+        assert_eq!(c.ring.cq_entries, MAX_CQ_ENTRIES);
     }
 }

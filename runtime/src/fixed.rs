@@ -79,7 +79,7 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::buf::{page_size, IoBuf, IoBufMut, Slice};
-use crate::context::{current, Core};
+use crate::scheduler::{current, Core};
 
 /// `IORING_REGISTER_BUFFERS2` and `IORING_REGISTER_BUFFERS_UPDATE`.
 const REGISTER_BUFFERS2: libc::c_uint = 15;

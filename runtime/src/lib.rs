@@ -35,12 +35,9 @@ mod blocking;
 pub mod buf;
 pub mod bufring;
 mod builder;
-mod context;
 mod driver;
-mod error;
 pub mod fixed;
 pub mod io;
-mod join;
 mod metrics;
 pub mod op;
 mod runtime;
@@ -50,11 +47,11 @@ mod task;
 pub mod time;
 
 pub use builder::Builder;
-pub use driver::probe::{features, Features};
-pub use join::{JoinError, JoinHandle};
-pub use metrics::{metrics, Metrics};
+pub use driver::probe::Features;
+pub use metrics::{features, metrics, Metrics};
 pub use runtime::{block_on, Runtime};
 pub use scheduler::{spawn, spawn_blocking, yield_now};
+pub use task::{JoinError, JoinHandle};
 
 /// Marks `async fn main` as the program's entry point, run on a fresh [`Runtime`].
 ///

@@ -1,6 +1,8 @@
-//! Cheap counters of a runtime: what it submitted, reaped and runs.
+//! What a runtime can tell about itself: its counters (what it submitted,
+//! reaped and runs) and what its kernel offers.
 
-use crate::context::{expect_current, Core};
+use crate::driver::probe::Features;
+use crate::scheduler::{expect_current, Core};
 
 /// A snapshot of a runtime's counters, cheap to take.
 ///
@@ -29,18 +31,17 @@ pub struct Metrics {
     pub direct_descriptors: u32,
 }
 
-impl Core {
-    pub(crate) fn metrics(&self) -> Metrics {
-        let driver = self.driver.borrow();
-        Metrics {
-            ops_submitted: driver.submitted,
-            cqes_reaped: driver.reaped,
-            ops_in_flight: driver.in_flight(),
-            tasks_spawned: self.spawned.get(),
-            tasks_alive: self.tasks.borrow().len(),
-            setup_flags: driver.setup_flags,
-            direct_descriptors: driver.direct_held(),
-        }
+/// The counters of `core`'s runtime.
+pub(crate) fn of(core: &Core) -> Metrics {
+    let driver = core.driver.borrow();
+    Metrics {
+        ops_submitted: driver.submitted,
+        cqes_reaped: driver.reaped,
+        ops_in_flight: driver.in_flight(),
+        tasks_spawned: core.spawned.get(),
+        tasks_alive: core.tasks.len(),
+        setup_flags: driver.setup_flags,
+        direct_descriptors: driver.direct_held(),
     }
 }
 
@@ -50,5 +51,28 @@ impl Core {
 ///
 /// If no runtime is running on this thread.
 pub fn metrics() -> Metrics {
-    expect_current("runtime::metrics").metrics()
+    of(&expect_current("runtime::metrics"))
+}
+
+/// The facilities of the runtime running on this thread, probed when it was
+/// built.
+///
+/// ```
+/// # runtime::block_on(async {
+/// let f = runtime::features();
+/// if !f.send_zc {
+///     // fall back to plain sends
+/// }
+/// println!("{f:?}");
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// If no runtime is running on this thread.
+pub fn features() -> Features {
+    expect_current("runtime::features")
+        .driver
+        .borrow_mut()
+        .features()
 }

@@ -10,8 +10,6 @@
 //!    Only if nothing is ready to run does it wait, until a completion, a
 //!    wake from another thread (the eventfd read) or the next timer.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
@@ -19,15 +17,11 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use slab::Slab;
-
-use crate::blocking::Pool;
 use crate::builder::{Builder, Config};
-use crate::context::{Core, Enter, Shared};
-use crate::driver::Driver;
-use crate::time::Timers;
+use crate::scheduler::{current, Core, Enter};
+use crate::task::raw::Shared;
 
 /// A runtime: one io_uring, the tasks spawned on it and their timers, all
 /// on the thread that created it.
@@ -73,24 +67,8 @@ impl Runtime {
     }
 
     pub(crate) fn from_config(config: Config) -> io::Result<Runtime> {
-        let shared = Arc::new(Shared::new()?);
-        let driver = Driver::new(&config, shared.wake_fd())?;
-        let core = Rc::new(Core {
-            driver: RefCell::new(driver),
-            timers: RefCell::new(Timers::new()),
-            queue: RefCell::new(VecDeque::new()),
-            tasks: RefCell::new(Slab::new()),
-            shared,
-            blocking: Pool::new(config.max_blocking_threads, config.blocking_keep_alive),
-            spawned: std::cell::Cell::new(0),
-            budget: config.event_interval,
-            deferred: RefCell::new(Vec::new()),
-            wake_spare: RefCell::new(Vec::new()),
-            remote_spare: RefCell::new(Vec::new()),
-            direct_closes: RefCell::new(Vec::new()),
-        });
         Ok(Runtime {
-            core,
+            core: Rc::new(Core::new(&config)?),
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -137,7 +115,7 @@ impl Runtime {
 impl Runtime {
     /// Counters of this runtime (see [`Metrics`](crate::Metrics)).
     pub fn metrics(&self) -> crate::Metrics {
-        self.core.metrics()
+        crate::metrics::of(&self.core)
     }
 
     /// The io_uring facilities this runtime's ring has (see
@@ -183,111 +161,10 @@ impl Wake for MainWake {
             // From the runtime's own thread the loop sees the flag; from
             // another thread the ring may be parked and must be woken. The
             // eventfd write is cheap and harmless if it was not parked.
-            if !crate::context::current()
-                .is_some_and(|core| Arc::ptr_eq(&core.shared, &self.shared))
-            {
+            if !current().is_some_and(|core| Arc::ptr_eq(&core.shared, &self.shared)) {
                 self.shared.notify();
             }
         }
-    }
-}
-
-impl Core {
-    /// One `io_uring_enter` (waiting if `idle`), then wakes the tasks whose
-    /// operations completed and drops the resources of finished ignored
-    /// ops, both outside the driver's borrow.
-    pub(crate) fn turn(&self, idle: bool) {
-        let mut idle = idle;
-        let mut timeout = None;
-        if idle {
-            if let Some(deadline) = self.timers.borrow().next_deadline() {
-                let now = Instant::now();
-                if deadline <= now {
-                    // A timer is due: don't wait at all.
-                    idle = false;
-                } else {
-                    timeout = Some(deadline - now);
-                }
-            }
-        }
-        let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
-        let released = {
-            let mut driver = self.driver.borrow_mut();
-            for slot in self.direct_closes.borrow_mut().drain(..) {
-                driver.close_direct(slot);
-            }
-            driver.turn(idle, timeout);
-            driver.swap_wakers(&mut wakers);
-            driver.take_released()
-        };
-        for waker in wakers.drain(..) {
-            waker.wake();
-        }
-        *self.wake_spare.borrow_mut() = wakers;
-        drop(released);
-    }
-
-    /// Wakes the tasks that yielded before this turn.
-    pub(crate) fn wake_deferred(&self) {
-        let mut deferred = std::mem::take(&mut *self.deferred.borrow_mut());
-        for waker in deferred.drain(..) {
-            waker.wake();
-        }
-        // Keep the allocation for the next turn.
-        let mut slot = self.deferred.borrow_mut();
-        if slot.is_empty() {
-            *slot = deferred;
-        }
-    }
-
-    pub(crate) fn fire_timers(&self) {
-        let now = Instant::now();
-        if self.timers.borrow().next_deadline().is_none_or(|d| d > now) {
-            return;
-        }
-        let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
-        self.timers.borrow_mut().fire(now, &mut wakers);
-        for waker in wakers.drain(..) {
-            waker.wake();
-        }
-        *self.wake_spare.borrow_mut() = wakers;
-    }
-
-    /// Drops every task and waits for the kernel to finish every operation.
-    fn shutdown(&self, grace: Duration) {
-        // Futures are dropped first: their in-flight ops get cancelled and
-        // park their resources in the driver. Dropping a future can spawn or
-        // wake tasks, so repeat until nothing is left.
-        loop {
-            let tasks: Vec<_> = self.tasks.borrow_mut().drain().collect();
-            let queued: Vec<_> = self.queue.borrow_mut().drain(..).collect();
-            let remote = self.shared.close();
-            if tasks.is_empty() && queued.is_empty() && remote.is_empty() {
-                break;
-            }
-            for task in &tasks {
-                task.drop_stage();
-                task.finish_cancelled();
-            }
-            drop(tasks);
-            drop(queued);
-            drop(remote);
-        }
-        let timers = self.timers.borrow_mut().clear();
-        drop(timers);
-        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
-        drop(deferred);
-        self.blocking.shutdown();
-        let released = {
-            let mut driver = self.driver.borrow_mut();
-            for slot in self.direct_closes.borrow_mut().drain(..) {
-                driver.close_direct(slot);
-            }
-            driver.shutdown(grace);
-            driver.clear_wakers();
-            driver.take_released()
-        };
-        drop(released);
     }
 }
 

@@ -1,15 +1,130 @@
-//! Spawning tasks and running them.
+//! The executor: `Core` (everything a runtime owns, used only on its
+//! thread) with all that it does: spawning, running a budget of ready
+//! tasks, one turn of the ring, timers, shutdown; the thread-local pointer
+//! to the runtime running on this thread; and the public `spawn`,
+//! `spawn_blocking` and `yield_now`.
+//!
+//! The loop that calls these, tick by tick, is `Runtime::block_on`
+//! (`runtime.rs`).
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::ptr;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use crate::blocking;
-use crate::context::{expect_current, Core};
-use crate::join::JoinHandle;
-use crate::task::{TaskRef, JOIN_INTEREST, SCHEDULED};
+use crate::blocking::{self, Pool};
+use crate::builder::Config;
+use crate::driver::Driver;
+use crate::task::raw::{
+    self, LocalGuard, OwnedTasks, RunQueue, Shared, TaskRef, JOIN_INTEREST, SCHEDULED,
+};
+use crate::task::JoinHandle;
+use crate::time::timers::Timers;
+
+/// Everything a runtime owns, used only on its thread.
+pub(crate) struct Core {
+    pub(crate) driver: RefCell<Driver>,
+    pub(crate) timers: RefCell<Timers>,
+    /// Tasks ready to run, in wake order.
+    pub(crate) queue: RunQueue,
+    /// Every task not yet complete, so that shutdown can drop their futures.
+    pub(crate) tasks: OwnedTasks,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) blocking: Pool,
+    /// Tasks spawned so far, for metrics.
+    pub(crate) spawned: Cell<u64>,
+    /// How many tasks run between two looks at the ring.
+    pub(crate) budget: usize,
+    /// Wakers of tasks that yielded, woken after the next turn of the ring.
+    pub(crate) deferred: RefCell<Vec<std::task::Waker>>,
+    /// Spare vector for wakers collected under a borrow and woken after.
+    pub(crate) wake_spare: RefCell<Vec<std::task::Waker>>,
+    /// Spare vector swapped with the remote queue to avoid reallocating.
+    pub(crate) remote_spare: RefCell<Vec<TaskRef>>,
+    /// Direct-descriptor slots whose last handle went while the driver was
+    /// borrowed: closed at the next turn.
+    pub(crate) direct_closes: RefCell<Vec<u32>>,
+}
+
+thread_local! {
+    /// The core of the runtime running on this thread, or null. Points into
+    /// an `Rc<Core>` kept alive by the `Enter` guard that set it.
+    static CURRENT: Cell<*const Core> = const { Cell::new(ptr::null()) };
+}
+
+/// Makes a core current on this thread until dropped.
+pub(crate) struct Enter {
+    previous: *const Core,
+    _queues: LocalGuard,
+    _core: Rc<Core>,
+}
+
+impl Enter {
+    /// Makes `core` current. With `nested_ok` false, panics if a runtime is
+    /// already running on this thread.
+    pub(crate) fn new(core: &Rc<Core>, nested_ok: bool) -> Enter {
+        let previous = CURRENT.with(|c| c.get());
+        if !nested_ok && !previous.is_null() {
+            panic!(
+                "cannot block_on inside a runtime: a runtime is already running on this \
+                 thread; inside async code, .await the future or runtime::spawn it instead"
+            );
+        }
+        CURRENT.with(|c| c.set(Rc::as_ptr(core)));
+        // SAFETY: the queues live in the core, which the guard keeps alive
+        // (the `Rc` below) and which never moves (it is in an `Rc`).
+        let queues = unsafe { raw::enter(&core.queue, &core.shared) };
+        Enter {
+            previous,
+            _queues: queues,
+            _core: core.clone(),
+        }
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.previous));
+    }
+}
+
+/// The runtime running on this thread, if any.
+pub(crate) fn current() -> Option<Rc<Core>> {
+    let ptr = CURRENT.with(|c| c.get());
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null CURRENT was set by an `Enter` guard that keeps the
+    // `Rc<Core>` alive and clears the pointer when dropped; the pointer came
+    // from `Rc::as_ptr`, so taking one more strong count is valid.
+    unsafe {
+        Rc::increment_strong_count(ptr);
+        Some(Rc::from_raw(ptr))
+    }
+}
+
+/// The address of the runtime running on this thread (null if none), to
+/// compare with without touching its reference count.
+pub(crate) fn current_ptr() -> *const Core {
+    CURRENT.with(|c| c.get())
+}
+
+/// Like [`current`], panicking with a message that says what to do.
+pub(crate) fn expect_current(what: &str) -> Rc<Core> {
+    current().unwrap_or_else(|| {
+        panic!(
+            "{what} must be called from inside a runtime: run your async code with \
+             #[runtime::main], #[runtime::test] or Runtime::block_on"
+        )
+    })
+}
 
 /// Spawns a task on the current runtime and returns a handle to await its
 /// output.
@@ -82,7 +197,7 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
-        match crate::context::current() {
+        match current() {
             // Woken after the next turn of the ring, not at once: a task that
             // yields in a loop lets I/O and timers progress.
             Some(core) => core.deferred.borrow_mut().push(cx.waker().clone()),
@@ -93,6 +208,26 @@ impl Future for YieldNow {
 }
 
 impl Core {
+    /// The core of a new runtime with `config`'s settings.
+    pub(crate) fn new(config: &Config) -> io::Result<Core> {
+        let shared = Arc::new(Shared::new()?);
+        let driver = Driver::new(&config.ring, shared.wake_fd())?;
+        Ok(Core {
+            driver: RefCell::new(driver),
+            timers: RefCell::new(Timers::new()),
+            queue: RefCell::new(VecDeque::new()),
+            tasks: OwnedTasks::new(),
+            shared,
+            blocking: Pool::new(config.max_blocking_threads, config.blocking_keep_alive),
+            spawned: Cell::new(0),
+            budget: config.event_interval,
+            deferred: RefCell::new(Vec::new()),
+            wake_spare: RefCell::new(Vec::new()),
+            remote_spare: RefCell::new(Vec::new()),
+            direct_closes: RefCell::new(Vec::new()),
+        })
+    }
+
     pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
@@ -103,8 +238,7 @@ impl Core {
         let raw = TaskRef::allocate(future, self.shared.clone(), 3, SCHEDULED | JOIN_INTEREST);
         // SAFETY: each call takes over one of the three references.
         let (owned, queued) = unsafe { (TaskRef::from_raw(raw), TaskRef::from_raw(raw)) };
-        let key = self.tasks.borrow_mut().insert(owned);
-        queued.header().owned_key.store(key, Ordering::Relaxed);
+        self.tasks.insert(owned);
         self.queue.borrow_mut().push_back(queued);
         JoinHandle::new(raw)
     }
@@ -125,7 +259,7 @@ impl Core {
                 }
                 None => break,
             };
-            task.run(self);
+            task.run(&self.tasks);
         }
         if !pulled_remote {
             self.pull_remote();
@@ -135,11 +269,108 @@ impl Core {
     /// Moves tasks woken on other threads into the run queue.
     fn pull_remote(&self) -> bool {
         let mut spare = self.remote_spare.borrow_mut();
-        self.shared.drain_remote(&mut spare);
+        self.shared.drain(&mut spare);
         if spare.is_empty() {
             return false;
         }
         self.queue.borrow_mut().extend(spare.drain(..));
         true
+    }
+
+    /// One `io_uring_enter` (waiting if `idle`), then wakes the tasks whose
+    /// operations completed and drops the resources of finished ignored
+    /// ops, both outside the driver's borrow.
+    pub(crate) fn turn(&self, idle: bool) {
+        let mut idle = idle;
+        let mut timeout = None;
+        if idle {
+            if let Some(deadline) = self.timers.borrow().next_deadline() {
+                let now = Instant::now();
+                if deadline <= now {
+                    // A timer is due: don't wait at all.
+                    idle = false;
+                } else {
+                    timeout = Some(deadline - now);
+                }
+            }
+        }
+        let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
+        let released = {
+            let mut driver = self.driver.borrow_mut();
+            for slot in self.direct_closes.borrow_mut().drain(..) {
+                driver.close_direct(slot);
+            }
+            driver.turn(idle, timeout);
+            driver.swap_wakers(&mut wakers);
+            driver.take_released()
+        };
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        *self.wake_spare.borrow_mut() = wakers;
+        drop(released);
+    }
+
+    /// Wakes the tasks that yielded before this turn.
+    pub(crate) fn wake_deferred(&self) {
+        let mut deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        for waker in deferred.drain(..) {
+            waker.wake();
+        }
+        // Keep the allocation for the next turn.
+        let mut slot = self.deferred.borrow_mut();
+        if slot.is_empty() {
+            *slot = deferred;
+        }
+    }
+
+    pub(crate) fn fire_timers(&self) {
+        let now = Instant::now();
+        if self.timers.borrow().next_deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
+        self.timers.borrow_mut().fire(now, &mut wakers);
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        *self.wake_spare.borrow_mut() = wakers;
+    }
+
+    /// Drops every task and waits for the kernel to finish every operation.
+    pub(crate) fn shutdown(&self, grace: Duration) {
+        // Futures are dropped first: their in-flight ops get cancelled and
+        // park their resources in the driver. Dropping a future can spawn or
+        // wake tasks, so repeat until nothing is left.
+        loop {
+            let tasks = self.tasks.drain();
+            let queued: Vec<_> = self.queue.borrow_mut().drain(..).collect();
+            let remote = self.shared.close();
+            if tasks.is_empty() && queued.is_empty() && remote.is_empty() {
+                break;
+            }
+            for task in &tasks {
+                task.drop_stage();
+                task.finish_cancelled();
+            }
+            drop(tasks);
+            drop(queued);
+            drop(remote);
+        }
+        let timers = self.timers.borrow_mut().clear();
+        drop(timers);
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        drop(deferred);
+        self.blocking.shutdown();
+        let released = {
+            let mut driver = self.driver.borrow_mut();
+            for slot in self.direct_closes.borrow_mut().drain(..) {
+                driver.close_direct(slot);
+            }
+            driver.shutdown(grace);
+            driver.clear_wakers();
+            driver.take_released()
+        };
+        drop(released);
     }
 }

@@ -105,7 +105,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use crate::buf::page_size;
 use crate::buf::IoBuf;
 use crate::bufring::{register_group, unregister, RawEntry, MAX_ENTRIES};
-use crate::context::{expect_current, Core};
+use crate::scheduler::{expect_current, Core};
 
 /// The longest ring entry: longer buffers take several entries, so that
 /// the kernel never shortens an entry to its `INT_MAX` byte cap.

@@ -18,17 +18,16 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use crate::builder::Config;
-use crate::error::{missing_feature, setup_error};
 use lifecycle::{
     CqeOutcome, Creates, Lifecycle, Orphan, Parked, CANCEL_UD, CLOSE_UD, INTERNAL, LINK_TIMEOUT_UD,
     WAKE_UD,
 };
 use probe::Features;
-use sys::setup;
+use setup::{build_ring, missing_feature, RingConfig};
 
 pub(crate) mod lifecycle;
 pub(crate) mod probe;
+pub(crate) mod setup;
 pub(crate) mod sys;
 
 pub(crate) struct Driver {
@@ -83,7 +82,7 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(config: &Config, wake_fd: i32) -> io::Result<Driver> {
+    pub(crate) fn new(config: &RingConfig, wake_fd: i32) -> io::Result<Driver> {
         let (ring, setup_flags) = build_ring(config)?;
         let params = ring.params();
         if !params.is_feature_ext_arg() {
@@ -722,54 +721,4 @@ fn is_transient(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
     )
-}
-
-/// Builds the ring with the best setup flags the kernel accepts, falling
-/// back quietly; returns the flags that were accepted.
-fn build_ring(config: &Config) -> io::Result<(IoUring, u32)> {
-    let mut attempts: Vec<u32> = Vec::new();
-    let base = setup::SUBMIT_ALL | setup::TASKRUN_FLAG;
-    if config.sqpoll.is_none() {
-        attempts.push(base | setup::SINGLE_ISSUER | setup::DEFER_TASKRUN);
-    }
-    attempts.push(base | setup::SINGLE_ISSUER | setup::COOP_TASKRUN);
-    attempts.push(base | setup::COOP_TASKRUN);
-    attempts.push(setup::SUBMIT_ALL);
-    attempts.push(0);
-
-    let mut last_err = None;
-    for flags in attempts {
-        let mut b = IoUring::builder();
-        b.setup_cqsize(config.cq_entries);
-        if flags & setup::SUBMIT_ALL != 0 {
-            b.setup_submit_all();
-        }
-        if flags & setup::TASKRUN_FLAG != 0 {
-            b.setup_taskrun_flag();
-        }
-        if flags & setup::SINGLE_ISSUER != 0 {
-            b.setup_single_issuer();
-        }
-        if flags & setup::DEFER_TASKRUN != 0 {
-            b.setup_defer_taskrun();
-        }
-        if flags & setup::COOP_TASKRUN != 0 {
-            b.setup_coop_taskrun();
-        }
-        if let Some(idle) = config.sqpoll {
-            b.setup_sqpoll(idle.as_millis().min(u32::MAX as u128) as u32);
-            if let Some(cpu) = config.sqpoll_cpu {
-                b.setup_sqpoll_cpu(cpu);
-            }
-        }
-        match b.build(config.entries) {
-            Ok(ring) => return Ok((ring, flags)),
-            // EINVAL: a flag this kernel does not know; try fewer.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
-            Err(e) => return Err(setup_error(e)),
-        }
-    }
-    Err(setup_error(last_err.unwrap_or_else(|| {
-        io::Error::from_raw_os_error(libc::EINVAL)
-    })))
 }

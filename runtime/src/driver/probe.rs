@@ -25,7 +25,7 @@ use std::fmt;
 
 use io_uring::{opcode, IoUring, Probe};
 
-use crate::context::expect_current;
+use crate::driver::sys::setup;
 
 /// The facilities of the io_uring a runtime runs on, probed once when the
 /// runtime was built. Cheap to copy.
@@ -85,14 +85,6 @@ pub struct Features {
     pub feature_bits: u32,
     /// One bit per opcode the kernel supports.
     ops: [u64; 4],
-}
-
-/// `IORING_SETUP_*` bits reported by [`Features`].
-mod setup {
-    pub(super) const SQPOLL: u32 = 1 << 1;
-    pub(super) const COOP_TASKRUN: u32 = 1 << 8;
-    pub(super) const SINGLE_ISSUER: u32 = 1 << 12;
-    pub(super) const DEFER_TASKRUN: u32 = 1 << 13;
 }
 
 /// `IORING_FEAT_*` bits used here.
@@ -246,27 +238,4 @@ impl fmt::Debug for Features {
             .field("opcodes", &self.opcode_count())
             .finish()
     }
-}
-
-/// The facilities of the runtime running on this thread, probed when it was
-/// built.
-///
-/// ```
-/// # runtime::block_on(async {
-/// let f = runtime::features();
-/// if !f.send_zc {
-///     // fall back to plain sends
-/// }
-/// println!("{f:?}");
-/// # });
-/// ```
-///
-/// # Panics
-///
-/// If no runtime is running on this thread.
-pub fn features() -> Features {
-    expect_current("runtime::features")
-        .driver
-        .borrow_mut()
-        .features()
 }

@@ -8,8 +8,8 @@ use std::rc::{Rc, Weak};
 
 use io_uring::{opcode, types};
 
-use crate::context::{current, current_ptr, expect_current, Core};
 use crate::op::Op;
+use crate::scheduler::{current, current_ptr, expect_current, Core};
 
 /// A file descriptor shared by its owner and by the operations in flight
 /// on it: an ordinary descriptor, or a **direct descriptor** (a slot of

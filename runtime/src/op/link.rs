@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use io_uring::{squeue, types::Timespec};
 
-use crate::context::{current_ptr, expect_current, Core};
 use crate::driver::lifecycle::Creates;
 use crate::driver::sys;
 use crate::op::operation::{Deadline, Operation, Submitted};
 use crate::op::submit::{Entry, Op};
 use crate::op::timed::{link_timeout, Timed};
+use crate::scheduler::{current_ptr, expect_current, Core};
 
 /// A chain of linked operations being built: each [`push`](Link::push)
 /// gives the [`Op`] future of one operation; [`submit`](Link::submit)

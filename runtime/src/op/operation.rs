@@ -47,10 +47,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::context::expect_current;
 use crate::driver::lifecycle::{Completion, Creates};
 use crate::op::submit::{Entry, Multishot, Op};
 use crate::op::timed::Timed;
+use crate::scheduler::expect_current;
 
 /// How a readiness (epoll) driver runs an operation with
 /// [`Operation::perform`].

@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::context::{expect_current, Core};
 use crate::driver::lifecycle::{Completion, Parked};
 use crate::driver::sys;
+use crate::scheduler::{expect_current, Core};
 
 /// An SQE, as built by `io_uring::opcode::*::build()`.
 pub type Entry = io_uring::squeue::Entry;

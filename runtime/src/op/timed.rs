@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types::Timespec};
 
-use crate::context::{expect_current, Core};
 use crate::driver::lifecycle::{Completion, Creates, LINK_TIMEOUT_UD};
 use crate::driver::sys;
 use crate::op::submit::{Entry, Op};
+use crate::scheduler::{expect_current, Core};
 
 impl<T: 'static> Op<T> {
     /// Like [`Op::submit`], with a deadline: the SQE goes out linked to an

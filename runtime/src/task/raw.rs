@@ -21,8 +21,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
-use crate::context::{Core, Shared};
-use crate::join::JoinError;
+use std::cell::{Cell as StdCell, RefCell};
+use std::collections::VecDeque;
+
+use slab::Slab;
+
+use crate::task::error::JoinError;
+use crate::task::remote::Remote;
+
+/// The queue other threads push this runtime's woken tasks to.
+pub(crate) type Shared = Remote<TaskRef>;
+
+/// A runtime's queue of tasks ready to run, in wake order. Runtime thread.
+pub(crate) type RunQueue = RefCell<VecDeque<TaskRef>>;
 
 /// The task is in a run queue (or about to be pushed to one).
 pub(crate) const SCHEDULED: usize = 1;
@@ -44,7 +55,7 @@ pub(crate) struct Header {
 
 struct Vtable {
     /// Polls (or cancels) the task. Runtime thread only.
-    poll: unsafe fn(NonNull<Header>, &Core),
+    poll: unsafe fn(NonNull<Header>, &OwnedTasks),
     /// Moves the output into `*mut Poll<Result<T, JoinError>>`. Runtime
     /// thread only.
     read_output: unsafe fn(NonNull<Header>, *mut ()),
@@ -116,10 +127,10 @@ impl TaskRef {
     }
 
     /// Polls the task once. Must be called on the runtime thread that owns
-    /// the task, with that runtime's core.
-    pub(crate) fn run(&self, core: &Core) {
+    /// the task, with that runtime's set of live tasks.
+    pub(crate) fn run(&self, owned: &OwnedTasks) {
         // SAFETY: the run loop calls this on the runtime thread.
-        unsafe { (self.header().vtable.poll)(self.0, core) }
+        unsafe { (self.header().vtable.poll)(self.0, owned) }
     }
 
     /// Drops the task's future or output. Runtime thread only (shutdown).
@@ -218,7 +229,100 @@ pub(crate) unsafe fn schedule(ptr: NonNull<Header>) {
     }
     // SAFETY: the caller holds a reference; the queue gets a new one.
     let task = unsafe { clone_ref(ptr) };
-    crate::context::schedule(task);
+    push(task);
+}
+
+/// The run queue and remote queue of the runtime running on this thread,
+/// set by [`enter`].
+#[derive(Clone, Copy)]
+struct Local {
+    queue: *const RunQueue,
+    shared: *const Shared,
+}
+
+thread_local! {
+    /// The queues of the runtime running on this thread (null if none).
+    static LOCAL: StdCell<Local> = const {
+        StdCell::new(Local { queue: ptr::null(), shared: ptr::null() })
+    };
+}
+
+/// Makes `queue` and `shared` the queues that wakes on this thread push to
+/// (for tasks of that runtime), until the guard is dropped.
+///
+/// # Safety
+///
+/// Both stay alive, at the same address, until the guard is dropped.
+pub(crate) unsafe fn enter(queue: &RunQueue, shared: &Shared) -> LocalGuard {
+    let previous = LOCAL.with(|l| l.replace(Local { queue, shared }));
+    LocalGuard { previous }
+}
+
+/// Restores the queues that were current before [`enter`].
+pub(crate) struct LocalGuard {
+    previous: Local,
+}
+
+impl Drop for LocalGuard {
+    fn drop(&mut self) {
+        LOCAL.with(|l| l.set(self.previous));
+    }
+}
+
+/// Queues a woken task: locally when woken on its runtime's thread while
+/// that runtime runs, through its remote queue (and the eventfd) otherwise.
+fn push(task: TaskRef) {
+    let shared: *const Shared = Arc::as_ptr(&task.header().shared);
+    let local = LOCAL.with(StdCell::get);
+    if ptr::eq(local.shared, shared) {
+        // SAFETY: a non-null current queue is alive while its guard is (the
+        // `enter` contract), and the guard outlives every wake on this
+        // thread while it is current; runtime thread.
+        unsafe { (*local.queue).borrow_mut().push_back(task) };
+    } else {
+        task.header().shared.clone().push(task);
+    }
+}
+
+/// The tasks of a runtime that are not complete, so that shutdown can drop
+/// their futures. Runtime thread.
+pub(crate) struct OwnedTasks {
+    tasks: RefCell<Slab<TaskRef>>,
+}
+
+impl OwnedTasks {
+    pub(crate) fn new() -> OwnedTasks {
+        OwnedTasks {
+            tasks: RefCell::new(Slab::new()),
+        }
+    }
+
+    /// Adds a task (one of its references) and records its key in it.
+    pub(crate) fn insert(&self, task: TaskRef) {
+        let header: *const Header = task.header();
+        let key = self.tasks.borrow_mut().insert(task);
+        // SAFETY: the set now holds a reference, so the task is live.
+        unsafe { (*header).owned_key.store(key, Ordering::Relaxed) };
+    }
+
+    /// Removes a completed task, returning the set's reference.
+    fn forget(&self, key: usize, ptr: NonNull<Header>) -> Option<TaskRef> {
+        let mut tasks = self.tasks.borrow_mut();
+        match tasks.get(key) {
+            Some(t) if ptr::eq(t.header(), ptr.as_ptr()) => Some(tasks.remove(key)),
+            _ => None,
+        }
+    }
+
+    /// Takes every task out (shutdown).
+    pub(crate) fn drain(&self) -> Vec<TaskRef> {
+        self.tasks.borrow_mut().drain().collect()
+    }
+
+    /// The number of tasks.
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.borrow().len()
+    }
 }
 
 fn vtable<F: Future + 'static>() -> &'static Vtable {
@@ -248,7 +352,7 @@ unsafe fn set_stage<F: Future>(cell: &Cell<F>, new: Stage<F>) {
     }
 }
 
-unsafe fn poll<F: Future + 'static>(ptr: NonNull<Header>, core: &Core) {
+unsafe fn poll<F: Future + 'static>(ptr: NonNull<Header>, owned: &OwnedTasks) {
     // SAFETY: the run loop holds a reference; runtime thread.
     let cell = unsafe { ptr.cast::<Cell<F>>().as_ref() };
     let prev = cell.header.state.fetch_and(!SCHEDULED, Ordering::AcqRel);
@@ -289,7 +393,7 @@ unsafe fn poll<F: Future + 'static>(ptr: NonNull<Header>, core: &Core) {
         }
     };
     // SAFETY: runtime thread.
-    unsafe { complete(cell, ptr, core, outcome) };
+    unsafe { complete(cell, ptr, owned, outcome) };
 }
 
 /// Stores the outcome, marks the task complete, forgets it in the owned set
@@ -297,7 +401,7 @@ unsafe fn poll<F: Future + 'static>(ptr: NonNull<Header>, core: &Core) {
 unsafe fn complete<F: Future>(
     cell: &Cell<F>,
     ptr: NonNull<Header>,
-    core: &Core,
+    owned: &OwnedTasks,
     outcome: Result<F::Output, JoinError>,
 ) {
     // SAFETY: runtime thread; the stage is Consumed, nothing borrows it.
@@ -308,7 +412,7 @@ unsafe fn complete<F: Future>(
         )
     };
     let prev = cell.header.state.fetch_or(COMPLETE, Ordering::AcqRel);
-    let owned = core.forget_task(cell.header.owned_key.load(Ordering::Relaxed), ptr);
+    let owned = owned.forget(cell.header.owned_key.load(Ordering::Relaxed), ptr);
     if prev & JOIN_INTEREST != 0 {
         // SAFETY: runtime thread.
         if let Some(waker) = unsafe { (*cell.join_waker.get()).take() } {

@@ -1,8 +1,16 @@
-//! Errors a user can act on when io_uring cannot be set up.
+//! Setting up the ring: the settings it is made with, the best setup
+//! flags the kernel accepts (falling back quietly), and errors a user can
+//! act on when io_uring cannot be set up.
 
 use std::error::Error;
 use std::fmt;
 use std::io;
+use std::time::Duration;
+
+use io_uring::IoUring;
+
+use crate::driver::probe::Features;
+use crate::driver::sys::setup;
 
 /// An io_uring setup failure with a message saying what to do about it; its
 /// [`source`](Error::source) is the kernel's own error with its errno.
@@ -78,9 +86,68 @@ pub(crate) fn missing_feature(feature: &str, version: &str) -> io::Error {
     )
 }
 
-/// An `InvalidInput` error for a Builder setting out of range.
-pub(crate) fn invalid_setting(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, message)
+/// The settings a ring is made with (checked by `Builder::build`).
+#[derive(Debug, Clone)]
+pub(crate) struct RingConfig {
+    pub(crate) entries: u32,
+    pub(crate) cq_entries: u32,
+    pub(crate) sqpoll: Option<Duration>,
+    pub(crate) sqpoll_cpu: Option<u32>,
+    /// Size of the direct-descriptor table; `None`: the default, capped
+    /// by `RLIMIT_NOFILE` when the table is registered.
+    pub(crate) direct_descriptors: Option<u32>,
+    /// Test hook: edits the probed features (turning facilities off).
+    pub(crate) mask_features: Option<fn(&mut Features)>,
+}
+
+/// Builds the ring with the best setup flags the kernel accepts, falling
+/// back quietly; returns the flags that were accepted.
+pub(crate) fn build_ring(config: &RingConfig) -> io::Result<(IoUring, u32)> {
+    let mut attempts: Vec<u32> = Vec::new();
+    let base = setup::SUBMIT_ALL | setup::TASKRUN_FLAG;
+    if config.sqpoll.is_none() {
+        attempts.push(base | setup::SINGLE_ISSUER | setup::DEFER_TASKRUN);
+    }
+    attempts.push(base | setup::SINGLE_ISSUER | setup::COOP_TASKRUN);
+    attempts.push(base | setup::COOP_TASKRUN);
+    attempts.push(setup::SUBMIT_ALL);
+    attempts.push(0);
+
+    let mut last_err = None;
+    for flags in attempts {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(config.cq_entries);
+        if flags & setup::SUBMIT_ALL != 0 {
+            b.setup_submit_all();
+        }
+        if flags & setup::TASKRUN_FLAG != 0 {
+            b.setup_taskrun_flag();
+        }
+        if flags & setup::SINGLE_ISSUER != 0 {
+            b.setup_single_issuer();
+        }
+        if flags & setup::DEFER_TASKRUN != 0 {
+            b.setup_defer_taskrun();
+        }
+        if flags & setup::COOP_TASKRUN != 0 {
+            b.setup_coop_taskrun();
+        }
+        if let Some(idle) = config.sqpoll {
+            b.setup_sqpoll(idle.as_millis().min(u32::MAX as u128) as u32);
+            if let Some(cpu) = config.sqpoll_cpu {
+                b.setup_sqpoll_cpu(cpu);
+            }
+        }
+        match b.build(config.entries) {
+            Ok(ring) => return Ok((ring, flags)),
+            // EINVAL: a flag this kernel does not know; try fewer.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
+            Err(e) => return Err(setup_error(e)),
+        }
+    }
+    Err(setup_error(last_err.unwrap_or_else(|| {
+        io::Error::from_raw_os_error(libc::EINVAL)
+    })))
 }
 
 #[cfg(test)]

@@ -7,60 +7,18 @@
 //! passed. A hundred thousand sleeps therefore cost a hundred thousand map
 //! entries and no extra system calls.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::context::{expect_current, Core};
+use crate::scheduler::{expect_current, Core};
 
-type TimerKey = (Instant, u64);
+pub(crate) mod timers;
 
-/// The runtime's timers, ordered by deadline.
-pub(crate) struct Timers {
-    map: BTreeMap<TimerKey, Waker>,
-    next_id: u64,
-}
-
-impl Timers {
-    pub(crate) fn new() -> Self {
-        Timers {
-            map: BTreeMap::new(),
-            next_id: 0,
-        }
-    }
-
-    fn insert(&mut self, deadline: Instant, waker: &Waker) -> TimerKey {
-        let key = (deadline, self.next_id);
-        self.next_id += 1;
-        self.map.insert(key, waker.clone());
-        key
-    }
-
-    /// The earliest deadline, if any timer is set.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.map.first_key_value().map(|((d, _), _)| *d)
-    }
-
-    /// Removes every timer whose deadline is at or before `now`, moving
-    /// its waker to `out` (woken by the caller after releasing the borrow).
-    pub(crate) fn fire(&mut self, now: Instant, out: &mut Vec<Waker>) {
-        while let Some(entry) = self.map.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            out.push(entry.remove());
-        }
-    }
-
-    /// Drops every timer (runtime shutdown).
-    pub(crate) fn clear(&mut self) -> BTreeMap<TimerKey, Waker> {
-        std::mem::take(&mut self.map)
-    }
-}
+use timers::TimerKey;
 
 /// Waits until `duration` has elapsed.
 ///
@@ -111,7 +69,7 @@ impl Sleep {
 
     fn unregister(&mut self) {
         if let Some((core, key)) = self.registered.take() {
-            core.timers.borrow_mut().map.remove(&key);
+            core.timers.borrow_mut().remove(&key);
         }
     }
 }
@@ -128,7 +86,7 @@ impl Future for Sleep {
         match &mut self.registered {
             Some((core, key)) => {
                 let mut timers = core.timers.borrow_mut();
-                match timers.map.get_mut(key) {
+                match timers.get_mut(key) {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     Some(w) => *w = cx.waker().clone(),
                     // Fired, but polled again before its deadline by the
