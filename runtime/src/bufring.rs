@@ -91,7 +91,6 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
 use std::rc::Rc;
@@ -104,42 +103,8 @@ use crate::buf::page_size;
 use crate::op::{Completion, Multishot};
 use crate::scheduler::{current, expect_current, Core};
 
-/// `IORING_REGISTER_PBUF_RING`, `IORING_UNREGISTER_PBUF_RING` and
-/// `IORING_REGISTER_PBUF_STATUS` from the kernel's UAPI header.
-const REGISTER_PBUF_RING: libc::c_uint = 22;
-const UNREGISTER_PBUF_RING: libc::c_uint = 23;
-const REGISTER_PBUF_STATUS: libc::c_uint = 26;
-
-/// The most entries a buffer ring may have (the kernel's limit).
-pub(crate) const MAX_ENTRIES: u32 = 1 << 15;
-
-/// `struct io_uring_buf`: one ring entry. The `resv` field of entry 0 is
-/// the ring's tail.
-#[repr(C)]
-pub(crate) struct RawEntry {
-    pub(crate) addr: u64,
-    pub(crate) len: u32,
-    pub(crate) bid: u16,
-    pub(crate) resv: u16,
-}
-
-/// `struct io_uring_buf_reg`.
-#[repr(C)]
-struct BufReg {
-    ring_addr: u64,
-    ring_entries: u32,
-    bgid: u16,
-    flags: u16,
-    resv: [u64; 3],
-}
-
-/// `struct io_uring_buf_status`.
-#[repr(C)]
-struct BufStatus {
-    buf_group: u32,
-    head: u32,
-    resv: [u32; 8],
-}
+use crate::driver::resources::GroupKind;
+use crate::driver::sys::{BufRingEntry as RawEntry, MAX_BUF_RING_ENTRIES as MAX_ENTRIES};
 
 /// Settings of a [`BufRing`]; made by [`BufRing::builder`].
 ///
@@ -244,7 +209,6 @@ impl Builder {
             return Err(oom());
         };
         let inner = Inner {
-            ring_fd: -1,
             bgid: 0,
             mask: (self.entries - 1) as u16,
             entries: self.entries,
@@ -269,7 +233,6 @@ impl Builder {
         }
         inner.publish_tail();
         let mut inner = inner;
-        inner.ring_fd = ring_fd(&inner.core)?;
         inner.bgid = register(&inner, self.group_id)?;
         inner.registered = true;
         Ok(BufRing {
@@ -295,10 +258,8 @@ pub struct BufRing {
 }
 
 struct Inner {
-    /// Keeps the runtime's ring (and so `ring_fd`) open while the group is
-    /// registered.
+    /// Keeps the runtime's ring open while the group is registered.
     core: Rc<Core>,
-    ring_fd: RawFd,
     bgid: u16,
     mask: u16,
     entries: u32,
@@ -373,7 +334,12 @@ impl BufRing {
     ///
     /// `InvalidInput` on kernels without `IORING_REGISTER_PBUF_STATUS`.
     pub fn available(&self) -> io::Result<u32> {
-        let head = kernel_head(self.inner.ring_fd, self.inner.bgid)?;
+        let head = self
+            .inner
+            .core
+            .driver
+            .borrow()
+            .buf_ring_head(self.inner.bgid)?;
         Ok(self.inner.tail.get().wrapping_sub(head) as u32)
     }
 
@@ -781,11 +747,11 @@ impl Drop for Inner {
         // keeps a clone), so once the group is unregistered the kernel no
         // longer touches this memory.
         if self.registered {
-            let abandoned = match self.core.driver.try_borrow() {
-                Ok(d) => d.abandoned,
-                Err(_) => true,
+            let unregistered = match self.core.driver.try_borrow() {
+                Ok(d) => !d.is_abandoned() && d.unregister_buf_ring(self.bgid).is_ok(),
+                Err(_) => false,
             };
-            if abandoned || unregister(self.ring_fd, self.bgid).is_err() {
+            if !unregistered {
                 // The kernel may still use the memory: leak it.
                 return;
             }
@@ -799,133 +765,18 @@ impl Drop for Inner {
     }
 }
 
-/// Registers the ring under `wanted` or the first free group id.
+/// Registers the ring under `wanted` or the first free receive group id
+/// of the runtime's ring.
 fn register(inner: &Inner, wanted: Option<u16>) -> io::Result<u16> {
-    thread_local! {
-        static NEXT_GROUP: Cell<u16> = const { Cell::new(0) };
-    }
     let addr = inner.ring.as_ptr() as u64;
     // SAFETY: the ring memory is page-aligned, entries * 16 bytes, and is
     // only freed after the group is unregistered (see `Inner::drop`).
-    unsafe { register_group(inner.ring_fd, addr, inner.entries, wanted, &NEXT_GROUP) }
-}
-
-/// Registers a provided-buffer ring (`IORING_REGISTER_PBUF_RING`) of
-/// `entries` entries at `ring_addr` under group `wanted`, or else under the
-/// first free group id from the per-thread cursor `next` on, skipping the
-/// ids this io_uring already uses (`EEXIST`); returns the group id.
-///
-/// # Safety
-///
-/// `ring_addr` is page-aligned memory of `entries` ring entries that stays
-/// valid until the group is unregistered.
-pub(crate) unsafe fn register_group(
-    ring_fd: RawFd,
-    ring_addr: u64,
-    entries: u32,
-    wanted: Option<u16>,
-    next: &'static std::thread::LocalKey<Cell<u16>>,
-) -> io::Result<u16> {
-    let try_id = |bgid: u16| -> io::Result<()> {
-        let reg = BufReg {
-            ring_addr,
-            ring_entries: entries,
-            bgid,
-            flags: 0,
-            resv: [0; 3],
-        };
-        // SAFETY: the caller's promise covers the memory `reg` names.
-        unsafe { register_call(ring_fd, REGISTER_PBUF_RING, &reg) }
-    };
-    if let Some(id) = wanted {
-        return try_id(id).map(|()| id);
-    }
-    // Group ids are per ring: skip the ones this ring already uses.
-    let start = next.with(|n| n.get());
-    let mut id = start;
-    loop {
-        match try_id(id) {
-            Ok(()) => {
-                next.with(|n| n.set(id.wrapping_add(1)));
-                return Ok(id);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                id = id.wrapping_add(1);
-                if id == start {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "every buffer group id is taken on this ring",
-                    ));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The kernel's head of provided-buffer ring group `bgid`
-/// (`IORING_REGISTER_PBUF_STATUS`, Linux 6.8+).
-pub(crate) fn kernel_head(ring_fd: RawFd, bgid: u16) -> io::Result<u16> {
-    let mut status = BufStatus {
-        buf_group: u32::from(bgid),
-        head: 0,
-        resv: [0; 8],
-    };
-    // SAFETY: the status struct is live and writable for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            ring_fd,
-            REGISTER_PBUF_STATUS,
-            &mut status as *mut BufStatus,
-            1,
+    unsafe {
+        inner.core.driver.borrow_mut().register_buf_ring(
+            addr,
+            inner.entries,
+            wanted,
+            GroupKind::Receive,
         )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
     }
-    Ok(status.head as u16)
-}
-
-/// Unregisters provided-buffer ring group `bgid`.
-pub(crate) fn unregister(ring_fd: RawFd, bgid: u16) -> io::Result<()> {
-    let reg = BufReg {
-        ring_addr: 0,
-        ring_entries: 0,
-        bgid,
-        flags: 0,
-        resv: [0; 3],
-    };
-    // SAFETY: an unregistration names no memory.
-    unsafe { register_call(ring_fd, UNREGISTER_PBUF_RING, &reg) }
-}
-
-/// `io_uring_register(ring_fd, opcode, reg, 1)`.
-///
-/// # Safety
-///
-/// Any memory `reg` names must stay valid as long as the kernel may use it
-/// (for a registration: until the group is unregistered).
-unsafe fn register_call(ring_fd: RawFd, opcode: libc::c_uint, reg: &BufReg) -> io::Result<()> {
-    // SAFETY: `reg` is live for the call; the memory it names is the
-    // caller's promise.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            ring_fd,
-            opcode,
-            reg as *const BufReg,
-            1,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// The descriptor of `core`'s ring, which registrations need.
-fn ring_fd(core: &Rc<Core>) -> io::Result<RawFd> {
-    Ok(core.driver.borrow().ring_fd())
 }

@@ -73,195 +73,19 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::os::fd::RawFd;
 use std::ptr::NonNull;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::buf::{page_size, IoBuf, IoBufMut, Slice};
+use crate::driver::resources::BUFFER_SLOTS;
 use crate::scheduler::{current, Core};
-
-/// `IORING_REGISTER_BUFFERS2` and `IORING_REGISTER_BUFFERS_UPDATE`.
-const REGISTER_BUFFERS2: libc::c_uint = 15;
-const REGISTER_BUFFERS_UPDATE: libc::c_uint = 16;
-/// `IORING_RSRC_REGISTER_SPARSE`.
-const RSRC_REGISTER_SPARSE: u32 = 1;
 
 /// The number of slots in each runtime's registered buffer table: at most
 /// this many buffers, over all pools of a runtime, are registered at once.
 /// A pool that does not find a contiguous range of free slots falls back
 /// to plain memory (see the [module docs](self)).
-pub const TABLE_SLOTS: u32 = 4096;
-
-/// `struct io_uring_rsrc_register`.
-#[repr(C)]
-struct RsrcRegister {
-    nr: u32,
-    flags: u32,
-    resv2: u64,
-    data: u64,
-    tags: u64,
-}
-
-/// `struct io_uring_rsrc_update2`.
-#[repr(C)]
-struct RsrcUpdate2 {
-    offset: u32,
-    resv: u32,
-    data: u64,
-    tags: u64,
-    nr: u32,
-    resv2: u32,
-}
-
-/// Whether the runtime's sparse table exists in the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TableState {
-    Untried,
-    Ready,
-    /// The kernel refused it with this errno.
-    Unavailable(i32),
-}
-
-/// The per-runtime buffer table: which slots are free.
-#[derive(Debug)]
-struct Table {
-    state: TableState,
-    /// Free slot ranges `(start, len)`, sorted by start, never adjacent.
-    free: Vec<(u32, u32)>,
-}
-
-impl Table {
-    fn new(slots: u32) -> Table {
-        Table {
-            state: TableState::Untried,
-            free: vec![(0, slots)],
-        }
-    }
-
-    /// Takes the first free range of `count` slots.
-    fn alloc(&mut self, count: u32) -> Option<u32> {
-        if count == 0 {
-            return None;
-        }
-        let i = self.free.iter().position(|&(_, len)| len >= count)?;
-        let (start, len) = self.free[i];
-        if len == count {
-            self.free.remove(i);
-        } else {
-            self.free[i] = (start + count, len - count);
-        }
-        Some(start)
-    }
-
-    /// Gives back the range `start..start + count`, merging neighbours.
-    fn release(&mut self, start: u32, count: u32) {
-        let i = self.free.partition_point(|&(s, _)| s < start);
-        self.free.insert(i, (start, count));
-        // Merge with the next range, then with the previous one.
-        if i + 1 < self.free.len() && self.free[i].0 + self.free[i].1 == self.free[i + 1].0 {
-            self.free[i].1 += self.free[i + 1].1;
-            self.free.remove(i + 1);
-        }
-        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
-            self.free[i - 1].1 += self.free[i].1;
-            self.free.remove(i);
-        }
-    }
-}
-
-/// A runtime's core (weakly) and its buffer table.
-type TableEntry = (Weak<Core>, Rc<RefCell<Table>>);
-
-thread_local! {
-    /// The buffer table of each runtime that made a pool on this thread,
-    /// found by its core (a weak reference: a table dies with its ring).
-    static TABLES: RefCell<Vec<TableEntry>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The buffer table of `core`, made on first use.
-fn table_for(core: &Rc<Core>) -> Rc<RefCell<Table>> {
-    TABLES.with(|tables| {
-        let mut tables = tables.borrow_mut();
-        tables.retain(|(weak, _)| weak.strong_count() > 0);
-        if let Some((_, table)) = tables
-            .iter()
-            .find(|(weak, _)| std::ptr::eq(weak.as_ptr(), Rc::as_ptr(core)))
-        {
-            return table.clone();
-        }
-        let table = Rc::new(RefCell::new(Table::new(TABLE_SLOTS)));
-        tables.push((Rc::downgrade(core), table.clone()));
-        table
-    })
-}
-
-/// `io_uring_register(ring_fd, opcode, arg, size_of::<T>())`, returning the
-/// non-negative result.
-///
-/// # Safety
-///
-/// Any memory `arg` names must stay valid as long as the kernel may use it.
-unsafe fn register<T>(ring_fd: RawFd, opcode: libc::c_uint, arg: &T) -> io::Result<u32> {
-    // SAFETY: `arg` is live for the call; the memory it names is the
-    // caller's promise.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            ring_fd,
-            opcode,
-            arg as *const T,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as u32)
-    }
-}
-
-/// Puts `iovecs` into the table's slots from `offset`; returns how many
-/// the kernel took (it stops at the first it refuses, and fails only if
-/// that is the first).
-///
-/// # Safety
-///
-/// The memory the iovecs name must stay allocated until the slots are
-/// emptied again and no operation naming them is in flight.
-unsafe fn update(ring_fd: RawFd, offset: u32, iovecs: &[libc::iovec]) -> io::Result<u32> {
-    let arg = RsrcUpdate2 {
-        offset,
-        resv: 0,
-        data: iovecs.as_ptr() as u64,
-        tags: 0,
-        nr: iovecs.len() as u32,
-        resv2: 0,
-    };
-    // SAFETY: the iovec array is live for the call; the buffers it names
-    // are the caller's promise.
-    unsafe { register(ring_fd, REGISTER_BUFFERS_UPDATE, &arg) }
-}
-
-/// Empties `count` slots from `offset`.
-fn clear_slots(ring_fd: RawFd, offset: u32, count: u32) -> io::Result<()> {
-    let empty = vec![
-        libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
-        count as usize
-    ];
-    // SAFETY: empty iovecs name no memory.
-    let done = unsafe { update(ring_fd, offset, &empty) }?;
-    if done == count {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "the kernel emptied {done} of {count} registered buffer slots"
-        )))
-    }
-}
+pub const TABLE_SLOTS: u32 = BUFFER_SLOTS;
 
 /// A pool of equal-sized buffers registered with the runtime's ring (slots
 /// of a sparse table, `IORING_REGISTER_BUFFERS2` then
@@ -293,11 +117,9 @@ pub struct FixedBufPool {
 }
 
 struct Inner {
-    /// Keeps the ring (and so `ring_fd` and the table) alive while slots
-    /// are registered.
+    /// Keeps the ring (and so its buffer table) alive while slots are
+    /// registered.
     core: Rc<Core>,
-    table: Rc<RefCell<Table>>,
-    ring_fd: RawFd,
     /// The first table slot, when the buffers are registered.
     base: Option<u16>,
     /// Why the buffers are not registered, for `Debug`.
@@ -378,12 +200,8 @@ impl FixedBufPool {
             .ok_or_else(oom)?;
         // SAFETY: the layout has a non-zero size (count, size >= 1).
         let mem = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or_else(oom)?;
-        let ring_fd = core.driver.borrow().ring_fd();
-        let table = table_for(&core);
         let mut inner = Inner {
             core,
-            table,
-            ring_fd,
             base: None,
             unregistered_reason: Some("not requested".to_owned()),
             count,
@@ -544,48 +362,7 @@ impl Inner {
                     ),
                 )
             })?;
-        let mut table = self.table.borrow_mut();
-        if table.state == TableState::Untried {
-            let arg = RsrcRegister {
-                nr: TABLE_SLOTS,
-                flags: RSRC_REGISTER_SPARSE,
-                resv2: 0,
-                data: 0,
-                tags: 0,
-            };
-            // SAFETY: a sparse table names no memory.
-            table.state = match unsafe { register(self.ring_fd, REGISTER_BUFFERS2, &arg) } {
-                Ok(_) => TableState::Ready,
-                // Transient failures (memory, an interrupted call) are
-                // tried again by the next pool; a refusal is remembered.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENOMEM | libc::EAGAIN | libc::EINTR)
-                    ) =>
-                {
-                    let e = io::Error::new(
-                        e.kind(),
-                        format!("the kernel could not make a registered buffer table: {e}"),
-                    );
-                    return Err(e);
-                }
-                Err(e) => TableState::Unavailable(e.raw_os_error().unwrap_or(libc::EINVAL)),
-            };
-        }
-        if let TableState::Unavailable(errno) = table.state {
-            let e = io::Error::from_raw_os_error(errno);
-            return Err(io::Error::new(
-                e.kind(),
-                format!("the kernel refused a registered buffer table: {e}"),
-            ));
-        }
-        let base = table.alloc(count).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                format!("no {count} contiguous free slots in the registered buffer table"),
-            )
-        })?;
+        let base = self.core.driver.borrow_mut().alloc_buffer_slots(count)?;
         let iovecs: Vec<libc::iovec> = (0..self.count)
             .map(|i| libc::iovec {
                 iov_base: self.buf_ptr(i as u32).cast(),
@@ -596,12 +373,13 @@ impl Inner {
         // slots were emptied (Inner::drop) and, since every operation on a
         // buffer owns its FixedBuf (and so a reference on this Inner), only
         // when no operation naming them is in flight.
-        let res = unsafe { update(self.ring_fd, base, &iovecs) };
+        let res = unsafe { self.core.driver.borrow().update_buffer_slots(base, &iovecs) };
+        let mut driver = self.core.driver.borrow_mut();
         match res {
             Ok(n) if n == count => Ok(base as u16),
             other => {
                 let done = *other.as_ref().unwrap_or(&0);
-                if done > 0 && clear_slots(self.ring_fd, base, done).is_err() {
+                if done > 0 && driver.clear_buffer_slots(base, done).is_err() {
                     // Some buffers may stay registered: keep their slots
                     // out of the table and never free the memory.
                     self.leak_memory.set(true);
@@ -609,7 +387,7 @@ impl Inner {
                         "registering the buffers failed half-way and could not be undone",
                     ));
                 }
-                table.release(base, count);
+                driver.release_buffer_slots(base, count);
                 Err(match other {
                     Err(e) => {
                         io::Error::new(e.kind(), format!("registering the buffers failed: {e}"))
@@ -644,19 +422,24 @@ impl Drop for Inner {
         // No FixedBuf is left, so no operation naming these buffers is in
         // flight (each owns its FixedBuf until its last CQE). Once the
         // slots are emptied the kernel no longer uses this memory.
-        let abandoned = self.core.driver.try_borrow().is_ok_and(|d| d.abandoned);
+        let abandoned = self
+            .core
+            .driver
+            .try_borrow()
+            .is_ok_and(|d| d.is_abandoned());
         if abandoned && (self.base.is_some() || self.leak_memory.get()) {
             // Shutdown gave up on some operations: be conservative.
             return;
         }
         if let Some(base) = self.base {
-            if clear_slots(self.ring_fd, base as u32, self.count as u32).is_err() {
+            let freed = match self.core.driver.try_borrow_mut() {
+                Ok(mut driver) => driver.free_buffer_slots(base as u32, self.count as u32),
+                Err(_) => Err(io::Error::other("the driver is busy")),
+            };
+            if freed.is_err() {
                 // The kernel may still hold the buffers: leak the memory
                 // and the slots.
                 return;
-            }
-            if let Ok(mut table) = self.table.try_borrow_mut() {
-                table.release(base as u32, self.count as u32);
             }
         }
         if self.leak_memory.get() {
@@ -969,24 +752,6 @@ unsafe impl<B: FixedIoBuf> FixedIoBuf for Slice<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn table_ranges_are_first_fit_and_merge() {
-        let mut t = Table::new(10);
-        assert_eq!(t.alloc(3), Some(0));
-        assert_eq!(t.alloc(3), Some(3));
-        assert_eq!(t.alloc(3), Some(6));
-        assert_eq!(t.alloc(2), None);
-        assert_eq!(t.alloc(0), None);
-        t.release(3, 3);
-        assert_eq!(t.alloc(4), None);
-        t.release(0, 3);
-        assert_eq!(t.free, vec![(0, 6), (9, 1)]);
-        t.release(6, 3);
-        assert_eq!(t.free, vec![(0, 10)]);
-        assert_eq!(t.alloc(10), Some(0));
-        assert!(t.free.is_empty());
-    }
 
     #[test]
     fn pools_take_disjoint_slots_and_give_them_back() {

@@ -34,13 +34,14 @@ pub struct Metrics {
 /// The counters of `core`'s runtime.
 pub(crate) fn of(core: &Core) -> Metrics {
     let driver = core.driver.borrow();
+    let (ops_submitted, cqes_reaped) = driver.counters();
     Metrics {
-        ops_submitted: driver.submitted,
-        cqes_reaped: driver.reaped,
+        ops_submitted,
+        cqes_reaped,
         ops_in_flight: driver.in_flight(),
         tasks_spawned: core.spawned.get(),
         tasks_alive: core.tasks.len(),
-        setup_flags: driver.setup_flags,
+        setup_flags: driver.setup_flags(),
         direct_descriptors: driver.direct_held(),
     }
 }

@@ -45,7 +45,7 @@ pub struct Runtime {
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("setup_flags", &self.core.driver.borrow().setup_flags)
+            .field("setup_flags", &self.core.driver.borrow().setup_flags())
             .finish()
     }
 }

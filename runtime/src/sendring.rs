@@ -95,7 +95,6 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
 use std::ptr::{self, NonNull};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -104,7 +103,8 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 use crate::buf::page_size;
 use crate::buf::IoBuf;
-use crate::bufring::{register_group, unregister, RawEntry, MAX_ENTRIES};
+use crate::driver::resources::GroupKind;
+use crate::driver::sys::{BufRingEntry as RawEntry, MAX_BUF_RING_ENTRIES as MAX_ENTRIES};
 use crate::scheduler::{expect_current, Core};
 
 /// The longest ring entry: longer buffers take several entries, so that
@@ -121,9 +121,8 @@ pub struct SendRing {
 
 /// The kernel side: the ring memory and its registration.
 struct Kernel {
-    /// Keeps the runtime's ring (and so `ring_fd`) open while registered.
+    /// Keeps the runtime's ring open while registered.
     core: Rc<Core>,
-    ring_fd: RawFd,
     bgid: u16,
     ring: NonNull<RawEntry>,
     layout: Layout,
@@ -192,13 +191,22 @@ impl SendRing {
         // SAFETY: the layout has a non-zero size (entries >= 1).
         let ring =
             NonNull::new(unsafe { alloc_zeroed(layout) }.cast::<RawEntry>()).ok_or_else(oom)?;
-        let ring_fd = core.driver.borrow().ring_fd();
-        match register(ring_fd, ring, entries) {
+        // SAFETY: the ring memory is page-aligned, entries * 16 bytes, and
+        // freed only after the group is unregistered (`Inner::drop`) or, if
+        // registration fails, never handed to the kernel.
+        let registered = unsafe {
+            core.driver.borrow_mut().register_buf_ring(
+                ring.as_ptr() as u64,
+                entries,
+                None,
+                GroupKind::Send,
+            )
+        };
+        match registered {
             Ok(bgid) => Ok(SendRing {
                 inner: Rc::new(Inner {
                     kernel: Some(Kernel {
                         core,
-                        ring_fd,
                         bgid,
                         ring,
                         layout,
@@ -421,11 +429,11 @@ impl Drop for Inner {
         };
         // No operation selecting from the ring is in flight (each keeps a
         // clone), so once unregistered the kernel is done with the memory.
-        let abandoned = match k.core.driver.try_borrow() {
-            Ok(d) => d.abandoned,
-            Err(_) => true,
+        let unregistered = match k.core.driver.try_borrow() {
+            Ok(d) => !d.is_abandoned() && d.unregister_buf_ring(k.bgid).is_ok(),
+            Err(_) => false,
         };
-        if abandoned || unregister(k.ring_fd, k.bgid).is_err() {
+        if !unregistered {
             // The kernel may still read the ring and the buffers: leak.
             let state = std::mem::replace(self.state.get_mut(), State::new());
             std::mem::forget(state);
@@ -487,19 +495,7 @@ fn publish_tail(k: &Kernel, tail: u16) {
 }
 
 fn kernel_head(k: &Kernel) -> io::Result<u16> {
-    crate::bufring::kernel_head(k.ring_fd, k.bgid)
-}
-
-/// Registers the ring under the first free group id from a per-thread
-/// cursor, skipping ids taken (`EEXIST`, also by `BufRing`s).
-fn register(ring_fd: RawFd, ring: NonNull<RawEntry>, entries: u32) -> io::Result<u16> {
-    thread_local! {
-        static NEXT_GROUP: std::cell::Cell<u16> = const { std::cell::Cell::new(0x8000) };
-    }
-    // SAFETY: the ring memory is page-aligned, entries * 16 bytes, and
-    // freed only after the group is unregistered (`Inner::drop`) or, if
-    // registration fails, never handed to the kernel.
-    unsafe { register_group(ring_fd, ring.as_ptr() as u64, entries, None, &NEXT_GROUP) }
+    k.core.driver.borrow().buf_ring_head(k.bgid)
 }
 
 #[cfg(test)]

@@ -13,26 +13,28 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
 use lifecycle::{
-    CqeOutcome, Creates, Lifecycle, Orphan, Parked, CANCEL_UD, CLOSE_UD, INTERNAL, LINK_TIMEOUT_UD,
-    WAKE_UD,
+    Completion, CqeOutcome, Creates, Lifecycle, Orphan, Parked, CANCEL_UD, CLOSE_UD, INTERNAL,
+    LINK_TIMEOUT_UD, WAKE_UD,
 };
 use probe::Features;
+use resources::{BufGroups, Buffers, Files, GroupKind};
 use setup::{build_ring, missing_feature, RingConfig};
 
 pub(crate) mod lifecycle;
 pub(crate) mod probe;
+pub(crate) mod resources;
 pub(crate) mod setup;
 pub(crate) mod sys;
 
 pub(crate) struct Driver {
     ring: IoUring,
-    pub(crate) ops: Lifecycle,
+    ops: Lifecycle,
     /// Resources of ignored operations whose last CQE arrived; dropped by
     /// the run loop outside any borrow of the driver.
     released: Vec<Parked>,
@@ -41,16 +43,14 @@ pub(crate) struct Driver {
     to_wake: Vec<Waker>,
     /// Scratch space for descriptors to close.
     orphan_scratch: Vec<Orphan>,
-    /// The direct-descriptor table, once it is registered.
-    direct_table: Option<DirectTable>,
-    /// The size asked for with `Builder::direct_descriptors`.
-    direct_wanted: Option<u32>,
+    /// The direct-descriptor table (registered on first use).
+    files: Files,
+    /// The registered buffer table (registered on first use).
+    buffers: Buffers,
+    /// Provided-buffer group ids of this ring.
+    groups: BufGroups,
     /// The test hook of `Builder::mask_features`.
     mask_features: Option<fn(&mut Features)>,
-    /// Slots of the kernel-allocated part of the table held by handles
-    /// (`SharedFd`s), for metrics and for accepts that fall back to
-    /// ordinary descriptors when it is full.
-    pub(crate) direct_live: u32,
     /// Scratch space for operations to cancel again.
     recancel_scratch: Vec<u64>,
     /// `IOSQE_CQE_SKIP_SUCCESS` is available for cancels, closes and link
@@ -72,13 +72,13 @@ pub(crate) struct Driver {
     shutting_down: bool,
     /// Shutdown could not finish every operation: their memory is leaked,
     /// and futures still owning some must leak it too.
-    pub(crate) abandoned: bool,
+    abandoned: bool,
     /// Setup flags the kernel accepted, for diagnostics.
-    pub(crate) setup_flags: u32,
+    setup_flags: u32,
     /// Operations submitted (awaited, multishot and detached), for metrics.
-    pub(crate) submitted: u64,
+    submitted: u64,
     /// CQEs reaped (including the runtime's internal ones), for metrics.
-    pub(crate) reaped: u64,
+    reaped: u64,
 }
 
 impl Driver {
@@ -106,9 +106,9 @@ impl Driver {
             released: Vec::new(),
             to_wake: Vec::new(),
             orphan_scratch: Vec::new(),
-            direct_table: None,
-            direct_wanted: config.direct_descriptors,
-            direct_live: 0,
+            files: Files::new(config.direct_descriptors),
+            buffers: Buffers::new(),
+            groups: BufGroups::new(),
             mask_features: config.mask_features,
             recancel_scratch: Vec::new(),
             wake_fd,
@@ -192,11 +192,6 @@ impl Driver {
             }
         }
         self.features
-    }
-
-    /// The ring's descriptor, for registrations (buffer rings).
-    pub(crate) fn ring_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.ring)
     }
 
     /// The most SQEs one chain may have: the submission queue's size.
@@ -284,50 +279,24 @@ impl Driver {
     }
 
     /// Frees a slot of the direct-descriptor table whose last handle is
-    /// gone: a slot the kernel allocated gets an `IORING_OP_CLOSE`; a slot
-    /// of the part this runtime hands out itself is emptied at once
-    /// (`IORING_REGISTER_FILES_UPDATE` with -1), so that it can be handed
-    /// out again immediately. Operations still in flight on a file keep
-    /// their own reference to it either way.
+    /// gone (see [`Files::release`]).
     pub(crate) fn close_direct(&mut self, slot: u32) {
-        let own = self.direct_table.as_ref().is_some_and(|t| t.is_own(slot));
-        if !own {
-            self.direct_live = self.direct_live.saturating_sub(1);
-            self.push_close(opcode::Close::new(types::Fixed(slot)).build());
-            return;
-        }
-        // On failure the slot stays taken (its file open) until the ring
-        // goes: a leak of one slot, never a wrong file.
-        if let Ok(1) = self.ring.submitter().register_files_update(slot, &[-1]) {
-            if let Some(t) = self.direct_table.as_mut() {
-                t.free.push(slot);
-            }
+        if let Some(close) = self.files.release(&self.ring, slot) {
+            self.push_close(close);
         }
     }
 
-    /// Installs `fd`'s file in a free slot of the part of the table this
-    /// runtime hands out itself (`IORING_REGISTER_FILES_UPDATE`, a plain
+    /// Installs `fd`'s file in a free slot of the part of the
+    /// direct-descriptor table this runtime hands out itself (a plain
     /// system call: nothing is left in flight) and returns the slot.
     /// `ENFILE` when that part is full.
     pub(crate) fn install_direct(&mut self, fd: RawFd) -> io::Result<u32> {
-        self.direct_table()?;
-        let table = self.direct_table.as_mut().expect("registered above");
-        let Some(slot) = table.free.pop() else {
-            return Err(io::Error::from_raw_os_error(libc::ENFILE));
-        };
-        match self.ring.submitter().register_files_update(slot, &[fd]) {
-            Ok(1) => Ok(slot),
-            Ok(n) => {
-                table.free.push(slot);
-                Err(io::Error::other(format!(
-                    "IORING_REGISTER_FILES_UPDATE installed {n} descriptors, expected 1"
-                )))
-            }
-            Err(e) => {
-                table.free.push(slot);
-                Err(e)
-            }
-        }
+        self.files.install(&self.ring, fd)
+    }
+
+    /// A handle took a direct-descriptor slot the kernel allocated.
+    pub(crate) fn claim_direct(&mut self) {
+        self.files.claim();
     }
 
     /// Whether an accept into the kernel-allocated part of the table can
@@ -336,81 +305,89 @@ impl Driver {
     /// when the kernel lacks it or the part is full; errors from
     /// registering the table otherwise.
     pub(crate) fn direct_slot_free(&mut self) -> io::Result<bool> {
-        if !self.features.direct_descriptors {
-            return Ok(false);
-        }
-        match self.direct_table() {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        let table = self.direct_table.as_ref().expect("registered above");
-        Ok(self.direct_live < table.kernel_slots)
+        self.files
+            .slot_free(&self.ring, self.features.direct_descriptors)
     }
 
-    /// Slots of the table held by handles, both parts.
+    /// Slots of the direct-descriptor table held by handles, both parts.
     pub(crate) fn direct_held(&self) -> u32 {
-        let own = self
-            .direct_table
-            .as_ref()
-            .map_or(0, |t| t.own_slots - t.free.len() as u32);
-        self.direct_live + own
+        self.files.held()
     }
 
     /// Registers the (empty, sparse) direct-descriptor table if it is not
-    /// yet, and returns its number of slots.
-    ///
-    /// The table is split: the kernel allocates slots for accepts (and
-    /// other `IORING_FILE_INDEX_ALLOC` operations) from the first part
-    /// (`IORING_REGISTER_FILE_ALLOC_RANGE`); the last eighth (rounded up)
-    /// is handed out by the runtime itself, for descriptors installed with
-    /// `SharedFd::register`, with a plain system call.
+    /// yet, and returns its number of slots (see [`Files`]).
     pub(crate) fn direct_table(&mut self) -> io::Result<u32> {
-        if let Some(t) = &self.direct_table {
-            return Ok(t.kernel_slots + t.own_slots);
+        self.files.ensure(&self.ring)
+    }
+
+    /// Takes `count` contiguous slots of the registered buffer table
+    /// (registering it first if need be) and returns the first.
+    pub(crate) fn alloc_buffer_slots(&mut self, count: u32) -> io::Result<u32> {
+        self.buffers.alloc(&self.ring, count)
+    }
+
+    /// Puts `iovecs` into the buffer table from slot `offset`; returns how
+    /// many slots the kernel took.
+    ///
+    /// # Safety
+    ///
+    /// The memory the iovecs name stays allocated until the slots are
+    /// emptied again and no operation naming them is in flight.
+    pub(crate) unsafe fn update_buffer_slots(
+        &self,
+        offset: u32,
+        iovecs: &[libc::iovec],
+    ) -> io::Result<u32> {
+        // SAFETY: forwarded from the caller.
+        unsafe { Buffers::update(&self.ring, offset, iovecs) }
+    }
+
+    /// Empties `count` slots of the buffer table from `offset` and, if that
+    /// worked, makes them free again.
+    pub(crate) fn free_buffer_slots(&mut self, offset: u32, count: u32) -> io::Result<()> {
+        self.clear_buffer_slots(offset, count)?;
+        self.release_buffer_slots(offset, count);
+        Ok(())
+    }
+
+    /// Empties `count` slots of the buffer table from `offset`.
+    pub(crate) fn clear_buffer_slots(&self, offset: u32, count: u32) -> io::Result<()> {
+        Buffers::clear(&self.ring, offset, count)
+    }
+
+    /// Makes `count` (empty) slots from `offset` free again.
+    pub(crate) fn release_buffer_slots(&mut self, offset: u32, count: u32) {
+        self.buffers.release(offset, count);
+    }
+
+    /// Registers a provided-buffer ring (see [`BufGroups::register`]).
+    ///
+    /// # Safety
+    ///
+    /// `ring_addr` is page-aligned memory of `entries` ring entries that
+    /// stays valid until the group is unregistered.
+    pub(crate) unsafe fn register_buf_ring(
+        &mut self,
+        ring_addr: u64,
+        entries: u32,
+        wanted: Option<u16>,
+        kind: GroupKind,
+    ) -> io::Result<u16> {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.groups
+                .register(&self.ring, ring_addr, entries, wanted, kind)
         }
-        let limit = nofile_soft_limit();
-        let n = match self.direct_wanted {
-            Some(n) => n,
-            None => DEFAULT_DIRECT.min(limit.max(1)),
-        };
-        match self.ring.submitter().register_files_sparse(n) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "registering a direct-descriptor table of {n} slots failed: the kernel \
-                         caps it at the RLIMIT_NOFILE soft limit ({limit}); raise the limit \
-                         (ulimit -n) or ask for fewer with Builder::direct_descriptors ({e})"
-                    ),
-                ))
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!(
-                        "this kernel cannot register a sparse direct-descriptor table \
-                         (IORING_RSRC_REGISTER_SPARSE, Linux 5.19+): {e}"
-                    ),
-                ))
-            }
-            Err(e) => return Err(e),
-        }
-        let own_slots = n.div_ceil(8);
-        let kernel_slots = n - own_slots;
-        if let Err(e) = set_alloc_range(self.ring_fd(), 0, kernel_slots) {
-            // Without the split, the kernel could allocate the slots
-            // handed out here: give the table up and report.
-            let _ = self.ring.submitter().unregister_files();
-            return Err(e);
-        }
-        self.direct_table = Some(DirectTable {
-            kernel_slots,
-            own_slots,
-            free: (kernel_slots..n).rev().collect(),
-        });
-        Ok(n)
+    }
+
+    /// Unregisters provided-buffer ring group `bgid`.
+    pub(crate) fn unregister_buf_ring(&self, bgid: u16) -> io::Result<()> {
+        BufGroups::unregister(&self.ring, bgid)
+    }
+
+    /// The kernel's head of provided-buffer ring group `bgid`.
+    pub(crate) fn buf_ring_head(&self, bgid: u16) -> io::Result<u16> {
+        BufGroups::kernel_head(&self.ring, bgid)
     }
 
     /// Asks the kernel to cancel the operation with this `user_data`.
@@ -666,54 +643,45 @@ impl Driver {
         }
     }
 
+    /// Whether shutdown gave up on some operations: their memory is
+    /// leaked, and whatever else the kernel may still use must be too.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned
+    }
+
+    /// The `IORING_SETUP_*` flags the kernel accepted.
+    pub(crate) fn setup_flags(&self) -> u32 {
+        self.setup_flags
+    }
+
+    /// Operations submitted and CQEs reaped so far.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (self.submitted, self.reaped)
+    }
+
+    /// Polls a single-shot operation (see [`Lifecycle::poll_single`]).
+    pub(crate) fn poll_single(&mut self, key: usize, cx: &mut Context<'_>) -> Poll<Completion> {
+        self.ops.poll_single(key, cx)
+    }
+
+    /// Polls a multishot operation (see [`Lifecycle::poll_multi`]).
+    pub(crate) fn poll_multi(
+        &mut self,
+        key: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<(Completion, bool)>> {
+        self.ops.poll_multi(key, cx)
+    }
+
+    /// Whether the future of operation `key` was dropped.
+    pub(crate) fn is_ignored(&self, key: usize) -> bool {
+        self.ops.is_ignored(key)
+    }
+
     /// The number of live op slots.
     pub(crate) fn in_flight(&self) -> usize {
         self.ops.len()
     }
-}
-
-/// The direct-descriptor table: slots `0..kernel_slots` are allocated by
-/// the kernel, `kernel_slots..kernel_slots + own_slots` by the runtime.
-struct DirectTable {
-    kernel_slots: u32,
-    own_slots: u32,
-    /// Free slots of the runtime's part (popped from the end: lowest first).
-    free: Vec<u32>,
-}
-
-impl DirectTable {
-    /// Whether `slot` is in the part the runtime hands out.
-    fn is_own(&self, slot: u32) -> bool {
-        slot >= self.kernel_slots
-    }
-}
-
-/// `IORING_REGISTER_FILE_ALLOC_RANGE`: the kernel allocates direct
-/// descriptors only from `off..off + len`.
-fn set_alloc_range(ring_fd: RawFd, off: u32, len: u32) -> io::Result<()> {
-    let mut range = sys::FileIndexRange { off, len, resv: 0 };
-    // SAFETY: the kernel reads the struct during the call and keeps no
-    // pointer to it.
-    unsafe { sys::io_uring_register(ring_fd, sys::register_op::FILE_ALLOC_RANGE, &mut range, 0) }
-        .map(drop)
-}
-
-/// Direct-descriptor slots registered by default (see
-/// `Builder::direct_descriptors`).
-const DEFAULT_DIRECT: u32 = 4096;
-
-/// The `RLIMIT_NOFILE` soft limit, which also caps the direct-descriptor
-/// table.
-fn nofile_soft_limit() -> u32 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
-        return DEFAULT_DIRECT;
-    }
-    rl.rlim_cur.min(u64::from(u32::MAX)) as u32
 }
 
 fn is_transient(e: &io::Error) -> bool {

@@ -76,7 +76,7 @@ impl SharedFd {
     /// If no runtime is running on this thread.
     pub fn from_direct(slot: u32) -> SharedFd {
         let core = expect_current("runtime::op::SharedFd::from_direct");
-        core.driver.borrow_mut().direct_live += 1;
+        core.driver.borrow_mut().claim_direct();
         SharedFd {
             inner: Rc::new(Inner {
                 kind: Kind::Direct {

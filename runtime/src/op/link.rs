@@ -399,7 +399,7 @@ impl Link {
                     // Ops whose futures were dropped before the chain went
                     // out: cancel them now that the kernel has them.
                     for &(key, user_data) in &self.ops {
-                        if driver.ops.is_ignored(key) {
+                        if driver.is_ignored(key) {
                             driver.cancel(user_data);
                         }
                     }

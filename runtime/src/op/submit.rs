@@ -19,7 +19,7 @@ pub type Entry = io_uring::squeue::Entry;
 /// its data back.
 ///
 /// Dropping it before completion cancels the operation; see the
-/// [module docs](self) for what happens to the data.
+/// [module docs](crate::op) for what happens to the data.
 #[must_use = "an Op is cancelled when dropped; .await it"]
 pub struct Op<T: 'static> {
     pub(super) core: Rc<Core>,
@@ -42,7 +42,7 @@ impl<T: 'static> Op<T> {
     /// Every pointer in the SQE must point into heap memory owned by
     /// `data` (which keeps its address when `data` moves) or into `'static`
     /// memory, and every descriptor it names must stay open until the
-    /// operation completes. See the [module docs](self).
+    /// operation completes. See the [module docs](crate::op).
     ///
     /// # Panics
     ///
@@ -86,7 +86,7 @@ impl<T: 'static> Future for Op<T> {
             self.data.is_some(),
             "runtime::op::Op polled after completion"
         );
-        let ready = self.core.driver.borrow_mut().ops.poll_single(self.key, cx);
+        let ready = self.core.driver.borrow_mut().poll_single(self.key, cx);
         match ready {
             Poll::Ready(completion) => {
                 let data = self.data.take().expect("checked above");
@@ -166,7 +166,7 @@ impl<T: 'static> Multishot<T> {
         if self.ended {
             return Poll::Ready(None);
         }
-        let polled = self.core.driver.borrow_mut().ops.poll_multi(self.key, cx);
+        let polled = self.core.driver.borrow_mut().poll_multi(self.key, cx);
         match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
