@@ -9,8 +9,7 @@ use std::path::Path;
 
 use runtime::buf::{IoBuf, IoBufMut};
 use runtime::io::{OwnedRead, OwnedWrite};
-use runtime::op::io_uring::{opcode, types};
-use runtime::op::{Op, SharedFd};
+use runtime::op::{Fsync, Operation, SharedFd};
 use runtime::BufResult;
 
 use crate::metadata::{statx, Metadata};
@@ -142,25 +141,13 @@ impl File {
     /// Only writes that completed before this call are covered: the ring
     /// does not order operations in flight.
     pub async fn sync_all(&self) -> io::Result<()> {
-        self.fsync(types::FsyncFlags::empty()).await
+        Fsync::new(&self.fd, false).submit().await
     }
 
     /// Flushes the file's data, and only the metadata needed to read it
     /// back (`IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`).
     pub async fn sync_data(&self) -> io::Result<()> {
-        self.fsync(types::FsyncFlags::DATASYNC).await
-    }
-
-    async fn fsync(&self, flags: types::FsyncFlags) -> io::Result<()> {
-        // SAFETY: an fsync SQE points at no memory; the SharedFd clone in the
-        // data keeps the descriptor open until the completion.
-        let op = unsafe {
-            Op::submit(self.fd.clone(), |fd| {
-                runtime::with_target!(fd, |t| opcode::Fsync::new(t).flags(flags).build())
-            })
-        };
-        let (completion, _fd) = op.await;
-        completion.result().map(drop)
+        Fsync::new(&self.fd, true).submit().await
     }
 
     /// The file's metadata (`IORING_OP_STATX` on the descriptor).
