@@ -1,20 +1,20 @@
 //! [`File`]: an open file whose every operation is an SQE.
+//!
+//! Opening one is in `open_options.rs`, the write->fsync chain in
+//! `linked.rs`, registered-buffer I/O in `fixed.rs`.
 
-use std::ffi::CString;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
 
 use runtime::buf::{IoBuf, IoBufMut};
 use runtime::io::{OwnedRead, OwnedWrite};
-use runtime::op::{Fsync, Operation, SharedFd};
+use runtime::op::{Fsync, Operation, SharedFd, Statx};
 use runtime::BufResult;
 
 use crate::metadata::{statx, Metadata};
 use crate::rw::{self, check_pos, CURSOR};
-use crate::OpenOptions;
 
 /// An open file.
 ///
@@ -34,30 +34,6 @@ pub struct File {
 }
 
 impl File {
-    /// Opens a file for reading (`IORING_OP_OPENAT` with `O_RDONLY`).
-    ///
-    /// A missing file is `NotFound`; a path with an interior NUL byte is
-    /// `InvalidInput`.
-    pub async fn open<P: AsRef<Path>>(path: P) -> io::Result<File> {
-        OpenOptions::new().read(true).open(path).await
-    }
-
-    /// Opens a file for writing, creating it or truncating it to length 0
-    /// (`O_WRONLY | O_CREAT | O_TRUNC`, mode `0o666` before the umask).
-    pub async fn create<P: AsRef<Path>>(path: P) -> io::Result<File> {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .await
-    }
-
-    /// A fresh [`OpenOptions`], for `File::options().read(true).open(p)`.
-    pub fn options() -> OpenOptions {
-        OpenOptions::new()
-    }
-
     pub(crate) fn from_shared(fd: SharedFd) -> File {
         File { fd }
     }
@@ -152,7 +128,7 @@ impl File {
 
     /// The file's metadata (`IORING_OP_STATX` on the descriptor).
     pub async fn metadata(&self) -> io::Result<Metadata> {
-        statx(Some(&self.fd), CString::default(), 0).await
+        statx(Statx::fd(&self.fd)).await
     }
 
     /// Installs the file in the runtime's table of registered files (a

@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod cpath;
 mod file;
 mod fixed;
 mod linked;
