@@ -60,7 +60,7 @@
 //! requests return a short count, which the `*_all`/`*_exact` variants loop
 //! over.
 #![warn(missing_docs)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 mod cpath;
 mod file;
