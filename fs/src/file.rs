@@ -45,6 +45,21 @@ impl File {
 
     /// The shared descriptor, for submitting other operations on this file
     /// through [`runtime::op`] (keep a clone in the operation's data).
+    ///
+    /// ```
+    /// use runtime::op::{Operation, Read};
+    ///
+    /// # runtime::block_on(async {
+    /// let path = std::env::temp_dir().join(format!("shared-fd-doc-{}", std::process::id()));
+    /// fs::write(&path, "typed op").await?;
+    /// let file = fs::File::open(&path).await?;
+    /// let (res, buf) = Read::new(file.shared_fd(), Vec::with_capacity(8), 0).submit().await;
+    /// assert_eq!(res?, 8);
+    /// assert_eq!(buf, b"typed op");
+    /// # fs::remove_file(&path).await?;
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn shared_fd(&self) -> &SharedFd {
         &self.fd
     }
