@@ -1,21 +1,20 @@
 //! [`File`]: an open file whose every operation is an SQE.
+//!
+//! Opening one is in `open_options.rs`, the write->fsync chain in
+//! `linked.rs`, registered-buffer I/O in `fixed.rs`.
 
-use std::ffi::CString;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
 
 use runtime::buf::{IoBuf, IoBufMut};
 use runtime::io::{OwnedRead, OwnedWrite};
-use runtime::op::io_uring::{opcode, types};
-use runtime::op::{Op, SharedFd};
+use runtime::op::{Fsync, Operation, SharedFd, Statx};
 use runtime::BufResult;
 
 use crate::metadata::{statx, Metadata};
 use crate::rw::{self, check_pos, CURSOR};
-use crate::OpenOptions;
 
 /// An open file.
 ///
@@ -35,30 +34,6 @@ pub struct File {
 }
 
 impl File {
-    /// Opens a file for reading (`IORING_OP_OPENAT` with `O_RDONLY`).
-    ///
-    /// A missing file is `NotFound`; a path with an interior NUL byte is
-    /// `InvalidInput`.
-    pub async fn open<P: AsRef<Path>>(path: P) -> io::Result<File> {
-        OpenOptions::new().read(true).open(path).await
-    }
-
-    /// Opens a file for writing, creating it or truncating it to length 0
-    /// (`O_WRONLY | O_CREAT | O_TRUNC`, mode `0o666` before the umask).
-    pub async fn create<P: AsRef<Path>>(path: P) -> io::Result<File> {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .await
-    }
-
-    /// A fresh [`OpenOptions`], for `File::options().read(true).open(p)`.
-    pub fn options() -> OpenOptions {
-        OpenOptions::new()
-    }
-
     pub(crate) fn from_shared(fd: SharedFd) -> File {
         File { fd }
     }
@@ -70,6 +45,21 @@ impl File {
 
     /// The shared descriptor, for submitting other operations on this file
     /// through [`runtime::op`] (keep a clone in the operation's data).
+    ///
+    /// ```
+    /// use runtime::op::{Operation, Read};
+    ///
+    /// # runtime::block_on(async {
+    /// let path = std::env::temp_dir().join(format!("shared-fd-doc-{}", std::process::id()));
+    /// fs::write(&path, "typed op").await?;
+    /// let file = fs::File::open(&path).await?;
+    /// let (res, buf) = Read::new(file.shared_fd(), Vec::with_capacity(8), 0).submit().await;
+    /// assert_eq!(res?, 8);
+    /// assert_eq!(buf, b"typed op");
+    /// # fs::remove_file(&path).await?;
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn shared_fd(&self) -> &SharedFd {
         &self.fd
     }
@@ -142,30 +132,18 @@ impl File {
     /// Only writes that completed before this call are covered: the ring
     /// does not order operations in flight.
     pub async fn sync_all(&self) -> io::Result<()> {
-        self.fsync(types::FsyncFlags::empty()).await
+        Fsync::new(&self.fd, false).submit().await
     }
 
     /// Flushes the file's data, and only the metadata needed to read it
     /// back (`IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`).
     pub async fn sync_data(&self) -> io::Result<()> {
-        self.fsync(types::FsyncFlags::DATASYNC).await
-    }
-
-    async fn fsync(&self, flags: types::FsyncFlags) -> io::Result<()> {
-        // SAFETY: an fsync SQE points at no memory; the SharedFd clone in the
-        // data keeps the descriptor open until the completion.
-        let op = unsafe {
-            Op::submit(self.fd.clone(), |fd| {
-                runtime::with_target!(fd, |t| opcode::Fsync::new(t).flags(flags).build())
-            })
-        };
-        let (completion, _fd) = op.await;
-        completion.result().map(drop)
+        Fsync::new(&self.fd, true).submit().await
     }
 
     /// The file's metadata (`IORING_OP_STATX` on the descriptor).
     pub async fn metadata(&self) -> io::Result<Metadata> {
-        statx(Some(&self.fd), CString::default(), 0).await
+        statx(Statx::fd(&self.fd)).await
     }
 
     /// Installs the file in the runtime's table of registered files (a

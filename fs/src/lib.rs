@@ -37,7 +37,8 @@
 //! kernel owns the buffer while the operation is in flight. A read fills a
 //! `Vec<u8>`'s spare capacity and extends its length; a write sends
 //! `buf[..len]`. For `O_DIRECT` (through [`OpenOptions::custom_flags`]) use
-//! [`AlignedBuf`], whose memory has the alignment the device needs.
+//! [`AlignedBuf`] (the runtime's [`runtime::buf::AlignedBuf`], re-exported
+//! here), whose memory has the alignment the device needs.
 //!
 //! # Descriptors
 //!
@@ -59,9 +60,9 @@
 //! requests return a short count, which the `*_all`/`*_exact` variants loop
 //! over.
 #![warn(missing_docs)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
-mod aligned;
+mod cpath;
 mod file;
 mod fixed;
 mod linked;
@@ -70,10 +71,10 @@ mod open_options;
 mod path;
 mod rw;
 
-pub use aligned::AlignedBuf;
 pub use file::File;
 pub use metadata::Metadata;
 pub use open_options::OpenOptions;
 pub use path::{
     create_dir, metadata, read, remove_dir, remove_file, rename, symlink_metadata, write,
 };
+pub use runtime::buf::AlignedBuf;

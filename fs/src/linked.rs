@@ -3,75 +3,30 @@
 
 use std::io;
 
-use runtime::buf::IoBuf;
-use runtime::op::io_uring::{opcode, types::FsyncFlags};
-use runtime::op::{Link, Op, SharedFd};
+use runtime::buf::{IoBuf, Slice};
+use runtime::op::{Fsync, Link, Operation, SharedFd, Write};
 use runtime::BufResult;
 
 use crate::rw::check_pos;
 use crate::File;
 
-/// The data of the write half of a chain.
-struct WriteData<B> {
-    fd: SharedFd,
-    buf: B,
-}
-
 /// One chain `WRITE(buf[written..total] at pos + written) -> FSYNC`; gives
 /// the write's result and the fsync's.
 async fn write_then_sync<B: IoBuf>(
     fd: &SharedFd,
-    buf: runtime::buf::Slice<B>,
+    buf: Slice<B>,
     pos: u64,
-    fsync_flags: FsyncFlags,
-) -> (io::Result<usize>, io::Result<()>, runtime::buf::Slice<B>) {
+    datasync: bool,
+) -> (io::Result<usize>, io::Result<()>, Slice<B>) {
     let mut chain = Link::new();
-    let len = u32::try_from(buf.bytes_init()).unwrap_or(u32::MAX);
-    // SAFETY: the write points at `len <= bytes_init` initialised bytes of
-    // the buffer's stable memory; the buffer and a SharedFd clone (keeping
-    // the descriptor open) are its data until its CQE. The fsync names no
-    // memory, only the descriptor, kept open by its own SharedFd clone.
-    let (write, sync) = unsafe {
-        (
-            chain.push(
-                WriteData {
-                    fd: fd.clone(),
-                    buf,
-                },
-                |d| {
-                    let ptr = d.buf.stable_ptr();
-                    runtime::with_target!(d.fd, |t| opcode::Write::new(t, ptr, len)
-                        .offset(pos)
-                        .build())
-                },
-            ),
-            chain.push(fd.clone(), |fd| {
-                runtime::with_target!(fd, |t| opcode::Fsync::new(t).flags(fsync_flags).build())
-            }),
-        )
-    };
+    let write = chain.push_op(Write::new(fd, buf, pos));
+    let sync = chain.push_op(Fsync::new(fd, datasync));
     // On failure both ops complete with EINVAL without running; their
     // results say so below.
     let _ = chain.submit();
-    let (written, WriteData { buf, .. }) = write.await;
-    let (synced, _fd) = sync.await;
-    (
-        written.result().map(|n| n as usize),
-        synced.result().map(drop),
-        buf,
-    )
-}
-
-/// An `IORING_OP_FSYNC` alone.
-async fn fsync(fd: &SharedFd, flags: FsyncFlags) -> io::Result<()> {
-    // SAFETY: the SQE names no memory, only the descriptor, kept open by
-    // the SharedFd clone in the op's data.
-    let op = unsafe {
-        Op::submit(fd.clone(), |fd| {
-            runtime::with_target!(fd, |t| opcode::Fsync::new(t).flags(flags).build())
-        })
-    };
-    op.await.0.result().map(drop)
+    let (written, buf) = write.await;
+    let synced = sync.await;
+    (written, synced, buf)
 }
 
 impl File {
@@ -113,15 +68,10 @@ impl File {
         if let Err(e) = check_pos(pos) {
             return (Err(e), buf);
         }
-        let flags = if datasync {
-            FsyncFlags::DATASYNC
-        } else {
-            FsyncFlags::empty()
-        };
         let fd = self.shared_fd();
         let total = buf.bytes_init();
         if total == 0 {
-            return (fsync(fd, flags).await, buf);
+            return (Fsync::new(fd, datasync).submit().await, buf);
         }
         let mut buf = buf;
         let mut written = 0usize;
@@ -143,13 +93,13 @@ impl File {
                 }
             };
             let (wrote, synced, slice) = if chains {
-                write_then_sync(fd, buf.slice(written..total), at, flags).await
+                write_then_sync(fd, buf.slice(written..total), at, datasync).await
             } else {
                 // A one-entry submission queue cannot hold the chain: the
                 // same two steps, one after the other.
                 let (wrote, slice) = crate::rw::write(fd, buf.slice(written..total), at).await;
                 let synced = match &wrote {
-                    Ok(n) if written + n == total => fsync(fd, flags).await,
+                    Ok(n) if written + n == total => Fsync::new(fd, datasync).submit().await,
                     _ => Err(io::Error::from_raw_os_error(libc::ECANCELED)),
                 };
                 (wrote, synced, slice)

@@ -1,18 +1,11 @@
 //! [`Metadata`], filled by `IORING_OP_STATX`.
 
-use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use runtime::op::io_uring::{opcode, types};
-use runtime::op::{Op, SharedFd};
-
-use crate::path::CWD;
-
-/// What we ask `statx` for: the basic `stat` fields and the birth time.
-const MASK: u32 = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+use runtime::op::{Operation, Statx};
 
 /// Information about a file, as `statx(2)` reports it.
 ///
@@ -151,58 +144,9 @@ impl fmt::Debug for Metadata {
     }
 }
 
-/// The data of a statx operation: the descriptor (if relative to one), the
-/// path, and the boxed output struct.
-struct StatxData {
-    fd: Option<SharedFd>,
-    path: CString,
-    out: Box<libc::statx>,
-}
-
-/// The empty path that, with `AT_EMPTY_PATH`, makes statx describe the
-/// descriptor itself.
-const EMPTY: &CStr = c"";
-
-/// `IORING_OP_STATX` of `path` relative to `fd` (or the current directory);
-/// with `fd` and an empty path (and `AT_EMPTY_PATH` added here), of the
-/// descriptor itself.
-pub(crate) async fn statx(
-    fd: Option<&SharedFd>,
-    path: CString,
-    flags: i32,
-) -> io::Result<Metadata> {
-    let flags = if fd.is_some() && path.as_bytes().is_empty() {
-        flags | libc::AT_EMPTY_PATH
-    } else {
-        flags
-    };
-    let data = StatxData {
-        fd: fd.cloned(),
-        path,
-        // SAFETY: `statx` is a plain C struct of integers, for which all
-        // zero bytes are a valid value.
-        out: Box::new(unsafe { std::mem::zeroed::<libc::statx>() }),
-    };
-    // SAFETY: the SQE points at the path's bytes (the CString's heap
-    // allocation, or the 'static empty string) and at the boxed output
-    // struct, all owned by the operation's data, as is the SharedFd clone
-    // that keeps the directory descriptor open (or AT_FDCWD, always valid).
-    let op = unsafe {
-        Op::submit(data, |d| {
-            let dirfd = d.fd.as_ref().map_or(CWD, |fd| types::Fd(fd.raw()));
-            let path = if d.path.as_bytes().is_empty() {
-                EMPTY.as_ptr()
-            } else {
-                d.path.as_ptr()
-            };
-            let out: *mut libc::statx = &mut *d.out;
-            opcode::Statx::new(dirfd, path, out.cast::<types::statx>())
-                .flags(flags)
-                .mask(MASK)
-                .build()
-        })
-    };
-    let (completion, data) = op.await;
-    completion.result()?;
-    Ok(Metadata { stx: *data.out })
+/// Runs `op` (`IORING_OP_STATX`, which asks for the basic `stat` fields
+/// and the birth time) and wraps what it reports.
+pub(crate) async fn statx(op: Statx) -> io::Result<Metadata> {
+    let stx = op.submit().await?;
+    Ok(Metadata { stx: *stx })
 }

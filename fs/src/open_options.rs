@@ -1,14 +1,13 @@
-//! [`OpenOptions`]: std's open flags plus `mode` and `custom_flags`, opened
-//! with `IORING_OP_OPENAT`.
+//! Opening files with `IORING_OP_OPENAT`: [`OpenOptions`] (std's open
+//! flags plus `mode` and `custom_flags`), and the shorthands
+//! [`File::open`], [`File::create`] and [`File::options`].
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 
-use runtime::op::io_uring::opcode;
-use runtime::op::{Op, SharedFd};
+use runtime::op::{OpenAt, Operation};
 
-use crate::path::{cstring, CWD};
+use crate::cpath::cstring;
 use crate::File;
 
 /// Options for opening a file, as in [`std::fs::OpenOptions`], plus
@@ -169,25 +168,36 @@ impl OpenOptions {
     pub async fn open<P: AsRef<Path>>(&self, path: P) -> io::Result<File> {
         let flags = self.flags()?;
         let path = cstring(path.as_ref())?;
-        let mode = self.mode;
-        // SAFETY: the only pointer in the SQE is the path, in the CString's
-        // heap allocation owned by the operation's data; the directory is
-        // AT_FDCWD. If this future is dropped early and the open still
-        // succeeds, the runtime closes the new descriptor.
-        let op = unsafe {
-            Op::submit(path, |p| {
-                opcode::OpenAt::new(CWD, p.as_ptr())
-                    .flags(flags)
-                    .mode(mode)
-                    .build()
-            })
-        };
-        let (completion, _path) = op.await;
-        let fd = completion.result()?;
-        // SAFETY: a successful openat returned a new descriptor that nobody
-        // else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        Ok(File::from_shared(SharedFd::new(fd)))
+        // If this future is dropped early and the open still succeeds, the
+        // runtime closes the new descriptor.
+        let fd = OpenAt::new(path, flags, self.mode).submit().await?;
+        Ok(File::from_shared(fd))
+    }
+}
+
+impl File {
+    /// Opens a file for reading (`IORING_OP_OPENAT` with `O_RDONLY`).
+    ///
+    /// A missing file is `NotFound`; a path with an interior NUL byte is
+    /// `InvalidInput`.
+    pub async fn open<P: AsRef<Path>>(path: P) -> io::Result<File> {
+        OpenOptions::new().read(true).open(path).await
+    }
+
+    /// Opens a file for writing, creating it or truncating it to length 0
+    /// (`O_WRONLY | O_CREAT | O_TRUNC`, mode `0o666` before the umask).
+    pub async fn create<P: AsRef<Path>>(path: P) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .await
+    }
+
+    /// A fresh [`OpenOptions`], for `File::options().read(true).open(p)`.
+    pub fn options() -> OpenOptions {
+        OpenOptions::new()
     }
 }
 

@@ -1,32 +1,15 @@
-//! Path arguments, and the free functions that work on paths: `UNLINKAT`,
+//! The free functions that work on paths, as in `std::fs`: `UNLINKAT`,
 //! `MKDIRAT`, `RENAMEAT`, `STATX`, plus whole-file [`read`] and [`write`].
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use runtime::buf::IoBuf;
-use runtime::op::io_uring::{opcode, types};
-use runtime::op::{Entry, Op};
+use runtime::op::{MkDirAt, Operation, RenameAt, Statx, UnlinkAt};
 
+use crate::cpath::cstring;
 use crate::metadata::{statx, Metadata};
 use crate::{File, OpenOptions};
-
-/// `path` as a heap-allocated C string (its bytes stay put when the
-/// `CString` moves into an operation's data); an interior NUL byte is
-/// `InvalidInput`, as in std.
-pub(crate) fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("path contains an interior NUL byte: {path:?}"),
-        )
-    })
-}
-
-/// The directory relative paths are resolved against: the current one.
-pub(crate) const CWD: types::Fd = types::Fd(libc::AT_FDCWD);
 
 /// Reads the whole file at `path` into a vector.
 ///
@@ -79,76 +62,40 @@ pub async fn write<P: AsRef<Path>, B: IoBuf>(path: P, data: B) -> io::Result<()>
 /// The metadata of the file at `path`, following symbolic links
 /// (`IORING_OP_STATX`).
 pub async fn metadata<P: AsRef<Path>>(path: P) -> io::Result<Metadata> {
-    statx(None, cstring(path.as_ref())?, 0).await
+    statx(Statx::path(cstring(path.as_ref())?, 0)).await
 }
 
 /// The metadata of `path` itself, not following a final symbolic link
 /// (`IORING_OP_STATX` with `AT_SYMLINK_NOFOLLOW`).
 pub async fn symlink_metadata<P: AsRef<Path>>(path: P) -> io::Result<Metadata> {
-    statx(None, cstring(path.as_ref())?, libc::AT_SYMLINK_NOFOLLOW).await
-}
-
-/// Runs an operation whose only memory is one path.
-async fn path_op(path: &Path, build: impl FnOnce(*const libc::c_char) -> Entry) -> io::Result<()> {
-    let path = cstring(path)?;
-    // SAFETY: the only pointer in the SQE is the path's bytes, which live in
-    // the CString's heap allocation owned by the operation's data; the
-    // directory descriptor is AT_FDCWD, which is always valid.
-    let op = unsafe { Op::submit(path, |p| build(p.as_ptr())) };
-    let (completion, _path) = op.await;
-    completion.result().map(drop)
+    statx(Statx::path(
+        cstring(path.as_ref())?,
+        libc::AT_SYMLINK_NOFOLLOW,
+    ))
+    .await
 }
 
 /// Removes the file (or symbolic link) at `path` (`IORING_OP_UNLINKAT`).
 pub async fn remove_file<P: AsRef<Path>>(path: P) -> io::Result<()> {
-    path_op(path.as_ref(), |p| opcode::UnlinkAt::new(CWD, p).build()).await
+    UnlinkAt::file(cstring(path.as_ref())?).submit().await
 }
 
 /// Removes the empty directory at `path` (`IORING_OP_UNLINKAT` with
 /// `AT_REMOVEDIR`).
 pub async fn remove_dir<P: AsRef<Path>>(path: P) -> io::Result<()> {
-    path_op(path.as_ref(), |p| {
-        opcode::UnlinkAt::new(CWD, p)
-            .flags(libc::AT_REMOVEDIR)
-            .build()
-    })
-    .await
+    UnlinkAt::dir(cstring(path.as_ref())?).submit().await
 }
 
 /// Creates a directory at `path`, mode `0o777` before the umask
 /// (`IORING_OP_MKDIRAT`). Its parent must exist; an existing entry is
 /// `AlreadyExists`.
 pub async fn create_dir<P: AsRef<Path>>(path: P) -> io::Result<()> {
-    path_op(path.as_ref(), |p| {
-        opcode::MkDirAt::new(CWD, p).mode(0o777).build()
-    })
-    .await
+    MkDirAt::new(cstring(path.as_ref())?, 0o777).submit().await
 }
 
 /// Renames `from` to `to`, replacing `to` if it exists
 /// (`IORING_OP_RENAMEAT`, like `rename(2)`).
 pub async fn rename<P: AsRef<Path>, Q: AsRef<Path>>(from: P, to: Q) -> io::Result<()> {
-    let paths = (cstring(from.as_ref())?, cstring(to.as_ref())?);
-    // SAFETY: both path pointers point into the CStrings' heap allocations,
-    // owned by the operation's data; both directory descriptors are
-    // AT_FDCWD.
-    let op = unsafe {
-        Op::submit(paths, |(from, to)| {
-            opcode::RenameAt::new(CWD, from.as_ptr(), CWD, to.as_ptr()).build()
-        })
-    };
-    let (completion, _paths) = op.await;
-    completion.result().map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interior_nul_is_invalid_input() {
-        let err = cstring(Path::new("a\0b")).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        assert_eq!(cstring(Path::new("/tmp/x")).unwrap().as_bytes(), b"/tmp/x");
-    }
+    let (from, to) = (cstring(from.as_ref())?, cstring(to.as_ref())?);
+    RenameAt::new(from, to).submit().await
 }

@@ -1,30 +1,20 @@
 //! The data-moving operations on a descriptor: `READ`, `WRITE`, `READV` and
-//! `WRITEV` at an offset, and the loops that finish short transfers.
+//! `WRITEV` at an offset (the typed ops of [`runtime::op`]), and the loops
+//! that finish short transfers.
 //!
-//! Each operation's data holds a clone of the [`SharedFd`] (so the
-//! descriptor stays open until the completion), the caller's buffers, and,
-//! for the vectored forms, the `iovec` array in a `Vec` whose heap memory
-//! does not move.
+//! Each typed op holds a clone of the [`SharedFd`] (so the descriptor stays
+//! open until the completion) and the caller's buffers; the vectored forms
+//! take at most 1024 buffers (`UIO_MAXIOV`) per call, leaving the rest for
+//! the next one (a short count).
 
 use std::io;
 
-use runtime::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
-use runtime::op::io_uring::opcode;
-use runtime::op::{Op, SharedFd};
+use runtime::buf::{IoBuf, IoBufMut};
+use runtime::op::{Operation, Read, Readv, SharedFd, Write, Writev};
 use runtime::BufResult;
 
 /// The offset that makes the kernel use (and advance) the file position.
 pub(crate) const CURSOR: u64 = u64::MAX;
-
-/// Most iovecs one `readv`/`writev` takes (`UIO_MAXIOV`); buffers past it
-/// are left for the next call (a short count).
-const IOV_MAX: usize = 1024;
-
-/// One operation moves at most this many bytes (the SQE's `len` is a
-/// `u32`); the kernel returns a short count for anything longer anyway.
-fn clamp_len(len: usize) -> u32 {
-    u32::try_from(len).unwrap_or(u32::MAX)
-}
 
 /// Offsets are `off_t`: larger ones are `InvalidInput` rather than being
 /// taken by the kernel as "the file position" (`-1`).
@@ -45,71 +35,16 @@ fn advance(pos: u64, done: usize) -> io::Result<u64> {
     check_pos(next).map(|()| next)
 }
 
-/// The data of a single-buffer read or write.
-struct Rw<B> {
-    fd: SharedFd,
-    buf: B,
-}
-
-/// The data of a vectored read or write.
-struct RwVec<B> {
-    fd: SharedFd,
-    bufs: Vec<B>,
-    iovecs: Vec<libc::iovec>,
-}
-
 /// One `IORING_OP_READ` into `buf[read_start()..bytes_total()]` at `pos`
 /// ([`CURSOR`] for the file position).
 pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B, pos: u64) -> BufResult<usize, B> {
-    let start = buf.read_start();
-    let len = clamp_len(buf.bytes_total() - start);
-    let data = Rw {
-        fd: fd.clone(),
-        buf,
-    };
-    // SAFETY: the SQE points at `len <= bytes_total - start` bytes of the
-    // buffer's stable heap memory from `start` (IoBufMut's promise), owned
-    // by the operation's data; the descriptor is kept open by the SharedFd
-    // clone in the same data.
-    let op = unsafe {
-        Op::submit(data, |d| {
-            let ptr = d.buf.stable_mut_ptr().add(start);
-            runtime::with_target!(d.fd, |t| opcode::Read::new(t, ptr, len).offset(pos).build())
-        })
-    };
-    let (completion, Rw { mut buf, .. }) = op.await;
-    match completion.result() {
-        Ok(n) => {
-            let n = n as usize;
-            // SAFETY: the kernel initialised `n <= len` bytes from `start`,
-            // and `start + n <= bytes_total`.
-            unsafe { buf.set_init(start + n) };
-            (Ok(n), buf)
-        }
-        Err(e) => (Err(e), buf),
-    }
+    Read::new(fd, buf, pos).submit().await
 }
 
 /// One `IORING_OP_WRITE` of `buf[..bytes_init()]` at `pos` ([`CURSOR`] for
 /// the file position).
 pub(crate) async fn write<B: IoBuf>(fd: &SharedFd, buf: B, pos: u64) -> BufResult<usize, B> {
-    let len = clamp_len(buf.bytes_init());
-    let data = Rw {
-        fd: fd.clone(),
-        buf,
-    };
-    // SAFETY: the SQE points at `len <= bytes_init` initialised bytes of the
-    // buffer's stable heap (or 'static) memory, owned by the operation's
-    // data, as is the SharedFd clone that keeps the descriptor open.
-    let op = unsafe {
-        Op::submit(data, |d| {
-            runtime::with_target!(d.fd, |t| opcode::Write::new(t, d.buf.stable_ptr(), len)
-                .offset(pos)
-                .build())
-        })
-    };
-    let (completion, Rw { buf, .. }) = op.await;
-    (completion.result().map(|n| n as usize), buf)
+    Write::new(fd, buf, pos).submit().await
 }
 
 /// One `IORING_OP_READV` scattering into each buffer's writable region, in
@@ -119,40 +54,7 @@ pub(crate) async fn readv<B: IoBufMut>(
     bufs: Vec<B>,
     pos: u64,
 ) -> BufResult<usize, Vec<B>> {
-    let data = RwVec {
-        fd: fd.clone(),
-        bufs,
-        iovecs: Vec::new(),
-    };
-    // SAFETY: every iovec points at `bytes_total - read_start` writable bytes
-    // of one buffer's stable heap memory; the buffers and the iovec array
-    // (a Vec, whose heap memory stays put when the data moves) are owned by
-    // the operation's data, as is the SharedFd clone.
-    let op = unsafe {
-        Op::submit(data, |d| {
-            let count = d.bufs.len().min(IOV_MAX);
-            d.iovecs = read_iovecs(&mut d.bufs[..count]);
-            runtime::with_target!(d.fd, |t| opcode::Readv::new(
-                t,
-                d.iovecs.as_ptr(),
-                d.iovecs.len() as u32
-            )
-            .offset(pos)
-            .build())
-        })
-    };
-    let (completion, RwVec { mut bufs, .. }) = op.await;
-    match completion.result() {
-        Ok(n) => {
-            let n = n as usize;
-            let count = bufs.len().min(IOV_MAX);
-            // SAFETY: the kernel filled n bytes through the iovecs made from
-            // these first `count` buffers by `read_iovecs`.
-            unsafe { mark_read(&mut bufs[..count], n) };
-            (Ok(n), bufs)
-        }
-        Err(e) => (Err(e), bufs),
-    }
+    Readv::new(fd, bufs, pos).submit().await
 }
 
 /// One `IORING_OP_WRITEV` gathering each buffer's initialised bytes, in
@@ -162,29 +64,7 @@ pub(crate) async fn writev<B: IoBuf>(
     bufs: Vec<B>,
     pos: u64,
 ) -> BufResult<usize, Vec<B>> {
-    let data = RwVec {
-        fd: fd.clone(),
-        bufs,
-        iovecs: Vec::new(),
-    };
-    // SAFETY: every iovec points at the initialised bytes of one buffer's
-    // stable memory (the kernel only reads them, so casting the pointer to
-    // `*mut` is fine); the buffers, the iovec Vec and the SharedFd clone are
-    // owned by the operation's data.
-    let op = unsafe {
-        Op::submit(data, |d| {
-            d.iovecs = write_iovecs(&d.bufs[..d.bufs.len().min(IOV_MAX)]);
-            runtime::with_target!(d.fd, |t| opcode::Writev::new(
-                t,
-                d.iovecs.as_ptr(),
-                d.iovecs.len() as u32
-            )
-            .offset(pos)
-            .build())
-        })
-    };
-    let (completion, RwVec { bufs, .. }) = op.await;
-    (completion.result().map(|n| n as usize), bufs)
+    Writev::new(fd, bufs, pos).submit().await
 }
 
 /// Reads at `pos` until `buf` is full, or `UnexpectedEof`.

@@ -13,6 +13,8 @@
 
 use std::ops::{Bound, RangeBounds};
 
+pub use crate::aligned::AlignedBuf;
+
 /// Memory the kernel may read from while an operation is in flight.
 ///
 /// # Safety

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod aligned;
 mod blocking;
 pub mod buf;
 pub mod bufring;

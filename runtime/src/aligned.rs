@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use runtime::buf::{IoBuf, IoBufMut};
+use crate::buf::{IoBuf, IoBufMut};
 
 /// A fixed-capacity byte buffer whose memory starts at a chosen power-of-two
 /// alignment, as `O_DIRECT` I/O needs (typically the device's logical block
@@ -18,7 +18,7 @@ use runtime::buf::{IoBuf, IoBufMut};
 /// memory).
 ///
 /// ```
-/// use fs::AlignedBuf;
+/// use runtime::buf::AlignedBuf;
 ///
 /// let mut buf = AlignedBuf::new(8192, 4096);
 /// assert_eq!(buf.as_ptr() as usize % 4096, 0);
