@@ -553,7 +553,7 @@ mod tests {
     /// (if given); returns the bytes its CQEs reported and how many CQEs.
     async fn bundle_send(
         ring: &SendRing,
-        fd: RawFd,
+        fd: std::os::fd::RawFd,
         cancel: Option<std::time::Duration>,
     ) -> (usize, usize) {
         use crate::op::io_uring::{opcode, types};
