@@ -142,10 +142,8 @@ fn read_nonblocking(fd: RawFd) -> Vec<u8> {
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     assert!(flags >= 0);
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) },
-        0
-    );
+    let set = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    assert_eq!(set, 0);
     let mut buf = [0u8; 256];
     // SAFETY: reads into a live stack buffer of the given length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };

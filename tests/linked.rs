@@ -520,6 +520,7 @@ fn chain_that_fills_the_queue_is_not_split_by_a_flush() {
                 // and points into its own Vec; NOPs point at nothing.
                 let head = unsafe { chain.push(vec![0u8; 4], |b| read_sqe(-1, b)) };
                 let rest: Vec<Op<()>> = (0..7)
+                    // SAFETY: NOPs point at nothing.
                     .map(|_| unsafe { chain.push((), |_| nop()) })
                     .collect();
                 chain.submit().unwrap();

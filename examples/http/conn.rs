@@ -24,18 +24,18 @@ use crate::parser::{self, HeadParser, Request, Status};
 /// The capacity of a connection's input buffer. A partial request head is at
 /// most [`parser::MAX_HEAD`] bytes, so after [`Conn::process`] at least
 /// `READ_CAPACITY - MAX_HEAD` bytes are always free for the next read.
-pub const READ_CAPACITY: usize = 2 * parser::MAX_HEAD;
+pub(crate) const READ_CAPACITY: usize = 2 * parser::MAX_HEAD;
 
 /// The initial capacity of a connection's output buffer; it grows (once) if
 /// a batch of pipelined responses needs more.
-pub const WRITE_CAPACITY: usize = 4096;
+pub(crate) const WRITE_CAPACITY: usize = 4096;
 
 /// The body of the `GET /` answer.
-pub const HELLO: &[u8] = b"Hello, World!";
+pub(crate) const HELLO: &[u8] = b"Hello, World!";
 
 /// What the server does with the connection after writing the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Read the next bytes.
     Read,
     /// Write what was produced, then close: the client asked for it or the
@@ -45,7 +45,7 @@ pub enum Next {
 
 /// The state a connection carries between reads.
 #[derive(Debug, Default)]
-pub struct Conn {
+pub(crate) struct Conn {
     /// Body bytes of the last request that have not arrived yet and will be
     /// discarded when they do.
     skip: u64,
@@ -55,7 +55,7 @@ pub struct Conn {
 
 impl Conn {
     /// A connection that has seen no bytes yet.
-    pub fn new() -> Conn {
+    pub(crate) fn new() -> Conn {
         Conn {
             skip: 0,
             head: HeadParser::new(),
@@ -65,7 +65,7 @@ impl Conn {
     /// Answers every complete request at the start of `input`, appending the
     /// responses to `out` in order, and removes the bytes it used from
     /// `input` (a partial request stays for the next read to complete).
-    pub fn process(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Next {
+    pub(crate) fn process(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>) -> Next {
         let mut pos = 0;
         let next = loop {
             if self.skip > 0 {

@@ -47,11 +47,11 @@
 use std::ops::Range;
 
 /// The largest request head accepted, in bytes (8 KiB).
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 
 /// A parsed request head, borrowing from the buffer it was parsed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// The method, exactly as sent (methods are case-sensitive).
     pub method: &'a [u8],
     /// The request target, exactly as sent (path and query).
@@ -70,7 +70,7 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     /// The target's path: the target up to a `?` or `#`.
-    pub fn path(&self) -> &[u8] {
+    pub(crate) fn path(&self) -> &[u8] {
         match self.target.iter().position(|&b| b == b'?' || b == b'#') {
             Some(i) => &self.target[..i],
             None => self.target,
@@ -80,7 +80,7 @@ impl Request<'_> {
 
 /// What [`HeadParser::parse`] found at the start of the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status<'a> {
+pub(crate) enum Status<'a> {
     /// A complete request head; its body follows it in the stream.
     Complete(Request<'a>),
     /// The head is not complete yet (and not known to be bad): read more.
@@ -90,7 +90,7 @@ pub enum Status<'a> {
 /// Why a request cannot be served; the connection is closed after the
 /// error response because the stream's framing can no longer be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
+pub(crate) enum Error {
     /// Not valid HTTP/1.x syntax (answered with 400).
     BadRequest,
     /// No head ends within the first [`MAX_HEAD`] bytes (answered with 431).
@@ -103,7 +103,7 @@ pub enum Error {
 
 impl Error {
     /// The status code and reason phrase that answer this error.
-    pub fn status(self) -> (u16, &'static str) {
+    pub(crate) fn status(self) -> (u16, &'static str) {
         match self {
             Error::BadRequest => (400, "Bad Request"),
             Error::HeadTooLarge => (431, "Request Header Fields Too Large"),
@@ -130,7 +130,7 @@ struct RequestLine {
 /// grow, but the bytes already passed must stay the same. After a complete
 /// head or an error it starts over, and the next call parses a new head.
 #[derive(Debug, Clone, Default)]
-pub struct HeadParser {
+pub(crate) struct HeadParser {
     /// Where the current, incomplete line starts; everything before it is
     /// complete lines already checked.
     line_start: usize,
@@ -152,7 +152,7 @@ pub struct HeadParser {
 
 impl HeadParser {
     /// A parser waiting for the first byte of a head.
-    pub fn new() -> HeadParser {
+    pub(crate) fn new() -> HeadParser {
         HeadParser::default()
     }
 
@@ -162,7 +162,7 @@ impl HeadParser {
     /// possibly valid head shorter than [`MAX_HEAD`], a complete request,
     /// or an error when the head is malformed or too large (see the module
     /// documentation for the exact rules).
-    pub fn parse<'a>(&mut self, buf: &'a [u8]) -> Result<Status<'a>, Error> {
+    pub(crate) fn parse<'a>(&mut self, buf: &'a [u8]) -> Result<Status<'a>, Error> {
         // Only the first MAX_HEAD bytes can hold an acceptable head; never
         // looking further makes the answer independent of how many bytes
         // past the limit have arrived.
@@ -293,7 +293,7 @@ impl HeadParser {
 /// Parses the request head at the start of `buf` in one go, with a fresh
 /// [`HeadParser`].
 #[cfg(test)]
-pub fn parse(buf: &[u8]) -> Result<Status<'_>, Error> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Status<'_>, Error> {
     HeadParser::new().parse(buf)
 }
 
@@ -313,7 +313,7 @@ fn count_work(_n: usize) {
 
 /// The bytes the parsers of this thread have looked at so far (tests only).
 #[cfg(test)]
-pub fn work() -> usize {
+pub(crate) fn work() -> usize {
     WORK.with(std::cell::Cell::get)
 }
 

@@ -33,13 +33,13 @@ use std::ops::Range;
 
 /// The longest bulk string (one argument) accepted: 512 MiB, Redis's default
 /// `proto-max-bulk-len`.
-pub const MAX_BULK_LEN: usize = 512 * 1024 * 1024;
+pub(crate) const MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 
 /// The most arguments one command may declare.
-pub const MAX_ARRAY_LEN: usize = 1024 * 1024;
+pub(crate) const MAX_ARRAY_LEN: usize = 1024 * 1024;
 
 /// The longest inline command line, newline included: 64 KiB, like Redis.
-pub const MAX_INLINE_LEN: usize = 64 * 1024;
+pub(crate) const MAX_INLINE_LEN: usize = 64 * 1024;
 
 /// The most bytes between a `*` or `$` type byte and its `\r\n`: a sign and
 /// 19 digits cover every `i64`.
@@ -49,7 +49,7 @@ const MAX_LEN_DIGITS: usize = 20;
 /// (`-ERR Protocol error: ...`, the [`Display`](fmt::Display) text) and
 /// closes the connection, as Redis does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProtocolError {
+pub(crate) enum ProtocolError {
     /// An array header whose length is not a number, is below -1, or is
     /// over [`MAX_ARRAY_LEN`].
     InvalidArrayLen,
@@ -109,7 +109,7 @@ enum State {
 /// takes the first `n` bytes; [`args`](CommandParser::args) then gives its
 /// arguments, and the next call starts a new command.
 #[derive(Debug)]
-pub struct CommandParser {
+pub(crate) struct CommandParser {
     /// The complete arguments of the current command, as ranges of the
     /// buffer passed to `parse`.
     args: Vec<Range<usize>>,
@@ -124,7 +124,7 @@ impl Default for CommandParser {
 
 impl CommandParser {
     /// A parser waiting for the first byte of a command.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         CommandParser {
             args: Vec::with_capacity(8),
             state: State::Idle,
@@ -138,7 +138,7 @@ impl CommandParser {
     /// `*-1\r\n`) has no arguments and wants no reply. `Ok(None)`: more
     /// bytes are needed. `Err`: the input is not RESP; the connection cannot
     /// be resynchronised and should be closed after an error reply.
-    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+    pub(crate) fn parse(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
         if self.state == State::Idle {
             self.args.clear();
             match buf.first() {
@@ -283,7 +283,7 @@ impl CommandParser {
     /// The arguments of the command that the last call to
     /// [`parse`](CommandParser::parse) completed, as slices of `buf`, which
     /// must be (start with) the bytes that call was given.
-    pub fn args<'a>(&'a self, buf: &'a [u8]) -> Args<'a> {
+    pub(crate) fn args<'a>(&'a self, buf: &'a [u8]) -> Args<'a> {
         Args {
             buf,
             ranges: &self.args,
@@ -347,14 +347,14 @@ fn count_work(_n: usize) {
 /// The bytes the command parsers of this thread have looked at so far
 /// (tests only).
 #[cfg(test)]
-pub fn work() -> usize {
+pub(crate) fn work() -> usize {
     WORK.with(std::cell::Cell::get)
 }
 
 /// Parses a decimal `i64` the way Redis does (`string2ll`): an optional `-`
 /// and digits, nothing else; no `+`, no spaces, no leading zeros, no `-0`,
 /// and no overflow.
-pub fn parse_i64(s: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
     let (negative, digits) = match s {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, s),
@@ -383,19 +383,19 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 
 /// The arguments of one command: slices of the read buffer, never copies.
 #[derive(Debug, Clone, Copy)]
-pub struct Args<'a> {
+pub(crate) struct Args<'a> {
     buf: &'a [u8],
     ranges: &'a [Range<usize>],
 }
 
 impl<'a> Args<'a> {
     /// The number of arguments, the command name included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ranges.len()
     }
 
     /// Whether there are none (an empty command).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
 
@@ -404,19 +404,19 @@ impl<'a> Args<'a> {
     /// # Panics
     ///
     /// If `i >= self.len()`.
-    pub fn get(&self, i: usize) -> &'a [u8] {
+    pub(crate) fn get(&self, i: usize) -> &'a [u8] {
         &self.buf[self.ranges[i].clone()]
     }
 
     /// All arguments in order.
-    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         let buf = self.buf;
         self.ranges.iter().map(move |r| &buf[r.clone()])
     }
 }
 
 /// Appends a simple string reply: `+text\r\n`.
-pub fn write_simple(out: &mut Vec<u8>, text: &[u8]) {
+pub(crate) fn write_simple(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'+');
     push_line(out, text);
 }
@@ -424,20 +424,20 @@ pub fn write_simple(out: &mut Vec<u8>, text: &[u8]) {
 /// Appends an error reply: `-message\r\n`. A `\r` or `\n` in `message`
 /// (which may quote client input) becomes a space, so the reply stays one
 /// line.
-pub fn write_error(out: &mut Vec<u8>, message: &[u8]) {
+pub(crate) fn write_error(out: &mut Vec<u8>, message: &[u8]) {
     out.push(b'-');
     push_line(out, message);
 }
 
 /// Appends an integer reply: `:n\r\n`.
-pub fn write_integer(out: &mut Vec<u8>, n: i64) {
+pub(crate) fn write_integer(out: &mut Vec<u8>, n: i64) {
     out.push(b':');
     push_i64(out, n);
     out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a bulk string reply: `$len\r\nbytes\r\n`.
-pub fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 16);
     out.push(b'$');
     push_i64(out, bytes.len() as i64);
@@ -447,12 +447,12 @@ pub fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Appends the null bulk string reply, `$-1\r\n` (a missing key).
-pub fn write_null(out: &mut Vec<u8>) {
+pub(crate) fn write_null(out: &mut Vec<u8>) {
     out.extend_from_slice(b"$-1\r\n");
 }
 
 /// Appends an array header, `*len\r\n`; the `len` elements follow.
-pub fn write_array_len(out: &mut Vec<u8>, len: usize) {
+pub(crate) fn write_array_len(out: &mut Vec<u8>, len: usize) {
     out.push(b'*');
     push_i64(out, len as i64);
     out.extend_from_slice(b"\r\n");
@@ -468,7 +468,7 @@ fn push_line(out: &mut Vec<u8>, text: &[u8]) {
 }
 
 /// Appends the decimal form of `n`, without going through `fmt`.
-pub fn push_i64(out: &mut Vec<u8>, n: i64) {
+pub(crate) fn push_i64(out: &mut Vec<u8>, n: i64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut v = n.unsigned_abs();
@@ -489,7 +489,7 @@ pub fn push_i64(out: &mut Vec<u8>, n: i64) {
 /// A decoded RESP2 value: what the tests use to read replies back.
 #[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value<'a> {
+pub(crate) enum Value<'a> {
     /// `+text`
     Simple(&'a [u8]),
     /// `-message`
@@ -505,7 +505,7 @@ pub enum Value<'a> {
 /// Decodes one RESP2 value of any type at the start of `buf` (nested at
 /// most 32 deep): the value and the bytes it took, `None` if incomplete.
 #[cfg(test)]
-pub fn parse_value(buf: &[u8]) -> Result<Option<(Value<'_>, usize)>, ProtocolError> {
+pub(crate) fn parse_value(buf: &[u8]) -> Result<Option<(Value<'_>, usize)>, ProtocolError> {
     parse_value_at(buf, 0, 0)
 }
 

@@ -21,11 +21,11 @@ use crate::resp::{
 /// Once a batch of replies is this large, [`serve`] stops to let the
 /// caller send it before running more commands, so a pipeline of large
 /// `GET`s cannot grow the output buffer without bound.
-pub const OUTPUT_HIGH_WATER: usize = 1024 * 1024;
+pub(crate) const OUTPUT_HIGH_WATER: usize = 1024 * 1024;
 
 /// What the connection should do after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub(crate) enum Flow {
     /// Go on reading commands.
     Continue,
     /// Send the replies so far, then close (`QUIT`).
@@ -34,19 +34,19 @@ pub enum Flow {
 
 /// An in-memory map from byte-string keys to byte-string values.
 #[derive(Debug, Default)]
-pub struct Store {
+pub(crate) struct Store {
     map: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl Store {
     /// An empty store.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Runs one command (`args[0]` is its name, `args` is not empty) and
     /// appends its reply to `out`.
-    pub fn execute(&mut self, args: Args<'_>, out: &mut Vec<u8>) -> Flow {
+    pub(crate) fn execute(&mut self, args: Args<'_>, out: &mut Vec<u8>) -> Flow {
         let name = args.get(0);
         // Upper-case the name on the stack; no command is longer than 16.
         let mut upper = [0u8; 16];
@@ -247,7 +247,7 @@ fn unknown_command(args: Args<'_>, out: &mut Vec<u8>) {
 
 /// How far [`serve`] got through a connection's buffered input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Bytes of input fully handled (complete commands); the rest is the
     /// start of a command still arriving.
     pub consumed: usize,
@@ -264,7 +264,7 @@ pub struct Progress {
 /// their replies to `out`. `parser` carries a partial command from one call
 /// to the next; `input` must start where the previous call's `consumed`
 /// ended.
-pub fn serve(
+pub(crate) fn serve(
     store: &mut Store,
     parser: &mut CommandParser,
     input: &[u8],

@@ -367,6 +367,7 @@ mod tests {
         let s = v.slice(2..5);
         assert_eq!(s.bytes_init(), 3);
         assert_eq!(s.bytes_total(), 3);
+        // SAFETY: offset 2 is inside the Vec's allocation.
         assert_eq!(s.stable_ptr(), unsafe { s.get_ref().as_ptr().add(2) });
         let v = s.into_inner();
         let s = v.slice(5..);

@@ -94,6 +94,7 @@ pub fn example_binary(tmpdir: &str, name: &str) -> std::path::PathBuf {
 
 /// A running example server, started on a free loopback port; killed and
 /// reaped when dropped.
+#[derive(Debug)]
 pub struct ExampleServer {
     child: std::process::Child,
     /// The address it listens on.

@@ -98,9 +98,9 @@ impl SharedFd {
     /// The descriptor, borrowed; `None` for a direct descriptor.
     pub fn borrow_fd(&self) -> Option<BorrowedFd<'_>> {
         match self.inner.kind {
-            // SAFETY: the descriptor stays open while any handle lives, and
-            // the borrow cannot outlive this handle; it is not -1.
             Kind::Fd(fd) | Kind::Registered { fd, .. } => {
+                // SAFETY: the descriptor stays open while any handle lives,
+                // and the borrow cannot outlive this handle; it is not -1.
                 Some(unsafe { BorrowedFd::borrow_raw(fd) })
             }
             Kind::Direct { .. } => None,
