@@ -41,6 +41,24 @@ impl Completion {
         Completion { result, flags }
     }
 
+    /// The completion a CQE would carry for the result of a system call
+    /// that did the operation instead (no flags): the value, or the
+    /// negative errno (`EIO` for an error without one).
+    ///
+    /// ```
+    /// use runtime::op::Completion;
+    /// let c = Completion::from_io(Err(std::io::Error::from_raw_os_error(libc::EAGAIN)));
+    /// assert_eq!(c.raw_result(), -libc::EAGAIN);
+    /// assert_eq!(Completion::from_io(Ok(7)).result().unwrap(), 7);
+    /// ```
+    pub fn from_io(result: io::Result<u32>) -> Self {
+        let result = match result {
+            Ok(n) => n.min(i32::MAX as u32) as i32,
+            Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+        };
+        Completion { result, flags: 0 }
+    }
+
     /// The result: a non-negative value on success, or the kernel's error
     /// (`raw_os_error()` is the errno).
     pub fn result(&self) -> io::Result<u32> {

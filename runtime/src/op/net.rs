@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::task::{Context, Poll};
 
@@ -47,8 +48,8 @@ impl SockAddrBuf {
     }
 
     /// An address of `len` bytes (for connect and sendmsg), as
-    /// `socket2::SockAddr` holds it. `len` larger than the storage is
-    /// clamped.
+    /// `socket2::SockAddr` holds it (an IP address converts with `From`).
+    /// `len` larger than the storage is clamped.
     pub fn from_storage(storage: libc::sockaddr_storage, len: libc::socklen_t) -> SockAddrBuf {
         let max = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         SockAddrBuf {
@@ -75,6 +76,78 @@ impl SockAddrBuf {
 
     fn as_mut_ptr(&mut self) -> *mut libc::sockaddr {
         (&mut self.storage as *mut libc::sockaddr_storage).cast()
+    }
+}
+
+impl From<SocketAddr> for SockAddrBuf {
+    /// The `sockaddr_in` or `sockaddr_in6` of an IP socket address.
+    fn from(addr: SocketAddr) -> SockAddrBuf {
+        let mut buf = SockAddrBuf::new();
+        let storage = (&mut buf.storage as *mut libc::sockaddr_storage).cast::<u8>();
+        match addr {
+            SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: a sockaddr_in fits in the sockaddr_storage (which
+                // is designed to hold any address); unaligned write of a
+                // plain struct into its bytes.
+                unsafe { std::ptr::write_unaligned(storage.cast(), sin) };
+                buf.len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo().to_be(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                // SAFETY: as above, for a sockaddr_in6.
+                unsafe { std::ptr::write_unaligned(storage.cast(), sin6) };
+                buf.len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            }
+        }
+        buf
+    }
+}
+
+impl SockAddrBuf {
+    /// The IP socket address held, if the family is `AF_INET` or
+    /// `AF_INET6` and the length is enough for it.
+    pub fn to_socket_addr(&self) -> Option<SocketAddr> {
+        let storage = (&self.storage as *const libc::sockaddr_storage).cast::<u8>();
+        let len = self.len as usize;
+        match i32::from(self.storage.ss_family) {
+            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the family says the storage holds a sockaddr_in,
+                // and it fits; unaligned read of a plain struct.
+                let sin: libc::sockaddr_in = unsafe { std::ptr::read_unaligned(storage.cast()) };
+                let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(sin.sin_port),
+                )))
+            }
+            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as above, for a sockaddr_in6.
+                let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read_unaligned(storage.cast()) };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                    u16::from_be(sin6.sin6_port),
+                    u32::from_be(sin6.sin6_flowinfo),
+                    sin6.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -825,5 +898,31 @@ unsafe impl Operation for Shutdown {
         // SAFETY: plain system call on a descriptor the struct keeps open.
         let ret = unsafe { libc::shutdown(self.fd.raw(), self.how) };
         syscall_result(ret as isize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_addresses_round_trip() {
+        for text in [
+            "127.0.0.1:80",
+            "[::1]:443",
+            "[fe80::1%2]:8080",
+            "10.1.2.3:65535",
+        ] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let buf = SockAddrBuf::from(addr);
+            assert_eq!(buf.to_socket_addr(), Some(addr), "{text}");
+        }
+        let v4 = SockAddrBuf::from("1.2.3.4:5".parse::<SocketAddr>().unwrap());
+        assert_eq!(v4.storage().ss_family as i32, libc::AF_INET);
+        assert_eq!(v4.len() as usize, std::mem::size_of::<libc::sockaddr_in>());
+        // A short length or another family is not an IP address.
+        let short = SockAddrBuf::from_storage(*v4.storage(), 4);
+        assert_eq!(short.to_socket_addr(), None);
+        assert_eq!(SockAddrBuf::new().to_socket_addr(), None);
     }
 }

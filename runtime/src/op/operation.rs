@@ -54,6 +54,11 @@ use crate::scheduler::expect_current;
 
 /// How a readiness (epoll) driver runs an operation with
 /// [`Operation::perform`].
+///
+/// `Readable` and `Writable` assume the socket is in non-blocking mode, as
+/// a readiness driver keeps its sockets: receives and sends pass
+/// `MSG_DONTWAIT`, but `accept` and `connect` have no per-call flag and
+/// would wait on a blocking socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readiness {
     /// `perform` is a non-blocking system call on this descriptor; when it
@@ -133,6 +138,34 @@ pub unsafe trait Operation: 'static {
     /// `ErrorKind::Unsupported`.
     fn perform(&mut self) -> io::Result<u32> {
         Err(unsupported_on_readiness())
+    }
+
+    /// Runs the operation here and now with [`perform`](Self::perform)
+    /// (plain system calls, as a readiness driver does once the descriptor
+    /// is ready) and completes it. It blocks where the system call blocks
+    /// (a file read, an `accept` on a blocking listener); a socket that is
+    /// not ready gives `ErrorKind::WouldBlock`. Needs no runtime.
+    ///
+    /// ```
+    /// use runtime::op::{Operation, Recv, Send, SharedFd};
+    ///
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let (a, b) = (SharedFd::new(a.into()), SharedFd::new(b.into()));
+    /// let (sent, _) = Send::new(&a, b"hi".to_vec()).perform_now();
+    /// assert_eq!(sent?, 2);
+    /// let (got, buf) = Recv::new(&b, Vec::with_capacity(8)).perform_now();
+    /// assert_eq!((got?, &buf[..]), (2, &b"hi"[..]));
+    /// // Nothing more to read: not ready.
+    /// let (again, _) = Recv::new(&b, Vec::with_capacity(8)).perform_now();
+    /// assert_eq!(again.unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn perform_now(mut self) -> Self::Output
+    where
+        Self: Sized,
+    {
+        let result = self.perform();
+        self.complete(Completion::from_io(result))
     }
 
     /// Pushes the SQE with the runtime's next batch and returns the future
