@@ -31,18 +31,20 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod aligned;
 mod blocking;
 pub mod buf;
+#[path = "buf/ring.rs"]
 pub mod bufring;
 mod builder;
 mod driver;
+#[path = "buf/fixed.rs"]
 pub mod fixed;
 pub mod io;
 mod metrics;
 pub mod op;
 mod runtime;
 mod scheduler;
+#[path = "buf/send_ring.rs"]
 pub mod sendring;
 mod task;
 pub mod time;

@@ -13,7 +13,9 @@
 
 use std::ops::{Bound, RangeBounds};
 
-pub use crate::aligned::AlignedBuf;
+mod aligned;
+
+pub use aligned::AlignedBuf;
 
 /// Memory the kernel may read from while an operation is in flight.
 ///
