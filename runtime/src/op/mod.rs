@@ -68,15 +68,48 @@
 //! the runtime if the future is dropped), or at `'static` memory, and at
 //! descriptors that stay open until the operation is over. This is the
 //! `unsafe` contract of [`Op::submit`] and [`Multishot::submit`].
-
 //!
 //! # Typed operations
 //!
-//! Most callers never write an SQE: every operation the project uses is a
-//! struct here ([`Read`], [`Recv`], [`Accept`], [`OpenAt`], ...), built
-//! with safe constructors and awaited with [`Operation::submit`]. Each one
-//! states its memory argument once, in its `unsafe impl` of [`Operation`]
-//! (or [`MultishotOperation`]); see [`operation`](Operation) for the design.
+//! Every operation the project uses is a struct here ([`Read`], [`Recv`],
+//! [`Accept`], [`OpenAt`], ...). A raw [`Op::submit`] call states its
+//! memory argument at every call site; a typed operation states it once,
+//! in its `unsafe impl` of [`Operation`] (or [`MultishotOperation`]), and
+//! its users (`net`, `fs`, third parties) build it with safe constructors
+//! and `.submit().await` it:
+//!
+//! ```
+//! use runtime::op::{Operation, Read, SharedFd};
+//!
+//! # runtime::block_on(async {
+//! let (r, w) = std::io::pipe()?;
+//! std::io::Write::write_all(&mut &w, b"ping")?;
+//! let fd = SharedFd::new(r.into());
+//! let (n, buf) = Read::new(&fd, Vec::with_capacity(16), u64::MAX).submit().await;
+//! assert_eq!(n?, 4);
+//! assert_eq!(buf, b"ping");
+//! # Ok::<(), std::io::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Design
+//!
+//! The trait has one job per method, so that a new driver or a new
+//! submission path (chains, deadlines) needs no knowledge of any opcode:
+//!
+//! - [`Operation::sqe`]: the SQE (the io_uring driver);
+//! - [`Operation::creates`]: whether a successful result is a new
+//!   descriptor, which the runtime closes if nobody takes it (this replaces
+//!   guessing it from the SQE's bytes);
+//! - [`Operation::complete`]: the result as the caller wants it, with the
+//!   buffers handed back;
+//! - [`Operation::readiness`] and [`Operation::perform`]: the same
+//!   operation as a plain system call, for a readiness (epoll) driver.
+//!
+//! The op struct is the operation's data: it moves into the future and,
+//! if the future is dropped early, into the runtime, exactly as the data
+//! of a raw [`Op`] does, so the lifecycle invariants are the
+//! same and live in one place (`driver/lifecycle.rs`).
 //!
 //! | family | file | operations |
 //! | --- | --- | --- |
@@ -85,6 +118,10 @@
 //! | files and paths | `op/fs.rs` | [`OpenAt`], [`Statx`], [`Fsync`], [`Close`], [`UnlinkAt`], [`MkDirAt`], [`RenameAt`] |
 //! | provided buffers | `op/ring.rs` | [`RecvRing`], [`SendBundle`] |
 //! | waiting | `op/poll.rs` | [`Timeout`], [`PollAdd`], [`Nop`] |
+//!
+//! A new opcode is a new struct in the file of its family (or a new
+//! family file), with its `unsafe impl Operation` and a test in
+//! `tests/typed_ops.rs` that runs it both ways.
 
 mod fd;
 mod fs;

@@ -1,43 +1,6 @@
-//! Typed operations: one struct per io_uring operation, each saying once,
-//! in its `unsafe impl`, why the SQE it builds is sound.
-//!
-//! A raw [`Op::submit`](crate::op::Op::submit) call states its memory
-//! argument at every call site; a typed operation states it once, where
-//! the struct is defined, and its users (`net`, `fs`, third parties) build
-//! it with safe constructors and `.submit().await` it:
-//!
-//! ```
-//! use runtime::op::{Operation, Read, SharedFd};
-//!
-//! # runtime::block_on(async {
-//! let (r, w) = std::io::pipe()?;
-//! std::io::Write::write_all(&mut &w, b"ping")?;
-//! let fd = SharedFd::new(r.into());
-//! let (n, buf) = Read::new(&fd, Vec::with_capacity(16), u64::MAX).submit().await;
-//! assert_eq!(n?, 4);
-//! assert_eq!(buf, b"ping");
-//! # Ok::<(), std::io::Error>(())
-//! # }).unwrap();
-//! ```
-//!
-//! # Design
-//!
-//! The trait has one job per method, so that a new driver or a new
-//! submission path (chains, deadlines) needs no knowledge of any opcode:
-//!
-//! - [`Operation::sqe`]: the SQE (the io_uring driver);
-//! - [`Operation::creates`]: whether a successful result is a new
-//!   descriptor, which the runtime closes if nobody takes it (this replaces
-//!   guessing it from the SQE's bytes);
-//! - [`Operation::complete`]: the result as the caller wants it, with the
-//!   buffers handed back;
-//! - [`Operation::readiness`] and [`Operation::perform`]: the same
-//!   operation as a plain system call, for a readiness (epoll) driver.
-//!
-//! The op struct is the operation's data: it moves into the future and,
-//! if the future is dropped early, into the runtime, exactly as the data
-//! of a raw [`Op`](crate::op::Op) does, so the lifecycle invariants are the
-//! same and live in one place (`driver/lifecycle.rs`).
+//! The typed-operation traits ([`Operation`], [`MultishotOperation`]),
+//! their futures, and how a readiness driver runs them; see the module docs
+//! of `runtime::op` for the design.
 
 use std::fmt;
 use std::future::Future;

@@ -86,7 +86,7 @@ pub(crate) fn link_timeout(ts: *const Timespec, skip: squeue::Flags) -> Entry {
 }
 
 /// An operation with a deadline (a linked `IORING_OP_LINK_TIMEOUT`), made
-/// by [`Op::submit_with_timeout`] or [`Link::push_timed`]: a future of the
+/// by [`Op::submit_with_timeout`] or [`Link::push_timed`](crate::op::Link::push_timed): a future of the
 /// operation's [`Completion`], or of `ErrorKind::TimedOut` if the deadline
 /// cancelled it, and of its data back either way.
 ///
