@@ -1,14 +1,15 @@
-//! The cells of the `uring` scenario ([`crate::uring`]): the runs
+//! The cells of the `uring` scenario ([`super::uring`]): the runs
 //! themselves (echo pairs, idle connections, send_bench, timeout_read,
 //! fs_randread) and the samples they give.
 
 use std::time::{Duration, Instant};
 
-use crate::echo::{fmt_secs, label, load, Load};
-use crate::fleet::{Fleet, Spec};
-use crate::model::{field, human, num, result_lines, Cell, Outcome, Sample, SATURATED};
-use crate::uring::{config, Config, IDLE, QUEUE_FLUSH, QUEUE_WAYS, SEND_SIZES, TIMEOUT_WAYS, WAYS};
-use crate::{files, proc, Ctx};
+use super::echo::{fmt_secs, label, load, Load};
+use super::files;
+use super::uring::{config, Config, IDLE, QUEUE_FLUSH, QUEUE_WAYS, SEND_SIZES, TIMEOUT_WAYS, WAYS};
+use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::model::{field, human, num, result_lines, Cell, Outcome, Sample, SATURATED};
+use crate::harness::{proc, Ctx};
 
 /// A sample of a peak echo run from echo_load's RESULT line.
 fn peak_sample(l: &[(String, String)]) -> Result<Sample, String> {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
-use crate::model::{human, Chart, Ratio};
-use crate::Ctx;
+use super::model::{human, Chart, Ratio};
+use super::Ctx;
 
 /// The font every chart uses (registered from DejaVuSans.ttf at start).
 const FONT: &str = "sans-serif";

@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::fleet::{Fleet, Spec};
-use crate::model::{human, Cell, Outcome, Sample, Target, SATURATED};
-use crate::{chart, proc, Ctx};
+use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::model::{human, Cell, Outcome, Sample, Target, SATURATED};
+use crate::harness::{chart, proc, Ctx};
 
 /// The HTTP peers: (name, program).
 fn http_peers(ctx: &Ctx) -> Vec<Spec> {

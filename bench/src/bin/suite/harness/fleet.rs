@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::model::Outcome;
-use crate::proc::{self, Server};
-use crate::Ctx;
+use super::model::Outcome;
+use super::proc::{self, Server};
+use super::Ctx;
 
 /// How to start one peer's server (the address is appended).
 #[derive(Debug, Clone)]

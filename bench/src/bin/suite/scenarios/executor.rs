@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use crate::model::{field, human, num, result_lines, Cell, Outcome, Sample, Target};
-use crate::{proc, Ctx};
+use crate::harness::model::{
+    field, human, num, result_lines, Cell, Outcome, Sample, Series, Target,
+};
+use crate::harness::{proc, Ctx};
 
 const PEERS: [&str; 3] = ["ours", "tokio", "monoio"];
 
@@ -127,7 +129,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         }
         let cell = cells.iter_mut().find(|c| c.label == bench).expect("cell");
         if cell.get(rt).is_none() {
-            cell.series.push(crate::model::Series::new(rt));
+            cell.series.push(Series::new(rt));
         }
         let s = cell.get_mut(rt).expect("series");
         // core numbers its rounds from 0; a missing one stays a gap.

@@ -31,11 +31,12 @@
 
 use std::fmt::Write as _;
 
-use crate::echo::fmt_secs;
-use crate::fleet::Spec;
-use crate::model::{human, Cell, Outcome, Ratio};
-use crate::uring_cells::{echo_pair, fixed_files, idle, link_timeout, send_bundle, send_zc};
-use crate::{files, proc, Ctx};
+use super::echo::fmt_secs;
+use super::files;
+use super::uring_cells::{echo_pair, fixed_files, idle, link_timeout, send_bundle, send_zc};
+use crate::harness::fleet::Spec;
+use crate::harness::model::{human, Cell, Outcome, Ratio};
+use crate::harness::{proc, Ctx};
 
 /// What the runtime does today, per facility (edited by hand when the
 /// defaults change; the summary table shows it beside the numbers).
@@ -266,7 +267,7 @@ fn summary_md(rows: &[Row]) -> String {
     let _ = writeln!(s, "### Summary: which way won\n");
     let _ = writeln!(
         s,
-        "B/A is the median of the per-round ratios B/A of the figure (min–max over the rounds); the winner is the better side by that median, with the winner's figure relative to the loser's (+ more throughput, − less cost), \"no difference\" when the range spans 1.0 (or the median rounds to 1.00x), \"unknown\" when only rounds where the load generator saturated its core could be compared (the figures are then the client's limit). \"Runtime default\" is what the runtime does today (a table in `bench/src/bin/suite/uring.rs`).\n"
+        "B/A is the median of the per-round ratios B/A of the figure (min–max over the rounds); the winner is the better side by that median, with the winner's figure relative to the loser's (+ more throughput, − less cost), \"no difference\" when the range spans 1.0 (or the median rounds to 1.00x), \"unknown\" when only rounds where the load generator saturated its core could be compared (the figures are then the client's limit). \"Runtime default\" is what the runtime does today (a table in `bench/src/bin/suite/scenarios/uring.rs`).\n"
     );
     let _ = writeln!(
         s,
@@ -646,7 +647,7 @@ fn pair_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Sample;
+    use crate::harness::model::Sample;
 
     fn row(rs: &[f64], higher_is_better: bool) -> Row {
         let mut c = Cell::new("x".into(), 1.0, &["a", "b"], "u");

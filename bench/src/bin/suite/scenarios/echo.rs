@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::fleet::{Fleet, Spec};
-use crate::model::{human, num, result_lines, Cell, Outcome, Sample, Target, SATURATED};
-use crate::{chart, proc, Ctx};
+use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::model::{human, num, result_lines, Cell, Outcome, Sample, Target, SATURATED};
+use crate::harness::{chart, proc, Ctx};
 
 /// The echo servers, ours first.
 pub const PEERS: [&str; 7] = [

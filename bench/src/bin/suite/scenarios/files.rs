@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::{human, num, result_lines, Cell, Outcome, Sample, Target};
-use crate::{chart, proc, Ctx};
+use crate::harness::model::{field, human, num, result_lines, Cell, Outcome, Sample, Target};
+use crate::harness::{chart, proc, Ctx};
 
 /// The data file (shared with fs_randread's default).
 pub const DATA: &str = "/var/tmp/fs_randread.dat";
@@ -95,10 +95,10 @@ fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, depth: usize) -> Result<Samp
     let lines = result_lines(&f.stdout);
     let line = lines
         .iter()
-        .find(|l| crate::model::field(l, "rt") == Some(rt))
+        .find(|l| field(l, "rt") == Some(rt))
         .or(lines.first())
         .ok_or_else(|| format!("fs_randread printed no RESULT line: {}", f.describe()))?;
-    if crate::model::field(line, "skipped") == Some("1") {
+    if field(line, "skipped") == Some("1") {
         return Err(format!(
             "{rt} skipped by fs_randread (the file system refuses O_DIRECT?)"
         ));
