@@ -1,13 +1,14 @@
 //! The measuring machinery every scenario uses: child processes pinned to
 //! a core (`proc`), a scenario's servers (`fleet`), samples and their
-//! statistics (`model`), and the report (`report`, `chart`). Nothing here
-//! knows a scenario.
+//! statistics (`model`), the rounds of a cell (`rounds`), and the report
+//! (`report`, `chart`). Nothing here knows a scenario.
 
 pub mod chart;
 pub mod fleet;
 pub mod model;
 pub mod proc;
 pub mod report;
+pub mod rounds;
 
 use std::path::PathBuf;
 use std::time::Instant;

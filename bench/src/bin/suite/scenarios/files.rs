@@ -8,7 +8,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::model::{field, human, num, result_lines, Cell, Outcome, Sample, Target};
+use crate::harness::model::{field, num, result_lines, Cell, Outcome, Sample, Target};
+use crate::harness::rounds::Rounds;
 use crate::harness::{chart, proc, Ctx};
 
 /// The data file (shared with fs_randread's default).
@@ -202,47 +203,39 @@ pub fn run(ctx: &Ctx) -> Outcome {
     if !fio_ok {
         out.unavailable("fio", "fio is not installed");
     }
+    // fio is left out when it is not installed (it is then unavailable).
+    let peers: Vec<&str> = PEERS
+        .into_iter()
+        .filter(|&p| p != "fio" || fio_ok)
+        .collect();
     let mut cells = Vec::new();
+    // A peer failing its very first run (placeholder, unknown --only) is
+    // not retried: its later rounds record the same failure.
+    let mut ran: Vec<String> = Vec::new();
     let mut down: Vec<(String, String)> = Vec::new();
     for &d in &ds {
         let mut cell = Cell::new(format!("depth {d}"), d as f64, &PEERS, "reads/s");
-        for round in 0..ctx.rounds {
-            let mut line = format!("  [files] depth {d} round {}/{}:", round + 1, ctx.rounds);
-            for peer in PEERS {
-                if let Some((_, why)) = down.iter().find(|(p, _)| p == peer) {
-                    cell.get_mut(peer)
-                        .expect("peer")
-                        .rounds
-                        .push(Err(why.clone()));
-                    continue;
-                }
-                let r = if peer == "fio" {
-                    if !fio_ok {
-                        continue;
-                    }
-                    fio(ctx, &mut out, d)
-                } else if fs_ok {
-                    randread(ctx, &mut out, peer, d)
-                } else {
-                    Err("target/release/fs_randread is missing".to_string())
-                };
-                match &r {
-                    Ok(s) => line.push_str(&format!(" {peer} {}", human(s.value))),
-                    Err(e) => {
-                        line.push_str(&format!(" {peer} FAIL"));
-                        eprintln!("suite: files {peer} depth {d}: {e}");
-                        // A peer failing its very first run (placeholder,
-                        // unknown --only) is not retried.
-                        if cells.is_empty() && round == 0 {
-                            down.push((peer.to_string(), e.clone()));
-                            out.unavailable(peer, e);
-                        }
-                    }
-                }
-                cell.get_mut(peer).expect("peer").rounds.push(r);
+        Rounds::new(ctx, "files").run(&mut out, &mut cell, &peers, |out, peer| {
+            if let Some((_, why)) = down.iter().find(|(p, _)| p == peer) {
+                return Err(why.clone());
             }
-            ctx.log(&line);
-        }
+            let r = if peer == "fio" {
+                fio(ctx, out, d)
+            } else if fs_ok {
+                randread(ctx, out, peer, d)
+            } else {
+                Err("target/release/fs_randread is missing".to_string())
+            };
+            let first = !ran.iter().any(|p| p == peer);
+            if first {
+                ran.push(peer.to_string());
+            }
+            if let (Err(e), true) = (&r, first) {
+                down.push((peer.to_string(), e.clone()));
+                out.unavailable(peer, e);
+            }
+            r
+        });
         cells.push(cell);
     }
     for cell in cells.iter().filter(|c| c.x == 32.0) {
@@ -289,25 +282,20 @@ pub fn run(ctx: &Ctx) -> Outcome {
         &["ours_cp", "coreutils_cp"],
         "MB/s",
     );
-    for round in 0..cp_rounds(ctx) {
-        let mut line = format!("  [files] copy round {}/{}:", round + 1, cp_rounds(ctx));
-        for (peer, ours) in [("ours_cp", true), ("coreutils_cp", false)] {
-            let r = if ours && !cp_ok {
-                Err("target/release/examples/cp is missing".to_string())
-            } else {
-                copy(ctx, &mut out, ours)
-            };
-            match &r {
-                Ok(s) => line.push_str(&format!(" {peer} {:.0} MB/s", s.value)),
-                Err(e) => {
-                    line.push_str(&format!(" {peer} FAIL"));
-                    eprintln!("suite: files copy {peer}: {e}");
+    Rounds::new(ctx, "files")
+        .show(|v| format!("{v:.0} MB/s"))
+        .run(
+            &mut out,
+            &mut cell,
+            &["ours_cp", "coreutils_cp"],
+            |out, peer| {
+                let ours = peer == "ours_cp";
+                if ours && !cp_ok {
+                    return Err("target/release/examples/cp is missing".to_string());
                 }
-            }
-            cell.get_mut(peer).expect("peer").rounds.push(r);
-        }
-        ctx.log(&line);
-    }
+                copy(ctx, out, ours)
+            },
+        );
     let _ = fs::remove_file(DST);
     out.notes.push(format!(
         "Copy: `examples/cp {DATA} {DST}` (depth 32, 128 KiB chunks) against coreutils `cp` (which uses copy_file_range), both pinned to core 1, source in the page cache, destination removed before and after each run (not synced); MB/s = 10^6 bytes per wall-clock second of the process. {} rounds interleaved.",

@@ -33,7 +33,10 @@ use std::fmt::Write as _;
 
 use super::echo::fmt_secs;
 use super::files;
-use super::uring_cells::{echo_pair, fixed_files, idle, link_timeout, send_bundle, send_zc};
+use super::uring_cells::{
+    config, echo_pair, fixed_files, idle, link_timeout, send_bundle, send_zc, IDLE, QUEUE_FLUSH,
+    QUEUE_WAYS, SEND_SIZES, TIMEOUT_WAYS, WAYS,
+};
 use crate::harness::fleet::Spec;
 use crate::harness::model::{human, Cell, Outcome, Ratio};
 use crate::harness::{proc, Ctx};
@@ -81,80 +84,6 @@ fn runtime_default(facility: &str) -> &'static str {
         .unwrap_or("—")
 }
 
-/// The parameters of one invocation.
-pub struct Config {
-    /// Connections of the idle cell.
-    pub idle_conns: usize,
-    /// Total message rate of the idle cell (so each connection sends once
-    /// every `idle_conns / idle_rate` seconds).
-    pub idle_rate: f64,
-    /// Measured seconds of an idle run.
-    pub idle_secs: f64,
-    /// Warm-up seconds of an idle run.
-    pub idle_warmup: f64,
-    /// Whether to add the idle pair's peak at 1,000 connections.
-    pub idle_peak: bool,
-    /// Measured seconds of a peak run.
-    pub peak_secs: f64,
-    /// Warm-up seconds of a peak run.
-    pub peak_warmup: f64,
-    /// Measured seconds of a fixed-rate run.
-    pub fixed_secs: f64,
-    /// Bytes per send_bench run.
-    pub send_bytes: u64,
-    /// Round trips per timeout_read measurement.
-    pub timeout_trips: u32,
-    /// Seconds per fs_randread run.
-    pub randread_secs: u32,
-}
-
-/// The configuration for this mode.
-pub fn config(ctx: &Ctx) -> Config {
-    if ctx.quick {
-        Config {
-            idle_conns: 10_000,
-            idle_rate: 5000.0,
-            idle_secs: 1.5,
-            idle_warmup: 0.3,
-            idle_peak: false,
-            peak_secs: 0.4,
-            peak_warmup: 0.15,
-            fixed_secs: 0.8,
-            send_bytes: 256 << 20,
-            timeout_trips: 30_000,
-            randread_secs: 1,
-        }
-    } else {
-        Config {
-            idle_conns: 10_000,
-            idle_rate: 5000.0,
-            idle_secs: 3.0,
-            idle_warmup: 0.5,
-            idle_peak: true,
-            peak_secs: 0.8,
-            peak_warmup: 0.25,
-            fixed_secs: 1.5,
-            send_bytes: 1 << 30,
-            timeout_trips: 100_000,
-            randread_secs: 1,
-        }
-    }
-}
-
-/// The idle cell's servers: A, B, then the reference.
-pub const IDLE: [&str; 3] = ["ours", "ours_multishot", "tokio"];
-/// send_bench's ways: A (copy), B (SEND_ZC), C (SEND_ZC, fixed buffer).
-pub const WAYS: [&str; 3] = ["write_all", "write_all_zc", "send_zc_fixed"];
-/// Write sizes of the SEND_ZC cell.
-pub const SEND_SIZES: [usize; 2] = [64 << 10, 1 << 20];
-
-/// The send-bundle cell's ways: a `SendQueue` without and with bundles.
-pub const QUEUE_WAYS: [&str; 2] = ["queue_sendmsg", "queue_bundle"];
-
-/// Bytes per flush of the send-bundle cell (1 KiB pieces).
-pub const QUEUE_FLUSH: usize = 64 << 10;
-/// timeout_read's ways: A (the default path), B (linked), reference.
-pub const TIMEOUT_WAYS: [&str; 3] = ["time_timeout", "read_timeout", "plain_read"];
 /// The SQPOLL thread's idle time, in milliseconds.
 pub const SQPOLL_IDLE_MS: u64 = 10;
 /// Per-run overhead on top of the measured and warm-up time.
@@ -381,7 +310,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
             Spec::new("ours", &echo_server, &["ours"]),
             Spec::new("ours_multishot", &echo_server, &["ours_multishot"]),
         ];
-        let (peak, _) = echo_pair(ctx, &mut out, "multishot", specs, 64, 1000, false);
+        let (peak, _) = echo_pair(ctx, &mut out, &c, "multishot", specs, (64, 1000), false);
         rows.push(Row::new(
             "multishot receive + buffer ring",
             &peak,
@@ -404,7 +333,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         ),
         Spec::new("ours_multishot", &echo_server, &["ours_multishot"]),
     ];
-    let (peak, cpu) = echo_pair(ctx, &mut out, "bundles", specs, 4096, 100, true);
+    let (peak, cpu) = echo_pair(ctx, &mut out, &c, "bundles", specs, (4096, 100), true);
     pair_rows(
         &mut rows,
         "receive bundles",
@@ -433,7 +362,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         Spec::new("ours", &echo_server, &["ours"]),
         Spec::new("ours_sqpoll", &echo_server, &sq_args),
     ];
-    let (peak, cpu) = echo_pair(ctx, &mut out, "sqpoll", specs, 64, 100, true);
+    let (peak, cpu) = echo_pair(ctx, &mut out, &c, "sqpoll", specs, (64, 100), true);
     pair_rows(
         &mut rows,
         "SQPOLL",
@@ -551,7 +480,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         Spec::new("ours", &echo_server, &["ours"]),
         Spec::new("ours_direct", &echo_server, &["ours_direct"]),
     ];
-    let (peak, cpu) = echo_pair(ctx, &mut out, "direct", specs, 64, 1000, true);
+    let (peak, cpu) = echo_pair(ctx, &mut out, &c, "direct", specs, (64, 1000), true);
     pair_rows(
         &mut rows,
         "registered files",
