@@ -185,8 +185,8 @@ fn send(args: &[String]) -> Result<(), String> {
         let start = Instant::now();
         let cpu0 = cpu_seconds();
         match a.way.as_str() {
-            "write_all" => send_copy(&stream, a.size, a.bytes).await?,
-            "write_all_zc" => send_zc(&stream, a.size, a.bytes).await?,
+            "write_all" => send_whole(&stream, a.size, a.bytes, false).await?,
+            "write_all_zc" => send_whole(&stream, a.size, a.bytes, true).await?,
             "queue_sendmsg" => send_queue(&stream, a.size, a.bytes, false).await?,
             "queue_bundle" => send_queue(&stream, a.size, a.bytes, true).await?,
             _ => send_zc_fixed(&stream, a.size, a.bytes).await?,
@@ -237,15 +237,26 @@ fn pattern(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i % 251) as u8).collect()
 }
 
-/// `write_all` (copying sends), one `size`-byte buffer at a time.
-async fn send_copy(stream: &net::TcpStream, size: usize, total: u64) -> Result<(), Failure> {
+/// `write_all` (copying sends) or, with `zc`, `write_all_zc` (SEND_ZC),
+/// one `size`-byte buffer at a time.
+async fn send_whole(
+    stream: &net::TcpStream,
+    size: usize,
+    total: u64,
+    zc: bool,
+) -> Result<(), Failure> {
     let mut buf = pattern(size);
     let mut sent = 0u64;
     while sent < total {
         let n = (total - sent).min(size as u64) as usize;
         buf.truncate(n);
-        let (res, b) = stream.write_all(buf).await;
-        res.map_err(|e| format!("write_all after {sent} bytes: {e}"))?;
+        let (res, b) = if zc {
+            stream.write_all_zc(buf).await
+        } else {
+            stream.write_all(buf).await
+        };
+        let way = if zc { "write_all_zc" } else { "write_all" };
+        res.map_err(|e| format!("{way} after {sent} bytes: {e}"))?;
         buf = b;
         sent += n as u64;
     }
@@ -289,21 +300,6 @@ async fn send_queue(
             .flush()
             .await
             .map_err(|e| format!("flush after {sent} bytes: {e}"))?;
-        sent += n as u64;
-    }
-    Ok(())
-}
-
-/// `write_all_zc` (SEND_ZC), one `size`-byte buffer at a time.
-async fn send_zc(stream: &net::TcpStream, size: usize, total: u64) -> Result<(), Failure> {
-    let mut buf = pattern(size);
-    let mut sent = 0u64;
-    while sent < total {
-        let n = (total - sent).min(size as u64) as usize;
-        buf.truncate(n);
-        let (res, b) = stream.write_all_zc(buf).await;
-        res.map_err(|e| format!("write_all_zc after {sent} bytes: {e}"))?;
-        buf = b;
         sent += n as u64;
     }
     Ok(())
