@@ -517,13 +517,6 @@ fn print_result(depth: usize, rt: &str, round: usize, outcome: &Outcome) -> Opti
     }
 }
 
-/// Median and range of `v` (not empty).
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[s.len() / 2], s[0], s[s.len() - 1])
-}
-
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let t0 = Instant::now();
@@ -572,22 +565,11 @@ fn run() -> Result<(), String> {
         "depth", "ours", "ours_direct", "tokio", "std_pool", "ours/tokio", "ours/std_pool"
     );
     for (d, depth) in DEPTHS.into_iter().enumerate() {
-        let med = |p: usize| match rates[d][p].is_empty() {
-            true => "skipped".to_string(),
-            false => format!("{:.0}", stats(&rates[d][p]).0),
+        let med = |p: usize| match bench::stats(&rates[d][p]) {
+            Some((m, _, _)) => format!("{m:.0}"),
+            None => "skipped".to_string(),
         };
-        let ratio = |p: usize| {
-            if rates[d][0].is_empty() || rates[d][p].is_empty() {
-                return "-".to_string();
-            }
-            let r: Vec<f64> = rates[d][0]
-                .iter()
-                .zip(&rates[d][p])
-                .map(|(o, t)| o / t)
-                .collect();
-            let (m, lo, hi) = stats(&r);
-            format!("{m:.2}x [{lo:.2}..{hi:.2}]")
-        };
+        let ratio = |p: usize| bench::ratio_text(&rates[d][0], &rates[d][p]);
         println!(
             "{:<6} {:>10} {:>12} {:>10} {:>10}   {:<22} {:<22}",
             depth,

@@ -36,7 +36,6 @@
 //! way that cannot run here prints `RESULT ... skipped=1` and exits 0.
 
 use std::io::{self, Read, Write};
-use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -150,19 +149,6 @@ fn parse_send(args: &[String]) -> Result<SendArgs, String> {
     Ok(a)
 }
 
-/// This process's CPU time so far (user + system, all threads), in seconds.
-fn cpu_seconds() -> f64 {
-    let mut ru = MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct we pass; it is zeroed, so it is
-    // initialized even if the call failed.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Why a way could not run here (it is then reported as skipped).
 enum Failure {
     Skipped(String),
@@ -183,7 +169,7 @@ fn send(args: &[String]) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", a.addr))?;
         let start = Instant::now();
-        let cpu0 = cpu_seconds();
+        let cpu0 = bench::cpu_secs(libc::RUSAGE_SELF);
         match a.way.as_str() {
             "write_all" => send_whole(&stream, a.size, a.bytes, false).await?,
             "write_all_zc" => send_whole(&stream, a.size, a.bytes, true).await?,
@@ -197,7 +183,7 @@ fn send(args: &[String]) -> Result<(), String> {
         let (res, count) = stream.read_exact(Vec::with_capacity(8)).await;
         res.map_err(|e| format!("reading the reader's count: {e}"))?;
         let secs = start.elapsed().as_secs_f64();
-        let cpu = cpu_seconds() - cpu0;
+        let cpu = bench::cpu_secs(libc::RUSAGE_SELF) - cpu0;
         let mut le = [0u8; 8];
         le.copy_from_slice(&count[..8]);
         let got = u64::from_le_bytes(le);
