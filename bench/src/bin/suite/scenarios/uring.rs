@@ -274,33 +274,26 @@ pub fn run(ctx: &Ctx) -> Outcome {
         c.idle_conns,
         fmt_secs(c.idle_secs)
     ));
-    rows.push(Row::new(
+    let k = c.idle_conns / 1000;
+    compare(
+        &mut rows,
         "multishot receive + buffer ring",
         &idle_cell,
-        "ours",
-        "ours_multishot",
-        None,
-        format!("RSS KiB per idle conn ({}k conns)", c.idle_conns / 1000),
-        false,
-    ));
-    rows.push(Row::new(
-        "multishot receive + buffer ring",
-        &idle_cell,
-        "ours",
-        "ours_multishot",
-        Some("CPU µs/msg"),
-        format!("CPU µs/msg, {}k mostly idle conns", c.idle_conns / 1000),
-        false,
-    ));
-    rows.push(Row::new(
-        "multishot receive + buffer ring",
-        &idle_cell,
-        "ours",
-        "ours_multishot",
-        Some("p99 µs"),
-        format!("p99 µs, {}k mostly idle conns", c.idle_conns / 1000),
-        false,
-    ));
+        ("ours", "ours_multishot"),
+        vec![
+            (None, format!("RSS KiB per idle conn ({k}k conns)"), false),
+            (
+                Some("CPU µs/msg"),
+                format!("CPU µs/msg, {k}k mostly idle conns"),
+                false,
+            ),
+            (
+                Some("p99 µs"),
+                format!("p99 µs, {k}k mostly idle conns"),
+                false,
+            ),
+        ],
+    );
     out.tables.push((
         "Idle connections: RSS per connection".to_string(),
         vec![idle_cell],
@@ -311,15 +304,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
             Spec::new("ours_multishot", &echo_server, &["ours_multishot"]),
         ];
         let (peak, _) = echo_pair(ctx, &mut out, &c, "multishot", specs, (64, 1000), false);
-        rows.push(Row::new(
+        compare(
+            &mut rows,
             "multishot receive + buffer ring",
             &peak,
-            "ours",
-            "ours_multishot",
-            None,
-            "peak msgs/s, 64 B × 1000 conns".to_string(),
-            true,
-        ));
+            ("ours", "ours_multishot"),
+            vec![(None, "peak msgs/s, 64 B × 1000 conns".to_string(), true)],
+        );
         out.tables
             .push(("Multishot receive: peak throughput".to_string(), vec![peak]));
     }
@@ -385,33 +376,27 @@ pub fn run(ctx: &Ctx) -> Outcome {
         let cells = send_zc(ctx, &mut out, &c);
         for cell in &cells {
             let size = format!("{} KiB writes", cell.x as usize >> 10);
-            rows.push(Row::new(
+            compare(
+                &mut rows,
                 "SEND_ZC",
                 cell,
-                "write_all",
-                "write_all_zc",
-                None,
-                format!("MB/s, {size}"),
-                true,
-            ));
-            rows.push(Row::new(
-                "SEND_ZC",
-                cell,
-                "write_all",
-                "write_all_zc",
-                Some("total CPU s/GB"),
-                format!("sender + reader CPU s/GB, {size}"),
-                false,
-            ));
-            rows.push(Row::new(
+                ("write_all", "write_all_zc"),
+                vec![
+                    (None, format!("MB/s, {size}"), true),
+                    (
+                        Some("total CPU s/GB"),
+                        format!("sender + reader CPU s/GB, {size}"),
+                        false,
+                    ),
+                ],
+            );
+            compare(
+                &mut rows,
                 "registered buffers",
                 cell,
-                "write_all_zc",
-                "send_zc_fixed",
-                None,
-                format!("MB/s, {size}"),
-                true,
-            ));
+                ("write_all_zc", "send_zc_fixed"),
+                vec![(None, format!("MB/s, {size}"), true)],
+            );
         }
         out.notes.push(format!(
             "send_zc: `send_bench reader` (std, blocking reads into 1 MiB, on the server core) and `send_bench send --way <way> --size <S> --bytes {}` (our runtime, on the loader core; one write in flight, the same buffer reused); MB/s from the first write until the reader's byte count comes back; CPU per GB (10^9 bytes) of the sender (getrusage) and of the reader (its CPU-time clock). On loopback the kernel copies even a SEND_ZC payload on the receive side, and part of the receiver's TCP work runs on the sender's core: compare the total.",
@@ -429,24 +414,20 @@ pub fn run(ctx: &Ctx) -> Outcome {
     if proc::program_in_path(&ctx.bin("send_bench")) {
         let cells = send_bundle(ctx, &mut out, &c);
         for cell in &cells {
-            rows.push(Row::new(
+            compare(
+                &mut rows,
                 "send bundles",
                 cell,
-                "queue_sendmsg",
-                "queue_bundle",
-                None,
-                "MB/s, 64 × 1 KiB pieces per flush".to_string(),
-                true,
-            ));
-            rows.push(Row::new(
-                "send bundles",
-                cell,
-                "queue_sendmsg",
-                "queue_bundle",
-                Some("sender CPU s/GB"),
-                "sender CPU s/GB".to_string(),
-                false,
-            ));
+                ("queue_sendmsg", "queue_bundle"),
+                vec![
+                    (None, "MB/s, 64 × 1 KiB pieces per flush".to_string(), true),
+                    (
+                        Some("sender CPU s/GB"),
+                        "sender CPU s/GB".to_string(),
+                        false,
+                    ),
+                ],
+            );
         }
         out.notes.push(format!(
             "send bundles: `send_bench send --way <queue_sendmsg|queue_bundle> --size {QUEUE_FLUSH} --bytes {}` against the same reader: a `net::SendQueue` filled with 1 KiB pieces (fresh `Vec`s) and flushed every 64 KiB, either through its fallback (one `IORING_OP_SENDMSG` gathering the pieces) or as one bundled `IORING_OP_SEND` taking them from the queue's buffer ring.",
@@ -460,15 +441,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
     // 5. Link timeouts against the runtime's timers.
     match link_timeout(ctx, &mut out, &c) {
         Ok(cell) => {
-            rows.push(Row::new(
+            compare(
+                &mut rows,
                 "link timeout",
                 &cell,
-                "time_timeout",
-                "read_timeout",
-                None,
-                "round trips/s".to_string(),
-                true,
-            ));
+                ("time_timeout", "read_timeout"),
+                vec![(None, "round trips/s".to_string(), true)],
+            );
             out.notes.push("link_timeout: `timeout_read N --rounds R` (one process, on the loader core): two tasks bounce one byte over a Unix socket pair; the reads carry a 1 s deadline that never passes, either as `runtime::time::timeout` around `read` (a runtime timer per read) or as `read_timeout` (`IORING_OP_LINK_TIMEOUT` linked to the read); `plain_read` (no deadline) is the reference. The program interleaves the ways in every round.".to_string());
             out.tables.push(("Link timeout".to_string(), vec![cell]));
         }
@@ -498,15 +477,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
     // 7. Registered buffers on file reads.
     match fixed_files(ctx, &mut out, &c) {
         Ok(cell) => {
-            rows.push(Row::new(
+            compare(
+                &mut rows,
                 "registered buffers",
                 &cell,
-                "ours",
-                "ours_fixed",
-                None,
-                "4 KiB random reads/s, depth 32".to_string(),
-                true,
-            ));
+                ("ours", "ours_fixed"),
+                vec![(None, "4 KiB random reads/s, depth 32".to_string(), true)],
+            );
             out.notes.push(format!(
                 "fixed buffers: `fs_randread --only <ours|ours_fixed> --depth 32 --secs {}` on {} (warm page cache): 32 tasks each reading 4 KiB at random aligned offsets, `read_at` into a `Vec` against `read_fixed_at` into a registered buffer.",
                 c.randread_secs,
@@ -541,6 +518,28 @@ pub fn run(ctx: &Ctx) -> Outcome {
     out
 }
 
+/// Pushes a summary row comparing `a` and `b` in `cell` for each figure
+/// `(key, metric, higher_is_better)`, `key` `None` for the headline one.
+fn compare(
+    rows: &mut Vec<Row>,
+    facility: &'static str,
+    cell: &Cell,
+    (a, b): (&str, &str),
+    figures: Vec<(Option<&'static str>, String, bool)>,
+) {
+    for (key, metric, higher_is_better) in figures {
+        rows.push(Row::new(
+            facility,
+            cell,
+            a,
+            b,
+            key,
+            metric,
+            higher_is_better,
+        ));
+    }
+}
+
 /// The summary rows of an echo pair: peak msgs/s and CPU per message.
 fn pair_rows(
     rows: &mut Vec<Row>,
@@ -551,25 +550,11 @@ fn pair_rows(
     b: &str,
     what: &str,
 ) {
-    rows.push(Row::new(
-        facility,
-        peak,
-        a,
-        b,
-        None,
-        format!("peak msgs/s, {what}"),
-        true,
-    ));
+    let peak_msgs = (None, format!("peak msgs/s, {what}"), true);
+    compare(rows, facility, peak, (a, b), vec![peak_msgs]);
     if let Some(cpu) = cpu {
-        rows.push(Row::new(
-            facility,
-            cpu,
-            a,
-            b,
-            None,
-            format!("CPU µs/msg, {what}"),
-            false,
-        ));
+        let cpu_msg = (None, format!("CPU µs/msg, {what}"), false);
+        compare(rows, facility, cpu, (a, b), vec![cpu_msg]);
     }
 }
 
