@@ -121,6 +121,11 @@ impl Finished {
         }
     }
 
+    /// The first line of stderr that contains `pat`, trimmed.
+    pub fn stderr_line(&self, pat: &str) -> Option<&str> {
+        self.stderr.lines().find(|l| l.contains(pat)).map(str::trim)
+    }
+
     /// The status plus the last line of stderr, for a "not measured" note.
     pub fn describe(&self) -> String {
         let last = self

@@ -73,21 +73,29 @@ pub fn prepare() -> Result<(), String> {
     Ok(())
 }
 
-/// One fs_randread run.
-fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, depth: usize) -> Result<Sample, String> {
+/// One `fs_randread --only <rt> --depth <depth> --secs <secs>` run. A
+/// variant fs_randread skips (O_DIRECT refused, buffers that cannot be
+/// registered) is marked unavailable in `out`, with its reason.
+pub fn randread(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    rt: &str,
+    depth: usize,
+    secs: u32,
+) -> Result<Sample, String> {
     let args: Vec<String> = vec![
         "--only".into(),
         rt.into(),
         "--depth".into(),
         depth.to_string(),
         "--secs".into(),
-        secs(ctx).to_string(),
+        secs.to_string(),
     ];
     let (cmd, f) = proc::run(
         ctx.loader_core,
         &ctx.bin("fs_randread"),
         &args,
-        Duration::from_secs(secs(ctx) as u64 + 120),
+        Duration::from_secs(secs as u64 + 120),
     )?;
     out.command(&cmd);
     if !f.success() {
@@ -100,9 +108,9 @@ fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, depth: usize) -> Result<Samp
         .or(lines.first())
         .ok_or_else(|| format!("fs_randread printed no RESULT line: {}", f.describe()))?;
     if field(line, "skipped") == Some("1") {
-        return Err(format!(
-            "{rt} skipped by fs_randread (the file system refuses O_DIRECT?)"
-        ));
+        let why = f.stderr_line("skipped").unwrap_or("skipped by fs_randread");
+        out.unavailable(rt, why);
+        return Err(why.to_string());
     }
     let rate = num(line, "rate").ok_or("no rate= in fs_randread's RESULT")?;
     Ok(Sample::new(rate))
@@ -222,7 +230,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
             let r = if peer == "fio" {
                 fio(ctx, out, d)
             } else if fs_ok {
-                randread(ctx, out, peer, d)
+                randread(ctx, out, peer, d, secs(ctx))
             } else {
                 Err("target/release/fs_randread is missing".to_string())
             };

@@ -309,15 +309,9 @@ fn send_run(
         _ => return Err(format!("send_bench: {}", f.describe())),
     };
     if field(&l, "skipped") == Some("1") {
-        let why = f
-            .stderr
-            .lines()
-            .find(|x| x.contains("skipped"))
-            .unwrap_or("skipped")
-            .trim()
-            .to_string();
-        out.unavailable(way, &why);
-        return Err(why);
+        let why = f.stderr_line("skipped").unwrap_or("skipped");
+        out.unavailable(way, why);
+        return Err(why.to_string());
     }
     let mbps = num(&l, "mbps").ok_or("no mbps= in RESULT")?;
     let sender = num(&l, "sender_cpu").ok_or("no sender_cpu= in RESULT")?;
@@ -464,46 +458,6 @@ pub fn link_timeout(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, St
     Ok(cell)
 }
 
-/// One fs_randread run of `rt` at depth 32.
-fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, secs: u32) -> Result<Sample, String> {
-    let args: Vec<String> = vec![
-        "--only".into(),
-        rt.into(),
-        "--depth".into(),
-        "32".into(),
-        "--secs".into(),
-        secs.to_string(),
-    ];
-    let (cmd, f) = proc::run(
-        ctx.loader_core,
-        &ctx.bin("fs_randread"),
-        &args,
-        Duration::from_secs(secs as u64 + 120),
-    )?;
-    out.command(&cmd);
-    if !f.success() {
-        return Err(format!("fs_randread: {}", f.describe()));
-    }
-    let lines = result_lines(&f.stdout);
-    let line = lines
-        .first()
-        .ok_or_else(|| format!("fs_randread printed no RESULT line: {}", f.describe()))?;
-    if field(line, "skipped") == Some("1") {
-        let why = f
-            .stderr
-            .lines()
-            .find(|x| x.contains("skipped"))
-            .unwrap_or("skipped by fs_randread")
-            .trim()
-            .to_string();
-        out.unavailable(rt, &why);
-        return Err(why);
-    }
-    Ok(Sample::new(
-        num(line, "rate").ok_or("no rate= in fs_randread's RESULT")?,
-    ))
-}
-
 /// The registered-buffers cell on files.
 pub fn fixed_files(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, String> {
     let peers = ["ours", "ours_fixed"];
@@ -520,7 +474,7 @@ pub fn fixed_files(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, Str
         if out.unavailable.iter().any(|(p, _)| p == rt) {
             return Err("not built in".to_string());
         }
-        randread(ctx, out, rt, c.randread_secs)
+        files::randread(ctx, out, rt, 32, c.randread_secs)
     });
     Ok(cell)
 }
