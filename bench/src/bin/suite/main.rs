@@ -292,17 +292,12 @@ fn main() -> ExitCode {
         } else {
             report::ratio_rows(&o)
         };
-        if let Some(c) = chart::ratios(
-            &ctx,
-            &format!("ratios_{}", o.name),
-            &format!(
-                "{}: ratio ours/peer per cell (median, bar; min–max, line)",
-                o.title
-            ),
-            &rows,
-        ) {
-            o.charts.push(c);
-        }
+        let title = format!(
+            "{}: ratio ours/peer per cell (median, bar; min–max, line)",
+            o.title
+        );
+        let chart = chart::ratios(&ctx, &format!("ratios_{}", o.name), &title, &rows);
+        o.charts.extend(chart);
         ctx.log(&format!("== {s} done in {}", report::duration(o.secs)));
         outs.push(o);
     }

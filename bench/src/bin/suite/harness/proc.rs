@@ -372,12 +372,6 @@ impl Child {
         self.done.take().expect("reaped")
     }
 
-    /// User + system CPU seconds of the running child so far (all threads),
-    /// from `/proc/<pid>/stat`.
-    pub fn cpu_secs(&self) -> Option<f64> {
-        proc_cpu_secs(self.pid)
-    }
-
     /// The child's process id.
     pub fn pid(&self) -> i32 {
         self.pid

@@ -345,29 +345,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
             ));
         }
     }
-    if !cells.is_empty() {
-        let series: Vec<(String, Vec<(f64, f64)>)> = PEERS
-            .iter()
-            .map(|p| {
-                let pts = cells
-                    .iter()
-                    .filter(|cl| cl.label.starts_with("64 B"))
-                    .filter_map(|cl| Some((cl.x, cl.get(p)?.median()?)))
-                    .collect();
-                (p.to_string(), pts)
-            })
-            .collect();
-        if let Some(ch) = chart::lines(
-            ctx,
-            "echo",
-            "TCP echo, 64 B messages: msgs/s by connections",
-            "connections",
-            "messages/s",
-            &series,
-        ) {
-            out.charts.push(ch);
-        }
-    }
+    out.charts.extend(chart::lines(
+        ctx,
+        "echo",
+        "TCP echo, 64 B messages: msgs/s by connections",
+        ("connections", "messages/s"),
+        cells.iter().filter(|cl| cl.label.starts_with("64 B")),
+    ));
     out.tables.push(("Peak throughput".to_string(), cells));
     if !fixed.series.iter().all(|s| s.rounds.is_empty()) {
         out.tables

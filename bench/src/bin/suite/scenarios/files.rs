@@ -259,26 +259,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
         ));
     }
     if ds.len() > 1 {
-        let series: Vec<(String, Vec<(f64, f64)>)> = PEERS
-            .iter()
-            .map(|p| {
-                let pts = cells
-                    .iter()
-                    .filter_map(|c| Some((c.x, c.get(p)?.median()?)))
-                    .collect();
-                (p.to_string(), pts)
-            })
-            .collect();
-        if let Some(ch) = chart::lines(
+        out.charts.extend(chart::lines(
             ctx,
             "files",
             "4 KiB random reads (warm cache): reads/s by depth",
-            "reads in flight",
-            "reads/s",
-            &series,
-        ) {
-            out.charts.push(ch);
-        }
+            ("reads in flight", "reads/s"),
+            &cells,
+        ));
     }
     out.tables.push(("Random reads".to_string(), cells));
 

@@ -348,38 +348,15 @@ pub fn run_http(ctx: &Ctx) -> Outcome {
             ));
         }
     }
-    if !cells.is_empty() {
-        let series = chart_series(&cells);
-        if let Some(ch) = chart::lines(
-            ctx,
-            "http",
-            "HTTP: requests/s by concurrency (wrk -t1)",
-            "connections",
-            "requests/s",
-            &series,
-        ) {
-            out.charts.push(ch);
-        }
-    }
+    out.charts.extend(chart::lines(
+        ctx,
+        "http",
+        "HTTP: requests/s by concurrency (wrk -t1)",
+        ("connections", "requests/s"),
+        &cells,
+    ));
     out.tables.push(("Requests per second".to_string(), cells));
     out
-}
-
-fn chart_series(cells: &[Cell]) -> Vec<(String, Vec<(f64, f64)>)> {
-    let Some(first) = cells.first() else {
-        return Vec::new();
-    };
-    first
-        .series
-        .iter()
-        .map(|s| {
-            let pts = cells
-                .iter()
-                .filter_map(|c| Some((c.x, c.get(&s.peer)?.median()?)))
-                .collect();
-            (s.peer.clone(), pts)
-        })
-        .collect()
 }
 
 /// Scenario 3.
@@ -419,19 +396,13 @@ pub fn run_arch(ctx: &Ctx) -> Outcome {
             pass,
         });
     }
-    if !cells.is_empty() {
-        let series = chart_series(&cells);
-        if let Some(ch) = chart::lines(
-            ctx,
-            "arch",
-            "Seven architectures + ours: requests/s by concurrency (wrk -t1)",
-            "concurrent connections",
-            "requests/s",
-            &series,
-        ) {
-            out.charts.push(ch);
-        }
-    }
+    out.charts.extend(chart::lines(
+        ctx,
+        "arch",
+        "Seven architectures + ours: requests/s by concurrency (wrk -t1)",
+        ("concurrent connections", "requests/s"),
+        &cells,
+    ));
     out.tables.push(("Requests per second".to_string(), cells));
     out
 }
