@@ -22,6 +22,7 @@
 //! full report. Every child process runs in its own process group and is
 //! killed when the suite ends, is interrupted, or panics.
 
+mod ab;
 mod harness;
 mod scenarios;
 
@@ -179,6 +180,14 @@ fn machine() -> report::Machine {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("ab") {
+        let root = workspace_root();
+        if let Err(e) = std::env::set_current_dir(&root) {
+            eprintln!("suite: cannot enter {}: {e}", root.display());
+            return ExitCode::FAILURE;
+        }
+        return ab::main(&std::env::args().skip(2).collect::<Vec<_>>());
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

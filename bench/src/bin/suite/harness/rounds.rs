@@ -11,6 +11,8 @@ pub struct Rounds<'a> {
     tag: &'a str,
     show: fn(f64) -> String,
     stop_if_first_round_fails: bool,
+    rounds: usize,
+    rotate: bool,
 }
 
 impl<'a> Rounds<'a> {
@@ -22,7 +24,22 @@ impl<'a> Rounds<'a> {
             tag,
             show: human,
             stop_if_first_round_fails: false,
+            rounds: ctx.rounds,
+            rotate: false,
         }
+    }
+
+    /// Runs `n` rounds instead of the run's `ctx.rounds`.
+    pub fn rounds(mut self, n: usize) -> Self {
+        self.rounds = n;
+        self
+    }
+
+    /// Rotates the order of the peers from round to round (A B C, B C A,
+    /// C A B, ...), so that none always runs first.
+    pub fn rotate(mut self) -> Self {
+        self.rotate = true;
+        self
     }
 
     /// Shows the values with `show` instead.
@@ -37,8 +54,8 @@ impl<'a> Rounds<'a> {
         self
     }
 
-    /// Runs `ctx.rounds` rounds of `cell`: in each, `measure(out, peer)`
-    /// once per peer, in order. Returns why when it stopped early (the
+    /// Runs the rounds of `cell`: in each, `measure(out, peer)` once per
+    /// peer, in order (rotated with [`rotate`](Self::rotate)). Returns why when it stopped early (the
     /// first peer's failure of the first round), `None` otherwise.
     pub fn run(
         &self,
@@ -47,11 +64,16 @@ impl<'a> Rounds<'a> {
         peers: &[&str],
         mut measure: impl FnMut(&mut Outcome, &str) -> Result<Sample, String>,
     ) -> Option<String> {
-        let n = self.ctx.rounds;
+        let n = self.rounds;
         for round in 0..n {
+            let first = if self.rotate && !peers.is_empty() {
+                round % peers.len()
+            } else {
+                0
+            };
             let mut line = format!("  [{}] {} round {}/{n}:", self.tag, cell.label, round + 1);
             let mut failed = Vec::new();
-            for &peer in peers {
+            for &peer in peers[first..].iter().chain(&peers[..first]) {
                 let sample = measure(out, peer);
                 match &sample {
                     Ok(s) => line.push_str(&format!(
@@ -114,6 +136,25 @@ mod tests {
         assert_eq!(b.rounds.len(), 3);
         assert_eq!(b.failed(), 1);
         assert_eq!(cell.get("a").unwrap().median(), Some(3.0));
+    }
+
+    #[test]
+    fn rotated_rounds_start_with_the_next_peer() {
+        let ctx = ctx(1);
+        let mut out = Outcome::default();
+        let mut cell = Cell::new("c".into(), 1.0, &["a", "b", "c"], "u");
+        let mut calls = String::new();
+        Rounds::new(&ctx, "t").rounds(4).rotate().run(
+            &mut out,
+            &mut cell,
+            &["a", "b", "c"],
+            |_, p| {
+                calls.push_str(p);
+                Ok(Sample::new(1.0))
+            },
+        );
+        assert_eq!(calls, "abcbcacababc");
+        assert_eq!(cell.get("c").unwrap().rounds.len(), 4);
     }
 
     #[test]
