@@ -171,8 +171,19 @@ fn send(args: &[String]) -> Result<(), String> {
         let start = Instant::now();
         let cpu0 = bench::cpu_secs(libc::RUSAGE_SELF);
         match a.way.as_str() {
-            "write_all" => send_whole(&stream, a.size, a.bytes, false).await?,
-            "write_all_zc" => send_whole(&stream, a.size, a.bytes, true).await?,
+            "write_all" | "write_all_zc" => {
+                let zc = a.way == "write_all_zc";
+                let write = async |mut b: Vec<u8>, n| {
+                    b.truncate(n);
+                    let (res, b) = if zc {
+                        stream.write_all_zc(b).await
+                    } else {
+                        stream.write_all(b).await
+                    };
+                    (res.map(|()| n), b)
+                };
+                send_loop(pattern(a.size), a.bytes, &a.way, write).await?
+            }
             "queue_sendmsg" => send_queue(&stream, a.size, a.bytes, false).await?,
             "queue_bundle" => send_queue(&stream, a.size, a.bytes, true).await?,
             _ => send_zc_fixed(&stream, a.size, a.bytes).await?,
@@ -223,26 +234,28 @@ fn pattern(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i % 251) as u8).collect()
 }
 
-/// `write_all` (copying sends) or, with `zc`, `write_all_zc` (SEND_ZC),
-/// one `size`-byte buffer at a time.
-async fn send_whole(
-    stream: &net::TcpStream,
-    size: usize,
+/// Sends `buf` with `send` (one send in flight, the same buffer reused)
+/// until `total` bytes went out: `send(buf, n)` sends the first `n` bytes
+/// (`n` is less than the whole buffer only for the last send) and returns
+/// how many went out: all of them for the `write_all` ways; after a short
+/// `send_zc_fixed` the next send is the whole buffer again (the reader
+/// counts bytes only).
+async fn send_loop<B: AsRef<[u8]>>(
+    mut buf: B,
     total: u64,
-    zc: bool,
+    way: &str,
+    send: impl AsyncFn(B, usize) -> (std::io::Result<usize>, B),
 ) -> Result<(), Failure> {
-    let mut buf = pattern(size);
     let mut sent = 0u64;
     while sent < total {
-        let n = (total - sent).min(size as u64) as usize;
-        buf.truncate(n);
-        let (res, b) = if zc {
-            stream.write_all_zc(buf).await
-        } else {
-            stream.write_all(buf).await
-        };
-        let way = if zc { "write_all_zc" } else { "write_all" };
-        res.map_err(|e| format!("{way} after {sent} bytes: {e}"))?;
+        let n = (total - sent).min(buf.as_ref().len() as u64) as usize;
+        let (res, b) = send(buf, n).await;
+        let n = res.map_err(|e| format!("{way} after {sent} bytes: {e}"))?;
+        if n == 0 {
+            return Err(Failure::Error(format!(
+                "{way} sent nothing after {sent} bytes"
+            )));
+        }
         buf = b;
         sent += n as u64;
     }
@@ -305,23 +318,9 @@ async fn send_zc_fixed(stream: &net::TcpStream, size: usize, total: u64) -> Resu
     let mut full = pool.get().await;
     full.clear();
     full.extend_from_slice(&pattern(size));
-    let mut sent = 0u64;
-    while sent < total {
-        let left = total - sent;
-        if left < full.len() as u64 {
-            // The last, partial buffer.
-            full.clear();
-            full.extend_from_slice(&pattern(left as usize));
-        }
-        let (res, b) = stream.send_zc_fixed(full).await;
-        let n = res.map_err(|e| format!("send_zc_fixed after {sent} bytes: {e}"))?;
-        if n == 0 {
-            return Err(Failure::Error(format!(
-                "send_zc_fixed sent nothing after {sent} bytes"
-            )));
-        }
-        full = b;
-        sent += n as u64;
-    }
-    Ok(())
+    let send = async |mut b: runtime::fixed::FixedBuf, n| {
+        b.truncate(n);
+        stream.send_zc_fixed(b).await
+    };
+    send_loop(full, total, "send_zc_fixed", send).await
 }
