@@ -37,6 +37,7 @@
 //! rt=<peer> round=<i> ops=<reads> secs=<s> rate=<IOPS>`, then (full run) a
 //! table of medians and of the per-round ratios ours/peer.
 
+use std::future::Future;
 use std::io::{Read, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -247,6 +248,14 @@ async fn readers<B: Block>(
             })
         })
         .collect();
+    joined(tasks, start).await
+}
+
+/// The reads of every task, once all have ended, over the time from `start`.
+async fn joined<E: std::fmt::Display>(
+    tasks: Vec<impl Future<Output = Result<Result<u64, String>, E>>>,
+    start: Instant,
+) -> Result<Outcome, String> {
     let mut ops = 0;
     for t in tasks {
         ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
@@ -307,14 +316,7 @@ fn run_tokio(
                 })
             })
             .collect();
-        let mut ops = 0;
-        for t in tasks {
-            ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
-        }
-        Ok(Outcome::Done {
-            ops,
-            secs: start.elapsed().as_secs_f64(),
-        })
+        joined(tasks, start).await
     })
 }
 
