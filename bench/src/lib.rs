@@ -66,6 +66,39 @@ pub fn report(name: &str, ours: f64, peer: Option<(&str, f64)>) {
     }
 }
 
+/// The user + system CPU time so far, in seconds, of this process (`who`
+/// = `libc::RUSAGE_SELF`: every thread, io_uring workers included) or of
+/// this thread (`libc::RUSAGE_THREAD`), from `getrusage`; NaN if it fails.
+pub fn cpu_secs(who: libc::c_int) -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage for the call's duration.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The median (the upper one of an even count), min and max of `v`;
+/// `None` when it is empty.
+pub fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    Some((*s.get(s.len() / 2)?, s[0], s[s.len() - 1]))
+}
+
+/// The per-round ratios `ours[i] / peer[i]` as `1.23x [1.10..1.31]`
+/// (median [min..max]), or `-` when a side has no rounds: the summary
+/// tables of the benchmark programs.
+pub fn ratio_text(ours: &[f64], peer: &[f64]) -> String {
+    let r: Vec<f64> = ours.iter().zip(peer).map(|(o, p)| o / p).collect();
+    match stats(&r) {
+        Some((m, lo, hi)) => format!("{m:.2}x [{lo:.2}..{hi:.2}]"),
+        None => "-".to_string(),
+    }
+}
+
 /// Raises this process's `RLIMIT_NOFILE` soft limit to its hard limit, so
 /// that 1,000+ connections (or connection-serving children) fit, and returns
 /// the new limit.
@@ -87,4 +120,19 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
         }
     }
     Ok(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stats_and_ratio_text() {
+        assert_eq!(super::stats(&[3.0, 1.0, 2.0, 4.0]), Some((3.0, 1.0, 4.0)));
+        assert_eq!(super::stats(&[]), None);
+        assert_eq!(
+            super::ratio_text(&[2.0, 3.0, 4.0], &[1.0, 1.0, 2.0]),
+            "2.00x [2.00..3.00]"
+        );
+        assert_eq!(super::ratio_text(&[1.0], &[]), "-");
+        assert!(super::cpu_secs(libc::RUSAGE_THREAD) >= 0.0);
+    }
 }

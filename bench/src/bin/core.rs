@@ -324,19 +324,6 @@ fn ping_pong<E: Exec>(e: &mut E, n: u64) -> Result<Sample, String> {
     })
 }
 
-/// This thread's CPU time (user + system) in seconds.
-fn thread_cpu_secs() -> f64 {
-    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage for the call's duration.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    if rc != 0 {
-        return f64::NAN;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 /// Where timer `i`'s deadline falls in the window: pseudo-random, the same
 /// for every runtime.
 fn timer_offset(i: u64) -> Duration {
@@ -357,7 +344,7 @@ fn timer_offset(i: u64) -> Duration {
 fn timers<E: Exec>(e: &mut E, n: u64) -> Result<Sample, String> {
     let last = (0..n).map(timer_offset).max().unwrap_or_default();
     let first = (0..n).map(timer_offset).min().unwrap_or_default();
-    let cpu0 = thread_cpu_secs();
+    let cpu0 = bench::cpu_secs(libc::RUSAGE_THREAD);
     let start = Instant::now();
     let (window, polled) = e.block_on(async move {
         let window = Rc::new(Cell::new(None::<Instant>));
@@ -383,7 +370,7 @@ fn timers<E: Exec>(e: &mut E, n: u64) -> Result<Sample, String> {
         Ok::<_, String>((at, sentinel.await?))
     })?;
     let done = Instant::now();
-    let cpu = thread_cpu_secs() - cpu0;
+    let cpu = bench::cpu_secs(libc::RUSAGE_THREAD) - cpu0;
     if polled > window + first {
         eprintln!(
             "core: timers ({}): the first polls ended {:.1} ms after the first deadline: some timers were already due",
@@ -457,13 +444,6 @@ fn default_n(bench: &str) -> u64 {
         "timers" => TIMERS_N,
         _ => NOP_N,
     }
-}
-
-/// Median and range of `v` (not empty).
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[s.len() / 2], s[0], s[s.len() - 1])
 }
 
 /// The command line.
@@ -561,25 +541,11 @@ fn full(rounds: usize) -> Result<(), String> {
         "bench", "ours/s", "tokio/s", "monoio/s", "ours/tokio", "ours/monoio"
     );
     for (b, bench) in BENCHES.iter().enumerate() {
-        let med = |p: usize| {
-            if rates[b][p].is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:.0}", stats(&rates[b][p]).0)
-            }
+        let med = |p: usize| match bench::stats(&rates[b][p]) {
+            Some((m, _, _)) => format!("{m:.0}"),
+            None => "-".to_string(),
         };
-        let ratio = |p: usize| {
-            if rates[b][p].is_empty() {
-                return "-".to_string();
-            }
-            let r: Vec<f64> = rates[b][0]
-                .iter()
-                .zip(&rates[b][p])
-                .map(|(o, t)| o / t)
-                .collect();
-            let (m, lo, hi) = stats(&r);
-            format!("{m:.2}x [{lo:.2}..{hi:.2}]")
-        };
+        let ratio = |p: usize| bench::ratio_text(&rates[b][0], &rates[b][p]);
         println!(
             "{:<11} {:>12} {:>12} {:>12}   {:<22} {:<22}",
             bench,

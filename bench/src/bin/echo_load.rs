@@ -93,7 +93,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
@@ -274,19 +273,6 @@ fn run(args: &Args) -> io::Result<Report> {
     result
 }
 
-/// This process's CPU time so far (user + system), in seconds.
-fn cpu_seconds() -> f64 {
-    let mut ru = MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct we pass; it is zeroed, so it is
-    // initialized even if the call failed.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// One connection and its two message buffers.
 ///
 /// The buffers are boxed slices, allocated once when the connection opens
@@ -418,7 +404,7 @@ impl Client {
                 // The measured window begins: reset what it measures.
                 self.msgs = 0;
                 self.hist.clear();
-                window = Some((now, cpu_seconds()));
+                window = Some((now, bench::cpu_secs(libc::RUSAGE_SELF)));
                 end = now + secs;
                 mark(self.marks, "window");
             }
@@ -477,7 +463,7 @@ impl Client {
             .duration_since(window_start)
             .max(Duration::from_nanos(1))
             .as_secs_f64();
-        let cpu = cpu_seconds() - cpu_start;
+        let cpu = bench::cpu_secs(libc::RUSAGE_SELF) - cpu_start;
         mark(self.marks, "end");
         Ok(Report {
             msgs: self.msgs,

@@ -37,6 +37,7 @@
 //! rt=<peer> round=<i> ops=<reads> secs=<s> rate=<IOPS>`, then (full run) a
 //! table of medians and of the per-round ratios ours/peer.
 
+use std::future::Future;
 use std::io::{Read, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -119,13 +120,9 @@ impl Peers {
         round: usize,
     ) -> Result<Outcome, String> {
         match rt {
-            "ours" | "ours_direct" => {
+            "ours" | "ours_direct" | "ours_fixed" => {
                 let ours = self.ours.as_ref().ok_or("ours not started")?;
-                run_ours(ours, path, depth, dur, round, rt == "ours_direct")
-            }
-            "ours_fixed" => {
-                let ours = self.ours.as_ref().ok_or("ours not started")?;
-                run_ours_fixed(ours, path, depth, dur, round)
+                ours.block_on(run_ours(rt, path, depth, dur, round))
             }
             "tokio" => {
                 let tokio = self.tokio.as_ref().ok_or("tokio not started")?;
@@ -137,29 +134,59 @@ impl Peers {
     }
 }
 
-/// Ours, buffered or `O_DIRECT`: `depth` tasks sharing one file.
-fn run_ours(
-    rt: &runtime::Runtime,
+/// A buffer of ours, and the read that fills it: `read_at` into a `Vec`
+/// (`ours`) or an `AlignedBuf` (`ours_direct`), `read_fixed_at` into a
+/// registered buffer (`ours_fixed`).
+trait Block: Sized + 'static {
+    /// Reads the 4 KiB block at `pos` of `file` into this buffer.
+    async fn read(self, file: &fs::File, pos: u64) -> (std::io::Result<usize>, Self);
+}
+
+impl Block for Vec<u8> {
+    async fn read(mut self, file: &fs::File, pos: u64) -> (std::io::Result<usize>, Self) {
+        self.clear();
+        file.read_at(self, pos).await
+    }
+}
+
+impl Block for fs::AlignedBuf {
+    async fn read(mut self, file: &fs::File, pos: u64) -> (std::io::Result<usize>, Self) {
+        self.clear();
+        file.read_at(self, pos).await
+    }
+}
+
+impl Block for runtime::fixed::FixedBuf {
+    async fn read(mut self, file: &fs::File, pos: u64) -> (std::io::Result<usize>, Self) {
+        self.clear();
+        file.read_fixed_at(self, pos).await
+    }
+}
+
+/// Ours: `depth` tasks sharing one file, each reading into its own buffer
+/// the way `rt` says (`ours`, `ours_direct` or `ours_fixed`).
+async fn run_ours(
+    rt: &str,
     path: &Path,
     depth: usize,
     dur: Duration,
     round: usize,
-    direct: bool,
 ) -> Result<Outcome, String> {
-    rt.block_on(async {
-        let mut options = fs::OpenOptions::new();
-        options.read(true);
-        if direct {
-            options.custom_flags(libc::O_DIRECT);
+    let direct = rt == "ours_direct";
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    if direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    let file = match options.open(path).await {
+        Ok(f) => f,
+        Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+            return Ok(Outcome::Skipped(format!("open with O_DIRECT: {e}")));
         }
-        let file = match options.open(path).await {
-            Ok(f) => Rc::new(f),
-            Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                return Ok(Outcome::Skipped(format!("open with O_DIRECT: {e}")));
-            }
-            Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
-        };
-        if direct {
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
+    match rt {
+        "ours_direct" => {
             // Some file systems accept the flag but refuse the reads.
             let (res, _) = file.read_at(fs::AlignedBuf::new(BLOCK, BLOCK), 0).await;
             if let Err(e) = res {
@@ -168,99 +195,74 @@ fn run_ours(
                 }
                 return Err(format!("O_DIRECT read failed: {e}"));
             }
+            let bufs = (0..depth).map(|_| fs::AlignedBuf::new(BLOCK, BLOCK));
+            readers(file, bufs.collect(), dur, round).await
         }
-        let start = Instant::now();
-        let end = start + dur;
-        let tasks: Vec<_> = (0..depth)
-            .map(|worker| {
-                let file = file.clone();
-                runtime::spawn(async move {
-                    let mut rng = Rng::new(round, worker);
-                    let mut count = 0u64;
-                    if direct {
-                        let mut buf = fs::AlignedBuf::new(BLOCK, BLOCK);
-                        while Instant::now() < end {
-                            buf.clear();
-                            let (res, b) = file.read_at(buf, rng.offset()).await;
-                            check_read(res)?;
-                            buf = b;
-                            count += 1;
-                        }
-                    } else {
-                        let mut buf = Vec::with_capacity(BLOCK);
-                        while Instant::now() < end {
-                            buf.clear();
-                            let (res, b) = file.read_at(buf, rng.offset()).await;
-                            check_read(res)?;
-                            buf = b;
-                            count += 1;
-                        }
-                    }
-                    Ok::<u64, String>(count)
-                })
-            })
-            .collect();
-        let mut ops = 0;
-        for t in tasks {
-            ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
+        "ours_fixed" => {
+            let pool = runtime::fixed::FixedBufPool::new(depth, BLOCK)
+                .map_err(|e| format!("FixedBufPool::new({depth}, {BLOCK}): {e}"))?;
+            if !pool.is_registered() {
+                return Ok(Outcome::Skipped(
+                    "the buffers could not be registered (RLIMIT_MEMLOCK?)".to_string(),
+                ));
+            }
+            let mut bufs = Vec::with_capacity(depth);
+            for _ in 0..depth {
+                bufs.push(pool.get().await);
+            }
+            readers(file, bufs, dur, round).await
         }
-        Ok(Outcome::Done {
-            ops,
-            secs: start.elapsed().as_secs_f64(),
-        })
-    })
+        _ => {
+            let bufs = (0..depth).map(|_| Vec::with_capacity(BLOCK));
+            readers(file, bufs.collect(), dur, round).await
+        }
+    }
 }
 
-/// Ours with registered buffers: `depth` tasks sharing one file, each
-/// reading with `read_fixed_at` into its own buffer of a `FixedBufPool`.
-fn run_ours_fixed(
-    rt: &runtime::Runtime,
-    path: &Path,
-    depth: usize,
+/// One task per buffer on ours, sharing `file`: each reads 4 KiB blocks
+/// at its own random offsets until `dur` has passed.
+async fn readers<B: Block>(
+    file: fs::File,
+    bufs: Vec<B>,
     dur: Duration,
     round: usize,
 ) -> Result<Outcome, String> {
-    rt.block_on(async {
-        let file = fs::File::open(path)
-            .await
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let file = Rc::new(file);
-        let pool = runtime::fixed::FixedBufPool::new(depth, BLOCK)
-            .map_err(|e| format!("FixedBufPool::new({depth}, {BLOCK}): {e}"))?;
-        if !pool.is_registered() {
-            return Ok(Outcome::Skipped(
-                "the buffers could not be registered (RLIMIT_MEMLOCK?)".to_string(),
-            ));
-        }
-        let start = Instant::now();
-        let end = start + dur;
-        let tasks: Vec<_> = (0..depth)
-            .map(|worker| {
-                let file = file.clone();
-                let pool = pool.clone();
-                runtime::spawn(async move {
-                    let mut rng = Rng::new(round, worker);
-                    let mut count = 0u64;
-                    let mut buf = pool.get().await;
-                    while Instant::now() < end {
-                        buf.clear();
-                        let (res, b) = file.read_fixed_at(buf, rng.offset()).await;
-                        check_read(res)?;
-                        buf = b;
-                        count += 1;
-                    }
-                    Ok::<u64, String>(count)
-                })
+    let file = Rc::new(file);
+    let start = Instant::now();
+    let end = start + dur;
+    let tasks: Vec<_> = bufs
+        .into_iter()
+        .enumerate()
+        .map(|(worker, mut buf)| {
+            let file = file.clone();
+            runtime::spawn(async move {
+                let mut rng = Rng::new(round, worker);
+                let mut count = 0u64;
+                while Instant::now() < end {
+                    let (res, b) = buf.read(&file, rng.offset()).await;
+                    check_read(res)?;
+                    buf = b;
+                    count += 1;
+                }
+                Ok::<u64, String>(count)
             })
-            .collect();
-        let mut ops = 0;
-        for t in tasks {
-            ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
-        }
-        Ok(Outcome::Done {
-            ops,
-            secs: start.elapsed().as_secs_f64(),
         })
+        .collect();
+    joined(tasks, start).await
+}
+
+/// The reads of every task, once all have ended, over the time from `start`.
+async fn joined<E: std::fmt::Display>(
+    tasks: Vec<impl Future<Output = Result<Result<u64, String>, E>>>,
+    start: Instant,
+) -> Result<Outcome, String> {
+    let mut ops = 0;
+    for t in tasks {
+        ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
+    }
+    Ok(Outcome::Done {
+        ops,
+        secs: start.elapsed().as_secs_f64(),
     })
 }
 
@@ -314,14 +316,7 @@ fn run_tokio(
                 })
             })
             .collect();
-        let mut ops = 0;
-        for t in tasks {
-            ops += t.await.map_err(|e| format!("reader task failed: {e}"))??;
-        }
-        Ok(Outcome::Done {
-            ops,
-            secs: start.elapsed().as_secs_f64(),
-        })
+        joined(tasks, start).await
     })
 }
 
@@ -524,13 +519,6 @@ fn print_result(depth: usize, rt: &str, round: usize, outcome: &Outcome) -> Opti
     }
 }
 
-/// Median and range of `v` (not empty).
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    (s[s.len() / 2], s[0], s[s.len() - 1])
-}
-
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let t0 = Instant::now();
@@ -579,22 +567,11 @@ fn run() -> Result<(), String> {
         "depth", "ours", "ours_direct", "tokio", "std_pool", "ours/tokio", "ours/std_pool"
     );
     for (d, depth) in DEPTHS.into_iter().enumerate() {
-        let med = |p: usize| match rates[d][p].is_empty() {
-            true => "skipped".to_string(),
-            false => format!("{:.0}", stats(&rates[d][p]).0),
+        let med = |p: usize| match bench::stats(&rates[d][p]) {
+            Some((m, _, _)) => format!("{m:.0}"),
+            None => "skipped".to_string(),
         };
-        let ratio = |p: usize| {
-            if rates[d][0].is_empty() || rates[d][p].is_empty() {
-                return "-".to_string();
-            }
-            let r: Vec<f64> = rates[d][0]
-                .iter()
-                .zip(&rates[d][p])
-                .map(|(o, t)| o / t)
-                .collect();
-            let (m, lo, hi) = stats(&r);
-            format!("{m:.2}x [{lo:.2}..{hi:.2}]")
-        };
+        let ratio = |p: usize| bench::ratio_text(&rates[d][0], &rates[d][p]);
         println!(
             "{:<6} {:>10} {:>12} {:>10} {:>10}   {:<22} {:<22}",
             depth,

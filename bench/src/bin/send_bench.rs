@@ -36,7 +36,6 @@
 //! way that cannot run here prints `RESULT ... skipped=1` and exits 0.
 
 use std::io::{self, Read, Write};
-use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -150,19 +149,6 @@ fn parse_send(args: &[String]) -> Result<SendArgs, String> {
     Ok(a)
 }
 
-/// This process's CPU time so far (user + system, all threads), in seconds.
-fn cpu_seconds() -> f64 {
-    let mut ru = MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct we pass; it is zeroed, so it is
-    // initialized even if the call failed.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Why a way could not run here (it is then reported as skipped).
 enum Failure {
     Skipped(String),
@@ -183,10 +169,21 @@ fn send(args: &[String]) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", a.addr))?;
         let start = Instant::now();
-        let cpu0 = cpu_seconds();
+        let cpu0 = bench::cpu_secs(libc::RUSAGE_SELF);
         match a.way.as_str() {
-            "write_all" => send_copy(&stream, a.size, a.bytes).await?,
-            "write_all_zc" => send_zc(&stream, a.size, a.bytes).await?,
+            "write_all" | "write_all_zc" => {
+                let zc = a.way == "write_all_zc";
+                let write = async |mut b: Vec<u8>, n| {
+                    b.truncate(n);
+                    let (res, b) = if zc {
+                        stream.write_all_zc(b).await
+                    } else {
+                        stream.write_all(b).await
+                    };
+                    (res.map(|()| n), b)
+                };
+                send_loop(pattern(a.size), a.bytes, &a.way, write).await?
+            }
             "queue_sendmsg" => send_queue(&stream, a.size, a.bytes, false).await?,
             "queue_bundle" => send_queue(&stream, a.size, a.bytes, true).await?,
             _ => send_zc_fixed(&stream, a.size, a.bytes).await?,
@@ -197,7 +194,7 @@ fn send(args: &[String]) -> Result<(), String> {
         let (res, count) = stream.read_exact(Vec::with_capacity(8)).await;
         res.map_err(|e| format!("reading the reader's count: {e}"))?;
         let secs = start.elapsed().as_secs_f64();
-        let cpu = cpu_seconds() - cpu0;
+        let cpu = bench::cpu_secs(libc::RUSAGE_SELF) - cpu0;
         let mut le = [0u8; 8];
         le.copy_from_slice(&count[..8]);
         let got = u64::from_le_bytes(le);
@@ -237,15 +234,28 @@ fn pattern(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i % 251) as u8).collect()
 }
 
-/// `write_all` (copying sends), one `size`-byte buffer at a time.
-async fn send_copy(stream: &net::TcpStream, size: usize, total: u64) -> Result<(), Failure> {
-    let mut buf = pattern(size);
+/// Sends `buf` with `send` (one send in flight, the same buffer reused)
+/// until `total` bytes went out: `send(buf, n)` sends the first `n` bytes
+/// (`n` is less than the whole buffer only for the last send) and returns
+/// how many went out: all of them for the `write_all` ways; after a short
+/// `send_zc_fixed` the next send is the whole buffer again (the reader
+/// counts bytes only).
+async fn send_loop<B: AsRef<[u8]>>(
+    mut buf: B,
+    total: u64,
+    way: &str,
+    send: impl AsyncFn(B, usize) -> (std::io::Result<usize>, B),
+) -> Result<(), Failure> {
     let mut sent = 0u64;
     while sent < total {
-        let n = (total - sent).min(size as u64) as usize;
-        buf.truncate(n);
-        let (res, b) = stream.write_all(buf).await;
-        res.map_err(|e| format!("write_all after {sent} bytes: {e}"))?;
+        let n = (total - sent).min(buf.as_ref().len() as u64) as usize;
+        let (res, b) = send(buf, n).await;
+        let n = res.map_err(|e| format!("{way} after {sent} bytes: {e}"))?;
+        if n == 0 {
+            return Err(Failure::Error(format!(
+                "{way} sent nothing after {sent} bytes"
+            )));
+        }
         buf = b;
         sent += n as u64;
     }
@@ -294,21 +304,6 @@ async fn send_queue(
     Ok(())
 }
 
-/// `write_all_zc` (SEND_ZC), one `size`-byte buffer at a time.
-async fn send_zc(stream: &net::TcpStream, size: usize, total: u64) -> Result<(), Failure> {
-    let mut buf = pattern(size);
-    let mut sent = 0u64;
-    while sent < total {
-        let n = (total - sent).min(size as u64) as usize;
-        buf.truncate(n);
-        let (res, b) = stream.write_all_zc(buf).await;
-        res.map_err(|e| format!("write_all_zc after {sent} bytes: {e}"))?;
-        buf = b;
-        sent += n as u64;
-    }
-    Ok(())
-}
-
 /// `send_zc_fixed` from one registered buffer of `size` bytes, re-sent
 /// until `total` bytes went out (a short send counts what it sent; the
 /// next send is a whole buffer again: the reader counts bytes only).
@@ -323,23 +318,9 @@ async fn send_zc_fixed(stream: &net::TcpStream, size: usize, total: u64) -> Resu
     let mut full = pool.get().await;
     full.clear();
     full.extend_from_slice(&pattern(size));
-    let mut sent = 0u64;
-    while sent < total {
-        let left = total - sent;
-        if left < full.len() as u64 {
-            // The last, partial buffer.
-            full.clear();
-            full.extend_from_slice(&pattern(left as usize));
-        }
-        let (res, b) = stream.send_zc_fixed(full).await;
-        let n = res.map_err(|e| format!("send_zc_fixed after {sent} bytes: {e}"))?;
-        if n == 0 {
-            return Err(Failure::Error(format!(
-                "send_zc_fixed sent nothing after {sent} bytes"
-            )));
-        }
-        full = b;
-        sent += n as u64;
-    }
-    Ok(())
+    let send = async |mut b: runtime::fixed::FixedBuf, n| {
+        b.truncate(n);
+        stream.send_zc_fixed(b).await
+    };
+    send_loop(full, total, "send_zc_fixed", send).await
 }

@@ -22,65 +22,16 @@
 //! full report. Every child process runs in its own process group and is
 //! killed when the suite ends, is interrupted, or panics.
 
-mod chart;
-mod echo;
-mod executor;
-mod files;
-mod fleet;
-mod http;
-mod kv;
-mod model;
-mod proc;
-mod report;
-mod uring;
-mod uring_cells;
+mod ab;
+mod harness;
+mod scenarios;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use model::Outcome;
-
-/// The scenarios, in the order a full run goes through them.
-pub const SCENARIOS: [&str; 7] = ["echo", "http", "arch", "kv", "files", "executor", "uring"];
-
-/// What every scenario needs to know about this run.
-pub struct Ctx {
-    /// Quick mode: fewer rounds and a smaller matrix.
-    pub quick: bool,
-    /// Rounds per cell.
-    pub rounds: usize,
-    /// The workspace root (the current directory while the suite runs).
-    pub root: PathBuf,
-    /// The core servers are pinned to.
-    pub server_core: Option<usize>,
-    /// The core load generators and measuring programs are pinned to.
-    pub loader_core: Option<usize>,
-    /// False when the font could not be loaded: no charts.
-    pub charts: bool,
-    /// Where the report and its `charts/` go: `bench/` for a run of every
-    /// scenario, `target/bench-partial/` for a partial one.
-    pub out_dir: PathBuf,
-    start: Instant,
-}
-
-impl Ctx {
-    /// Path of a bench binary, relative to the workspace root.
-    pub fn bin(&self, name: &str) -> String {
-        format!("target/release/{name}")
-    }
-
-    /// Path of an example binary, relative to the workspace root.
-    pub fn example(&self, name: &str) -> String {
-        format!("target/release/examples/{name}")
-    }
-
-    /// Prints a progress line with the elapsed time.
-    pub fn log(&self, msg: &str) {
-        let t = self.start.elapsed().as_secs();
-        println!("[{:02}:{:02}] {msg}", t / 60, t % 60);
-    }
-}
+use harness::{chart, proc, report, Ctx};
+use scenarios::SCENARIOS;
 
 const USAGE: &str = "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--plan]
   scenarios: echo, http, arch, kv, files, executor, uring (default: all)
@@ -228,32 +179,15 @@ fn machine() -> report::Machine {
     }
 }
 
-fn plan(ctx: &Ctx, name: &str) -> f64 {
-    match name {
-        "echo" => echo::plan(ctx),
-        "http" => http::plan_http(ctx),
-        "arch" => http::plan_arch(ctx),
-        "kv" => kv::plan(ctx),
-        "files" => files::plan(ctx),
-        "executor" => executor::plan(ctx),
-        "uring" => uring::plan(ctx),
-        _ => 0.0,
-    }
-}
-
-fn run_one(ctx: &Ctx, name: &str) -> Outcome {
-    match name {
-        "echo" => echo::run(ctx),
-        "http" => http::run_http(ctx),
-        "arch" => http::run_arch(ctx),
-        "kv" => kv::run(ctx),
-        "files" => files::run(ctx),
-        "uring" => uring::run(ctx),
-        _ => executor::run(ctx),
-    }
-}
-
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("ab") {
+        let root = workspace_root();
+        if let Err(e) = std::env::set_current_dir(&root) {
+            eprintln!("suite: cannot enter {}: {e}", root.display());
+            return ExitCode::FAILURE;
+        }
+        return ab::main(&std::env::args().skip(2).collect::<Vec<_>>());
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -292,7 +226,6 @@ fn main() -> ExitCode {
     let mut ctx = Ctx {
         quick: args.quick,
         rounds,
-        root: root.clone(),
         server_core,
         loader_core,
         charts: true,
@@ -342,7 +275,7 @@ fn main() -> ExitCode {
     );
     let mut planned = 0.0;
     for s in &selected {
-        let p = plan(&ctx, s);
+        let p = scenarios::plan(&ctx, s);
         planned += p;
         println!("  planned {s:<9} ~{}", report::duration(p));
     }
@@ -356,10 +289,10 @@ fn main() -> ExitCode {
     for s in &selected {
         ctx.log(&format!(
             "== {s} (planned ~{})",
-            report::duration(plan(&ctx, s))
+            report::duration(scenarios::plan(&ctx, s))
         ));
         let t = Instant::now();
-        let mut o = run_one(&ctx, s);
+        let mut o = scenarios::run(&ctx, s);
         o.secs = t.elapsed().as_secs_f64();
         // The ratio chart reads "> 1: ours better"; a scenario comparing
         // variants (B/A, costs included) has its summary table instead.
@@ -368,17 +301,12 @@ fn main() -> ExitCode {
         } else {
             report::ratio_rows(&o)
         };
-        if let Some(c) = chart::ratios(
-            &ctx,
-            &format!("ratios_{}", o.name),
-            &format!(
-                "{}: ratio ours/peer per cell (median, bar; min–max, line)",
-                o.title
-            ),
-            &rows,
-        ) {
-            o.charts.push(c);
-        }
+        let title = format!(
+            "{}: ratio ours/peer per cell (median, bar; min–max, line)",
+            o.title
+        );
+        let chart = chart::ratios(&ctx, &format!("ratios_{}", o.name), &title, &rows);
+        o.charts.extend(chart);
         ctx.log(&format!("== {s} done in {}", report::duration(o.secs)));
         outs.push(o);
     }
@@ -386,7 +314,7 @@ fn main() -> ExitCode {
     let total = ctx.start.elapsed().as_secs_f64();
 
     print!("{}", report::terminal(&outs));
-    let md = report::markdown(&ctx, &m, &outs, &command, total, planned);
+    let md = report::markdown(&ctx, &m, &outs, &SCENARIOS, &command, total, planned);
     let path = ctx.out_dir.join("BENCHMARKS.md");
     match std::fs::write(&path, md) {
         Ok(()) => println!("\nwrote {}", path.display()),

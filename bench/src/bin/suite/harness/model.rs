@@ -154,49 +154,60 @@ impl Ratio {
     }
 }
 
+impl Ratio {
+    /// The median, min and max of per-round ratios (`None` if there are
+    /// none).
+    pub fn of(rs: &[f64], saturated: bool) -> Option<Ratio> {
+        Some(Ratio {
+            median: median(rs.to_vec())?,
+            min: rs.iter().copied().fold(f64::INFINITY, f64::min),
+            max: rs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            saturated,
+        })
+    }
+}
+
+/// The per-round ratios `num`/`den` of a figure (`value` of a sample) over
+/// the rounds where both have one; a rejected (saturated) sample counts
+/// only where its side is allowed them (`allow.0` for `num`, `allow.1` for
+/// `den`), and then flags the ratio.
+fn per_round(
+    num: &Series,
+    den: &Series,
+    value: &dyn Fn(&Sample) -> Option<f64>,
+    allow: (bool, bool),
+) -> Option<Ratio> {
+    let mut rs = Vec::new();
+    let mut saturated = false;
+    for (x, y) in num.rounds.iter().zip(&den.rounds) {
+        let (Ok(x), Ok(y)) = (x, y) else { continue };
+        if (x.rejected && !allow.0) || (y.rejected && !allow.1) {
+            continue;
+        }
+        if let (Some(a), Some(b)) = (value(x), value(y)) {
+            let r = a / b;
+            if r.is_finite() && r > 0.0 {
+                rs.push(r);
+                saturated |= x.rejected || y.rejected;
+            }
+        }
+    }
+    Ratio::of(&rs, saturated)
+}
+
 /// Per-round ratios ours/peer (or peer/ours when lower is better), over the
 /// rounds where both have a usable sample. When no round has both sides
 /// accepted, the rejected (saturated) rounds are used, and the ratio says so.
 pub fn ratio(ours: &Series, peer: &Series, higher_is_better: bool) -> Option<Ratio> {
     let (_, ours_sat) = ours.usable();
     let (_, peer_sat) = peer.usable();
-    ratio_over(ours, peer, higher_is_better, ours_sat, peer_sat)
-        .or_else(|| ratio_over(ours, peer, higher_is_better, true, true))
-}
-
-fn ratio_over(
-    ours: &Series,
-    peer: &Series,
-    higher_is_better: bool,
-    ours_sat: bool,
-    peer_sat: bool,
-) -> Option<Ratio> {
-    let pick = |s: &Series, sat: bool, i: usize| -> Option<(f64, bool)> {
-        match s.rounds.get(i) {
-            Some(Ok(x)) if sat || !x.rejected => Some((x.value, x.rejected)),
-            _ => None,
-        }
+    let (num, den, allow) = if higher_is_better {
+        (ours, peer, (ours_sat, peer_sat))
+    } else {
+        (peer, ours, (peer_sat, ours_sat))
     };
-    let mut rs = Vec::new();
-    let mut used_rejected = false;
-    for i in 0..ours.rounds.len().min(peer.rounds.len()) {
-        if let (Some((a, ra)), Some((b, rb))) = (pick(ours, ours_sat, i), pick(peer, peer_sat, i)) {
-            let r = if higher_is_better { a / b } else { b / a };
-            if r.is_finite() && r > 0.0 {
-                rs.push(r);
-                used_rejected |= ra || rb;
-            }
-        }
-    }
-    if rs.is_empty() {
-        return None;
-    }
-    Some(Ratio {
-        median: median(rs.clone())?,
-        min: rs.iter().copied().fold(f64::INFINITY, f64::min),
-        max: rs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        saturated: used_rejected,
-    })
+    let value = |s: &Sample| Some(s.value);
+    per_round(num, den, &value, allow).or_else(|| per_round(num, den, &value, (true, true)))
 }
 
 /// One configuration of a scenario (e.g. "64 B, 100 conns") and every
@@ -260,37 +271,8 @@ impl Cell {
             None => Some(s.value),
             Some(k) => s.extras.iter().find(|(n, _)| *n == k).map(|(_, v)| *v),
         };
-        let collect = |allow_rejected: bool| {
-            let mut rs = Vec::new();
-            let mut used_rejected = false;
-            for (x, y) in sa.rounds.iter().zip(&sb.rounds) {
-                let (Ok(x), Ok(y)) = (x, y) else { continue };
-                if !allow_rejected && (x.rejected || y.rejected) {
-                    continue;
-                }
-                if let (Some(va), Some(vb)) = (value(x), value(y)) {
-                    let r = vb / va;
-                    if r.is_finite() && r > 0.0 {
-                        rs.push(r);
-                        used_rejected |= x.rejected || y.rejected;
-                    }
-                }
-            }
-            (rs, used_rejected)
-        };
-        let (mut rs, mut sat) = collect(false);
-        if rs.is_empty() {
-            (rs, sat) = collect(true);
-        }
-        if rs.is_empty() {
-            return None;
-        }
-        Some(Ratio {
-            median: median(rs.clone())?,
-            min: rs.iter().copied().fold(f64::INFINITY, f64::min),
-            max: rs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            saturated: sat,
-        })
+        per_round(sb, sa, &value, (false, false))
+            .or_else(|| per_round(sb, sa, &value, (true, true)))
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
-use crate::model::{human, Chart, Ratio};
-use crate::Ctx;
+use super::model::{human, Cell, Chart, Ratio};
+use super::Ctx;
 
 /// The font every chart uses (registered from DejaVuSans.ttf at start).
 const FONT: &str = "sans-serif";
@@ -44,20 +44,46 @@ fn out_path(ctx: &Ctx, name: &str) -> Result<(PathBuf, String), String> {
     Ok((dir.join(format!("{name}.png")), rel))
 }
 
-/// A line chart of `series` (name, points (x, y)); x on a log scale.
+/// A line chart of `cells`' medians: one line per peer (those of the
+/// first cell, in its order), a point per cell at its x (equally spaced).
 /// Returns `None` (after saying why on stderr) when nothing was drawn.
-pub fn lines(
+pub fn lines<'a>(
     ctx: &Ctx,
     name: &str,
     title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &[(String, Vec<(f64, f64)>)],
+    (x_desc, y_desc): (&str, &str),
+    cells: impl IntoIterator<Item = &'a Cell>,
 ) -> Option<Chart> {
+    let cells: Vec<&Cell> = cells.into_iter().collect();
+    let series: Vec<(String, Vec<(f64, f64)>)> = cells
+        .first()
+        .map(|first| {
+            first
+                .series
+                .iter()
+                .map(|s| {
+                    let pts = cells
+                        .iter()
+                        .filter_map(|c| Some((c.x, c.get(&s.peer)?.median()?)))
+                        .collect();
+                    (s.peer.clone(), pts)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     if !ctx.charts || series.iter().all(|(_, p)| p.is_empty()) {
         return None;
     }
-    match draw_lines(ctx, name, title, x_desc, y_desc, series) {
+    drawn(
+        name,
+        title,
+        draw_lines(ctx, name, title, x_desc, y_desc, &series),
+    )
+}
+
+/// The chart, or `None` after saying on stderr why it was not drawn.
+fn drawn(name: &str, title: &str, res: Result<String, String>) -> Option<Chart> {
+    match res {
         Ok(rel) => Some(Chart {
             title: title.to_string(),
             path: rel,
@@ -172,16 +198,7 @@ pub fn ratios(ctx: &Ctx, name: &str, title: &str, rows: &[(String, Ratio)]) -> O
     if !ctx.charts || rows.is_empty() {
         return None;
     }
-    match draw_ratios(ctx, name, title, rows) {
-        Ok(rel) => Some(Chart {
-            title: title.to_string(),
-            path: rel,
-        }),
-        Err(e) => {
-            eprintln!("suite: chart {name}: {e}");
-            None
-        }
-    }
+    drawn(name, title, draw_ratios(ctx, name, title, rows))
 }
 
 fn draw_ratios(

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use crate::fleet::{Fleet, Spec};
-use crate::model::{human, num, result_lines, Cell, Outcome, Sample, Target, SATURATED};
-use crate::{chart, proc, Ctx};
+use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::model::{human, num, result_lines, Cell, Outcome, Sample, Target, SATURATED};
+use crate::harness::rounds::Rounds;
+use crate::harness::{chart, proc, Ctx};
 
 /// The echo servers, ours first.
 pub const PEERS: [&str; 7] = [
@@ -152,6 +153,79 @@ pub fn load(
     }
 }
 
+/// The sample of a closed-loop (peak) run: msgs/s, with its latency, from
+/// echo_load's RESULT line.
+pub fn peak_sample(l: &[(String, String)]) -> Result<Sample, String> {
+    let rate = num(l, "rate").ok_or("no rate= in RESULT")?;
+    let mut s = Sample::new(rate);
+    for (k, name) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
+        if let Some(v) = num(l, k) {
+            s.extras.push((name, v));
+        }
+    }
+    s.loader_cpu = num(l, "client_cpu");
+    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
+    let errors = num(l, "errors").unwrap_or(0.0);
+    if errors > 0.0 {
+        s.note = Some(format!("{errors:.0} errors in a run"));
+    }
+    Ok(s)
+}
+
+/// The fixed rate for a cell's peers: half the slowest peer's median
+/// there (so that every server sustains it), rounded to 1,000 and held
+/// within [`min`, 50,000]; `default` when nothing was measured.
+pub fn half_slowest(cell: &Cell, min: f64, default: f64) -> f64 {
+    cell.series
+        .iter()
+        .filter_map(|s| s.median())
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+        .map(|v| ((v * 0.5 / 1000.0).round() * 1000.0).clamp(min, 50000.0))
+        .unwrap_or(default)
+}
+
+/// One fixed-rate run (`l.rate`) against `peer`'s server: the server's CPU
+/// time (`cpu` of its pid, before and after the run) divided by the
+/// messages echoed, in µs per message, with the share of its SQPOLL thread
+/// when it has one.
+pub fn fixed_rate_sample(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    fleet: &mut Fleet,
+    peer: &str,
+    l: &Load,
+    cpu: fn(i32) -> Option<f64>,
+) -> Result<Sample, String> {
+    let addr = fleet.addr(peer, out)?;
+    let pid = fleet.pid(peer).ok_or("the server is not running")?;
+    let before = cpu(pid).ok_or("cannot read the server's CPU time")?;
+    let sq_before = proc::threads_cpu_secs(pid, "iou-sqp");
+    let res = load(ctx, out, addr, l)?;
+    let after = cpu(pid).ok_or("cannot read the server's CPU time")?;
+    let sq_after = proc::threads_cpu_secs(pid, "iou-sqp");
+    let achieved = num(&res, "rate").ok_or("no rate= in RESULT")?;
+    let msgs = num(&res, "msgs").ok_or("no msgs= in RESULT")?;
+    if msgs <= 0.0 {
+        return Err("no messages".to_string());
+    }
+    let mut s = Sample::new((after - before) / msgs * 1e6);
+    s.extras.push(("achieved msgs/s", achieved));
+    if let (Some(a), Some(b)) = (sq_before, sq_after) {
+        s.extras
+            .push(("of which SQ thread µs/msg", (b - a) / msgs * 1e6));
+    }
+    if let Some(v) = num(&res, "p99_us") {
+        s.extras.push(("p99 µs", v));
+    }
+    s.loader_cpu = num(&res, "client_cpu");
+    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
+    let rate = l.rate.unwrap_or(0.0);
+    if achieved < 0.95 * rate {
+        s.note = Some(format!("did not sustain {} msgs/s", human(rate)));
+    }
+    Ok(s)
+}
+
 /// Runs the scenario.
 pub fn run(ctx: &Ctx) -> Outcome {
     let c = config(ctx);
@@ -190,88 +264,40 @@ pub fn run(ctx: &Ctx) -> Outcome {
         return out;
     }
 
+    let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
     let mut cells = Vec::new();
-    'cells: for &(size, conns) in &c.cells {
+    for &(size, conns) in &c.cells {
         let mut cell = Cell::new(label(size, conns), conns as f64, &PEERS, "msgs/s");
-        for round in 0..ctx.rounds {
-            let mut line = format!(
-                "  [echo] {} round {}/{}:",
-                cell.label,
-                round + 1,
-                ctx.rounds
-            );
-            let mut failures = 0;
-            for peer in &peers {
-                let res = fleet.addr(peer, &mut out).and_then(|addr| {
-                    let l = Load {
-                        size,
-                        conns,
-                        secs: c.secs,
-                        warmup: c.warmup,
-                        rate: None,
-                    };
-                    load(ctx, &mut out, addr, &l)
-                });
-                let sample = res.and_then(|l| {
-                    let rate = num(&l, "rate").ok_or("no rate= in RESULT")?;
-                    let mut s = Sample::new(rate);
-                    for (k, name) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
-                        if let Some(v) = num(&l, k) {
-                            s.extras.push((name, v));
-                        }
-                    }
-                    s.loader_cpu = num(&l, "client_cpu");
-                    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
-                    let errors = num(&l, "errors").unwrap_or(0.0);
-                    if errors > 0.0 {
-                        s.note = Some(format!("{errors:.0} errors in a run"));
-                    }
-                    Ok(s)
-                });
-                match &sample {
-                    Ok(s) => line.push_str(&format!(
-                        " {peer} {}{}",
-                        human(s.value),
-                        if s.rejected { "(sat)" } else { "" }
-                    )),
-                    Err(e) => {
-                        failures += 1;
-                        line.push_str(&format!(" {peer} FAIL"));
-                        eprintln!("suite: echo {peer}: {e}");
-                    }
-                }
-                cell.get_mut(peer).expect("peer").rounds.push(sample);
-            }
-            ctx.log(&line);
-            if round == 0 && cells.is_empty() && failures == peers.len() {
-                let why = cell.series[0]
-                    .notes()
-                    .into_iter()
-                    .next()
-                    .unwrap_or_default();
-                out.notes.push(format!(
-                    "not measured: every run of the first round failed ({why})"
-                ));
-                break 'cells;
-            }
+        let l = Load {
+            size,
+            conns,
+            secs: c.secs,
+            warmup: c.warmup,
+            rate: None,
+        };
+        let mut rounds = Rounds::new(ctx, "echo");
+        if cells.is_empty() {
+            rounds = rounds.stop_if_first_round_fails();
+        }
+        let stopped = rounds.run(&mut out, &mut cell, &peers, |out, peer| {
+            let addr = fleet.addr(peer, out)?;
+            peak_sample(&load(ctx, out, addr, &l)?)
+        });
+        if let Some(why) = stopped {
+            out.notes.push(format!(
+                "not measured: every run of the first round failed ({why})"
+            ));
+            break;
         }
         cells.push(cell);
     }
 
     // Fixed rate: half the slowest peer's peak at the fixed cell (so every
     // server sustains it), or 20,000 msgs/s if that cell was not measured.
-    let slowest = cells
+    let rate = cells
         .iter()
         .find(|cl| cl.label == label(c.fixed.0, c.fixed.1))
-        .and_then(|cl| {
-            cl.series
-                .iter()
-                .filter_map(|s| s.median())
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
-        });
-    let rate = slowest
-        .map(|v| ((v * 0.5 / 1000.0).round() * 1000.0).clamp(5000.0, 50000.0))
-        .unwrap_or(20000.0);
+        .map_or(20000.0, |cl| half_slowest(cl, 5000.0, 20000.0));
     let mut fixed = Cell::new(
         format!(
             "CPU/msg, {} at {} msgs/s",
@@ -284,63 +310,22 @@ pub fn run(ctx: &Ctx) -> Outcome {
     );
     fixed.higher_is_better = false;
     if !cells.is_empty() {
-        for round in 0..ctx.rounds {
-            let mut line = format!(
-                "  [echo] fixed rate {} round {}/{}:",
-                fixed.label,
-                round + 1,
-                ctx.rounds
-            );
-            for peer in &peers {
-                let res = fleet.addr(peer, &mut out).and_then(|addr| {
-                    let before = fleet
-                        .cpu_secs(peer)
-                        .ok_or("cannot read the server's CPU time")?;
-                    // No warm-up: the servers are warm from the peak runs,
-                    // and the CPU delta then covers exactly the measured
-                    // messages (plus 100 connects and closes, alike for all).
-                    let l = Load {
-                        size: c.fixed.0,
-                        conns: c.fixed.1,
-                        secs: c.fixed_secs,
-                        warmup: 0.0,
-                        rate: Some(rate),
-                    };
-                    let l = load(ctx, &mut out, addr, &l)?;
-                    let after = fleet
-                        .cpu_secs(peer)
-                        .ok_or("cannot read the server's CPU time")?;
-                    Ok((l, after - before))
-                });
-                let sample = res.and_then(|(l, cpu)| {
-                    let achieved = num(&l, "rate").ok_or("no rate= in RESULT")?;
-                    let msgs = num(&l, "msgs").ok_or("no msgs= in RESULT")?;
-                    if msgs <= 0.0 {
-                        return Err("no messages".to_string());
-                    }
-                    let mut s = Sample::new(cpu / msgs * 1e6);
-                    s.extras.push(("achieved msgs/s", achieved));
-                    if let Some(v) = num(&l, "p99_us") {
-                        s.extras.push(("p99 µs", v));
-                    }
-                    s.loader_cpu = num(&l, "client_cpu");
-                    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
-                    if achieved < 0.95 * rate {
-                        s.note = Some(format!("did not sustain {} msgs/s", human(rate)));
-                    }
-                    Ok(s)
-                });
-                match &sample {
-                    Ok(s) => line.push_str(&format!(" {peer} {:.2}µs", s.value)),
-                    Err(e) => {
-                        line.push_str(&format!(" {peer} FAIL"));
-                        eprintln!("suite: echo fixed rate {peer}: {e}");
-                    }
-                }
-                fixed.get_mut(peer).expect("peer").rounds.push(sample);
-            }
-            ctx.log(&line);
-        }
+        // No warm-up: the servers are warm from the peak runs, and the CPU
+        // delta then covers exactly the measured messages (plus 100
+        // connects and closes, alike for all).
+        let l = Load {
+            size: c.fixed.0,
+            conns: c.fixed.1,
+            secs: c.fixed_secs,
+            warmup: 0.0,
+            rate: Some(rate),
+        };
+        Rounds::new(ctx, "echo").show(|v| format!("{v:.2}µs")).run(
+            &mut out,
+            &mut fixed,
+            &peers,
+            |out, peer| fixed_rate_sample(ctx, out, &mut fleet, peer, &l, proc::proc_cpu_secs),
+        );
         out.notes.push(format!(
             "Fixed rate: echo_load --rate {rate:.0} --warmup 0 (open loop, {} conns × {} B) for {} s, after the peak runs (so the servers are warm); the server's CPU time (utime + stime from /proc/<pid>/stat, before and after the run) divided by the messages echoed. Lower is better; the ratio column is then peer/ours (how many times more CPU the peer spends per message). The rate is half the slowest server's peak at that cell.",
             c.fixed.1,
@@ -360,29 +345,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
             ));
         }
     }
-    if !cells.is_empty() {
-        let series: Vec<(String, Vec<(f64, f64)>)> = PEERS
-            .iter()
-            .map(|p| {
-                let pts = cells
-                    .iter()
-                    .filter(|cl| cl.label.starts_with("64 B"))
-                    .filter_map(|cl| Some((cl.x, cl.get(p)?.median()?)))
-                    .collect();
-                (p.to_string(), pts)
-            })
-            .collect();
-        if let Some(ch) = chart::lines(
-            ctx,
-            "echo",
-            "TCP echo, 64 B messages: msgs/s by connections",
-            "connections",
-            "messages/s",
-            &series,
-        ) {
-            out.charts.push(ch);
-        }
-    }
+    out.charts.extend(chart::lines(
+        ctx,
+        "echo",
+        "TCP echo, 64 B messages: msgs/s by connections",
+        ("connections", "messages/s"),
+        cells.iter().filter(|cl| cl.label.starts_with("64 B")),
+    ));
     out.tables.push(("Peak throughput".to_string(), cells));
     if !fixed.series.iter().all(|s| s.rounds.is_empty()) {
         out.tables

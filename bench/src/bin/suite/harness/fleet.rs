@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::model::Outcome;
-use crate::proc::{self, Server};
-use crate::Ctx;
+use super::model::Outcome;
+use super::proc::{self, Server};
+use super::Ctx;
 
 /// How to start one peer's server (the address is appended).
 #[derive(Debug, Clone)]
@@ -126,28 +126,16 @@ impl Fleet {
         Ok(e.server.as_ref().expect("running").addr)
     }
 
-    /// The server's CPU seconds so far (utime + stime), if it runs.
+    /// The server's CPU seconds so far (utime + stime from
+    /// `/proc/<pid>/stat`), if it runs.
     pub fn cpu_secs(&self, peer: &str) -> Option<f64> {
-        self.entries
-            .iter()
-            .find(|e| e.spec.peer == peer)?
-            .server
-            .as_ref()?
-            .child
-            .cpu_secs()
+        self.pid(peer).and_then(proc::proc_cpu_secs)
     }
 
     /// The process id of `peer`'s server, if it runs.
     pub fn pid(&self, peer: &str) -> Option<i32> {
-        Some(
-            self.entries
-                .iter()
-                .find(|e| e.spec.peer == peer)?
-                .server
-                .as_ref()?
-                .child
-                .pid(),
-        )
+        let e = self.entries.iter().find(|e| e.spec.peer == peer)?;
+        Some(e.server.as_ref()?.child.pid())
     }
 
     /// Stops every server.

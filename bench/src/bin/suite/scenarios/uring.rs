@@ -31,11 +31,15 @@
 
 use std::fmt::Write as _;
 
-use crate::echo::fmt_secs;
-use crate::fleet::Spec;
-use crate::model::{human, Cell, Outcome, Ratio};
-use crate::uring_cells::{echo_pair, fixed_files, idle, link_timeout, send_bundle, send_zc};
-use crate::{files, proc, Ctx};
+use super::echo::fmt_secs;
+use super::files;
+use super::uring_cells::{
+    config, echo_pair, fixed_files, idle, link_timeout, send_bundle, send_zc, IDLE, QUEUE_FLUSH,
+    QUEUE_WAYS, SEND_SIZES, TIMEOUT_WAYS, WAYS,
+};
+use crate::harness::fleet::Spec;
+use crate::harness::model::{human, Cell, Outcome, Ratio};
+use crate::harness::{proc, Ctx};
 
 /// What the runtime does today, per facility (edited by hand when the
 /// defaults change; the summary table shows it beside the numbers).
@@ -80,80 +84,6 @@ fn runtime_default(facility: &str) -> &'static str {
         .unwrap_or("—")
 }
 
-/// The parameters of one invocation.
-pub struct Config {
-    /// Connections of the idle cell.
-    pub idle_conns: usize,
-    /// Total message rate of the idle cell (so each connection sends once
-    /// every `idle_conns / idle_rate` seconds).
-    pub idle_rate: f64,
-    /// Measured seconds of an idle run.
-    pub idle_secs: f64,
-    /// Warm-up seconds of an idle run.
-    pub idle_warmup: f64,
-    /// Whether to add the idle pair's peak at 1,000 connections.
-    pub idle_peak: bool,
-    /// Measured seconds of a peak run.
-    pub peak_secs: f64,
-    /// Warm-up seconds of a peak run.
-    pub peak_warmup: f64,
-    /// Measured seconds of a fixed-rate run.
-    pub fixed_secs: f64,
-    /// Bytes per send_bench run.
-    pub send_bytes: u64,
-    /// Round trips per timeout_read measurement.
-    pub timeout_trips: u32,
-    /// Seconds per fs_randread run.
-    pub randread_secs: u32,
-}
-
-/// The configuration for this mode.
-pub fn config(ctx: &Ctx) -> Config {
-    if ctx.quick {
-        Config {
-            idle_conns: 10_000,
-            idle_rate: 5000.0,
-            idle_secs: 1.5,
-            idle_warmup: 0.3,
-            idle_peak: false,
-            peak_secs: 0.4,
-            peak_warmup: 0.15,
-            fixed_secs: 0.8,
-            send_bytes: 256 << 20,
-            timeout_trips: 30_000,
-            randread_secs: 1,
-        }
-    } else {
-        Config {
-            idle_conns: 10_000,
-            idle_rate: 5000.0,
-            idle_secs: 3.0,
-            idle_warmup: 0.5,
-            idle_peak: true,
-            peak_secs: 0.8,
-            peak_warmup: 0.25,
-            fixed_secs: 1.5,
-            send_bytes: 1 << 30,
-            timeout_trips: 100_000,
-            randread_secs: 1,
-        }
-    }
-}
-
-/// The idle cell's servers: A, B, then the reference.
-pub const IDLE: [&str; 3] = ["ours", "ours_multishot", "tokio"];
-/// send_bench's ways: A (copy), B (SEND_ZC), C (SEND_ZC, fixed buffer).
-pub const WAYS: [&str; 3] = ["write_all", "write_all_zc", "send_zc_fixed"];
-/// Write sizes of the SEND_ZC cell.
-pub const SEND_SIZES: [usize; 2] = [64 << 10, 1 << 20];
-
-/// The send-bundle cell's ways: a `SendQueue` without and with bundles.
-pub const QUEUE_WAYS: [&str; 2] = ["queue_sendmsg", "queue_bundle"];
-
-/// Bytes per flush of the send-bundle cell (1 KiB pieces).
-pub const QUEUE_FLUSH: usize = 64 << 10;
-/// timeout_read's ways: A (the default path), B (linked), reference.
-pub const TIMEOUT_WAYS: [&str; 3] = ["time_timeout", "read_timeout", "plain_read"];
 /// The SQPOLL thread's idle time, in milliseconds.
 pub const SQPOLL_IDLE_MS: u64 = 10;
 /// Per-run overhead on top of the measured and warm-up time.
@@ -266,7 +196,7 @@ fn summary_md(rows: &[Row]) -> String {
     let _ = writeln!(s, "### Summary: which way won\n");
     let _ = writeln!(
         s,
-        "B/A is the median of the per-round ratios B/A of the figure (min–max over the rounds); the winner is the better side by that median, with the winner's figure relative to the loser's (+ more throughput, − less cost), \"no difference\" when the range spans 1.0 (or the median rounds to 1.00x), \"unknown\" when only rounds where the load generator saturated its core could be compared (the figures are then the client's limit). \"Runtime default\" is what the runtime does today (a table in `bench/src/bin/suite/uring.rs`).\n"
+        "B/A is the median of the per-round ratios B/A of the figure (min–max over the rounds); the winner is the better side by that median, with the winner's figure relative to the loser's (+ more throughput, − less cost), \"no difference\" when the range spans 1.0 (or the median rounds to 1.00x), \"unknown\" when only rounds where the load generator saturated its core could be compared (the figures are then the client's limit). \"Runtime default\" is what the runtime does today (a table in `bench/src/bin/suite/scenarios/uring.rs`).\n"
     );
     let _ = writeln!(
         s,
@@ -344,33 +274,26 @@ pub fn run(ctx: &Ctx) -> Outcome {
         c.idle_conns,
         fmt_secs(c.idle_secs)
     ));
-    rows.push(Row::new(
+    let k = c.idle_conns / 1000;
+    compare(
+        &mut rows,
         "multishot receive + buffer ring",
         &idle_cell,
-        "ours",
-        "ours_multishot",
-        None,
-        format!("RSS KiB per idle conn ({}k conns)", c.idle_conns / 1000),
-        false,
-    ));
-    rows.push(Row::new(
-        "multishot receive + buffer ring",
-        &idle_cell,
-        "ours",
-        "ours_multishot",
-        Some("CPU µs/msg"),
-        format!("CPU µs/msg, {}k mostly idle conns", c.idle_conns / 1000),
-        false,
-    ));
-    rows.push(Row::new(
-        "multishot receive + buffer ring",
-        &idle_cell,
-        "ours",
-        "ours_multishot",
-        Some("p99 µs"),
-        format!("p99 µs, {}k mostly idle conns", c.idle_conns / 1000),
-        false,
-    ));
+        ("ours", "ours_multishot"),
+        vec![
+            (None, format!("RSS KiB per idle conn ({k}k conns)"), false),
+            (
+                Some("CPU µs/msg"),
+                format!("CPU µs/msg, {k}k mostly idle conns"),
+                false,
+            ),
+            (
+                Some("p99 µs"),
+                format!("p99 µs, {k}k mostly idle conns"),
+                false,
+            ),
+        ],
+    );
     out.tables.push((
         "Idle connections: RSS per connection".to_string(),
         vec![idle_cell],
@@ -380,16 +303,14 @@ pub fn run(ctx: &Ctx) -> Outcome {
             Spec::new("ours", &echo_server, &["ours"]),
             Spec::new("ours_multishot", &echo_server, &["ours_multishot"]),
         ];
-        let (peak, _) = echo_pair(ctx, &mut out, "multishot", specs, 64, 1000, false);
-        rows.push(Row::new(
+        let (peak, _) = echo_pair(ctx, &mut out, &c, "multishot", specs, (64, 1000), false);
+        compare(
+            &mut rows,
             "multishot receive + buffer ring",
             &peak,
-            "ours",
-            "ours_multishot",
-            None,
-            "peak msgs/s, 64 B × 1000 conns".to_string(),
-            true,
-        ));
+            ("ours", "ours_multishot"),
+            vec![(None, "peak msgs/s, 64 B × 1000 conns".to_string(), true)],
+        );
         out.tables
             .push(("Multishot receive: peak throughput".to_string(), vec![peak]));
     }
@@ -403,7 +324,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         ),
         Spec::new("ours_multishot", &echo_server, &["ours_multishot"]),
     ];
-    let (peak, cpu) = echo_pair(ctx, &mut out, "bundles", specs, 4096, 100, true);
+    let (peak, cpu) = echo_pair(ctx, &mut out, &c, "bundles", specs, (4096, 100), true);
     pair_rows(
         &mut rows,
         "receive bundles",
@@ -432,7 +353,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         Spec::new("ours", &echo_server, &["ours"]),
         Spec::new("ours_sqpoll", &echo_server, &sq_args),
     ];
-    let (peak, cpu) = echo_pair(ctx, &mut out, "sqpoll", specs, 64, 100, true);
+    let (peak, cpu) = echo_pair(ctx, &mut out, &c, "sqpoll", specs, (64, 100), true);
     pair_rows(
         &mut rows,
         "SQPOLL",
@@ -455,33 +376,27 @@ pub fn run(ctx: &Ctx) -> Outcome {
         let cells = send_zc(ctx, &mut out, &c);
         for cell in &cells {
             let size = format!("{} KiB writes", cell.x as usize >> 10);
-            rows.push(Row::new(
+            compare(
+                &mut rows,
                 "SEND_ZC",
                 cell,
-                "write_all",
-                "write_all_zc",
-                None,
-                format!("MB/s, {size}"),
-                true,
-            ));
-            rows.push(Row::new(
-                "SEND_ZC",
-                cell,
-                "write_all",
-                "write_all_zc",
-                Some("total CPU s/GB"),
-                format!("sender + reader CPU s/GB, {size}"),
-                false,
-            ));
-            rows.push(Row::new(
+                ("write_all", "write_all_zc"),
+                vec![
+                    (None, format!("MB/s, {size}"), true),
+                    (
+                        Some("total CPU s/GB"),
+                        format!("sender + reader CPU s/GB, {size}"),
+                        false,
+                    ),
+                ],
+            );
+            compare(
+                &mut rows,
                 "registered buffers",
                 cell,
-                "write_all_zc",
-                "send_zc_fixed",
-                None,
-                format!("MB/s, {size}"),
-                true,
-            ));
+                ("write_all_zc", "send_zc_fixed"),
+                vec![(None, format!("MB/s, {size}"), true)],
+            );
         }
         out.notes.push(format!(
             "send_zc: `send_bench reader` (std, blocking reads into 1 MiB, on the server core) and `send_bench send --way <way> --size <S> --bytes {}` (our runtime, on the loader core; one write in flight, the same buffer reused); MB/s from the first write until the reader's byte count comes back; CPU per GB (10^9 bytes) of the sender (getrusage) and of the reader (its CPU-time clock). On loopback the kernel copies even a SEND_ZC payload on the receive side, and part of the receiver's TCP work runs on the sender's core: compare the total.",
@@ -499,24 +414,20 @@ pub fn run(ctx: &Ctx) -> Outcome {
     if proc::program_in_path(&ctx.bin("send_bench")) {
         let cells = send_bundle(ctx, &mut out, &c);
         for cell in &cells {
-            rows.push(Row::new(
+            compare(
+                &mut rows,
                 "send bundles",
                 cell,
-                "queue_sendmsg",
-                "queue_bundle",
-                None,
-                "MB/s, 64 × 1 KiB pieces per flush".to_string(),
-                true,
-            ));
-            rows.push(Row::new(
-                "send bundles",
-                cell,
-                "queue_sendmsg",
-                "queue_bundle",
-                Some("sender CPU s/GB"),
-                "sender CPU s/GB".to_string(),
-                false,
-            ));
+                ("queue_sendmsg", "queue_bundle"),
+                vec![
+                    (None, "MB/s, 64 × 1 KiB pieces per flush".to_string(), true),
+                    (
+                        Some("sender CPU s/GB"),
+                        "sender CPU s/GB".to_string(),
+                        false,
+                    ),
+                ],
+            );
         }
         out.notes.push(format!(
             "send bundles: `send_bench send --way <queue_sendmsg|queue_bundle> --size {QUEUE_FLUSH} --bytes {}` against the same reader: a `net::SendQueue` filled with 1 KiB pieces (fresh `Vec`s) and flushed every 64 KiB, either through its fallback (one `IORING_OP_SENDMSG` gathering the pieces) or as one bundled `IORING_OP_SEND` taking them from the queue's buffer ring.",
@@ -530,15 +441,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
     // 5. Link timeouts against the runtime's timers.
     match link_timeout(ctx, &mut out, &c) {
         Ok(cell) => {
-            rows.push(Row::new(
+            compare(
+                &mut rows,
                 "link timeout",
                 &cell,
-                "time_timeout",
-                "read_timeout",
-                None,
-                "round trips/s".to_string(),
-                true,
-            ));
+                ("time_timeout", "read_timeout"),
+                vec![(None, "round trips/s".to_string(), true)],
+            );
             out.notes.push("link_timeout: `timeout_read N --rounds R` (one process, on the loader core): two tasks bounce one byte over a Unix socket pair; the reads carry a 1 s deadline that never passes, either as `runtime::time::timeout` around `read` (a runtime timer per read) or as `read_timeout` (`IORING_OP_LINK_TIMEOUT` linked to the read); `plain_read` (no deadline) is the reference. The program interleaves the ways in every round.".to_string());
             out.tables.push(("Link timeout".to_string(), vec![cell]));
         }
@@ -550,7 +459,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         Spec::new("ours", &echo_server, &["ours"]),
         Spec::new("ours_direct", &echo_server, &["ours_direct"]),
     ];
-    let (peak, cpu) = echo_pair(ctx, &mut out, "direct", specs, 64, 1000, true);
+    let (peak, cpu) = echo_pair(ctx, &mut out, &c, "direct", specs, (64, 1000), true);
     pair_rows(
         &mut rows,
         "registered files",
@@ -568,15 +477,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
     // 7. Registered buffers on file reads.
     match fixed_files(ctx, &mut out, &c) {
         Ok(cell) => {
-            rows.push(Row::new(
+            compare(
+                &mut rows,
                 "registered buffers",
                 &cell,
-                "ours",
-                "ours_fixed",
-                None,
-                "4 KiB random reads/s, depth 32".to_string(),
-                true,
-            ));
+                ("ours", "ours_fixed"),
+                vec![(None, "4 KiB random reads/s, depth 32".to_string(), true)],
+            );
             out.notes.push(format!(
                 "fixed buffers: `fs_randread --only <ours|ours_fixed> --depth 32 --secs {}` on {} (warm page cache): 32 tasks each reading 4 KiB at random aligned offsets, `read_at` into a `Vec` against `read_fixed_at` into a registered buffer.",
                 c.randread_secs,
@@ -611,6 +518,28 @@ pub fn run(ctx: &Ctx) -> Outcome {
     out
 }
 
+/// Pushes a summary row comparing `a` and `b` in `cell` for each figure
+/// `(key, metric, higher_is_better)`, `key` `None` for the headline one.
+fn compare(
+    rows: &mut Vec<Row>,
+    facility: &'static str,
+    cell: &Cell,
+    (a, b): (&str, &str),
+    figures: Vec<(Option<&'static str>, String, bool)>,
+) {
+    for (key, metric, higher_is_better) in figures {
+        rows.push(Row::new(
+            facility,
+            cell,
+            a,
+            b,
+            key,
+            metric,
+            higher_is_better,
+        ));
+    }
+}
+
 /// The summary rows of an echo pair: peak msgs/s and CPU per message.
 fn pair_rows(
     rows: &mut Vec<Row>,
@@ -621,32 +550,18 @@ fn pair_rows(
     b: &str,
     what: &str,
 ) {
-    rows.push(Row::new(
-        facility,
-        peak,
-        a,
-        b,
-        None,
-        format!("peak msgs/s, {what}"),
-        true,
-    ));
+    let peak_msgs = (None, format!("peak msgs/s, {what}"), true);
+    compare(rows, facility, peak, (a, b), vec![peak_msgs]);
     if let Some(cpu) = cpu {
-        rows.push(Row::new(
-            facility,
-            cpu,
-            a,
-            b,
-            None,
-            format!("CPU µs/msg, {what}"),
-            false,
-        ));
+        let cpu_msg = (None, format!("CPU µs/msg, {what}"), false);
+        compare(rows, facility, cpu, (a, b), vec![cpu_msg]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Sample;
+    use crate::harness::model::Sample;
 
     fn row(rs: &[f64], higher_is_better: bool) -> Row {
         let mut c = Cell::new("x".into(), 1.0, &["a", "b"], "u");

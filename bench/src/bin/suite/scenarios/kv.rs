@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::fleet::{Fleet, Spec};
-use crate::model::{human, Cell, Outcome, Sample, Target, SATURATED};
-use crate::{proc, Ctx};
+use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::model::{human, Cell, Outcome, Sample, Target, SATURATED};
+use crate::harness::{proc, Ctx};
 
 const PEERS: [&str; 3] = ["ours", "tokio_kv", "redis-server"];
 const PIPELINES: [u32; 2] = [1, 16];

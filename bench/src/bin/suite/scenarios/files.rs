@@ -8,8 +8,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::{human, num, result_lines, Cell, Outcome, Sample, Target};
-use crate::{chart, proc, Ctx};
+use crate::harness::model::{field, num, result_lines, Cell, Outcome, Sample, Target};
+use crate::harness::rounds::Rounds;
+use crate::harness::{chart, proc, Ctx};
 
 /// The data file (shared with fs_randread's default).
 pub const DATA: &str = "/var/tmp/fs_randread.dat";
@@ -72,21 +73,29 @@ pub fn prepare() -> Result<(), String> {
     Ok(())
 }
 
-/// One fs_randread run.
-fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, depth: usize) -> Result<Sample, String> {
+/// One `fs_randread --only <rt> --depth <depth> --secs <secs>` run. A
+/// variant fs_randread skips (O_DIRECT refused, buffers that cannot be
+/// registered) is marked unavailable in `out`, with its reason.
+pub fn randread(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    rt: &str,
+    depth: usize,
+    secs: u32,
+) -> Result<Sample, String> {
     let args: Vec<String> = vec![
         "--only".into(),
         rt.into(),
         "--depth".into(),
         depth.to_string(),
         "--secs".into(),
-        secs(ctx).to_string(),
+        secs.to_string(),
     ];
     let (cmd, f) = proc::run(
         ctx.loader_core,
         &ctx.bin("fs_randread"),
         &args,
-        Duration::from_secs(secs(ctx) as u64 + 120),
+        Duration::from_secs(secs as u64 + 120),
     )?;
     out.command(&cmd);
     if !f.success() {
@@ -95,13 +104,13 @@ fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, depth: usize) -> Result<Samp
     let lines = result_lines(&f.stdout);
     let line = lines
         .iter()
-        .find(|l| crate::model::field(l, "rt") == Some(rt))
+        .find(|l| field(l, "rt") == Some(rt))
         .or(lines.first())
         .ok_or_else(|| format!("fs_randread printed no RESULT line: {}", f.describe()))?;
-    if crate::model::field(line, "skipped") == Some("1") {
-        return Err(format!(
-            "{rt} skipped by fs_randread (the file system refuses O_DIRECT?)"
-        ));
+    if field(line, "skipped") == Some("1") {
+        let why = f.stderr_line("skipped").unwrap_or("skipped by fs_randread");
+        out.unavailable(rt, why);
+        return Err(why.to_string());
     }
     let rate = num(line, "rate").ok_or("no rate= in fs_randread's RESULT")?;
     Ok(Sample::new(rate))
@@ -202,47 +211,39 @@ pub fn run(ctx: &Ctx) -> Outcome {
     if !fio_ok {
         out.unavailable("fio", "fio is not installed");
     }
+    // fio is left out when it is not installed (it is then unavailable).
+    let peers: Vec<&str> = PEERS
+        .into_iter()
+        .filter(|&p| p != "fio" || fio_ok)
+        .collect();
     let mut cells = Vec::new();
+    // A peer failing its very first run (placeholder, unknown --only) is
+    // not retried: its later rounds record the same failure.
+    let mut ran: Vec<String> = Vec::new();
     let mut down: Vec<(String, String)> = Vec::new();
     for &d in &ds {
         let mut cell = Cell::new(format!("depth {d}"), d as f64, &PEERS, "reads/s");
-        for round in 0..ctx.rounds {
-            let mut line = format!("  [files] depth {d} round {}/{}:", round + 1, ctx.rounds);
-            for peer in PEERS {
-                if let Some((_, why)) = down.iter().find(|(p, _)| p == peer) {
-                    cell.get_mut(peer)
-                        .expect("peer")
-                        .rounds
-                        .push(Err(why.clone()));
-                    continue;
-                }
-                let r = if peer == "fio" {
-                    if !fio_ok {
-                        continue;
-                    }
-                    fio(ctx, &mut out, d)
-                } else if fs_ok {
-                    randread(ctx, &mut out, peer, d)
-                } else {
-                    Err("target/release/fs_randread is missing".to_string())
-                };
-                match &r {
-                    Ok(s) => line.push_str(&format!(" {peer} {}", human(s.value))),
-                    Err(e) => {
-                        line.push_str(&format!(" {peer} FAIL"));
-                        eprintln!("suite: files {peer} depth {d}: {e}");
-                        // A peer failing its very first run (placeholder,
-                        // unknown --only) is not retried.
-                        if cells.is_empty() && round == 0 {
-                            down.push((peer.to_string(), e.clone()));
-                            out.unavailable(peer, e);
-                        }
-                    }
-                }
-                cell.get_mut(peer).expect("peer").rounds.push(r);
+        Rounds::new(ctx, "files").run(&mut out, &mut cell, &peers, |out, peer| {
+            if let Some((_, why)) = down.iter().find(|(p, _)| p == peer) {
+                return Err(why.clone());
             }
-            ctx.log(&line);
-        }
+            let r = if peer == "fio" {
+                fio(ctx, out, d)
+            } else if fs_ok {
+                randread(ctx, out, peer, d, secs(ctx))
+            } else {
+                Err("target/release/fs_randread is missing".to_string())
+            };
+            let first = !ran.iter().any(|p| p == peer);
+            if first {
+                ran.push(peer.to_string());
+            }
+            if let (Err(e), true) = (&r, first) {
+                down.push((peer.to_string(), e.clone()));
+                out.unavailable(peer, e);
+            }
+            r
+        });
         cells.push(cell);
     }
     for cell in cells.iter().filter(|c| c.x == 32.0) {
@@ -258,26 +259,13 @@ pub fn run(ctx: &Ctx) -> Outcome {
         ));
     }
     if ds.len() > 1 {
-        let series: Vec<(String, Vec<(f64, f64)>)> = PEERS
-            .iter()
-            .map(|p| {
-                let pts = cells
-                    .iter()
-                    .filter_map(|c| Some((c.x, c.get(p)?.median()?)))
-                    .collect();
-                (p.to_string(), pts)
-            })
-            .collect();
-        if let Some(ch) = chart::lines(
+        out.charts.extend(chart::lines(
             ctx,
             "files",
             "4 KiB random reads (warm cache): reads/s by depth",
-            "reads in flight",
-            "reads/s",
-            &series,
-        ) {
-            out.charts.push(ch);
-        }
+            ("reads in flight", "reads/s"),
+            &cells,
+        ));
     }
     out.tables.push(("Random reads".to_string(), cells));
 
@@ -289,25 +277,20 @@ pub fn run(ctx: &Ctx) -> Outcome {
         &["ours_cp", "coreutils_cp"],
         "MB/s",
     );
-    for round in 0..cp_rounds(ctx) {
-        let mut line = format!("  [files] copy round {}/{}:", round + 1, cp_rounds(ctx));
-        for (peer, ours) in [("ours_cp", true), ("coreutils_cp", false)] {
-            let r = if ours && !cp_ok {
-                Err("target/release/examples/cp is missing".to_string())
-            } else {
-                copy(ctx, &mut out, ours)
-            };
-            match &r {
-                Ok(s) => line.push_str(&format!(" {peer} {:.0} MB/s", s.value)),
-                Err(e) => {
-                    line.push_str(&format!(" {peer} FAIL"));
-                    eprintln!("suite: files copy {peer}: {e}");
+    Rounds::new(ctx, "files")
+        .show(|v| format!("{v:.0} MB/s"))
+        .run(
+            &mut out,
+            &mut cell,
+            &["ours_cp", "coreutils_cp"],
+            |out, peer| {
+                let ours = peer == "ours_cp";
+                if ours && !cp_ok {
+                    return Err("target/release/examples/cp is missing".to_string());
                 }
-            }
-            cell.get_mut(peer).expect("peer").rounds.push(r);
-        }
-        ctx.log(&line);
-    }
+                copy(ctx, out, ours)
+            },
+        );
     let _ = fs::remove_file(DST);
     out.notes.push(format!(
         "Copy: `examples/cp {DATA} {DST}` (depth 32, 128 KiB chunks) against coreutils `cp` (which uses copy_file_range), both pinned to core 1, source in the page cache, destination removed before and after each run (not synced); MB/s = 10^6 bytes per wall-clock second of the process. {} rounds interleaved.",

@@ -121,6 +121,11 @@ impl Finished {
         }
     }
 
+    /// The first line of stderr that contains `pat`, trimmed.
+    pub fn stderr_line(&self, pat: &str) -> Option<&str> {
+        self.stderr.lines().find(|l| l.contains(pat)).map(str::trim)
+    }
+
     /// The status plus the last line of stderr, for a "not measured" note.
     pub fn describe(&self) -> String {
         let last = self
@@ -365,12 +370,6 @@ impl Child {
             self.reap(0);
         }
         self.done.take().expect("reaped")
-    }
-
-    /// User + system CPU seconds of the running child so far (all threads),
-    /// from `/proc/<pid>/stat`.
-    pub fn cpu_secs(&self) -> Option<f64> {
-        proc_cpu_secs(self.pid)
     }
 
     /// The child's process id.

@@ -5,9 +5,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::fleet::{Fleet, Spec};
-use crate::model::{human, Cell, Outcome, Sample, Target, SATURATED};
-use crate::{chart, proc, Ctx};
+use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::model::{human, Cell, Outcome, Sample, Target, SATURATED};
+use crate::harness::rounds::Rounds;
+use crate::harness::{chart, proc, Ctx};
 
 /// The HTTP peers: (name, program).
 fn http_peers(ctx: &Ctx) -> Vec<Spec> {
@@ -279,44 +280,27 @@ fn matrix(ctx: &Ctx, out: &mut Outcome, tag: &str, specs: Vec<Spec>, concs: &[us
             "  [{tag}] warm-up done ({secs} s of wrk at {warm_conc} conns per server)"
         ));
     }
+    let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
     let mut cells = Vec::new();
     for &conc in concs {
         let mut cell = Cell::new(format!("{conc} conns"), conc as f64, &name_refs, "req/s");
-        for round in 0..ctx.rounds {
-            let mut line = format!("  [{tag}] {conc} conns round {}/{}:", round + 1, ctx.rounds);
-            for peer in &peers {
-                let cpu_before = fleet.cpu_secs(peer);
-                let mut sample = fleet
-                    .addr(peer, out)
-                    .and_then(|addr| wrk(ctx, out, addr, conc, secs));
-                // The server's own CPU per request over the run: steadier
-                // than req/s when wrk, not the server, is the bottleneck.
-                if let (Ok(s), Some(before), Some(after)) =
-                    (&mut sample, cpu_before, fleet.cpu_secs(peer))
-                {
-                    let requests = s.value * f64::from(secs);
-                    // /proc/<pid>/stat does not count worker processes.
-                    let multi_process = matches!(peer.as_str(), "arch_fork" | "arch_prefork");
-                    if requests > 0.0 && !multi_process {
-                        s.extras
-                            .push(("server CPU µs/req", (after - before) * 1e6 / requests));
-                    }
+        Rounds::new(ctx, tag).run(out, &mut cell, &peers, |out, peer| {
+            let cpu_before = fleet.cpu_secs(peer);
+            let addr = fleet.addr(peer, out)?;
+            let mut s = wrk(ctx, out, addr, conc, secs)?;
+            // The server's own CPU per request over the run: steadier
+            // than req/s when wrk, not the server, is the bottleneck.
+            // /proc/<pid>/stat does not count worker processes.
+            let multi_process = matches!(peer, "arch_fork" | "arch_prefork");
+            let requests = s.value * f64::from(secs);
+            if let (Some(before), Some(after)) = (cpu_before, fleet.cpu_secs(peer)) {
+                if requests > 0.0 && !multi_process {
+                    s.extras
+                        .push(("server CPU µs/req", (after - before) * 1e6 / requests));
                 }
-                match &sample {
-                    Ok(s) => line.push_str(&format!(
-                        " {peer} {}{}",
-                        human(s.value),
-                        if s.rejected { "(sat)" } else { "" }
-                    )),
-                    Err(e) => {
-                        line.push_str(&format!(" {peer} FAIL"));
-                        eprintln!("suite: {tag} {peer}: {e}");
-                    }
-                }
-                cell.get_mut(peer).expect("peer").rounds.push(sample);
             }
-            ctx.log(&line);
-        }
+            Ok(s)
+        });
         cells.push(cell);
     }
     fleet.stop();
@@ -364,38 +348,15 @@ pub fn run_http(ctx: &Ctx) -> Outcome {
             ));
         }
     }
-    if !cells.is_empty() {
-        let series = chart_series(&cells);
-        if let Some(ch) = chart::lines(
-            ctx,
-            "http",
-            "HTTP: requests/s by concurrency (wrk -t1)",
-            "connections",
-            "requests/s",
-            &series,
-        ) {
-            out.charts.push(ch);
-        }
-    }
+    out.charts.extend(chart::lines(
+        ctx,
+        "http",
+        "HTTP: requests/s by concurrency (wrk -t1)",
+        ("connections", "requests/s"),
+        &cells,
+    ));
     out.tables.push(("Requests per second".to_string(), cells));
     out
-}
-
-fn chart_series(cells: &[Cell]) -> Vec<(String, Vec<(f64, f64)>)> {
-    let Some(first) = cells.first() else {
-        return Vec::new();
-    };
-    first
-        .series
-        .iter()
-        .map(|s| {
-            let pts = cells
-                .iter()
-                .filter_map(|c| Some((c.x, c.get(&s.peer)?.median()?)))
-                .collect();
-            (s.peer.clone(), pts)
-        })
-        .collect()
 }
 
 /// Scenario 3.
@@ -435,19 +396,13 @@ pub fn run_arch(ctx: &Ctx) -> Outcome {
             pass,
         });
     }
-    if !cells.is_empty() {
-        let series = chart_series(&cells);
-        if let Some(ch) = chart::lines(
-            ctx,
-            "arch",
-            "Seven architectures + ours: requests/s by concurrency (wrk -t1)",
-            "concurrent connections",
-            "requests/s",
-            &series,
-        ) {
-            out.charts.push(ch);
-        }
-    }
+    out.charts.extend(chart::lines(
+        ctx,
+        "arch",
+        "Seven architectures + ours: requests/s by concurrency (wrk -t1)",
+        ("concurrent connections", "requests/s"),
+        &cells,
+    ));
     out.tables.push(("Requests per second".to_string(), cells));
     out
 }

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use crate::model::{field, human, num, result_lines, Cell, Outcome, Sample, Target};
-use crate::{proc, Ctx};
+use crate::harness::model::{
+    field, human, num, result_lines, Cell, Outcome, Sample, Series, Target,
+};
+use crate::harness::{proc, Ctx};
 
 const PEERS: [&str; 3] = ["ours", "tokio", "monoio"];
 
@@ -46,18 +48,18 @@ pub fn collected(stderr: &str) -> Option<f64> {
         .find_map(|n| n.parse::<f64>().ok())
 }
 
-/// Instructions of `core --only bench --rt rt --n n` under callgrind.
+/// Instructions of `<core> --only bench --rt rt --n n` under callgrind.
 fn instructions(
     ctx: &Ctx,
     out: &mut Outcome,
-    bench: &str,
-    rt: &str,
+    core: &str,
+    (bench, rt): (&str, &str),
     n: u64,
 ) -> Result<f64, String> {
     let args: Vec<String> = [
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
-        &ctx.bin("core"),
+        core,
         "--only",
         bench,
         "--rt",
@@ -74,6 +76,22 @@ fn instructions(
         return Err(format!("valgrind: {}", f.describe()));
     }
     collected(&f.stderr).ok_or_else(|| "no `Collected :` line on valgrind's stderr".to_string())
+}
+
+/// Instructions per operation of `bench` on `rt` with the `core` program
+/// at path `core`, from callgrind at two operation counts:
+/// (Collected(N2) − Collected(N1)) / (N2 − N1), so start-up costs cancel.
+pub fn instructions_per_op(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    core: &str,
+    bench: &str,
+    rt: &str,
+) -> Result<f64, String> {
+    let (n1, n2) = counts(bench);
+    let a = instructions(ctx, out, core, (bench, rt), n1)?;
+    let b = instructions(ctx, out, core, (bench, rt), n2)?;
+    Ok((b - a) / (n2 - n1) as f64)
 }
 
 /// Runs the scenario.
@@ -127,7 +145,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
         }
         let cell = cells.iter_mut().find(|c| c.label == bench).expect("cell");
         if cell.get(rt).is_none() {
-            cell.series.push(crate::model::Series::new(rt));
+            cell.series.push(Series::new(rt));
         }
         let s = cell.get_mut(rt).expect("series");
         // core numbers its rounds from 0; a missing one stays a gap.
@@ -174,11 +192,7 @@ pub fn run(ctx: &Ctx) -> Outcome {
                 .iter()
                 .filter(|s| callgrind_applies(ctx, &c.label, &s.peer))
             {
-                let (n1, n2) = counts(&c.label);
-                let ipo = instructions(ctx, &mut out, &c.label, &s.peer, n1).and_then(|a| {
-                    let b = instructions(ctx, &mut out, &c.label, &s.peer, n2)?;
-                    Ok((b - a) / (n2 - n1) as f64)
-                });
+                let ipo = instructions_per_op(ctx, &mut out, &core, &c.label, &s.peer);
                 let cell = match &ipo {
                     Ok(v) => {
                         if s.peer == "ours" {

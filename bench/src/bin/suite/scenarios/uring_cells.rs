@@ -1,116 +1,132 @@
-//! The cells of the `uring` scenario ([`crate::uring`]): the runs
-//! themselves (echo pairs, idle connections, send_bench, timeout_read,
-//! fs_randread) and the samples they give.
+//! The cells of the `uring` scenario ([`super::uring`]) and their
+//! parameters ([`Config`]): the runs themselves (echo pairs, idle
+//! connections, send_bench, timeout_read, fs_randread) and the samples
+//! they give. The scenario (which cells, the summary) uses this module,
+//! never the other way round.
 
 use std::time::{Duration, Instant};
 
-use crate::echo::{fmt_secs, label, load, Load};
-use crate::fleet::{Fleet, Spec};
-use crate::model::{field, human, num, result_lines, Cell, Outcome, Sample, SATURATED};
-use crate::uring::{config, Config, IDLE, QUEUE_FLUSH, QUEUE_WAYS, SEND_SIZES, TIMEOUT_WAYS, WAYS};
-use crate::{files, proc, Ctx};
+use super::echo::{fixed_rate_sample, fmt_secs, half_slowest, label, load, peak_sample, Load};
+use super::files;
+use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::model::{field, human, num, result_lines, Cell, Outcome, Sample, SATURATED};
+use crate::harness::rounds::Rounds;
+use crate::harness::{proc, Ctx};
 
-/// A sample of a peak echo run from echo_load's RESULT line.
-fn peak_sample(l: &[(String, String)]) -> Result<Sample, String> {
-    let rate = num(l, "rate").ok_or("no rate= in RESULT")?;
-    let mut s = Sample::new(rate);
-    for (k, name) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
-        if let Some(v) = num(l, k) {
-            s.extras.push((name, v));
-        }
-    }
-    s.loader_cpu = num(l, "client_cpu");
-    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
-    let errors = num(l, "errors").unwrap_or(0.0);
-    if errors > 0.0 {
-        s.note = Some(format!("{errors:.0} errors in a run"));
-    }
-    Ok(s)
+/// The parameters of one invocation.
+pub struct Config {
+    /// Connections of the idle cell.
+    pub idle_conns: usize,
+    /// Total message rate of the idle cell (so each connection sends once
+    /// every `idle_conns / idle_rate` seconds).
+    pub idle_rate: f64,
+    /// Measured seconds of an idle run.
+    pub idle_secs: f64,
+    /// Warm-up seconds of an idle run.
+    pub idle_warmup: f64,
+    /// Whether to add the idle pair's peak at 1,000 connections.
+    pub idle_peak: bool,
+    /// Measured seconds of a peak run.
+    pub peak_secs: f64,
+    /// Warm-up seconds of a peak run.
+    pub peak_warmup: f64,
+    /// Measured seconds of a fixed-rate run.
+    pub fixed_secs: f64,
+    /// Bytes per send_bench run.
+    pub send_bytes: u64,
+    /// Round trips per timeout_read measurement.
+    pub timeout_trips: u32,
+    /// Seconds per fs_randread run.
+    pub randread_secs: u32,
 }
 
-/// Appends a sample to `peer`'s series of `cell` and to the progress line.
-fn record(
-    cell: &mut Cell,
-    peer: &str,
-    sample: Result<Sample, String>,
-    line: &mut String,
-    fmt: fn(f64) -> String,
-) {
-    match &sample {
-        Ok(s) => line.push_str(&format!(
-            " {peer} {}{}",
-            fmt(s.value),
-            if s.rejected { "(sat)" } else { "" }
-        )),
-        Err(e) => {
-            line.push_str(&format!(" {peer} FAIL"));
-            eprintln!("suite: uring {}: {peer}: {e}", cell.label);
+/// The configuration for this mode.
+pub fn config(ctx: &Ctx) -> Config {
+    if ctx.quick {
+        Config {
+            idle_conns: 10_000,
+            idle_rate: 5000.0,
+            idle_secs: 1.5,
+            idle_warmup: 0.3,
+            idle_peak: false,
+            peak_secs: 0.4,
+            peak_warmup: 0.15,
+            fixed_secs: 0.8,
+            send_bytes: 256 << 20,
+            timeout_trips: 30_000,
+            randread_secs: 1,
         }
-    }
-    if let Some(s) = cell.get_mut(peer) {
-        s.rounds.push(sample);
+    } else {
+        Config {
+            idle_conns: 10_000,
+            idle_rate: 5000.0,
+            idle_secs: 3.0,
+            idle_warmup: 0.5,
+            idle_peak: true,
+            peak_secs: 0.8,
+            peak_warmup: 0.25,
+            fixed_secs: 1.5,
+            send_bytes: 1 << 30,
+            timeout_trips: 100_000,
+            randread_secs: 1,
+        }
     }
 }
 
+/// The idle cell's servers: A, B, then the reference.
+pub const IDLE: [&str; 3] = ["ours", "ours_multishot", "tokio"];
+/// send_bench's ways: A (copy), B (SEND_ZC), C (SEND_ZC, fixed buffer).
+pub const WAYS: [&str; 3] = ["write_all", "write_all_zc", "send_zc_fixed"];
+/// Write sizes of the SEND_ZC cell.
+pub const SEND_SIZES: [usize; 2] = [64 << 10, 1 << 20];
+
+/// The send-bundle cell's ways: a `SendQueue` without and with bundles.
+pub const QUEUE_WAYS: [&str; 2] = ["queue_sendmsg", "queue_bundle"];
+
+/// Bytes per flush of the send-bundle cell (1 KiB pieces).
+pub const QUEUE_FLUSH: usize = 64 << 10;
+/// timeout_read's ways: A (the default path), B (linked), reference.
+pub const TIMEOUT_WAYS: [&str; 3] = ["time_timeout", "read_timeout", "plain_read"];
 /// Peak throughput, and (if `fixed`) CPU per message at a fixed rate, of
 /// the echo servers `specs` (A first) at `size` × `conns`.
 pub fn echo_pair(
     ctx: &Ctx,
     out: &mut Outcome,
+    c: &Config,
     tag: &str,
     specs: Vec<Spec>,
-    size: usize,
-    conns: usize,
+    (size, conns): (usize, usize),
     fixed: bool,
 ) -> (Cell, Option<Cell>) {
-    let c = config(ctx);
     let names: Vec<String> = specs.iter().map(|s| s.peer.clone()).collect();
-    let names_ref: Vec<&str> = names.iter().map(String::as_str).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut peak = Cell::new(
         format!("{tag}: {}", label(size, conns)),
         conns as f64,
-        &names_ref,
+        &names,
         "msgs/s",
     );
     peak.vs_first = true;
     let mut fleet = Fleet::start(ctx, out, specs);
     let peers = fleet.peers();
-    for round in 0..ctx.rounds {
-        let mut line = format!(
-            "  [uring] {} round {}/{}:",
-            peak.label,
-            round + 1,
-            ctx.rounds
-        );
-        for peer in &peers {
-            let l = Load {
-                size,
-                conns,
-                secs: c.peak_secs,
-                warmup: c.peak_warmup,
-                rate: None,
-            };
-            let sample = fleet
-                .addr(peer, out)
-                .and_then(|addr| load(ctx, out, addr, &l))
-                .and_then(|l| peak_sample(&l));
-            record(&mut peak, peer, sample, &mut line, human);
-        }
-        ctx.log(&line);
-    }
+    let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+    let l = Load {
+        size,
+        conns,
+        secs: c.peak_secs,
+        warmup: c.peak_warmup,
+        rate: None,
+    };
+    Rounds::new(ctx, "uring").run(out, &mut peak, &peers, |out, peer| {
+        let addr = fleet.addr(peer, out)?;
+        peak_sample(&load(ctx, out, addr, &l)?)
+    });
     if !fixed || peers.is_empty() {
         fleet.stop();
         return (peak, None);
     }
     // Half the slower variant's peak, so that both sustain it.
-    let slowest = peak
-        .series
-        .iter()
-        .filter_map(|s| s.median())
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
-    let rate = slowest
-        .map(|v| ((v * 0.5 / 1000.0).round() * 1000.0).clamp(2000.0, 50000.0))
-        .unwrap_or(10000.0);
+    let rate = half_slowest(&peak, 2000.0, 10000.0);
     let mut cpu = Cell::new(
         format!(
             "{tag}: CPU/msg, {} at {} msgs/s",
@@ -118,60 +134,24 @@ pub fn echo_pair(
             human(rate)
         ),
         conns as f64,
-        &names_ref,
+        &names,
         "CPU µs/msg",
     );
     cpu.higher_is_better = false;
     cpu.vs_first = true;
-    for round in 0..ctx.rounds {
-        let mut line = format!(
-            "  [uring] {} round {}/{}:",
-            cpu.label,
-            round + 1,
-            ctx.rounds
-        );
-        for peer in &peers {
-            let sample = fleet.addr(peer, out).and_then(|addr| {
-                let pid = fleet.pid(peer).ok_or("the server is not running")?;
-                let before =
-                    proc::cpu_secs_precise(pid).ok_or("cannot read the server's CPU time")?;
-                let sq_before = proc::threads_cpu_secs(pid, "iou-sqp");
-                let l = Load {
-                    size,
-                    conns,
-                    secs: c.fixed_secs,
-                    warmup: 0.0,
-                    rate: Some(rate),
-                };
-                let l = load(ctx, out, addr, &l)?;
-                let after =
-                    proc::cpu_secs_precise(pid).ok_or("cannot read the server's CPU time")?;
-                let sq_after = proc::threads_cpu_secs(pid, "iou-sqp");
-                let achieved = num(&l, "rate").ok_or("no rate= in RESULT")?;
-                let msgs = num(&l, "msgs").ok_or("no msgs= in RESULT")?;
-                if msgs <= 0.0 {
-                    return Err("no messages".to_string());
-                }
-                let mut s = Sample::new((after - before) / msgs * 1e6);
-                s.extras.push(("achieved msgs/s", achieved));
-                if let (Some(a), Some(b)) = (sq_before, sq_after) {
-                    s.extras
-                        .push(("of which SQ thread µs/msg", (b - a) / msgs * 1e6));
-                }
-                if let Some(v) = num(&l, "p99_us") {
-                    s.extras.push(("p99 µs", v));
-                }
-                s.loader_cpu = num(&l, "client_cpu");
-                s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
-                if achieved < 0.95 * rate {
-                    s.note = Some(format!("did not sustain {} msgs/s", human(rate)));
-                }
-                Ok(s)
-            });
-            record(&mut cpu, peer, sample, &mut line, |v| format!("{v:.2}µs"));
-        }
-        ctx.log(&line);
-    }
+    let l = Load {
+        size,
+        conns,
+        secs: c.fixed_secs,
+        warmup: 0.0,
+        rate: Some(rate),
+    };
+    Rounds::new(ctx, "uring").show(|v| format!("{v:.2}µs")).run(
+        out,
+        &mut cpu,
+        &peers,
+        |out, peer| fixed_rate_sample(ctx, out, &mut fleet, peer, &l, proc::cpu_secs_precise),
+    );
     fleet.stop();
     (peak, Some(cpu))
 }
@@ -286,19 +266,9 @@ pub fn idle(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Cell {
     );
     cell.higher_is_better = false;
     cell.vs_first = true;
-    for round in 0..ctx.rounds {
-        let mut line = format!(
-            "  [uring] {} round {}/{}:",
-            cell.label,
-            round + 1,
-            ctx.rounds
-        );
-        for v in IDLE {
-            let sample = idle_run(ctx, out, v, c);
-            record(&mut cell, v, sample, &mut line, |x| format!("{x:.2}KiB"));
-        }
-        ctx.log(&line);
-    }
+    Rounds::new(ctx, "uring")
+        .show(|x| format!("{x:.2}KiB"))
+        .run(out, &mut cell, &IDLE, |out, v| idle_run(ctx, out, v, c));
     cell
 }
 
@@ -339,15 +309,9 @@ fn send_run(
         _ => return Err(format!("send_bench: {}", f.describe())),
     };
     if field(&l, "skipped") == Some("1") {
-        let why = f
-            .stderr
-            .lines()
-            .find(|x| x.contains("skipped"))
-            .unwrap_or("skipped")
-            .trim()
-            .to_string();
-        out.unavailable(way, &why);
-        return Err(why);
+        let why = f.stderr_line("skipped").unwrap_or("skipped");
+        out.unavailable(way, why);
+        return Err(why.to_string());
     }
     let mbps = num(&l, "mbps").ok_or("no mbps= in RESULT")?;
     let sender = num(&l, "sender_cpu").ok_or("no sender_cpu= in RESULT")?;
@@ -412,23 +376,14 @@ fn send_cells(
             "MB/s",
         );
         cell.vs_first = true;
-        for round in 0..ctx.rounds {
-            let mut line = format!(
-                "  [uring] {} round {}/{}:",
-                cell.label,
-                round + 1,
-                ctx.rounds
-            );
-            for &way in ways {
-                let sample = if out.unavailable.iter().any(|(p, _)| p == way) {
-                    Err("not available".to_string())
-                } else {
-                    send_run(ctx, out, &mut fleet, way, size, bytes)
-                };
-                record(&mut cell, way, sample, &mut line, |v| format!("{v:.0}MB/s"));
-            }
-            ctx.log(&line);
-        }
+        Rounds::new(ctx, "uring")
+            .show(|v| format!("{v:.0}MB/s"))
+            .run(out, &mut cell, ways, |out, way| {
+                if out.unavailable.iter().any(|(p, _)| p == way) {
+                    return Err("not available".to_string());
+                }
+                send_run(ctx, out, &mut fleet, way, size, bytes)
+            });
         cells.push(cell);
     }
     fleet.stop();
@@ -503,46 +458,6 @@ pub fn link_timeout(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, St
     Ok(cell)
 }
 
-/// One fs_randread run of `rt` at depth 32.
-fn randread(ctx: &Ctx, out: &mut Outcome, rt: &str, secs: u32) -> Result<Sample, String> {
-    let args: Vec<String> = vec![
-        "--only".into(),
-        rt.into(),
-        "--depth".into(),
-        "32".into(),
-        "--secs".into(),
-        secs.to_string(),
-    ];
-    let (cmd, f) = proc::run(
-        ctx.loader_core,
-        &ctx.bin("fs_randread"),
-        &args,
-        Duration::from_secs(secs as u64 + 120),
-    )?;
-    out.command(&cmd);
-    if !f.success() {
-        return Err(format!("fs_randread: {}", f.describe()));
-    }
-    let lines = result_lines(&f.stdout);
-    let line = lines
-        .first()
-        .ok_or_else(|| format!("fs_randread printed no RESULT line: {}", f.describe()))?;
-    if field(line, "skipped") == Some("1") {
-        let why = f
-            .stderr
-            .lines()
-            .find(|x| x.contains("skipped"))
-            .unwrap_or("skipped by fs_randread")
-            .trim()
-            .to_string();
-        out.unavailable(rt, &why);
-        return Err(why);
-    }
-    Ok(Sample::new(
-        num(line, "rate").ok_or("no rate= in fs_randread's RESULT")?,
-    ))
-}
-
 /// The registered-buffers cell on files.
 pub fn fixed_files(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, String> {
     let peers = ["ours", "ours_fixed"];
@@ -555,22 +470,11 @@ pub fn fixed_files(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, Str
     cell.vs_first = true;
     ctx.log("  [uring] preparing the 1 GiB data file (page cache warm)");
     files::prepare()?;
-    for round in 0..ctx.rounds {
-        let mut line = format!(
-            "  [uring] {} round {}/{}:",
-            cell.label,
-            round + 1,
-            ctx.rounds
-        );
-        for rt in peers {
-            let sample = if out.unavailable.iter().any(|(p, _)| p == rt) {
-                Err("not built in".to_string())
-            } else {
-                randread(ctx, out, rt, c.randread_secs)
-            };
-            record(&mut cell, rt, sample, &mut line, human);
+    Rounds::new(ctx, "uring").run(out, &mut cell, &peers, |out, rt| {
+        if out.unavailable.iter().any(|(p, _)| p == rt) {
+            return Err("not built in".to_string());
         }
-        ctx.log(&line);
-    }
+        files::randread(ctx, out, rt, 32, c.randread_secs)
+    });
     Ok(cell)
 }

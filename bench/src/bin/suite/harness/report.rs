@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{human, Cell, Outcome, Target};
-use crate::Ctx;
+use super::model::{human, Cell, Outcome, Ratio, Target, SATURATED};
+use super::Ctx;
 
 /// Facts about the machine and the build, for the report's header.
 pub struct Machine {
@@ -146,7 +146,7 @@ fn table_md(cells: &[Cell], unavailable: &[(String, String)]) -> String {
 }
 
 /// The rows of a scenario's ratio chart: "cell vs peer" and the ratio.
-pub fn ratio_rows(out: &Outcome) -> Vec<(String, crate::model::Ratio)> {
+pub fn ratio_rows(out: &Outcome) -> Vec<(String, Ratio)> {
     let mut rows = Vec::new();
     for (_, cells) in &out.tables {
         for c in cells {
@@ -191,6 +191,7 @@ pub fn markdown(
     ctx: &Ctx,
     m: &Machine,
     outs: &[Outcome],
+    scenarios: &[&str],
     command: &str,
     total_secs: f64,
     planned: f64,
@@ -203,7 +204,7 @@ pub fn markdown(
         m.date,
         duration(total_secs),
         duration(planned),
-        crate::SCENARIOS.join(", ")
+        scenarios.join(", ")
     );
     if ctx.quick {
         let _ = writeln!(
@@ -215,7 +216,7 @@ pub fn markdown(
     if let Ok(w) = std::env::var("SUITE_BUILD_FAILED") {
         let _ = writeln!(s, "> **Warning**: {w}.\n");
     }
-    if outs.len() < crate::SCENARIOS.len() {
+    if outs.len() < scenarios.len() {
         let _ = writeln!(
             s,
             "> Only these scenarios were run: {}.\n",
@@ -249,7 +250,7 @@ pub fn markdown(
 - The load generator's CPU is recorded for every run (echo_load's `client_cpu`; for wrk and redis-benchmark the child's rusage from wait4 over the run's length). A run where it reached {:.0}% of a core measured the client, not the server: it is **rejected** and counted; if every round of a peer was rejected, its figures are shown anyway, marked \"(sat.)\".\n\
 - A peer that does not start, or exits at once, is reported as \"not measured: <reason>\" and the suite goes on.\n",
         ctx.rounds,
-        crate::model::SATURATED * 100.0
+        SATURATED * 100.0
     );
 
     let rejected: usize = outs.iter().map(|o| o.rejected()).sum();

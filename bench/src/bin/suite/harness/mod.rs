@@ -1,0 +1,51 @@
+//! The measuring machinery every scenario uses: child processes pinned to
+//! a core (`proc`), a scenario's servers (`fleet`), samples and their
+//! statistics (`model`), the rounds of a cell (`rounds`), and the report
+//! (`report`, `chart`). Nothing here knows a scenario.
+
+pub mod chart;
+pub mod fleet;
+pub mod model;
+pub mod proc;
+pub mod report;
+pub mod rounds;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What every scenario needs to know about this run.
+pub struct Ctx {
+    /// Quick mode: fewer rounds and a smaller matrix.
+    pub quick: bool,
+    /// Rounds per cell.
+    pub rounds: usize,
+    /// The core servers are pinned to.
+    pub server_core: Option<usize>,
+    /// The core load generators and measuring programs are pinned to.
+    pub loader_core: Option<usize>,
+    /// False when the font could not be loaded: no charts.
+    pub charts: bool,
+    /// Where the report and its `charts/` go: `bench/` for a run of every
+    /// scenario, `target/bench-partial/` for a partial one.
+    pub out_dir: PathBuf,
+    /// When the run started (for the progress lines).
+    pub start: Instant,
+}
+
+impl Ctx {
+    /// Path of a bench binary, relative to the workspace root.
+    pub fn bin(&self, name: &str) -> String {
+        format!("target/release/{name}")
+    }
+
+    /// Path of an example binary, relative to the workspace root.
+    pub fn example(&self, name: &str) -> String {
+        format!("target/release/examples/{name}")
+    }
+
+    /// Prints a progress line with the elapsed time.
+    pub fn log(&self, msg: &str) {
+        let t = self.start.elapsed().as_secs();
+        println!("[{:02}:{:02}] {msg}", t / 60, t % 60);
+    }
+}

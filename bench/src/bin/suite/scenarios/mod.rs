@@ -1,0 +1,43 @@
+//! The scenarios, each a user of the harness: what runs, against which
+//! peers, and what the report says about it.
+
+pub mod echo;
+pub mod executor;
+pub mod files;
+pub mod http;
+pub mod kv;
+pub mod uring;
+pub mod uring_cells;
+
+use crate::harness::model::Outcome;
+use crate::harness::Ctx;
+
+/// The scenarios, in the order a full run goes through them.
+pub const SCENARIOS: [&str; 7] = ["echo", "http", "arch", "kv", "files", "executor", "uring"];
+
+/// The planned seconds of scenario `name`.
+pub fn plan(ctx: &Ctx, name: &str) -> f64 {
+    match name {
+        "echo" => echo::plan(ctx),
+        "http" => http::plan_http(ctx),
+        "arch" => http::plan_arch(ctx),
+        "kv" => kv::plan(ctx),
+        "files" => files::plan(ctx),
+        "executor" => executor::plan(ctx),
+        "uring" => uring::plan(ctx),
+        _ => 0.0,
+    }
+}
+
+/// Runs scenario `name`.
+pub fn run(ctx: &Ctx, name: &str) -> Outcome {
+    match name {
+        "echo" => echo::run(ctx),
+        "http" => http::run_http(ctx),
+        "arch" => http::run_arch(ctx),
+        "kv" => kv::run(ctx),
+        "files" => files::run(ctx),
+        "uring" => uring::run(ctx),
+        _ => executor::run(ctx),
+    }
+}
