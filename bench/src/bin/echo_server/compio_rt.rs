@@ -20,7 +20,7 @@ use compio::net::{TcpListener, TcpStream};
 use compio::BufResult;
 
 /// Serves echo on `addr` until killed.
-pub fn run(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr) -> io::Result<()> {
     let listener = bench::listen(addr)?;
     let rt = compio::runtime::Runtime::new()?;
     if rt.driver_type() != DriverType::IoUring {

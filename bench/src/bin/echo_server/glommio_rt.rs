@@ -21,7 +21,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
 /// Serves echo on `addr` until killed.
-pub fn run(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr) -> io::Result<()> {
     let fd = bench::listen(addr)?.into_raw_fd();
     let ex = LocalExecutorBuilder::new(Placement::Unbound).make()?;
     ex.run(async move {

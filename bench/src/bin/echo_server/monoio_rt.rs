@@ -18,7 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 
 /// Serves echo on `addr` until killed.
-pub fn run(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr) -> io::Result<()> {
     let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
         .enable_timer()
         .build()?;

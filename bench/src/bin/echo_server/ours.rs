@@ -12,7 +12,7 @@ use super::{Opts, BUF_SIZE};
 
 /// Serves echo on `addr` until killed, on a runtime built with `opts`
 /// (SQPOLL or not).
-pub fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
     let rt = opts.runtime()?;
     rt.block_on(async move {
         // `bind` sets SO_REUSEADDR and a backlog of 4096.

@@ -17,7 +17,7 @@ use net::{DirectStream, TcpListener};
 use super::Opts;
 
 /// Serves echo on `addr` until killed, on a runtime built with `opts`.
-pub fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
     let rt = opts.runtime()?;
     rt.block_on(async move {
         // SO_REUSEADDR, backlog 4096, and TCP_NODELAY inherited by the

@@ -15,7 +15,7 @@ use super::{Opts, BUF_SIZE};
 
 /// Serves echo on `addr` until killed, on a runtime built with `opts`;
 /// receive bundles unless `opts.no_bundles`.
-pub fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr, opts: Opts) -> io::Result<()> {
     let rt = opts.runtime()?;
     let bundles = !opts.no_bundles;
     rt.block_on(async move {

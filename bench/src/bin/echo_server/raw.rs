@@ -49,7 +49,7 @@ struct Server {
 }
 
 /// Serves echo on `addr` until killed.
-pub fn run(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr) -> io::Result<()> {
     let listener = bench::listen(addr)?;
     let entries = 4096;
     let ring = bench::uring::ring(entries, 4 * entries)?;

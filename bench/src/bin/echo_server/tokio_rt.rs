@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::BUF_SIZE;
 
 /// Serves echo on `addr` until killed.
-pub fn run(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

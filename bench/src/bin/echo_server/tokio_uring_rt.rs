@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_uring::net::{TcpListener, TcpStream};
 
 /// Serves echo on `addr` until killed.
-pub fn run(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn run(addr: SocketAddr) -> io::Result<()> {
     let listener = bench::listen(addr)?;
     let rt = tokio_uring::Runtime::new(&tokio_uring::builder())?;
     rt.block_on(async move {

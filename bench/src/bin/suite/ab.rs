@@ -228,7 +228,7 @@ fn table_md(t: &Table) -> String {
 }
 
 /// Runs the comparison; `args` are the words after `ab`.
-pub fn main(args: &[String]) -> ExitCode {
+pub(crate) fn main(args: &[String]) -> ExitCode {
     let a = match parse(args) {
         Ok(a) => a,
         Err(e) => {

@@ -13,10 +13,10 @@ use super::Ctx;
 /// The font every chart uses (registered from DejaVuSans.ttf at start).
 const FONT: &str = "sans-serif";
 /// Where Debian's fonts-dejavu-core puts the font.
-pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+pub(crate) const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Loads the font; charts are skipped (with a note) when this fails.
-pub fn init_font() -> Result<(), String> {
+pub(crate) fn init_font() -> Result<(), String> {
     let bytes = std::fs::read(FONT_PATH).map_err(|e| format!("cannot read {FONT_PATH}: {e}"))?;
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
     plotters::style::register_font(FONT, FontStyle::Normal, bytes)
@@ -47,7 +47,7 @@ fn out_path(ctx: &Ctx, name: &str) -> Result<(PathBuf, String), String> {
 /// A line chart of `cells`' medians: one line per peer (those of the
 /// first cell, in its order), a point per cell at its x (equally spaced).
 /// Returns `None` (after saying why on stderr) when nothing was drawn.
-pub fn lines<'a>(
+pub(crate) fn lines<'a>(
     ctx: &Ctx,
     name: &str,
     title: &str,
@@ -194,7 +194,12 @@ fn draw_lines(
 
 /// A horizontal bar chart of ratios ours/peer (median, whisker min–max),
 /// log scale, bars starting at 1.0.
-pub fn ratios(ctx: &Ctx, name: &str, title: &str, rows: &[(String, Ratio)]) -> Option<Chart> {
+pub(crate) fn ratios(
+    ctx: &Ctx,
+    name: &str,
+    title: &str,
+    rows: &[(String, Ratio)],
+) -> Option<Chart> {
     if !ctx.charts || rows.is_empty() {
         return None;
     }

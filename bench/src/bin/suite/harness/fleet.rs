@@ -10,7 +10,7 @@ use super::Ctx;
 
 /// How to start one peer's server (the address is appended).
 #[derive(Debug, Clone)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// The peer's name in tables.
     pub peer: String,
     /// Program path (relative to the workspace root) or name in `$PATH`.
@@ -21,7 +21,7 @@ pub struct Spec {
 
 impl Spec {
     /// A spec from string slices.
-    pub fn new(peer: &str, program: &str, args: &[&str]) -> Self {
+    pub(crate) fn new(peer: &str, program: &str, args: &[&str]) -> Self {
         Spec {
             peer: peer.to_string(),
             program: program.to_string(),
@@ -38,7 +38,7 @@ struct Entry {
 }
 
 /// The running servers of a scenario.
-pub struct Fleet {
+pub(crate) struct Fleet {
     entries: Vec<Entry>,
     core: Option<usize>,
 }
@@ -55,7 +55,7 @@ fn start(spec: &Spec, core: Option<usize>, out: &mut Outcome) -> Result<Server, 
 
 impl Fleet {
     /// Starts every peer; those that fail are recorded as unavailable.
-    pub fn start(ctx: &Ctx, out: &mut Outcome, specs: Vec<Spec>) -> Fleet {
+    pub(crate) fn start(ctx: &Ctx, out: &mut Outcome, specs: Vec<Spec>) -> Fleet {
         let mut entries = Vec::new();
         for spec in specs {
             let (server, down) = match start(&spec, ctx.server_core, out) {
@@ -80,7 +80,7 @@ impl Fleet {
     }
 
     /// The peers that are up, in the order given.
-    pub fn peers(&self) -> Vec<String> {
+    pub(crate) fn peers(&self) -> Vec<String> {
         self.entries
             .iter()
             .filter(|e| e.down.is_none())
@@ -90,7 +90,7 @@ impl Fleet {
 
     /// The address of `peer`'s server, after checking that it still runs
     /// (it is restarted once per scenario if it died).
-    pub fn addr(&mut self, peer: &str, out: &mut Outcome) -> Result<SocketAddr, String> {
+    pub(crate) fn addr(&mut self, peer: &str, out: &mut Outcome) -> Result<SocketAddr, String> {
         let core = self.core;
         let e = self
             .entries
@@ -128,18 +128,18 @@ impl Fleet {
 
     /// The server's CPU seconds so far (utime + stime from
     /// `/proc/<pid>/stat`), if it runs.
-    pub fn cpu_secs(&self, peer: &str) -> Option<f64> {
+    pub(crate) fn cpu_secs(&self, peer: &str) -> Option<f64> {
         self.pid(peer).and_then(proc::proc_cpu_secs)
     }
 
     /// The process id of `peer`'s server, if it runs.
-    pub fn pid(&self, peer: &str) -> Option<i32> {
+    pub(crate) fn pid(&self, peer: &str) -> Option<i32> {
         let e = self.entries.iter().find(|e| e.spec.peer == peer)?;
         Some(e.server.as_ref()?.child.pid())
     }
 
     /// Stops every server.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         for e in self.entries {
             if let Some(s) = e.server {
                 s.child.kill();

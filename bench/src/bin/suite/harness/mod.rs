@@ -3,18 +3,18 @@
 //! statistics (`model`), the rounds of a cell (`rounds`), and the report
 //! (`report`, `chart`). Nothing here knows a scenario.
 
-pub mod chart;
-pub mod fleet;
-pub mod model;
-pub mod proc;
-pub mod report;
-pub mod rounds;
+pub(crate) mod chart;
+pub(crate) mod fleet;
+pub(crate) mod model;
+pub(crate) mod proc;
+pub(crate) mod report;
+pub(crate) mod rounds;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// What every scenario needs to know about this run.
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// Quick mode: fewer rounds and a smaller matrix.
     pub quick: bool,
     /// Rounds per cell.
@@ -34,17 +34,17 @@ pub struct Ctx {
 
 impl Ctx {
     /// Path of a bench binary, relative to the workspace root.
-    pub fn bin(&self, name: &str) -> String {
+    pub(crate) fn bin(&self, name: &str) -> String {
         format!("target/release/{name}")
     }
 
     /// Path of an example binary, relative to the workspace root.
-    pub fn example(&self, name: &str) -> String {
+    pub(crate) fn example(&self, name: &str) -> String {
         format!("target/release/examples/{name}")
     }
 
     /// Prints a progress line with the elapsed time.
-    pub fn log(&self, msg: &str) {
+    pub(crate) fn log(&self, msg: &str) {
         let t = self.start.elapsed().as_secs();
         println!("[{:02}:{:02}] {msg}", t / 60, t % 60);
     }

@@ -3,7 +3,7 @@
 
 /// One measurement of one peer in one round.
 #[derive(Debug, Clone)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// The headline figure (requests/s, msgs/s, MB/s, CPU-µs per message...).
     pub value: f64,
     /// Secondary figures shown beside it (e.g. `("p99 µs", 812.0)`).
@@ -18,7 +18,7 @@ pub struct Sample {
 
 impl Sample {
     /// A sample with no extras.
-    pub fn new(value: f64) -> Self {
+    pub(crate) fn new(value: f64) -> Self {
         Sample {
             value,
             extras: Vec::new(),
@@ -31,11 +31,11 @@ impl Sample {
 
 /// A load generator at or above this CPU share is saturated: the round
 /// measured the client, not the server, and is rejected.
-pub const SATURATED: f64 = 0.95;
+pub(crate) const SATURATED: f64 = 0.95;
 
 /// One peer's rounds in one cell.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     /// The peer's name ("ours", "tokio", ...).
     pub peer: String,
     /// Round `i` is `rounds[i]`; `Err` holds why that run failed.
@@ -46,7 +46,7 @@ pub struct Series {
 
 impl Series {
     /// An empty series.
-    pub fn new(peer: &str) -> Self {
+    pub(crate) fn new(peer: &str) -> Self {
         Series {
             peer: peer.to_string(),
             rounds: Vec::new(),
@@ -56,7 +56,7 @@ impl Series {
 
     /// The samples used for the summary: the accepted ones, or all of them
     /// (flagged) when every round was rejected.
-    pub fn usable(&self) -> (Vec<&Sample>, bool) {
+    pub(crate) fn usable(&self) -> (Vec<&Sample>, bool) {
         let ok: Vec<&Sample> = self.rounds.iter().filter_map(|r| r.as_ref().ok()).collect();
         let accepted: Vec<&Sample> = ok.iter().copied().filter(|s| !s.rejected).collect();
         if accepted.is_empty() && !ok.is_empty() {
@@ -67,13 +67,13 @@ impl Series {
     }
 
     /// Median of the headline figure over the usable samples.
-    pub fn median(&self) -> Option<f64> {
+    pub(crate) fn median(&self) -> Option<f64> {
         let (s, _) = self.usable();
         median(s.iter().map(|s| s.value).collect())
     }
 
     /// Median of an extra figure over the usable samples.
-    pub fn median_extra(&self, key: &str) -> Option<f64> {
+    pub(crate) fn median_extra(&self, key: &str) -> Option<f64> {
         let (s, _) = self.usable();
         median(
             s.iter()
@@ -83,7 +83,7 @@ impl Series {
     }
 
     /// Number of rejected (saturated) rounds.
-    pub fn rejected(&self) -> usize {
+    pub(crate) fn rejected(&self) -> usize {
         self.rounds
             .iter()
             .filter(|r| matches!(r, Ok(s) if s.rejected))
@@ -91,12 +91,12 @@ impl Series {
     }
 
     /// Number of failed runs.
-    pub fn failed(&self) -> usize {
+    pub(crate) fn failed(&self) -> usize {
         self.rounds.iter().filter(|r| r.is_err()).count()
     }
 
     /// Distinct notes and failure reasons, for the report.
-    pub fn notes(&self) -> Vec<String> {
+    pub(crate) fn notes(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
         for r in &self.rounds {
             let n = match r {
@@ -114,7 +114,7 @@ impl Series {
 }
 
 /// The median of `v` (mean of the middle two for an even count).
-pub fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
@@ -130,7 +130,7 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
 
 /// Median, min and max of the per-round ratios of ours against a peer.
 #[derive(Debug, Clone, Copy)]
-pub struct Ratio {
+pub(crate) struct Ratio {
     /// Median of the per-round ratios.
     pub median: f64,
     /// Smallest per-round ratio.
@@ -143,7 +143,7 @@ pub struct Ratio {
 
 impl Ratio {
     /// `1.23x [1.10-1.31]`, with a mark when saturated rounds were used.
-    pub fn show(&self) -> String {
+    pub(crate) fn show(&self) -> String {
         format!(
             "{:.2}x [{:.2}–{:.2}]{}",
             self.median,
@@ -157,7 +157,7 @@ impl Ratio {
 impl Ratio {
     /// The median, min and max of per-round ratios (`None` if there are
     /// none).
-    pub fn of(rs: &[f64], saturated: bool) -> Option<Ratio> {
+    pub(crate) fn of(rs: &[f64], saturated: bool) -> Option<Ratio> {
         Some(Ratio {
             median: median(rs.to_vec())?,
             min: rs.iter().copied().fold(f64::INFINITY, f64::min),
@@ -198,7 +198,7 @@ fn per_round(
 /// Per-round ratios ours/peer (or peer/ours when lower is better), over the
 /// rounds where both have a usable sample. When no round has both sides
 /// accepted, the rejected (saturated) rounds are used, and the ratio says so.
-pub fn ratio(ours: &Series, peer: &Series, higher_is_better: bool) -> Option<Ratio> {
+pub(crate) fn ratio(ours: &Series, peer: &Series, higher_is_better: bool) -> Option<Ratio> {
     let (_, ours_sat) = ours.usable();
     let (_, peer_sat) = peer.usable();
     let (num, den, allow) = if higher_is_better {
@@ -213,7 +213,7 @@ pub fn ratio(ours: &Series, peer: &Series, higher_is_better: bool) -> Option<Rat
 /// One configuration of a scenario (e.g. "64 B, 100 conns") and every
 /// peer's rounds in it.
 #[derive(Debug, Clone)]
-pub struct Cell {
+pub(crate) struct Cell {
     /// Shown in tables.
     pub label: String,
     /// The x coordinate in a chart (concurrency, depth...).
@@ -231,7 +231,7 @@ pub struct Cell {
 
 impl Cell {
     /// A cell with an empty series per peer.
-    pub fn new(label: String, x: f64, peers: &[&str], unit: &'static str) -> Self {
+    pub(crate) fn new(label: String, x: f64, peers: &[&str], unit: &'static str) -> Self {
         Cell {
             label,
             x,
@@ -243,18 +243,18 @@ impl Cell {
     }
 
     /// The series of `peer`.
-    pub fn get(&self, peer: &str) -> Option<&Series> {
+    pub(crate) fn get(&self, peer: &str) -> Option<&Series> {
         self.series.iter().find(|s| s.peer == peer)
     }
 
     /// The series of `peer`, mutably.
-    pub fn get_mut(&mut self, peer: &str) -> Option<&mut Series> {
+    pub(crate) fn get_mut(&mut self, peer: &str) -> Option<&mut Series> {
         self.series.iter_mut().find(|s| s.peer == peer)
     }
 
     /// Ratio of `ours` against `peer` in this cell (`peer`/`ours`, B/A,
     /// when the cell compares variants: [`vs_first`](Self::vs_first)).
-    pub fn ratio(&self, ours: &str, peer: &str) -> Option<Ratio> {
+    pub(crate) fn ratio(&self, ours: &str, peer: &str) -> Option<Ratio> {
         if self.vs_first {
             ratio(self.get(peer)?, self.get(ours)?, true)
         } else {
@@ -265,7 +265,7 @@ impl Cell {
     /// The per-round ratio B/A of the headline figure (`key` `None`) or of
     /// an extra figure, over the rounds where both have an accepted sample
     /// (or, flagged, all rounds when no round has both accepted).
-    pub fn ratio_of(&self, a: &str, b: &str, key: Option<&str>) -> Option<Ratio> {
+    pub(crate) fn ratio_of(&self, a: &str, b: &str, key: Option<&str>) -> Option<Ratio> {
         let (sa, sb) = (self.get(a)?, self.get(b)?);
         let value = |s: &Sample| match key {
             None => Some(s.value),
@@ -278,7 +278,7 @@ impl Cell {
 
 /// A performance target and whether it was met.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// What is required ("echo 64 B × 100 conns: ≥ 1.2x tokio").
     pub what: String,
     /// What was measured ("1.31x [1.20–1.40]").
@@ -289,7 +289,7 @@ pub struct Target {
 
 impl Target {
     /// Checks a ratio against a threshold.
-    pub fn ratio(what: String, r: Option<Ratio>, min: f64) -> Self {
+    pub(crate) fn ratio(what: String, r: Option<Ratio>, min: f64) -> Self {
         match r {
             Some(r) => Target {
                 what,
@@ -305,7 +305,7 @@ impl Target {
     }
 
     /// "pass" / "MISS" / "n/a".
-    pub fn verdict(&self) -> &'static str {
+    pub(crate) fn verdict(&self) -> &'static str {
         match self.pass {
             Some(true) => "pass",
             Some(false) => "MISS",
@@ -316,7 +316,7 @@ impl Target {
 
 /// A chart written under bench/charts/.
 #[derive(Debug, Clone)]
-pub struct Chart {
+pub(crate) struct Chart {
     /// Alt text / caption.
     pub title: String,
     /// Path relative to bench/ (e.g. `charts/arch.png`).
@@ -325,7 +325,7 @@ pub struct Chart {
 
 /// Everything one scenario produced.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Short name (`echo`, `http`...).
     pub name: &'static str,
     /// Heading.
@@ -353,21 +353,21 @@ pub struct Outcome {
 
 impl Outcome {
     /// Records a command line once.
-    pub fn command(&mut self, c: &str) {
+    pub(crate) fn command(&mut self, c: &str) {
         if !self.commands.iter().any(|x| x == c) {
             self.commands.push(c.to_string());
         }
     }
 
     /// Records that `peer` could not be measured (once).
-    pub fn unavailable(&mut self, peer: &str, why: &str) {
+    pub(crate) fn unavailable(&mut self, peer: &str, why: &str) {
         if !self.unavailable.iter().any(|(p, _)| p == peer) {
             self.unavailable.push((peer.to_string(), why.to_string()));
         }
     }
 
     /// Total rejected (saturated) rounds in all tables.
-    pub fn rejected(&self) -> usize {
+    pub(crate) fn rejected(&self) -> usize {
         self.tables
             .iter()
             .flat_map(|(_, cells)| cells)
@@ -377,7 +377,7 @@ impl Outcome {
     }
 
     /// Total measured runs in all tables.
-    pub fn runs(&self) -> usize {
+    pub(crate) fn runs(&self) -> usize {
         self.tables
             .iter()
             .flat_map(|(_, cells)| cells)
@@ -388,7 +388,7 @@ impl Outcome {
 }
 
 /// Parses `RESULT k=v k=v ...` lines into key/value lists.
-pub fn result_lines(stdout: &str) -> Vec<Vec<(String, String)>> {
+pub(crate) fn result_lines(stdout: &str) -> Vec<Vec<(String, String)>> {
     stdout
         .lines()
         .filter_map(|l| l.trim().strip_prefix("RESULT "))
@@ -402,17 +402,17 @@ pub fn result_lines(stdout: &str) -> Vec<Vec<(String, String)>> {
 }
 
 /// The value of `key` in a parsed RESULT line.
-pub fn field<'a>(line: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(line: &'a [(String, String)], key: &str) -> Option<&'a str> {
     line.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// The numeric value of `key` in a parsed RESULT line.
-pub fn num(line: &[(String, String)], key: &str) -> Option<f64> {
+pub(crate) fn num(line: &[(String, String)], key: &str) -> Option<f64> {
     field(line, key)?.parse().ok()
 }
 
 /// Formats a rate compactly (123456 -> "123.5k").
-pub fn human(v: f64) -> String {
+pub(crate) fn human(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".to_string()

@@ -46,7 +46,7 @@ fn unregister(pgid: i32) {
 
 /// Sends SIGKILL to every process group the suite started and has not yet
 /// reaped. Only async-signal-safe calls: usable from a signal handler.
-pub fn kill_all() {
+pub(crate) fn kill_all() {
     for slot in &LIVE {
         let pgid = slot.swap(0, Ordering::SeqCst);
         if pgid > 0 {
@@ -70,7 +70,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
 }
 
 /// Makes SIGINT, SIGTERM and SIGHUP (and panics) kill every child first.
-pub fn install_cleanup() {
+pub(crate) fn install_cleanup() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only makes
         // async-signal-safe calls.
@@ -87,7 +87,7 @@ pub fn install_cleanup() {
 
 /// How a finished child ended.
 #[derive(Debug, Clone)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// Exit code, or `None` when killed by a signal.
     pub code: Option<i32>,
     /// The signal that killed it, if any.
@@ -107,12 +107,12 @@ pub struct Finished {
 
 impl Finished {
     /// True for exit code 0.
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 
     /// A short description of the exit ("exit status 1", "signal 9").
-    pub fn status(&self) -> String {
+    pub(crate) fn status(&self) -> String {
         match (self.code, self.signal) {
             (_, _) if self.timed_out => "killed at its deadline".to_string(),
             (Some(c), _) => format!("exit status {c}"),
@@ -122,12 +122,12 @@ impl Finished {
     }
 
     /// The first line of stderr that contains `pat`, trimmed.
-    pub fn stderr_line(&self, pat: &str) -> Option<&str> {
+    pub(crate) fn stderr_line(&self, pat: &str) -> Option<&str> {
         self.stderr.lines().find(|l| l.contains(pat)).map(str::trim)
     }
 
     /// The status plus the last line of stderr, for a "not measured" note.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let last = self
             .stderr
             .lines()
@@ -144,7 +144,7 @@ impl Finished {
 }
 
 /// Cuts `s` to at most `max` characters.
-pub fn shorten(s: &str, max: usize) -> String {
+pub(crate) fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {
@@ -155,7 +155,7 @@ pub fn shorten(s: &str, max: usize) -> String {
 }
 
 /// A running child, leader of its own process group.
-pub struct Child {
+pub(crate) struct Child {
     pid: i32,
     /// The command line as run (with `taskset`), for the report.
     pub cmdline: String,
@@ -202,7 +202,7 @@ fn reader(
 }
 
 /// Quotes an argument for the shell when it needs it (for the report).
-pub fn shell_quote(a: &str) -> String {
+pub(crate) fn shell_quote(a: &str) -> String {
     if !a.is_empty()
         && a.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
@@ -217,7 +217,7 @@ pub fn shell_quote(a: &str) -> String {
 /// execs the program so the pid is the program's), in a new process group,
 /// with stdin closed and stdout/stderr captured. The child gets SIGKILL if
 /// the suite dies.
-pub fn spawn(core: Option<usize>, program: &str, args: &[String]) -> io::Result<Child> {
+pub(crate) fn spawn(core: Option<usize>, program: &str, args: &[String]) -> io::Result<Child> {
     let mut argv: Vec<String> = Vec::new();
     if let Some(c) = core {
         argv.extend(["taskset".to_string(), "-c".to_string(), c.to_string()]);
@@ -334,7 +334,7 @@ impl Child {
     }
 
     /// If the child has exited, how it ended (without blocking).
-    pub fn try_finished(&mut self) -> Option<&Finished> {
+    pub(crate) fn try_finished(&mut self) -> Option<&Finished> {
         if self.reap(libc::WNOHANG) {
             self.done.as_ref()
         } else {
@@ -343,7 +343,7 @@ impl Child {
     }
 
     /// Waits until the child exits, killing its group at `timeout`.
-    pub fn wait(mut self, timeout: Duration) -> Finished {
+    pub(crate) fn wait(mut self, timeout: Duration) -> Finished {
         let deadline = Instant::now() + timeout;
         let mut timed_out = false;
         while !self.reap(libc::WNOHANG) {
@@ -362,7 +362,7 @@ impl Child {
     }
 
     /// Kills the child's whole process group and reaps it.
-    pub fn kill(mut self) -> Finished {
+    pub(crate) fn kill(mut self) -> Finished {
         if self.done.is_none() {
             // SAFETY: kill(2) takes no pointers; the pid is not reaped yet,
             // so it (and its group) cannot have been reused.
@@ -373,13 +373,13 @@ impl Child {
     }
 
     /// The child's process id.
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.pid
     }
 
     /// What the child has printed on stdout so far (while it runs; the
     /// whole of it is in [`Finished::stdout`] once it has exited).
-    pub fn stdout_so_far(&self) -> String {
+    pub(crate) fn stdout_so_far(&self) -> String {
         self.live_out
             .lock()
             .map(|v| String::from_utf8_lossy(&v).into_owned())
@@ -398,7 +398,7 @@ impl Drop for Child {
 }
 
 /// utime + stime of `pid` in seconds, from `/proc/<pid>/stat`.
-pub fn proc_cpu_secs(pid: i32) -> Option<f64> {
+pub(crate) fn proc_cpu_secs(pid: i32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat_cpu_secs(&stat)
 }
@@ -408,7 +408,7 @@ pub fn proc_cpu_secs(pid: i32) -> Option<f64> {
 /// seconds with nanosecond resolution: its CPU-time clock
 /// (`clock_getcpuclockid` + `clock_gettime`). Falls back to the 10 ms
 /// ticks of `/proc/<pid>/stat`.
-pub fn cpu_secs_precise(pid: i32) -> Option<f64> {
+pub(crate) fn cpu_secs_precise(pid: i32) -> Option<f64> {
     let mut clock: libc::clockid_t = 0;
     // SAFETY: `clock` is a valid place for the clock id.
     if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } == 0 {
@@ -426,7 +426,7 @@ pub fn cpu_secs_precise(pid: i32) -> Option<f64> {
 
 /// The resident set size of `pid` in bytes (`VmRSS` in
 /// `/proc/<pid>/status`).
-pub fn rss_bytes(pid: i32) -> Option<f64> {
+pub(crate) fn rss_bytes(pid: i32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -436,7 +436,7 @@ pub fn rss_bytes(pid: i32) -> Option<f64> {
 /// utime + stime, in seconds, of the threads of `pid` whose name starts
 /// with `prefix` (e.g. `iou-sqp`, io_uring's SQPOLL thread), from
 /// `/proc/<pid>/task/*/stat`; `None` if there is no such thread.
-pub fn threads_cpu_secs(pid: i32, prefix: &str) -> Option<f64> {
+pub(crate) fn threads_cpu_secs(pid: i32, prefix: &str) -> Option<f64> {
     let mut total = None;
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
@@ -472,13 +472,13 @@ fn stat_cpu_secs(stat: &str) -> Option<f64> {
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
-pub fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
 
 /// A server that is up: the child and the address it listens on.
-pub struct Server {
+pub(crate) struct Server {
     /// The address it listens on.
     pub addr: SocketAddr,
     /// The running process.
@@ -489,7 +489,7 @@ pub struct Server {
 /// its last argument (unless `args` already holds `{addr}`/`{port}`
 /// placeholders, which are substituted), and waits until a TCP connect
 /// succeeds. On failure returns a reason fit for `not measured: <reason>`.
-pub fn start_server(
+pub(crate) fn start_server(
     core: Option<usize>,
     program: &str,
     args: &[&str],
@@ -544,7 +544,7 @@ pub fn start_server(
 }
 
 /// True if `name` is an executable in `$PATH`.
-pub fn program_in_path(name: &str) -> bool {
+pub(crate) fn program_in_path(name: &str) -> bool {
     if name.contains('/') {
         return std::path::Path::new(name).exists();
     }
@@ -555,7 +555,7 @@ pub fn program_in_path(name: &str) -> bool {
 
 /// Runs a command to completion (not pinned) and returns its stdout, for
 /// machine facts such as `git rev-parse HEAD`.
-pub fn capture(program: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn capture(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -570,7 +570,7 @@ pub fn capture(program: &str, args: &[&str]) -> Option<String> {
 }
 
 /// Runs a measuring program to completion pinned to `core`, with a deadline.
-pub fn run(
+pub(crate) fn run(
     core: Option<usize>,
     program: &str,
     args: &[String],

@@ -7,7 +7,7 @@ use super::model::{human, Cell, Outcome, Ratio, Target, SATURATED};
 use super::Ctx;
 
 /// Facts about the machine and the build, for the report's header.
-pub struct Machine {
+pub(crate) struct Machine {
     /// CPU model name.
     pub cpu: String,
     /// Online CPUs.
@@ -146,7 +146,7 @@ fn table_md(cells: &[Cell], unavailable: &[(String, String)]) -> String {
 }
 
 /// The rows of a scenario's ratio chart: "cell vs peer" and the ratio.
-pub fn ratio_rows(out: &Outcome) -> Vec<(String, Ratio)> {
+pub(crate) fn ratio_rows(out: &Outcome) -> Vec<(String, Ratio)> {
     let mut rows = Vec::new();
     for (_, cells) in &out.tables {
         for c in cells {
@@ -177,7 +177,7 @@ fn verdict_md(t: &Target) -> &'static str {
 }
 
 /// Formats seconds as "4 min 05 s".
-pub fn duration(secs: f64) -> String {
+pub(crate) fn duration(secs: f64) -> String {
     let s = secs.round() as u64;
     if s >= 60 {
         format!("{} min {:02} s", s / 60, s % 60)
@@ -187,7 +187,7 @@ pub fn duration(secs: f64) -> String {
 }
 
 /// The whole of BENCHMARKS.md.
-pub fn markdown(
+pub(crate) fn markdown(
     ctx: &Ctx,
     m: &Machine,
     outs: &[Outcome],
@@ -342,7 +342,7 @@ pub fn markdown(
 }
 
 /// The summary printed at the end of a run.
-pub fn terminal(outs: &[Outcome]) -> String {
+pub(crate) fn terminal(outs: &[Outcome]) -> String {
     let mut s = String::new();
     for o in outs {
         let _ = writeln!(s, "\n== {} ({}) ==", o.title, o.name);

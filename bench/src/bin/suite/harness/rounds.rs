@@ -6,7 +6,7 @@ use super::model::{human, Cell, Outcome, Sample};
 use super::Ctx;
 
 /// How a cell's rounds are run and shown.
-pub struct Rounds<'a> {
+pub(crate) struct Rounds<'a> {
     ctx: &'a Ctx,
     tag: &'a str,
     show: fn(f64) -> String,
@@ -18,7 +18,7 @@ pub struct Rounds<'a> {
 impl<'a> Rounds<'a> {
     /// Rounds logged as `[tag] <cell> round i/n: <peer> <value> ...`,
     /// values shown by [`human`].
-    pub fn new(ctx: &'a Ctx, tag: &'a str) -> Self {
+    pub(crate) fn new(ctx: &'a Ctx, tag: &'a str) -> Self {
         Rounds {
             ctx,
             tag,
@@ -30,26 +30,26 @@ impl<'a> Rounds<'a> {
     }
 
     /// Runs `n` rounds instead of the run's `ctx.rounds`.
-    pub fn rounds(mut self, n: usize) -> Self {
+    pub(crate) fn rounds(mut self, n: usize) -> Self {
         self.rounds = n;
         self
     }
 
     /// Rotates the order of the peers from round to round (A B C, B C A,
     /// C A B, ...), so that none always runs first.
-    pub fn rotate(mut self) -> Self {
+    pub(crate) fn rotate(mut self) -> Self {
         self.rotate = true;
         self
     }
 
     /// Shows the values with `show` instead.
-    pub fn show(mut self, show: fn(f64) -> String) -> Self {
+    pub(crate) fn show(mut self, show: fn(f64) -> String) -> Self {
         self.show = show;
         self
     }
 
     /// Ends the cell after its first round if every run of it failed.
-    pub fn stop_if_first_round_fails(mut self) -> Self {
+    pub(crate) fn stop_if_first_round_fails(mut self) -> Self {
         self.stop_if_first_round_fails = true;
         self
     }
@@ -57,7 +57,7 @@ impl<'a> Rounds<'a> {
     /// Runs the rounds of `cell`: in each, `measure(out, peer)` once per
     /// peer, in order (rotated with [`rotate`](Self::rotate)). Returns why when it stopped early (the
     /// first peer's failure of the first round), `None` otherwise.
-    pub fn run(
+    pub(crate) fn run(
         &self,
         out: &mut Outcome,
         cell: &mut Cell,

@@ -10,7 +10,7 @@ use crate::harness::rounds::Rounds;
 use crate::harness::{chart, proc, Ctx};
 
 /// The echo servers, ours first.
-pub const PEERS: [&str; 7] = [
+pub(crate) const PEERS: [&str; 7] = [
     "ours",
     "tokio",
     "raw",
@@ -21,7 +21,7 @@ pub const PEERS: [&str; 7] = [
 ];
 
 /// What one invocation of the scenario runs.
-pub struct Config {
+pub(crate) struct Config {
     /// (message size, connections) of the peak-throughput cells.
     pub cells: Vec<(usize, usize)>,
     /// Measured seconds per run.
@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// The matrix for this mode.
-pub fn config(ctx: &Ctx) -> Config {
+pub(crate) fn config(ctx: &Ctx) -> Config {
     if ctx.quick {
         Config {
             cells: vec![(64, 100), (64, 1000)],
@@ -66,7 +66,7 @@ pub fn config(ctx: &Ctx) -> Config {
 const OVERHEAD: f64 = 0.15;
 
 /// Planned seconds.
-pub fn plan(ctx: &Ctx) -> f64 {
+pub(crate) fn plan(ctx: &Ctx) -> f64 {
     let c = config(ctx);
     let per_round = PEERS.len() as f64;
     let peak =
@@ -76,7 +76,7 @@ pub fn plan(ctx: &Ctx) -> f64 {
 }
 
 /// "64 B × 100 conns".
-pub fn label(size: usize, conns: usize) -> String {
+pub(crate) fn label(size: usize, conns: usize) -> String {
     let s = if size >= 1024 && size % 1024 == 0 {
         format!("{} KiB", size / 1024)
     } else {
@@ -86,13 +86,13 @@ pub fn label(size: usize, conns: usize) -> String {
 }
 
 /// Seconds without trailing zeros ("0.25").
-pub fn fmt_secs(s: f64) -> String {
+pub(crate) fn fmt_secs(s: f64) -> String {
     let t = format!("{s:.3}");
     t.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// One echo_load invocation's parameters.
-pub struct Load {
+pub(crate) struct Load {
     /// Message size in bytes.
     pub size: usize,
     /// Connections.
@@ -106,7 +106,7 @@ pub struct Load {
 }
 
 /// Runs echo_load once; returns the parsed RESULT line.
-pub fn load(
+pub(crate) fn load(
     ctx: &Ctx,
     out: &mut Outcome,
     addr: std::net::SocketAddr,
@@ -155,7 +155,7 @@ pub fn load(
 
 /// The sample of a closed-loop (peak) run: msgs/s, with its latency, from
 /// echo_load's RESULT line.
-pub fn peak_sample(l: &[(String, String)]) -> Result<Sample, String> {
+pub(crate) fn peak_sample(l: &[(String, String)]) -> Result<Sample, String> {
     let rate = num(l, "rate").ok_or("no rate= in RESULT")?;
     let mut s = Sample::new(rate);
     for (k, name) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
@@ -175,7 +175,7 @@ pub fn peak_sample(l: &[(String, String)]) -> Result<Sample, String> {
 /// The fixed rate for a cell's peers: half the slowest peer's median
 /// there (so that every server sustains it), rounded to 1,000 and held
 /// within [`min`, 50,000]; `default` when nothing was measured.
-pub fn half_slowest(cell: &Cell, min: f64, default: f64) -> f64 {
+pub(crate) fn half_slowest(cell: &Cell, min: f64, default: f64) -> f64 {
     cell.series
         .iter()
         .filter_map(|s| s.median())
@@ -188,7 +188,7 @@ pub fn half_slowest(cell: &Cell, min: f64, default: f64) -> f64 {
 /// time (`cpu` of its pid, before and after the run) divided by the
 /// messages echoed, in µs per message, with the share of its SQPOLL thread
 /// when it has one.
-pub fn fixed_rate_sample(
+pub(crate) fn fixed_rate_sample(
     ctx: &Ctx,
     out: &mut Outcome,
     fleet: &mut Fleet,
@@ -227,7 +227,7 @@ pub fn fixed_rate_sample(
 }
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> Outcome {
+pub(crate) fn run(ctx: &Ctx) -> Outcome {
     let c = config(ctx);
     let mut out = Outcome {
         name: "echo",

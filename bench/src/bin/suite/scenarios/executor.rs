@@ -34,14 +34,14 @@ fn callgrind_applies(ctx: &Ctx, bench: &str, rt: &str) -> bool {
 
 /// Planned seconds: core's own run plus the valgrind runs (~1.4 s each,
 /// mostly valgrind's start-up).
-pub fn plan(ctx: &Ctx) -> f64 {
+pub(crate) fn plan(ctx: &Ctx) -> f64 {
     let core = 4.0 + 5.0 * rounds(ctx) as f64;
     let pairs = if ctx.quick { 6.0 } else { 11.0 };
     core + pairs * 2.0 * 1.4
 }
 
 /// `==PID== Collected : <n>` from valgrind's stderr.
-pub fn collected(stderr: &str) -> Option<f64> {
+pub(crate) fn collected(stderr: &str) -> Option<f64> {
     stderr
         .lines()
         .filter_map(|l| l.split_once("Collected :").map(|(_, n)| n.trim()))
@@ -81,7 +81,7 @@ fn instructions(
 /// Instructions per operation of `bench` on `rt` with the `core` program
 /// at path `core`, from callgrind at two operation counts:
 /// (Collected(N2) − Collected(N1)) / (N2 − N1), so start-up costs cancel.
-pub fn instructions_per_op(
+pub(crate) fn instructions_per_op(
     ctx: &Ctx,
     out: &mut Outcome,
     core: &str,
@@ -95,7 +95,7 @@ pub fn instructions_per_op(
 }
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> Outcome {
+pub(crate) fn run(ctx: &Ctx) -> Outcome {
     let mut out = Outcome {
         name: "executor",
         title: "Executor micro-benchmarks".to_string(),

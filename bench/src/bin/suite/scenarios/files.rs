@@ -13,7 +13,7 @@ use crate::harness::rounds::Rounds;
 use crate::harness::{chart, proc, Ctx};
 
 /// The data file (shared with fs_randread's default).
-pub const DATA: &str = "/var/tmp/fs_randread.dat";
+pub(crate) const DATA: &str = "/var/tmp/fs_randread.dat";
 /// The copy's destination.
 const DST: &str = "/var/tmp/suite_cp_dst.dat";
 const LEN: u64 = 1 << 30;
@@ -37,7 +37,7 @@ fn cp_rounds(ctx: &Ctx) -> usize {
 }
 
 /// Planned seconds.
-pub fn plan(ctx: &Ctx) -> f64 {
+pub(crate) fn plan(ctx: &Ctx) -> f64 {
     let per = secs(ctx) as f64 + 0.35;
     let reads = depths(ctx).len() as f64 * ctx.rounds as f64 * PEERS.len() as f64 * per;
     let copy = cp_rounds(ctx) as f64 * 2.0 * 1.5;
@@ -46,7 +46,7 @@ pub fn plan(ctx: &Ctx) -> f64 {
 
 /// Creates the 1 GiB data file if it does not have that size, then reads it
 /// once so its pages are in the page cache.
-pub fn prepare() -> Result<(), String> {
+pub(crate) fn prepare() -> Result<(), String> {
     let ok = fs::metadata(DATA).map(|m| m.len() == LEN).unwrap_or(false);
     if !ok {
         let mut f = File::create(DATA).map_err(|e| format!("cannot create {DATA}: {e}"))?;
@@ -76,7 +76,7 @@ pub fn prepare() -> Result<(), String> {
 /// One `fs_randread --only <rt> --depth <depth> --secs <secs>` run. A
 /// variant fs_randread skips (O_DIRECT refused, buffers that cannot be
 /// registered) is marked unavailable in `out`, with its reason.
-pub fn randread(
+pub(crate) fn randread(
     ctx: &Ctx,
     out: &mut Outcome,
     rt: &str,
@@ -117,7 +117,7 @@ pub fn randread(
 }
 
 /// Extracts `jobs[0].read.iops` from fio's JSON output.
-pub fn fio_iops(json: &str) -> Option<f64> {
+pub(crate) fn fio_iops(json: &str) -> Option<f64> {
     let read = json.find("\"read\"")?;
     let rest = &json[read..];
     let at = rest.find("\"iops\"")?;
@@ -187,7 +187,7 @@ fn copy(ctx: &Ctx, out: &mut Outcome, ours: bool) -> Result<Sample, String> {
 }
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> Outcome {
+pub(crate) fn run(ctx: &Ctx) -> Outcome {
     let mut out = Outcome {
         name: "files",
         title: "Files".to_string(),

@@ -21,7 +21,7 @@ fn http_peers(ctx: &Ctx) -> Vec<Spec> {
 }
 
 /// The seven architectures, after ours.
-pub const ARCHS: [&str; 7] = [
+pub(crate) const ARCHS: [&str; 7] = [
     "arch_iterative",
     "arch_fork",
     "arch_prefork",
@@ -73,14 +73,14 @@ fn warm_secs(ctx: &Ctx) -> f64 {
 }
 
 /// Planned seconds of the HTTP scenario.
-pub fn plan_http(ctx: &Ctx) -> f64 {
+pub(crate) fn plan_http(ctx: &Ctx) -> f64 {
     let n = 4.0;
     let per = wrk_secs(ctx) as f64 + OVERHEAD;
     n * warm_secs(ctx) + http_conc(ctx).len() as f64 * ctx.rounds as f64 * n * per + n * 0.2
 }
 
 /// Planned seconds of the architectures scenario.
-pub fn plan_arch(ctx: &Ctx) -> f64 {
+pub(crate) fn plan_arch(ctx: &Ctx) -> f64 {
     let n = 8.0;
     let per = wrk_secs(ctx) as f64 + OVERHEAD;
     n * warm_secs(ctx) + arch_conc(ctx).len() as f64 * ctx.rounds as f64 * n * per + n * 0.2
@@ -142,7 +142,7 @@ fn wrk_time_us(s: &str) -> Option<f64> {
 
 /// What wrk printed that the suite uses.
 #[derive(Debug, Default, PartialEq)]
-pub struct WrkOutput {
+pub(crate) struct WrkOutput {
     /// Requests/sec.
     pub rps: f64,
     /// 50th percentile latency in µs.
@@ -158,7 +158,7 @@ pub struct WrkOutput {
 }
 
 /// Parses wrk's `--latency` output.
-pub fn parse_wrk(out: &str) -> Option<WrkOutput> {
+pub(crate) fn parse_wrk(out: &str) -> Option<WrkOutput> {
     let mut w = WrkOutput::default();
     let mut rps = None;
     for line in out.lines() {
@@ -322,7 +322,7 @@ fn method_note(ctx: &Ctx, concs: &[usize]) -> String {
 }
 
 /// Scenario 2.
-pub fn run_http(ctx: &Ctx) -> Outcome {
+pub(crate) fn run_http(ctx: &Ctx) -> Outcome {
     let mut out = Outcome {
         name: "http",
         title: "HTTP".to_string(),
@@ -360,7 +360,7 @@ pub fn run_http(ctx: &Ctx) -> Outcome {
 }
 
 /// Scenario 3.
-pub fn run_arch(ctx: &Ctx) -> Outcome {
+pub(crate) fn run_arch(ctx: &Ctx) -> Outcome {
     let mut out = Outcome {
         name: "arch",
         title: "Seven server architectures".to_string(),

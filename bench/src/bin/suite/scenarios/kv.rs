@@ -34,7 +34,7 @@ fn calib_n(pipeline: u32) -> u64 {
 }
 
 /// Planned seconds.
-pub fn plan(ctx: &Ctx) -> f64 {
+pub(crate) fn plan(ctx: &Ctx) -> f64 {
     let n = PEERS.len() as f64;
     let per = run_secs(ctx) + 0.3;
     PIPELINES.len() as f64 * (n * 0.8 + ctx.rounds as f64 * n * per) + n * 0.2
@@ -44,7 +44,7 @@ pub fn plan(ctx: &Ctx) -> f64 {
 type Row = (String, f64, Option<f64>, Option<f64>);
 
 /// Parses redis-benchmark's `--csv` output.
-pub fn parse_csv(out: &str) -> Vec<Row> {
+pub(crate) fn parse_csv(out: &str) -> Vec<Row> {
     let mut header: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     for line in out.lines() {
@@ -125,7 +125,7 @@ fn bench(
 }
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> Outcome {
+pub(crate) fn run(ctx: &Ctx) -> Outcome {
     let mut out = Outcome {
         name: "kv",
         title: "Key-value (RESP)".to_string(),

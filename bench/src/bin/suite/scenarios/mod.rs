@@ -1,22 +1,23 @@
 //! The scenarios, each a user of the harness: what runs, against which
 //! peers, and what the report says about it.
 
-pub mod echo;
-pub mod executor;
-pub mod files;
-pub mod http;
-pub mod kv;
-pub mod uring;
-pub mod uring_cells;
+pub(crate) mod echo;
+pub(crate) mod executor;
+pub(crate) mod files;
+pub(crate) mod http;
+pub(crate) mod kv;
+pub(crate) mod uring;
+pub(crate) mod uring_cells;
 
 use crate::harness::model::Outcome;
 use crate::harness::Ctx;
 
 /// The scenarios, in the order a full run goes through them.
-pub const SCENARIOS: [&str; 7] = ["echo", "http", "arch", "kv", "files", "executor", "uring"];
+pub(crate) const SCENARIOS: [&str; 7] =
+    ["echo", "http", "arch", "kv", "files", "executor", "uring"];
 
 /// The planned seconds of scenario `name`.
-pub fn plan(ctx: &Ctx, name: &str) -> f64 {
+pub(crate) fn plan(ctx: &Ctx, name: &str) -> f64 {
     match name {
         "echo" => echo::plan(ctx),
         "http" => http::plan_http(ctx),
@@ -30,7 +31,7 @@ pub fn plan(ctx: &Ctx, name: &str) -> f64 {
 }
 
 /// Runs scenario `name`.
-pub fn run(ctx: &Ctx, name: &str) -> Outcome {
+pub(crate) fn run(ctx: &Ctx, name: &str) -> Outcome {
     match name {
         "echo" => echo::run(ctx),
         "http" => http::run_http(ctx),

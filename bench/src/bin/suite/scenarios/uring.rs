@@ -43,7 +43,7 @@ use crate::harness::{proc, Ctx};
 
 /// What the runtime does today, per facility (edited by hand when the
 /// defaults change; the summary table shows it beside the numbers).
-pub const RUNTIME_DEFAULTS: [(&str, &str); 8] = [
+pub(crate) const RUNTIME_DEFAULTS: [(&str, &str); 8] = [
     (
         "multishot receive + buffer ring",
         "plain `read` into the caller's buffer; multishot + ring opt-in (`recv_multishot`)",
@@ -85,12 +85,12 @@ fn runtime_default(facility: &str) -> &'static str {
 }
 
 /// The SQPOLL thread's idle time, in milliseconds.
-pub const SQPOLL_IDLE_MS: u64 = 10;
+pub(crate) const SQPOLL_IDLE_MS: u64 = 10;
 /// Per-run overhead on top of the measured and warm-up time.
 const OVERHEAD: f64 = 0.15;
 
 /// Planned seconds.
-pub fn plan(ctx: &Ctx) -> f64 {
+pub(crate) fn plan(ctx: &Ctx) -> f64 {
     let c = config(ctx);
     let r = ctx.rounds as f64;
     // Connecting and closing 10,000 connections, and a fresh server.
@@ -240,7 +240,7 @@ fn summary_terminal(ctx: &Ctx, rows: &[Row]) {
 }
 
 /// Runs the scenario.
-pub fn run(ctx: &Ctx) -> Outcome {
+pub(crate) fn run(ctx: &Ctx) -> Outcome {
     let c = config(ctx);
     let mut out = Outcome {
         name: "uring",

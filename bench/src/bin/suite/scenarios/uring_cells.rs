@@ -14,7 +14,7 @@ use crate::harness::rounds::Rounds;
 use crate::harness::{proc, Ctx};
 
 /// The parameters of one invocation.
-pub struct Config {
+pub(crate) struct Config {
     /// Connections of the idle cell.
     pub idle_conns: usize,
     /// Total message rate of the idle cell (so each connection sends once
@@ -41,7 +41,7 @@ pub struct Config {
 }
 
 /// The configuration for this mode.
-pub fn config(ctx: &Ctx) -> Config {
+pub(crate) fn config(ctx: &Ctx) -> Config {
     if ctx.quick {
         Config {
             idle_conns: 10_000,
@@ -74,22 +74,22 @@ pub fn config(ctx: &Ctx) -> Config {
 }
 
 /// The idle cell's servers: A, B, then the reference.
-pub const IDLE: [&str; 3] = ["ours", "ours_multishot", "tokio"];
+pub(crate) const IDLE: [&str; 3] = ["ours", "ours_multishot", "tokio"];
 /// send_bench's ways: A (copy), B (SEND_ZC), C (SEND_ZC, fixed buffer).
-pub const WAYS: [&str; 3] = ["write_all", "write_all_zc", "send_zc_fixed"];
+pub(crate) const WAYS: [&str; 3] = ["write_all", "write_all_zc", "send_zc_fixed"];
 /// Write sizes of the SEND_ZC cell.
-pub const SEND_SIZES: [usize; 2] = [64 << 10, 1 << 20];
+pub(crate) const SEND_SIZES: [usize; 2] = [64 << 10, 1 << 20];
 
 /// The send-bundle cell's ways: a `SendQueue` without and with bundles.
-pub const QUEUE_WAYS: [&str; 2] = ["queue_sendmsg", "queue_bundle"];
+pub(crate) const QUEUE_WAYS: [&str; 2] = ["queue_sendmsg", "queue_bundle"];
 
 /// Bytes per flush of the send-bundle cell (1 KiB pieces).
-pub const QUEUE_FLUSH: usize = 64 << 10;
+pub(crate) const QUEUE_FLUSH: usize = 64 << 10;
 /// timeout_read's ways: A (the default path), B (linked), reference.
-pub const TIMEOUT_WAYS: [&str; 3] = ["time_timeout", "read_timeout", "plain_read"];
+pub(crate) const TIMEOUT_WAYS: [&str; 3] = ["time_timeout", "read_timeout", "plain_read"];
 /// Peak throughput, and (if `fixed`) CPU per message at a fixed rate, of
 /// the echo servers `specs` (A first) at `size` × `conns`.
-pub fn echo_pair(
+pub(crate) fn echo_pair(
     ctx: &Ctx,
     out: &mut Outcome,
     c: &Config,
@@ -253,7 +253,7 @@ fn idle_run(ctx: &Ctx, out: &mut Outcome, variant: &str, c: &Config) -> Result<S
 }
 
 /// The idle cell: every round runs each variant once, interleaved.
-pub fn idle(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Cell {
+pub(crate) fn idle(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Cell {
     let mut cell = Cell::new(
         format!(
             "idle: 64 B × {} conns at {} msgs/s",
@@ -325,7 +325,7 @@ fn send_run(
 }
 
 /// The SEND_ZC cell: one table per write size.
-pub fn send_zc(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
+pub(crate) fn send_zc(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
     send_cells(
         ctx,
         out,
@@ -339,7 +339,7 @@ pub fn send_zc(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
 
 /// The send-bundle cell: a `SendQueue` of 1 KiB pieces flushed every
 /// 64 KiB, through SENDMSG or as a bundle.
-pub fn send_bundle(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
+pub(crate) fn send_bundle(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Vec<Cell> {
     send_cells(
         ctx,
         out,
@@ -400,7 +400,7 @@ fn bytes_label(b: u64) -> String {
 
 /// The link-timeout cell: one timeout_read invocation, its rounds
 /// interleaved by the program itself.
-pub fn link_timeout(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, String> {
+pub(crate) fn link_timeout(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, String> {
     let mut cell = Cell::new(
         format!(
             "link_timeout: 1-byte ping-pong, {} round trips",
@@ -459,7 +459,7 @@ pub fn link_timeout(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, St
 }
 
 /// The registered-buffers cell on files.
-pub fn fixed_files(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, String> {
+pub(crate) fn fixed_files(ctx: &Ctx, out: &mut Outcome, c: &Config) -> Result<Cell, String> {
     let peers = ["ours", "ours_fixed"];
     let mut cell = Cell::new(
         "fixed buffers: 4 KiB random reads, depth 32".to_string(),
