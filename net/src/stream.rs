@@ -5,38 +5,13 @@
 use std::io;
 use std::time::Duration;
 
-use runtime::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
-use runtime::op::io_uring::opcode;
-use runtime::op::{Op, SharedFd};
+use runtime::buf::{IoBuf, IoBufMut};
+use runtime::op::{Operation, Recv, RecvMsg, Send, SendMsg, SharedFd};
 use runtime::BufResult;
-
-/// The most bytes one SQE can ask for (its length field is a u32).
-const MAX_LEN: usize = u32::MAX as usize;
 
 /// One `IORING_OP_RECV` into `buf`'s writable region.
 pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
-    let start = buf.read_start();
-    // SAFETY: the SQE points into the buffer's heap memory, owned by the op
-    // data (a buffer's memory does not move with the value, per the IoBuf
-    // contract), and names a descriptor kept open by the SharedFd clone in
-    // the same data.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let len = (buf.bytes_total() - start).min(MAX_LEN) as u32;
-            runtime::with_target!(fd, |t| {
-                opcode::Recv::new(t, buf.stable_mut_ptr().add(start), len).build()
-            })
-        })
-    };
-    let (completion, (_fd, mut buf)) = op.await;
-    match completion.result() {
-        Ok(n) => {
-            // SAFETY: the kernel initialised n bytes from `start`.
-            unsafe { buf.set_init(start + n as usize) };
-            (Ok(n as usize), buf)
-        }
-        Err(e) => (Err(e), buf),
-    }
+    Recv::new(fd, buf).submit().await
 }
 
 /// [`read`] with a deadline enforced by the kernel: the `IORING_OP_RECV`
@@ -47,122 +22,23 @@ pub(crate) async fn read_timeout<B: IoBufMut>(
     buf: B,
     timeout: Duration,
 ) -> BufResult<usize, B> {
-    let start = buf.read_start();
-    // SAFETY: as in `read`: the SQE points into the buffer's heap memory and
-    // names a descriptor kept open by the SharedFd clone, both owned by the
-    // op data until the recv's CQE (the timed op keeps or parks them).
-    let op = unsafe {
-        Op::submit_with_timeout(
-            (fd.clone(), buf),
-            |(fd, buf)| {
-                let len = (buf.bytes_total() - start).min(MAX_LEN) as u32;
-                runtime::with_target!(fd, |t| {
-                    opcode::Recv::new(t, buf.stable_mut_ptr().add(start), len).build()
-                })
-            },
-            timeout,
-        )
-    };
-    let (completion, (_fd, mut buf)) = op.await;
-    match completion.and_then(|c| c.result()) {
-        Ok(n) => {
-            // SAFETY: the kernel initialised n bytes from `start`.
-            unsafe { buf.set_init(start + n as usize) };
-            (Ok(n as usize), buf)
-        }
-        Err(e) => (Err(e), buf),
-    }
+    Recv::new(fd, buf).submit_with_timeout(timeout).await
 }
 
 /// One `IORING_OP_SEND` with `MSG_NOSIGNAL` of `buf`'s initialised bytes.
 pub(crate) async fn send<B: IoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
-    // SAFETY: as in `read`; the kernel only reads the buffer.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let len = buf.bytes_init().min(MAX_LEN) as u32;
-            runtime::with_target!(fd, |t| {
-                opcode::Send::new(t, buf.stable_ptr(), len)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
-            })
-        })
-    };
-    let (completion, (_fd, buf)) = op.await;
-    (completion.result().map(|n| n as usize), buf)
-}
-
-/// The data of a vectored operation: the buffers, their iovec array and
-/// the message header that points at it, all owned by the op.
-struct Vectored<B> {
-    _fd: SharedFd,
-    bufs: Vec<B>,
-    iovecs: Vec<libc::iovec>,
-    msg: Box<libc::msghdr>,
-}
-
-fn empty_msghdr() -> Box<libc::msghdr> {
-    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
-    Box::new(unsafe { std::mem::zeroed() })
+    Send::new(fd, buf).submit().await
 }
 
 /// One `IORING_OP_RECVMSG` scattering into `bufs` in order.
-pub(crate) async fn readv<B: IoBufMut>(
-    fd: &SharedFd,
-    mut bufs: Vec<B>,
-) -> BufResult<usize, Vec<B>> {
-    let data = Vectored {
-        _fd: fd.clone(),
-        iovecs: read_iovecs(&mut bufs),
-        bufs,
-        msg: empty_msghdr(),
-    };
-    // SAFETY: the iovecs point into the buffers' heap memory and the msghdr
-    // (boxed) points at the iovec array (a Vec's heap buffer); all of it is
-    // owned by the op data, and the descriptor is kept open by the SharedFd
-    // clone in it.
-    let op = unsafe {
-        Op::submit(data, |d| {
-            d.msg.msg_iov = d.iovecs.as_mut_ptr();
-            d.msg.msg_iovlen = d.iovecs.len();
-            runtime::with_target!(d._fd, |t| opcode::RecvMsg::new(t, &mut *d.msg).build())
-        })
-    };
-    let (completion, data) = op.await;
-    let mut bufs = data.bufs;
-    match completion.result() {
-        Ok(n) => {
-            // SAFETY: the kernel filled n bytes through the iovecs made
-            // from these buffers by `read_iovecs`.
-            unsafe { mark_read(&mut bufs, n as usize) };
-            (Ok(n as usize), bufs)
-        }
-        Err(e) => (Err(e), bufs),
-    }
+pub(crate) async fn readv<B: IoBufMut>(fd: &SharedFd, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+    let (res, bufs) = RecvMsg::new(fd, bufs).submit().await;
+    (res.map(|(n, _)| n), bufs)
 }
 
 /// One `IORING_OP_SENDMSG` with `MSG_NOSIGNAL` gathering from `bufs`.
 pub(crate) async fn writev<B: IoBuf>(fd: &SharedFd, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-    let iovecs = write_iovecs(&bufs);
-    let data = Vectored {
-        _fd: fd.clone(),
-        bufs,
-        iovecs,
-        msg: empty_msghdr(),
-    };
-    // SAFETY: as in `readv`; the kernel only reads the buffers.
-    let op = unsafe {
-        Op::submit(data, |d| {
-            d.msg.msg_iov = d.iovecs.as_mut_ptr();
-            d.msg.msg_iovlen = d.iovecs.len();
-            runtime::with_target!(d._fd, |t| {
-                opcode::SendMsg::new(t, &*d.msg)
-                    .flags(libc::MSG_NOSIGNAL as u32)
-                    .build()
-            })
-        })
-    };
-    let (completion, data) = op.await;
-    (completion.result().map(|n| n as usize), data.bufs)
+    SendMsg::new(fd, bufs, None).submit().await
 }
 
 /// `shutdown(2)`: a plain system call, it never blocks.
