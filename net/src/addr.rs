@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use runtime::op::SockAddrBuf;
 use socket2::{SockAddr, SockAddrStorage};
 
 /// Anything that names socket addresses: the same types as
@@ -169,41 +170,37 @@ where
     Err(last.unwrap_or_else(no_addresses))
 }
 
-/// Boxed storage the kernel writes a peer address into (accept,
-/// recvmsg): heap-allocated so its address is stable while the op is in
-/// flight.
-pub(crate) struct AddrBuf {
-    pub(crate) storage: libc::sockaddr_storage,
-    pub(crate) len: libc::socklen_t,
+/// The address the kernel wrote into `buf` (an accept, a receive), as
+/// socket2 holds it.
+pub(crate) fn to_sock_addr(buf: &SockAddrBuf) -> SockAddr {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: `view_as` wants one of the platform's sockaddr types, and
+    // `sockaddr_storage` is the largest of them; `SockAddr::new` wants the
+    // length to fit the address in the storage, and `buf.len()` is at most
+    // the size of a `sockaddr_storage` (SockAddrBuf clamps it, and the
+    // kernel writes no more than it was offered).
+    unsafe {
+        *storage.view_as::<libc::sockaddr_storage>() = *buf.storage();
+        SockAddr::new(storage, buf.len())
+    }
 }
 
-impl AddrBuf {
-    pub(crate) fn new() -> Box<AddrBuf> {
-        Box::new(AddrBuf {
-            // SAFETY: all-zero bytes are a valid sockaddr_storage.
-            storage: unsafe { std::mem::zeroed() },
-            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
-        })
-    }
+/// The address the kernel wrote into `buf`, as an IP socket address.
+pub(crate) fn to_socket_addr(buf: &SockAddrBuf) -> io::Result<SocketAddr> {
+    to_sock_addr(buf).as_socket().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the kernel returned a non-IP address for an IP socket",
+        )
+    })
+}
 
-    /// The address the kernel wrote.
-    pub(crate) fn to_sockaddr(&self) -> SockAddr {
-        let mut storage = SockAddrStorage::zeroed();
-        // SAFETY: sockaddr_storage is one of the platform's sockaddr types;
-        // the kernel wrote at most `len <= size_of(sockaddr_storage)` bytes.
-        unsafe {
-            *storage.view_as::<libc::sockaddr_storage>() = self.storage;
-            SockAddr::new(storage, self.len)
-        }
-    }
-
-    /// The address as an IP socket address.
-    pub(crate) fn to_socket_addr(&self) -> io::Result<SocketAddr> {
-        self.to_sockaddr().as_socket().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the kernel returned a non-IP address for an IP socket",
-            )
-        })
-    }
+/// An address for the kernel to read (a connect, a send to an address).
+pub(crate) fn to_sock_addr_buf(addr: &SockAddr) -> SockAddrBuf {
+    let mut storage = addr.clone().as_storage();
+    // SAFETY: `view_as` wants one of the platform's sockaddr types, and
+    // `sockaddr_storage` is (socket2's storage is a transparent wrapper of
+    // it, so the view covers it exactly).
+    let storage = *unsafe { storage.view_as::<libc::sockaddr_storage>() };
+    SockAddrBuf::from_storage(storage, addr.len())
 }

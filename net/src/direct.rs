@@ -159,7 +159,7 @@ impl TcpListener {
         let res = accept_once(&self.fd, AcceptInto::Direct).await;
         self.backoff.record(&res);
         let (fd, addr) = res?;
-        let addr = addr.to_socket_addr()?;
+        let addr = crate::addr::to_socket_addr(&addr)?;
         Ok((DirectStream::new(fd, Some(addr)), addr))
     }
 
@@ -291,7 +291,7 @@ impl UnixStream {
 pub struct IncomingDirect<'a> {
     fd: &'a SharedFd,
     backoff: &'a Backoff,
-    op: Option<Multishot<SharedFd>>,
+    op: Option<Multishot<runtime::op::AcceptMulti>>,
     /// How the armed multishot accept hands over connections.
     mode: AcceptInto,
     sleep: Option<Sleep>,

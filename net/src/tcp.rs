@@ -7,13 +7,16 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use runtime::op::io_uring::opcode;
-use runtime::op::io_uring::types::DestinationSlot;
-use runtime::op::{Multishot, Op, SharedFd};
+use runtime::op::{
+    Accept, AcceptMulti, Connect, Multishot, MultishotOperation, Operation, SharedFd, SockAddrBuf,
+};
 use runtime::time::Sleep;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use crate::addr::{each_addr, each_addr_now, resolve, resolve_now, AddrBuf, ToSocketAddrs};
+use crate::addr::{
+    each_addr, each_addr_now, resolve, resolve_now, to_sock_addr_buf, to_socket_addr,
+    ToSocketAddrs,
+};
 use crate::backoff::Backoff;
 use crate::stream::stream_methods;
 
@@ -78,7 +81,7 @@ impl TcpListener {
         let res = accept_once(&self.fd, AcceptInto::Fd).await;
         self.backoff.record(&res);
         let (fd, addr) = res?;
-        Ok((TcpStream { fd }, addr.to_socket_addr()?))
+        Ok((TcpStream { fd }, to_socket_addr(&addr)?))
     }
 
     /// A stream of incoming connections on **multishot accept**: one SQE
@@ -137,55 +140,25 @@ impl AcceptInto {
         })
     }
 
-    /// Takes ownership of a successful accept's result.
-    fn claim(self, result: u32) -> SharedFd {
-        match self {
-            // SAFETY: a successful accept returns a new descriptor that we
-            // now own.
-            AcceptInto::Fd => SharedFd::new(unsafe {
-                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(result as RawFd)
-            }),
-            // The slot the kernel allocated in this runtime's table.
-            AcceptInto::Direct => SharedFd::from_direct(result),
-        }
-    }
 }
 
-/// One `IORING_OP_ACCEPT`, with the peer address written into boxed
-/// storage owned by the op.
+/// One `IORING_OP_ACCEPT` (into the direct-descriptor table if `into` is
+/// `Direct` and the table has room), with the peer's address.
 pub(crate) async fn accept_once(
     fd: &SharedFd,
     into: AcceptInto,
-) -> io::Result<(SharedFd, Box<AddrBuf>)> {
-    let into = into.resolve()?;
-    // SAFETY: the SQE points at the boxed address buffer and its length,
-    // both owned by the op data with the SharedFd clone that keeps the
-    // listening descriptor open. A descriptor (or direct slot the kernel
-    // allocated) accepted after the future is dropped is closed by the
-    // runtime.
-    let op = unsafe {
-        Op::submit((fd.clone(), AddrBuf::new()), |(fd, addr)| {
-            let storage = (&mut addr.storage as *mut libc::sockaddr_storage).cast();
-            let accept =
-                runtime::with_target!(fd, |t| opcode::Accept::new(t, storage, &mut addr.len));
-            match into {
-                AcceptInto::Fd => accept.flags(libc::SOCK_CLOEXEC).build(),
-                // Direct descriptors take no O_CLOEXEC (the kernel refuses
-                // it: they are not in the process's descriptor table).
-                AcceptInto::Direct => accept
-                    .file_index(Some(DestinationSlot::auto_target()))
-                    .build(),
-            }
-        })
+) -> io::Result<(SharedFd, SockAddrBuf)> {
+    let op = match into.resolve()? {
+        AcceptInto::Fd => Accept::new(fd),
+        AcceptInto::Direct => Accept::direct(fd),
     };
-    let (completion, (_fd, addr)) = op.await;
-    Ok((into.claim(completion.result()?), addr))
+    op.submit().await
 }
 
 /// The stream of [`TcpListener::incoming`].
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
-    op: Option<Multishot<SharedFd>>,
+    op: Option<Multishot<AcceptMulti>>,
     sleep: Option<Sleep>,
 }
 
@@ -217,7 +190,7 @@ pub(crate) fn poll_multishot_accept(
     fd: &SharedFd,
     wanted: AcceptInto,
     backoff: &Backoff,
-    op: &mut Option<Multishot<SharedFd>>,
+    op: &mut Option<Multishot<AcceptMulti>>,
     mode: &mut AcceptInto,
     sleep: &mut Option<Sleep>,
     cx: &mut Context<'_>,
@@ -237,31 +210,23 @@ pub(crate) fn poll_multishot_accept(
         }
         let into = *mode;
         let stream = op.get_or_insert_with(|| {
-            // SAFETY: a multishot accept without an address buffer points
-            // at no memory; the SharedFd clone in the data keeps the
-            // listening descriptor open while it runs. Descriptors (and
-            // allocated direct slots) nobody takes are closed by the
-            // runtime.
-            unsafe {
-                Multishot::submit(fd.clone(), |fd| {
-                    let accept = runtime::with_target!(fd, |t| opcode::AcceptMulti::new(t));
-                    match into {
-                        AcceptInto::Fd => accept.flags(libc::SOCK_CLOEXEC).build(),
-                        AcceptInto::Direct => accept.allocate_file_index(true).build(),
-                    }
-                })
+            match into {
+                AcceptInto::Fd => AcceptMulti::new(fd),
+                AcceptInto::Direct => AcceptMulti::direct(fd),
             }
+            .start()
         });
-        match stream.poll_next(cx) {
+        match stream.poll_accept(cx) {
             Poll::Pending => return Poll::Pending,
             // The kernel ended the multishot: arm a new one.
             Poll::Ready(None) => *op = None,
-            Poll::Ready(Some(c)) => {
-                if into == AcceptInto::Direct && c.raw_result() == -libc::ENFILE {
+            Poll::Ready(Some(res)) => {
+                if into == AcceptInto::Direct
+                    && res.as_ref().err().and_then(io::Error::raw_os_error) == Some(libc::ENFILE)
+                {
                     // The table filled up: re-arm, deciding again.
                     *op = None;
                 }
-                let res = c.result().map(|raw| into.claim(raw));
                 backoff.record(&res);
                 if res.is_err() {
                     if let Some(d) = backoff.pending() {
@@ -367,17 +332,9 @@ impl fmt::Debug for TcpStream {
     }
 }
 
-/// One `IORING_OP_CONNECT` to `addr` (boxed in the op data).
+/// One `IORING_OP_CONNECT` to `addr`.
 pub(crate) async fn connect_fd(fd: &SharedFd, addr: SockAddr) -> io::Result<()> {
-    // SAFETY: the SQE points at the boxed socket address owned by the op
-    // data, with the SharedFd clone that keeps the socket open.
-    let op = unsafe {
-        Op::submit((fd.clone(), Box::new(addr)), |(fd, addr)| {
-            opcode::Connect::new(fd.target(), addr.as_ptr().cast(), addr.len()).build()
-        })
-    };
-    let (completion, _) = op.await;
-    completion.result().map(drop)
+    Connect::new(fd, to_sock_addr_buf(&addr)).submit().await
 }
 
 fn sock_addr(addr: SockAddr) -> io::Result<SocketAddr> {

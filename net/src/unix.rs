@@ -93,7 +93,7 @@ impl fmt::Debug for UnixListener {
 /// The stream of [`UnixListener::incoming`].
 pub struct UnixIncoming<'a> {
     listener: &'a UnixListener,
-    op: Option<Multishot<SharedFd>>,
+    op: Option<Multishot<runtime::op::AcceptMulti>>,
     sleep: Option<Sleep>,
 }
 
