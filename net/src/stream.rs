@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use runtime::buf::{IoBuf, IoBufMut};
-use runtime::op::{Operation, Recv, RecvMsg, Send, SendMsg, SharedFd};
+use runtime::op::{self, Operation, Recv, RecvMsg, SendMsg, SharedFd};
 use runtime::BufResult;
 
 /// One `IORING_OP_RECV` into `buf`'s writable region.
@@ -27,7 +27,7 @@ pub(crate) async fn read_timeout<B: IoBufMut>(
 
 /// One `IORING_OP_SEND` with `MSG_NOSIGNAL` of `buf`'s initialised bytes.
 pub(crate) async fn send<B: IoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
-    Send::new(fd, buf).submit().await
+    op::Send::new(fd, buf).submit().await
 }
 
 /// One `IORING_OP_RECVMSG` scattering into `bufs` in order.
