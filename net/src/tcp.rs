@@ -14,8 +14,7 @@ use runtime::time::Sleep;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::addr::{
-    each_addr, each_addr_now, resolve, resolve_now, to_sock_addr_buf, to_socket_addr,
-    ToSocketAddrs,
+    each_addr, each_addr_now, resolve, resolve_now, to_sock_addr_buf, to_socket_addr, ToSocketAddrs,
 };
 use crate::backoff::Backoff;
 use crate::stream::stream_methods;
@@ -139,7 +138,6 @@ impl AcceptInto {
             other => other,
         })
     }
-
 }
 
 /// One `IORING_OP_ACCEPT` (into the direct-descriptor table if `into` is
