@@ -13,9 +13,9 @@
 //! The price: a direct descriptor is known only to its ring. System calls
 //! that need a descriptor number (socket options, `getpeername`,
 //! `shutdown(2)`) cannot be used on it, so [`DirectStream`] has no
-//! `AsRawFd`, an async [`shutdown`](DirectStream::shutdown) through the ring
-//! (`IORING_OP_SHUTDOWN`), and the peer address only as reported by the
-//! accept. Socket options are inherited from the listener on Linux (set
+//! `AsRawFd`, its [`shutdown`](DirectStream::shutdown) goes through the
+//! ring (`IORING_OP_SHUTDOWN`, waited for at once), and its peer address is
+//! the one the accept reported. Socket options are inherited from the listener on Linux (set
 //! `TCP_NODELAY` on the listening socket to get it on every connection), or
 //! set them before [`TcpStream::into_direct`]. A direct descriptor belongs
 //! to the runtime that created it: used from another runtime, operations
@@ -27,8 +27,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use runtime::op::io_uring::opcode;
-use runtime::op::{Multishot, Op, SharedFd};
+use runtime::op::{Multishot, SharedFd};
 use runtime::time::Sleep;
 
 use crate::backoff::Backoff;
@@ -97,31 +96,32 @@ impl DirectStream {
         self.fd.is_direct()
     }
 
-    /// The peer's address as the accept reported it: known after
-    /// [`TcpListener::accept_direct`] and [`TcpStream::into_direct`],
-    /// `None` after a multishot accept (which reports no addresses) and
-    /// for Unix sockets.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
+    /// The peer's address, as the accept reported it: known after
+    /// [`TcpListener::accept_direct`] and [`TcpStream::into_direct`]. A
+    /// direct descriptor has no number for `getpeername(2)`, so when the
+    /// accept reported none (a multishot accept, a Unix socket) this is a
+    /// `NotConnected` error saying so.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.peer.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "peer address unknown: a direct descriptor has no number for getpeername(2), \
+                 and the accept of this stream reported none (multishot accepts and Unix \
+                 sockets do not)",
+            )
+        })
     }
 
-    /// Shuts down the read side, the write side or both
-    /// (`IORING_OP_SHUTDOWN` on the slot).
-    pub async fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
-        let how = match how {
-            std::net::Shutdown::Read => libc::SHUT_RD,
-            std::net::Shutdown::Write => libc::SHUT_WR,
-            std::net::Shutdown::Both => libc::SHUT_RDWR,
-        };
-        // SAFETY: the SQE points at no memory; the SharedFd clone in the
-        // data keeps the slot open until the completion.
-        let op = unsafe {
-            Op::submit(self.fd.clone(), |fd| {
-                runtime::with_target!(fd, |t| opcode::Shutdown::new(t, how).build())
-            })
-        };
-        let (completion, _fd) = op.await;
-        completion.result().map(drop)
+    /// Shuts down the read side, the write side or both, at once, like
+    /// [`TcpStream::shutdown`]: a direct descriptor has no number for
+    /// `shutdown(2)`, so this submits `IORING_OP_SHUTDOWN` and waits in
+    /// the ring for its completion, which comes at once.
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        crate::stream::shutdown(&self.fd, how)
     }
 
     /// Frees the slot through the ring and reports the result. If

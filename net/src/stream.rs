@@ -8,6 +8,7 @@ use std::time::Duration;
 use runtime::buf::{IoBuf, IoBufMut};
 use runtime::op::{self, Operation, Recv, RecvMsg, SendMsg, SharedFd};
 use runtime::BufResult;
+use socket2::SockRef;
 
 /// One `IORING_OP_RECV` into `buf`'s writable region.
 pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
@@ -41,18 +42,18 @@ pub(crate) async fn writev<B: IoBuf>(fd: &SharedFd, bufs: Vec<B>) -> BufResult<u
     SendMsg::new(fd, bufs, None).submit().await
 }
 
-/// `shutdown(2)`: a plain system call, it never blocks.
+/// Shuts down the read side, the write side or both: `shutdown(2)` on a
+/// descriptor with a number; on a direct descriptor, which has none,
+/// `IORING_OP_SHUTDOWN` through the ring, waited for here (it completes at
+/// once). Never blocks.
+///
+/// # Panics
+///
+/// For a direct descriptor, if no runtime is running on this thread.
 pub(crate) fn shutdown(fd: &SharedFd, how: std::net::Shutdown) -> io::Result<()> {
-    let how = match how {
-        std::net::Shutdown::Read => libc::SHUT_RD,
-        std::net::Shutdown::Write => libc::SHUT_WR,
-        std::net::Shutdown::Both => libc::SHUT_RDWR,
-    };
-    // SAFETY: plain syscall on a descriptor we keep open.
-    if unsafe { libc::shutdown(fd.raw(), how) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    match fd.borrow_fd() {
+        Some(number) => SockRef::from(&number).shutdown(how),
+        None => op::submit_and_wait(op::Shutdown::new(fd, how)),
     }
 }
 
