@@ -195,6 +195,27 @@ pub(crate) fn to_socket_addr(buf: &SockAddrBuf) -> io::Result<SocketAddr> {
     })
 }
 
+/// A Unix domain socket address out of socket2's: a path, an abstract
+/// name, or unnamed (an unbound peer).
+pub(crate) fn unix_addr(addr: &SockAddr) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr as UnixAddr;
+
+    if let Some(path) = addr.as_pathname() {
+        UnixAddr::from_pathname(path)
+    } else if let Some(name) = addr.as_abstract_namespace() {
+        UnixAddr::from_abstract_name(name)
+    } else if addr.is_unnamed() {
+        // The empty path is the unnamed address (the family alone).
+        UnixAddr::from_pathname("")
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a Unix domain socket address",
+        ))
+    }
+}
+
 /// An address for the kernel to read (a connect, a send to an address).
 pub(crate) fn to_sock_addr_buf(addr: &SockAddr) -> SockAddrBuf {
     let mut storage = addr.clone().as_storage();
@@ -203,4 +224,51 @@ pub(crate) fn to_sock_addr_buf(addr: &SockAddr) -> SockAddrBuf {
     // it, so the view covers it exactly).
     let storage = *unsafe { storage.view_as::<libc::sockaddr_storage>() };
     SockAddrBuf::from_storage(storage, addr.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::linux::net::SocketAddrExt;
+
+    #[test]
+    fn unix_addresses_keep_their_kind() {
+        let path = unix_addr(&SockAddr::unix("/tmp/some.sock").unwrap()).unwrap();
+        assert_eq!(
+            path.as_pathname(),
+            Some(std::path::Path::new("/tmp/some.sock"))
+        );
+
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let unnamed = unix_addr(&socket2::SockRef::from(&a).local_addr().unwrap()).unwrap();
+        assert!(unnamed.is_unnamed());
+        assert_eq!(unnamed.as_pathname(), None);
+
+        let std_abstract = std::os::unix::net::SocketAddr::from_abstract_name(b"net-test").unwrap();
+        let listener = std::os::unix::net::UnixListener::bind_addr(&std_abstract).unwrap();
+        let bound = unix_addr(&socket2::SockRef::from(&listener).local_addr().unwrap()).unwrap();
+        assert_eq!(bound.as_abstract_name(), Some(&b"net-test"[..]));
+
+        let ip = SockAddr::from("127.0.0.1:80".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            unix_addr(&ip).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+
+    #[test]
+    fn addresses_survive_the_kernel_storage() {
+        for text in ["127.0.0.1:8080", "[::1]:443", "[fe80::1%2]:9"] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let buf = to_sock_addr_buf(&SockAddr::from(addr));
+            assert_eq!(to_socket_addr(&buf).unwrap(), addr);
+        }
+        let unix = SockAddr::unix("/tmp/x.sock").unwrap();
+        let back = to_sock_addr(&to_sock_addr_buf(&unix));
+        assert_eq!(back.as_pathname(), unix.as_pathname());
+        assert_eq!(
+            to_socket_addr(&to_sock_addr_buf(&unix)).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
 }

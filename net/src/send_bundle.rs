@@ -15,6 +15,7 @@ use runtime::op::{
 };
 use runtime::sendring::SendRing;
 
+#[cfg(doc)]
 use crate::{TcpStream, UnixStream};
 
 /// The most iovecs one vectored send takes (`UIO_MAXIOV`).
@@ -123,7 +124,8 @@ enum InFlight {
 }
 
 impl SendQueue {
-    fn new(fd: &SharedFd, entries: u16) -> io::Result<SendQueue> {
+    /// A queue of `entries` buffers sending on `fd`.
+    pub(crate) fn new(fd: &SharedFd, entries: u16) -> io::Result<SendQueue> {
         let bundles = runtime::features().recv_bundle;
         let ring = if bundles {
             SendRing::new(entries as u32)?
@@ -312,59 +314,5 @@ impl fmt::Debug for SendQueue {
             .field("bundles", &self.bundles)
             .field("in_flight", &self.inflight.is_some())
             .finish()
-    }
-}
-
-impl TcpStream {
-    /// A send queue for this connection holding up to `entries` buffers
-    /// (a power of two from 1 to 32768); see [`SendQueue`]. The queue
-    /// keeps the socket open while it lives.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a bad `entries`; registering the buffer ring can
-    /// fail (`OutOfMemory`, `AlreadyExists` when every buffer group id of
-    /// the runtime's ring is taken).
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
-        SendQueue::new(&self.fd, entries)
-    }
-}
-
-impl crate::DirectStream {
-    /// A send queue for this connection holding up to `entries` buffers
-    /// (a power of two from 1 to 32768); see [`SendQueue`] and
-    /// [`TcpStream::send_queue`].
-    ///
-    /// # Errors
-    ///
-    /// As for [`TcpStream::send_queue`].
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
-        SendQueue::new(&self.fd, entries)
-    }
-}
-
-impl UnixStream {
-    /// A send queue for this connection holding up to `entries` buffers
-    /// (a power of two from 1 to 32768); see [`SendQueue`] (it has an
-    /// example on a Unix stream). The queue keeps the socket open while it
-    /// lives.
-    ///
-    /// # Errors
-    ///
-    /// As for [`TcpStream::send_queue`].
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
-        SendQueue::new(&self.fd, entries)
     }
 }
