@@ -114,9 +114,9 @@ pub trait Accepted: Sized {
 /// them; after out-of-resource errors (`EMFILE`, `ENFILE`, `ENOBUFS`,
 /// `ENOMEM`) it waits a little before the next accept (1 ms, doubling up to
 /// 200 ms, until one succeeds), so a loop that retries does not spin. It
-/// never ends (`None`): a listener keeps accepting. It is a
-/// [`futures_core::Stream`], and [`next`](Self::next) awaits the next item
-/// without one.
+/// never ends (`None`): a listener keeps accepting. It implements
+/// [`futures_core::Stream`]; [`next`](Self::next) awaits the next
+/// connection without that trait.
 ///
 /// For direct descriptors, whether connections go to the table is decided
 /// each time the multishot accept is armed; if the table fills up while it
