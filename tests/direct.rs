@@ -70,7 +70,7 @@ fn accept_direct_echoes_byte_for_byte() {
             });
             let (conn, peer) = listener.accept_direct().await.unwrap();
             assert!(conn.slot().unwrap() < runtime::op::direct_table().unwrap());
-            assert_eq!(conn.peer_addr(), Some(peer));
+            assert_eq!(conn.peer_addr().unwrap(), peer);
             slots.push(conn.slot());
             servers.push(runtime::spawn(echo(conn)));
             clients.push((client, peer));
@@ -113,8 +113,8 @@ fn incoming_direct_serves_many_connections() {
         for _ in 0..50 {
             let conn = incoming.next().await.unwrap().unwrap();
             assert_eq!(
-                conn.peer_addr(),
-                None,
+                conn.peer_addr().unwrap_err().kind(),
+                io::ErrorKind::NotConnected,
                 "multishot accept reports no address"
             );
             servers.push(runtime::spawn(echo(conn)));
@@ -160,7 +160,10 @@ fn unix_direct_streams_echo_and_shut_down() {
             assert_eq!(res.unwrap(), 0);
         });
         let conn = listener.accept_direct().await.unwrap();
-        assert_eq!(conn.peer_addr(), None);
+        assert_eq!(
+            conn.peer_addr().unwrap_err().kind(),
+            io::ErrorKind::NotConnected
+        );
         let mut got = Vec::new();
         loop {
             let (res, buf) = conn.read(Vec::with_capacity(8192)).await;
@@ -171,7 +174,7 @@ fn unix_direct_streams_echo_and_shut_down() {
         }
         let (res, _) = conn.write_all(got).await;
         res.unwrap();
-        conn.shutdown(Shutdown::Write).await.unwrap();
+        conn.shutdown(Shutdown::Write).unwrap();
         client.await.unwrap();
         conn.close().await.unwrap();
         // The second form: a multishot accept into the table.
@@ -217,7 +220,7 @@ fn into_direct_moves_a_connection_and_closes_its_descriptor() {
         let port = c.local_addr().unwrap().port();
         assert_eq!(connected_fds_on_port(port), 1);
         let d = c.into_direct().unwrap();
-        assert_eq!(d.peer_addr(), Some(server_addr));
+        assert_eq!(d.peer_addr().unwrap(), server_addr);
         // The ordinary descriptor is closed once the ring got to it.
         for _ in 0..200 {
             if connected_fds_on_port(port) == 0 {
@@ -236,7 +239,7 @@ fn into_direct_moves_a_connection_and_closes_its_descriptor() {
             res.unwrap();
             assert_eq!(got, msg);
         }
-        d.shutdown(Shutdown::Write).await.unwrap();
+        d.shutdown(Shutdown::Write).unwrap();
         assert_eq!(server.await.unwrap(), sent);
     });
 }
@@ -364,6 +367,9 @@ fn a_direct_stream_used_on_another_runtime_fails_with_ebadf() {
             assert!(buf.is_empty());
             let (res, _) = a.write(b"not for b_peer".to_vec()).await;
             assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EBADF));
+            // Nor shut down b's connection (the same slot number here).
+            let err = a.shutdown(Shutdown::Both).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EBADF));
             let (res, buf) = b.read(Vec::with_capacity(16)).await;
             res.unwrap();
             assert_eq!(buf, b"for b");
@@ -576,7 +582,7 @@ fn without_direct_descriptors_accepts_fall_back_to_ordinary_descriptors() {
             });
             let (a, peer) = listener.accept_direct().await.unwrap();
             assert!(!a.is_direct());
-            assert_eq!(a.peer_addr(), Some(peer));
+            assert_eq!(a.peer_addr().unwrap(), peer);
             let a = runtime::spawn(echo(a));
             let mut incoming = listener.incoming_direct();
             let b = incoming.next().await.unwrap().unwrap();
@@ -638,7 +644,7 @@ fn direct_streams_take_fixed_buffers_zero_copy_and_send_queues() {
                 buf = b.into_inner();
             }
         }
-        conn.shutdown(Shutdown::Write).await.unwrap();
+        conn.shutdown(Shutdown::Write).unwrap();
         assert_eq!(reader.await.unwrap(), expected);
     });
 }
@@ -661,7 +667,7 @@ fn into_direct_works_on_a_shared_registered_stream() {
         drop(queue);
         let (res, _) = d.write_all(b"direct".to_vec()).await;
         res.unwrap();
-        d.shutdown(Shutdown::Write).await.unwrap();
+        d.shutdown(Shutdown::Write).unwrap();
         let mut got = Vec::new();
         loop {
             let (res, buf) = s.read(Vec::with_capacity(64)).await;

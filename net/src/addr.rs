@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use runtime::op::SockAddrBuf;
 use socket2::{SockAddr, SockAddrStorage};
 
 /// Anything that names socket addresses: the same types as
@@ -169,41 +170,105 @@ where
     Err(last.unwrap_or_else(no_addresses))
 }
 
-/// Boxed storage the kernel writes a peer address into (accept,
-/// recvmsg): heap-allocated so its address is stable while the op is in
-/// flight.
-pub(crate) struct AddrBuf {
-    pub(crate) storage: libc::sockaddr_storage,
-    pub(crate) len: libc::socklen_t,
+/// The address the kernel wrote into `buf` (an accept, a receive), as
+/// socket2 holds it.
+pub(crate) fn to_sock_addr(buf: &SockAddrBuf) -> SockAddr {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: `view_as` wants one of the platform's sockaddr types, and
+    // `sockaddr_storage` is the largest of them; `SockAddr::new` wants the
+    // length to fit the address in the storage, and `buf.len()` is at most
+    // the size of a `sockaddr_storage` (SockAddrBuf clamps it, and the
+    // kernel writes no more than it was offered).
+    unsafe {
+        *storage.view_as::<libc::sockaddr_storage>() = *buf.storage();
+        SockAddr::new(storage, buf.len())
+    }
 }
 
-impl AddrBuf {
-    pub(crate) fn new() -> Box<AddrBuf> {
-        Box::new(AddrBuf {
-            // SAFETY: all-zero bytes are a valid sockaddr_storage.
-            storage: unsafe { std::mem::zeroed() },
-            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
-        })
+/// The address the kernel wrote into `buf`, as an IP socket address.
+pub(crate) fn to_socket_addr(buf: &SockAddrBuf) -> io::Result<SocketAddr> {
+    to_sock_addr(buf).as_socket().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the kernel returned a non-IP address for an IP socket",
+        )
+    })
+}
+
+/// A Unix domain socket address out of socket2's: a path, an abstract
+/// name, or unnamed (an unbound peer).
+pub(crate) fn unix_addr(addr: &SockAddr) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr as UnixAddr;
+
+    if let Some(path) = addr.as_pathname() {
+        UnixAddr::from_pathname(path)
+    } else if let Some(name) = addr.as_abstract_namespace() {
+        UnixAddr::from_abstract_name(name)
+    } else if addr.is_unnamed() {
+        // The empty path is the unnamed address (the family alone).
+        UnixAddr::from_pathname("")
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a Unix domain socket address",
+        ))
+    }
+}
+
+/// An address for the kernel to read (a connect, a send to an address).
+pub(crate) fn to_sock_addr_buf(addr: &SockAddr) -> SockAddrBuf {
+    let mut storage = addr.clone().as_storage();
+    // SAFETY: `view_as` wants one of the platform's sockaddr types, and
+    // `sockaddr_storage` is (socket2's storage is a transparent wrapper of
+    // it, so the view covers it exactly).
+    let storage = *unsafe { storage.view_as::<libc::sockaddr_storage>() };
+    SockAddrBuf::from_storage(storage, addr.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::linux::net::SocketAddrExt;
+
+    #[test]
+    fn unix_addresses_keep_their_kind() {
+        let path = unix_addr(&SockAddr::unix("/tmp/some.sock").unwrap()).unwrap();
+        assert_eq!(
+            path.as_pathname(),
+            Some(std::path::Path::new("/tmp/some.sock"))
+        );
+
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let unnamed = unix_addr(&socket2::SockRef::from(&a).local_addr().unwrap()).unwrap();
+        assert!(unnamed.is_unnamed());
+        assert_eq!(unnamed.as_pathname(), None);
+
+        let std_abstract = std::os::unix::net::SocketAddr::from_abstract_name(b"net-test").unwrap();
+        let listener = std::os::unix::net::UnixListener::bind_addr(&std_abstract).unwrap();
+        let bound = unix_addr(&socket2::SockRef::from(&listener).local_addr().unwrap()).unwrap();
+        assert_eq!(bound.as_abstract_name(), Some(&b"net-test"[..]));
+
+        let ip = SockAddr::from("127.0.0.1:80".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            unix_addr(&ip).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 
-    /// The address the kernel wrote.
-    pub(crate) fn to_sockaddr(&self) -> SockAddr {
-        let mut storage = SockAddrStorage::zeroed();
-        // SAFETY: sockaddr_storage is one of the platform's sockaddr types;
-        // the kernel wrote at most `len <= size_of(sockaddr_storage)` bytes.
-        unsafe {
-            *storage.view_as::<libc::sockaddr_storage>() = self.storage;
-            SockAddr::new(storage, self.len)
+    #[test]
+    fn addresses_survive_the_kernel_storage() {
+        for text in ["127.0.0.1:8080", "[::1]:443", "[fe80::1%2]:9"] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let buf = to_sock_addr_buf(&SockAddr::from(addr));
+            assert_eq!(to_socket_addr(&buf).unwrap(), addr);
         }
-    }
-
-    /// The address as an IP socket address.
-    pub(crate) fn to_socket_addr(&self) -> io::Result<SocketAddr> {
-        self.to_sockaddr().as_socket().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the kernel returned a non-IP address for an IP socket",
-            )
-        })
+        let unix = SockAddr::unix("/tmp/x.sock").unwrap();
+        let back = to_sock_addr(&to_sock_addr_buf(&unix));
+        assert_eq!(back.as_pathname(), unix.as_pathname());
+        assert_eq!(
+            to_socket_addr(&to_sock_addr_buf(&unix)).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 }

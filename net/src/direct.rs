@@ -1,49 +1,58 @@
-//! Stream sockets on **direct descriptors**: slots of the ring's registered
-//! file table instead of entries of the process's descriptor table.
+//! Registered and direct descriptors: streams that use the ring's table of
+//! registered files, and [`DirectStream`], the stream of a direct one.
 //!
 //! Every operation on an ordinary descriptor makes the kernel look the file
 //! up in the process's descriptor table (and take and drop a reference on
-//! it); an operation on a direct descriptor names a slot of the ring's own
-//! table (`IOSQE_FIXED_FILE`) and skips that. An accept can put the new
-//! connection straight into a free slot (`IORING_FILE_INDEX_ALLOC`), so the
-//! connection never has a descriptor number at all. The table is registered
-//! on first use (see [`runtime::op::direct_table`] and
-//! [`runtime::Builder::direct_descriptors`] for its size and limits).
+//! it); an operation that names a slot of the ring's own table
+//! (`IOSQE_FIXED_FILE`) skips that. A connected stream uses a slot in one
+//! of two ways, one concept with the same methods and signatures:
 //!
-//! The price: a direct descriptor is known only to its ring. System calls
-//! that need a descriptor number (socket options, `getpeername`,
-//! `shutdown(2)`) cannot be used on it, so [`DirectStream`] has no
-//! `AsRawFd`, an async [`shutdown`](DirectStream::shutdown) through the ring
-//! (`IORING_OP_SHUTDOWN`), and the peer address only as reported by the
-//! accept. Socket options are inherited from the listener on Linux (set
-//! `TCP_NODELAY` on the listening socket to get it on every connection), or
-//! set them before [`TcpStream::into_direct`]. A direct descriptor belongs
-//! to the runtime that created it: used from another runtime, operations
-//! fail with `EBADF`.
+//! | | registered | direct |
+//! | --- | --- | --- |
+//! | made by | [`TcpStream::register`], [`UnixStream::register`] | [`TcpListener::accept_direct`], [`incoming_direct`](TcpListener::incoming_direct), [`TcpStream::into_direct`] (and the Unix forms) |
+//! | type | `TcpStream` / `UnixStream`, as before | [`DirectStream`], for TCP and Unix |
+//! | descriptor number | kept: socket options, `AsRawFd`, addresses work as before | none, only the slot (a connection accepted into the table never has one): no `AsRawFd`, no socket options |
+//! | `shutdown(&self, how) -> io::Result<()>` | `shutdown(2)` | `IORING_OP_SHUTDOWN`, through the ring and waited for at once |
+//! | `peer_addr(&self) -> io::Result<SocketAddr>` | `getpeername(2)` | the address the accept reported; `NotConnected` if it reported none (multishot accepts, Unix sockets) |
+//! | reads, writes, zero copy, registered buffers, buffer rings, send queues | each operation names the slot | the same |
+//! | used from another runtime | operations use the descriptor number | operations fail with `EBADF` |
+//!
+//! Both are the same socket core as every stream (`stream.rs`); only how
+//! the descriptor is named differs ([`runtime::op::SharedFd`] holds either
+//! form). The table is registered on first use (see
+//! [`runtime::op::direct_table`] and [`runtime::Builder::direct_descriptors`]
+//! for its size and limits); a slot is freed when its stream and every
+//! operation still in flight on it are gone. Socket options of a direct
+//! stream are inherited from the listener on Linux (set `TCP_NODELAY` on
+//! the listening socket to get it on every connection), or set them before
+//! [`TcpStream::into_direct`].
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
-use runtime::op::io_uring::opcode;
-use runtime::op::{Multishot, Op, SharedFd};
-use runtime::time::Sleep;
+use runtime::buf::{IoBuf, IoBufMut};
+use runtime::bufring::{BufRing, BufRingChunk};
+use runtime::fixed::FixedIoBuf;
+use runtime::io::{OwnedRead, OwnedWrite};
+use runtime::op::SharedFd;
+use runtime::BufResult;
 
-use crate::backoff::Backoff;
-use crate::stream::stream_io_methods;
-use crate::tcp::{accept_once, poll_multishot_accept, AcceptInto};
-use crate::{TcpListener, TcpStream, UnixListener, UnixStream};
+use crate::listener::Accepted;
+use crate::stream::Stream;
+use crate::{RecvMulti, SendQueue};
+#[cfg(doc)]
+use crate::{TcpListener, TcpStream, UnixStream};
 
-/// A connected stream socket (TCP or Unix) on a direct descriptor.
+/// A connected stream socket (TCP or Unix) on a direct descriptor: a slot
+/// of the ring's table, with no descriptor number (see the [module
+/// docs](self) for registered and direct descriptors).
 ///
-/// It has the read and write methods of [`TcpStream`] (`read`,
-/// `read_timeout`, `readv`, `write`, `write_all`, `writev`, `send`,
-/// `send_zc`, `write_all_zc`, `recv_multishot`, `recv_from_ring`), each
-/// one SQE naming the slot with `IOSQE_FIXED_FILE`. Dropping it frees the
-/// slot (`IORING_OP_CLOSE` on the slot) once no operation on it is in
-/// flight.
+/// It has the read and write methods of [`TcpStream`], each one SQE naming
+/// the slot with `IOSQE_FIXED_FILE`, and the same `shutdown` and
+/// `peer_addr`. Dropping it frees the slot (`IORING_OP_CLOSE` on the slot)
+/// once no operation on it is in flight.
 ///
 /// ```
 /// use net::{TcpListener, TcpStream};
@@ -59,33 +68,252 @@ use crate::{TcpListener, TcpStream, UnixListener, UnixStream};
 ///     res?;
 ///     Ok::<_, std::io::Error>(buf)
 /// });
-/// let (conn, _peer) = listener.accept_direct().await?;
+/// let (conn, peer) = listener.accept_direct().await?;
 /// assert!(conn.slot().unwrap() < runtime::op::direct_table()?);
+/// assert_eq!(conn.peer_addr()?, peer);
 /// let (res, buf) = conn.read(Vec::with_capacity(16)).await;
 /// res?;
 /// let (res, _) = conn.write_all(buf).await;
 /// res?;
+/// conn.shutdown(std::net::Shutdown::Write)?;
 /// assert_eq!(client.await.unwrap()?, b"ping");
 /// # Ok::<(), std::io::Error>(())
 /// # }).unwrap();
 /// ```
 pub struct DirectStream {
-    pub(crate) fd: SharedFd,
+    stream: Stream,
+    /// The peer's address, as the accept reported it.
     peer: Option<SocketAddr>,
 }
 
-stream_io_methods!(DirectStream);
-
 impl DirectStream {
-    fn new(fd: SharedFd, peer: Option<SocketAddr>) -> DirectStream {
-        DirectStream { fd, peer }
+    /// The direct stream on `stream`, whose peer is `peer` if known.
+    pub(crate) fn new(stream: Stream, peer: Option<SocketAddr>) -> DirectStream {
+        DirectStream { stream, peer }
+    }
+
+    /// Reads once into `buf`'s writable region; `0` means the peer closed
+    /// its side (or `buf` has no room). See [`TcpStream::read`].
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.read(buf).await
+    }
+
+    /// [`read`](Self::read) with a deadline enforced by the kernel, the
+    /// buffer back on timeout (`TimedOut`). See
+    /// [`TcpStream::read_timeout`].
+    pub async fn read_timeout<B: IoBufMut>(
+        &self,
+        buf: B,
+        timeout: Duration,
+    ) -> BufResult<usize, B> {
+        self.stream.read_timeout(buf, timeout).await
+    }
+
+    /// Reads until `buf` is full; `UnexpectedEof` if the peer closes first.
+    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
+        self.stream.read_exact(buf).await
+    }
+
+    /// Reads once, scattering into the buffers in order
+    /// (`IORING_OP_RECVMSG`).
+    pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.stream.readv(bufs).await
+    }
+
+    /// Writes once (`IORING_OP_SEND` with `MSG_NOSIGNAL`) and returns how
+    /// many bytes were taken. See [`TcpStream::write`].
+    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.send(buf).await
+    }
+
+    /// Writes all of `buf`'s initialised bytes, handling short writes.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        self.stream.write_all(buf).await
+    }
+
+    /// Writes once, gathering from the buffers in order
+    /// (`IORING_OP_SENDMSG` with `MSG_NOSIGNAL`).
+    pub async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.stream.writev(bufs).await
+    }
+
+    /// Sends once; the same as [`write`](Self::write).
+    pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.send(buf).await
+    }
+
+    /// Sends once without copying (`IORING_OP_SEND_ZC`), resolved after
+    /// the kernel's notification. See [`TcpStream::send_zc`].
+    pub async fn send_zc<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.send_zc(buf).await
+    }
+
+    /// Sends all of `buf` without copying. See
+    /// [`TcpStream::write_all_zc`].
+    ///
+    /// ```
+    /// # runtime::block_on(async {
+    /// let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    /// let b = net::TcpStream::connect(listener.local_addr()?).await?;
+    /// let (a, _) = listener.accept_direct().await?;
+    /// let reader = runtime::spawn(async move {
+    ///     b.read_exact(Vec::with_capacity(1 << 20)).await
+    /// });
+    /// let (res, buf) = a.write_all_zc(vec![7u8; 1 << 20]).await;
+    /// res?;
+    /// assert_eq!(buf.len(), 1 << 20);
+    /// let (res, got) = reader.await.unwrap();
+    /// res?;
+    /// assert!(got.iter().all(|&x| x == 7));
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn write_all_zc<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        self.stream.write_all_zc(buf).await
+    }
+
+    /// Reads once into a registered buffer (`IORING_OP_READ_FIXED`). See
+    /// [`TcpStream::read_fixed`].
+    ///
+    /// ```
+    /// use runtime::fixed::FixedBufPool;
+    ///
+    /// # runtime::block_on(async {
+    /// let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    /// let a = net::TcpStream::connect(listener.local_addr()?).await?;
+    /// let (b, _) = listener.accept_direct().await?;
+    /// let pool = FixedBufPool::new(2, 4096)?;
+    /// let mut out = pool.get().await;
+    /// out.extend_from_slice(b"ping");
+    /// let (res, _out) = a.write_fixed(out).await;
+    /// assert_eq!(res?, 4);
+    /// let (res, got) = b.read_fixed(pool.get().await).await;
+    /// assert_eq!(res?, 4);
+    /// assert_eq!(&got[..], b"ping");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn read_fixed<B: FixedIoBuf + IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.read_fixed(buf).await
+    }
+
+    /// Writes once from a registered buffer (`IORING_OP_WRITE_FIXED`). See
+    /// [`TcpStream::write_fixed`], also about `SIGPIPE`.
+    ///
+    /// ```
+    /// # runtime::block_on(async {
+    /// let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    /// let _peer = net::TcpStream::connect(listener.local_addr()?).await?;
+    /// let (a, _) = listener.accept_direct().await?;
+    /// let pool = runtime::fixed::FixedBufPool::new(1, 64)?;
+    /// let mut buf = pool.get().await;
+    /// buf.extend_from_slice(b"hi");
+    /// let (res, buf) = a.write_fixed(buf).await;
+    /// assert_eq!(res?, 2);
+    /// assert_eq!(&buf[..], b"hi"); // the buffer comes back as it was
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn write_fixed<B: FixedIoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.write_fixed(buf).await
+    }
+
+    /// Sends once, zero copy, from a registered buffer. See
+    /// [`TcpStream::send_zc_fixed`].
+    ///
+    /// ```
+    /// use runtime::buf::IoBuf;
+    ///
+    /// # runtime::block_on(async {
+    /// let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    /// let b = net::TcpStream::connect(listener.local_addr()?).await?;
+    /// let (a, _) = listener.accept_direct().await?;
+    /// let pool = runtime::fixed::FixedBufPool::new(1, 8192)?;
+    /// let mut buf = pool.get().await;
+    /// buf.extend_from_slice(&[7u8; 8192]);
+    /// let mut sent = 0;
+    /// while sent < 8192 {
+    ///     let (res, rest) = a.send_zc_fixed(buf.slice(sent..)).await;
+    ///     sent += res?;
+    ///     buf = rest.into_inner();
+    /// }
+    /// let (res, got) = b.read_exact(Vec::with_capacity(8192)).await;
+    /// res?;
+    /// assert!(got.iter().all(|&x| x == 7));
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn send_zc_fixed<B: FixedIoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.send_zc_fixed(buf).await
+    }
+
+    /// A stream of received chunks on multishot receive into `ring`. See
+    /// [`TcpStream::recv_multishot`] and [`RecvMulti`].
+    pub fn recv_multishot(&self, ring: &BufRing) -> RecvMulti {
+        self.stream.recv_multishot(ring)
+    }
+
+    /// Receives once into a buffer the kernel picks from `ring`; `Ok(None)`
+    /// once the peer closed its side. See [`TcpStream::recv_from_ring`].
+    pub async fn recv_from_ring(&self, ring: &BufRing) -> io::Result<Option<BufRingChunk>> {
+        self.stream.recv_from_ring(ring).await
+    }
+
+    /// A send queue for this connection holding up to `entries` buffers
+    /// (a power of two from 1 to 32768); see [`SendQueue`] and
+    /// [`TcpStream::send_queue`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`TcpStream::send_queue`].
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
+        self.stream.send_queue(entries)
+    }
+
+    /// Shuts down the read side, the write side or both, at once, like
+    /// [`TcpStream::shutdown`]. A direct descriptor has no number for
+    /// `shutdown(2)`, so this submits `IORING_OP_SHUTDOWN` and waits in the
+    /// ring for its completion, which comes at once (a stream that fell
+    /// back to an ordinary descriptor, see [`is_direct`](Self::is_direct),
+    /// uses `shutdown(2)`).
+    ///
+    /// # Errors
+    ///
+    /// The errors of `shutdown(2)`; `EBADF` on a runtime other than the
+    /// one that owns the slot.
+    ///
+    /// # Panics
+    ///
+    /// If no runtime is running on this thread.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        self.stream.shutdown(how)
+    }
+
+    /// The peer's address, as the accept reported it: known after
+    /// [`TcpListener::accept_direct`] and [`TcpStream::into_direct`]. A
+    /// direct descriptor has no number for `getpeername(2)`, so when the
+    /// accept reported none (a multishot accept, a Unix socket) this is a
+    /// `NotConnected` error saying so.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.peer.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "peer address unknown: a direct descriptor has no number for getpeername(2), \
+                 and the accept of this stream reported none (multishot accepts and Unix \
+                 sockets do not)",
+            )
+        })
     }
 
     /// The slot of the ring's direct-descriptor table this stream uses;
     /// `None` if it fell back to an ordinary descriptor (see
     /// [`is_direct`](Self::is_direct)).
     pub fn slot(&self) -> Option<u32> {
-        self.fd.direct_slot()
+        self.stream.slot()
     }
 
     /// Whether the stream is on a direct descriptor. An accept into the
@@ -94,251 +322,51 @@ impl DirectStream {
     /// every slot of the table is held; the stream then works the same,
     /// with the per-operation file lookup.
     pub fn is_direct(&self) -> bool {
-        self.fd.is_direct()
-    }
-
-    /// The peer's address as the accept reported it: known after
-    /// [`TcpListener::accept_direct`] and [`TcpStream::into_direct`],
-    /// `None` after a multishot accept (which reports no addresses) and
-    /// for Unix sockets.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
-    }
-
-    /// Shuts down the read side, the write side or both
-    /// (`IORING_OP_SHUTDOWN` on the slot).
-    pub async fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
-        let how = match how {
-            std::net::Shutdown::Read => libc::SHUT_RD,
-            std::net::Shutdown::Write => libc::SHUT_WR,
-            std::net::Shutdown::Both => libc::SHUT_RDWR,
-        };
-        // SAFETY: the SQE points at no memory; the SharedFd clone in the
-        // data keeps the slot open until the completion.
-        let op = unsafe {
-            Op::submit(self.fd.clone(), |fd| {
-                runtime::with_target!(fd, |t| opcode::Shutdown::new(t, how).build())
-            })
-        };
-        let (completion, _fd) = op.await;
-        completion.result().map(drop)
+        self.stream.is_direct()
     }
 
     /// Frees the slot through the ring and reports the result. If
     /// operations on it are still in flight, it is freed when the last one
     /// finishes, and this returns `Ok(())` at once.
     pub async fn close(self) -> io::Result<()> {
-        self.fd.close().await
+        self.stream.close().await
+    }
+}
+
+impl Accepted for DirectStream {
+    const DIRECT: bool = true;
+
+    /// A multishot accept reports no peer address.
+    fn accepted(fd: SharedFd) -> DirectStream {
+        DirectStream::new(Stream::new(fd), None)
+    }
+}
+
+impl OwnedRead for DirectStream {
+    async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.read(buf).await
+    }
+
+    async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.stream.readv(bufs).await
+    }
+}
+
+impl OwnedWrite for DirectStream {
+    async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.stream.send(buf).await
+    }
+
+    async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.stream.writev(bufs).await
     }
 }
 
 impl fmt::Debug for DirectStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DirectStream")
-            .field("slot", &self.fd.direct_slot())
+            .field("slot", &self.stream.slot())
             .field("peer", &self.peer)
-            .finish()
-    }
-}
-
-impl TcpListener {
-    /// Accepts one connection straight into a free slot of the ring's
-    /// direct-descriptor table (`IORING_OP_ACCEPT` with
-    /// `IORING_FILE_INDEX_ALLOC`; the table is registered first if it is
-    /// not yet). Where the kernel has no direct descriptors, or every slot
-    /// of the table is held, the connection is accepted on an ordinary
-    /// descriptor instead ([`DirectStream::is_direct`] tells). The check
-    /// counts slots held by streams: if several direct accepts (or a
-    /// multishot one) race for the last free slots, the loser fails with
-    /// `ENFILE`, and the kernel closes the connection it took. Errors
-    /// registering the table (e.g. a table larger than `RLIMIT_NOFILE`)
-    /// are returned. Out-of-resource errors are followed by the same
-    /// back-off as [`accept`](Self::accept). See [`DirectStream`].
-    pub async fn accept_direct(&self) -> io::Result<(DirectStream, SocketAddr)> {
-        self.backoff.wait().await;
-        let res = accept_once(&self.fd, AcceptInto::Direct).await;
-        self.backoff.record(&res);
-        let (fd, addr) = res?;
-        let addr = addr.to_socket_addr()?;
-        Ok((DirectStream::new(fd, Some(addr)), addr))
-    }
-
-    /// A stream of incoming connections on multishot accept, each in a
-    /// slot of the ring's direct-descriptor table (see
-    /// [`incoming`](Self::incoming) and [`accept_direct`](Self::accept_direct)).
-    ///
-    /// Whether connections go to the table is decided each time the
-    /// multishot accept is armed, as for `accept_direct`. The kernel picks
-    /// slots as connections arrive, so if the table fills up while it is
-    /// armed, that accept fails with `ENFILE` (the kernel has taken the
-    /// connection and closes it): the error is yielded, and the stream
-    /// re-arms, on ordinary descriptors if the table is still full. Size
-    /// the table ([`runtime::Builder::direct_descriptors`]) for the
-    /// connections you expect.
-    ///
-    /// ```
-    /// use net::{TcpListener, TcpStream};
-    ///
-    /// # runtime::block_on(async {
-    /// let listener = TcpListener::bind("127.0.0.1:0")?;
-    /// let addr = listener.local_addr()?;
-    /// let _c1 = TcpStream::connect(addr).await?;
-    /// let _c2 = TcpStream::connect(addr).await?;
-    /// let mut incoming = listener.incoming_direct();
-    /// let a = incoming.next().await.unwrap()?;
-    /// let b = incoming.next().await.unwrap()?;
-    /// assert_ne!(a.slot(), b.slot());
-    /// # Ok::<(), std::io::Error>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn incoming_direct(&self) -> IncomingDirect<'_> {
-        IncomingDirect::new(&self.fd, &self.backoff)
-    }
-}
-
-impl UnixListener {
-    /// Accepts one connection straight into a free slot of the ring's
-    /// direct-descriptor table (see [`TcpListener::accept_direct`]).
-    pub async fn accept_direct(&self) -> io::Result<DirectStream> {
-        self.backoff.wait().await;
-        let res = accept_once(&self.fd, AcceptInto::Direct).await;
-        self.backoff.record(&res);
-        let (fd, _addr) = res?;
-        Ok(DirectStream::new(fd, None))
-    }
-
-    /// A stream of incoming connections on multishot accept, each in a
-    /// slot of the ring's direct-descriptor table (see
-    /// [`TcpListener::incoming_direct`]).
-    pub fn incoming_direct(&self) -> IncomingDirect<'_> {
-        IncomingDirect::new(&self.fd, &self.backoff)
-    }
-}
-
-impl TcpStream {
-    /// Moves the connection into a free slot of the ring's
-    /// direct-descriptor table (see [`runtime::op::SharedFd::into_direct`])
-    /// and closes its ordinary descriptor, e.g.
-    /// for a client connection that is used heavily. Set socket options
-    /// first: afterwards there is no descriptor number to set them on. On
-    /// error the stream is dropped (and closed).
-    pub fn into_direct(self) -> io::Result<DirectStream> {
-        let peer = self.peer_addr().ok();
-        Ok(DirectStream::new(self.fd.into_direct()?, peer))
-    }
-}
-
-impl TcpStream {
-    /// Installs the connection in the ring's direct-descriptor table as
-    /// well and returns the stream that uses it: its reads and writes on
-    /// this runtime name the slot (`IOSQE_FIXED_FILE`: no per-operation
-    /// file lookup in the kernel), while it keeps its descriptor, so socket
-    /// options, addresses, `shutdown` and `AsRawFd` work as before (unlike
-    /// [`into_direct`](Self::into_direct)). Registering a registered stream
-    /// returns it unchanged.
-    ///
-    /// ```
-    /// use net::{TcpListener, TcpStream};
-    ///
-    /// # runtime::block_on(async {
-    /// let listener = TcpListener::bind("127.0.0.1:0")?;
-    /// let c = TcpStream::connect(listener.local_addr()?).await?.register()?;
-    /// assert!(c.is_registered());
-    /// c.set_nodelay(true)?;
-    /// let (s, _) = listener.accept().await?;
-    /// let (res, _) = c.write_all(b"hi".to_vec()).await;
-    /// res?;
-    /// let (res, buf) = s.read(Vec::with_capacity(2)).await;
-    /// assert_eq!((res?, &buf[..]), (2, &b"hi"[..]));
-    /// # Ok::<(), std::io::Error>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn register(self) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            fd: self.fd.register()?,
-        })
-    }
-
-    /// Whether the stream is registered (see [`register`](Self::register)).
-    pub fn is_registered(&self) -> bool {
-        self.fd.is_registered()
-    }
-}
-
-impl UnixStream {
-    /// Installs the connection in the ring's direct-descriptor table as
-    /// well (see [`TcpStream::register`]).
-    pub fn register(self) -> io::Result<UnixStream> {
-        Ok(UnixStream {
-            fd: self.fd.register()?,
-        })
-    }
-
-    /// Whether the stream is registered (see [`register`](Self::register)).
-    pub fn is_registered(&self) -> bool {
-        self.fd.is_registered()
-    }
-
-    /// Moves the connection into a free slot of the ring's
-    /// direct-descriptor table (see [`TcpStream::into_direct`]).
-    pub fn into_direct(self) -> io::Result<DirectStream> {
-        Ok(DirectStream::new(self.fd.into_direct()?, None))
-    }
-}
-
-/// The stream of [`TcpListener::incoming_direct`] and
-/// [`UnixListener::incoming_direct`].
-pub struct IncomingDirect<'a> {
-    fd: &'a SharedFd,
-    backoff: &'a Backoff,
-    op: Option<Multishot<SharedFd>>,
-    /// How the armed multishot accept hands over connections.
-    mode: AcceptInto,
-    sleep: Option<Sleep>,
-}
-
-impl<'a> IncomingDirect<'a> {
-    fn new(fd: &'a SharedFd, backoff: &'a Backoff) -> Self {
-        IncomingDirect {
-            fd,
-            backoff,
-            op: None,
-            mode: AcceptInto::Direct,
-            sleep: None,
-        }
-    }
-
-    /// The next connection (never `None`: a listener keeps accepting).
-    pub async fn next(&mut self) -> Option<io::Result<DirectStream>> {
-        std::future::poll_fn(|cx| self.poll_accept(cx)).await
-    }
-
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<DirectStream>>> {
-        poll_multishot_accept(
-            self.fd,
-            AcceptInto::Direct,
-            self.backoff,
-            &mut self.op,
-            &mut self.mode,
-            &mut self.sleep,
-            cx,
-        )
-        .map(|res| Some(res.map(|fd| DirectStream::new(fd, None))))
-    }
-}
-
-impl futures_core::Stream for IncomingDirect<'_> {
-    type Item = io::Result<DirectStream>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_accept(cx)
-    }
-}
-
-impl fmt::Debug for IncomingDirect<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IncomingDirect")
-            .field("listener", &self.fd)
             .finish()
     }
 }

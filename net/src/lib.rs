@@ -34,6 +34,10 @@
 //! }
 //! ```
 //!
+//! Streams can also name their socket by a slot of the ring's table of
+//! registered files instead of by descriptor number; see [`direct`] for
+//! the two forms (registered and direct) and what each keeps.
+//!
 //! Closing is safe: a socket's descriptor is closed when the socket *and*
 //! every operation still in flight on it are gone, so its number is never
 //! reused while the kernel may still use it. Writes never raise `SIGPIPE`
@@ -44,8 +48,8 @@
 mod addr;
 pub use addr::ToSocketAddrs;
 mod backoff;
-mod direct;
-mod fixed;
+pub mod direct;
+mod listener;
 mod recv_multi;
 mod send_bundle;
 mod send_zc;
@@ -54,9 +58,10 @@ mod tcp;
 mod udp;
 mod unix;
 
-pub use direct::{DirectStream, IncomingDirect};
+pub use direct::DirectStream;
+pub use listener::{Incoming, IncomingDirect, UnixIncoming};
 pub use recv_multi::RecvMulti;
 pub use send_bundle::SendQueue;
-pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
-pub use unix::{UnixIncoming, UnixListener, UnixStream};
+pub use unix::{UnixListener, UnixStream};

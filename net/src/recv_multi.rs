@@ -4,18 +4,77 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use runtime::bufring::{BufRing, BufRingChunk};
-use runtime::op::io_uring::{opcode, squeue};
-use runtime::op::{Multishot, Op, SharedFd};
+use runtime::op::{
+    Completion, Multishot, MultishotOperation, Operation, PollAdd, RecvMode, RecvRing, SharedFd,
+    Submitted,
+};
 
-/// The data of a receive that selects from a ring: the descriptor stays
-/// open and the ring stays registered until the kernel is done.
-type RecvData = (SharedFd, BufRing);
+/// A receive selecting from a ring ([`RecvRing`]), paired with that ring:
+/// every completion it yields has had its buffers turned into chunks, once,
+/// and dropping it hands the receive to the ring, which gives back the
+/// buffers of the CQEs still to come.
+struct RingRecv {
+    ring: BufRing,
+    /// Taken by `drop`.
+    op: Option<Multishot<RecvRing>>,
+}
+
+impl RingRecv {
+    /// Starts a receive on `fd` selecting from `ring`.
+    fn start(fd: &SharedFd, ring: &BufRing, mode: RecvMode) -> RingRecv {
+        RingRecv {
+            ring: ring.clone(),
+            op: Some(RecvRing::new(fd, ring, mode).start()),
+        }
+    }
+
+    /// The next completion, after handing its buffers (in order) to
+    /// `each` as chunks; `Ready(None)` once the receive is over.
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        each: impl FnMut(BufRingChunk),
+    ) -> Poll<Option<Completion>> {
+        let Some(op) = self.op.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let completion = ready!(op.poll_next(cx));
+        if let Some(c) = &completion {
+            // SAFETY: `c` is a CQE of `op`, a receive selecting from
+            // `self.ring` (`start` pairs them), and it reaches `chunks`
+            // here only, once: the caller gets it afterwards.
+            unsafe { self.ring.chunks(c, each) };
+        }
+        Poll::Ready(completion)
+    }
+
+    /// Asks the kernel to stop the receive (its last CQE still comes).
+    fn cancel(&self) {
+        if let Some(op) = &self.op {
+            op.cancel();
+        }
+    }
+}
+
+impl Drop for RingRecv {
+    fn drop(&mut self) {
+        match self.op.take() {
+            Some(op) if !op.is_ended() => {
+                // SAFETY: every CQE of `op` is one of a receive selecting
+                // from `self.ring`, and those taken so far went through
+                // `chunks` in `poll_next`; the ring takes only the rest.
+                unsafe { self.ring.release_multishot(op) }
+            }
+            _ => {}
+        }
+    }
+}
 
 /// The stream of [`TcpStream::recv_multishot`](crate::TcpStream::recv_multishot)
 /// and [`UnixStream::recv_multishot`](crate::UnixStream::recv_multishot):
@@ -82,7 +141,7 @@ pub struct RecvMulti {
     pending: VecDeque<BufRingChunk>,
     /// An `IORING_OP_POLL_ADD` for the peer's shutdown (`POLLRDHUP`),
     /// armed with the first receive: see `poll_chunk`.
-    rdhup: Option<Op<SharedFd>>,
+    rdhup: Option<Submitted<PollAdd>>,
 }
 
 enum State {
@@ -91,7 +150,7 @@ enum State {
     /// A receive is in flight; `returned` is the ring's return count when
     /// it was submitted.
     Armed {
-        op: Multishot<RecvData>,
+        recv: RingRecv,
         returned: u64,
         /// No CQE of this receive was seen yet.
         first: bool,
@@ -167,57 +226,24 @@ impl RecvMulti {
                 State::Done => return Poll::Ready(None),
                 State::Idle => {
                     if self.rdhup.is_none() && self.multishot {
-                        // SAFETY: a poll SQE points at no memory; the
-                        // SharedFd clone in the data keeps the descriptor
-                        // open until the completion.
-                        self.rdhup = Some(unsafe {
-                            Op::submit(self.fd.clone(), |fd| {
-                                runtime::with_target!(fd, |t| {
-                                    opcode::PollAdd::new(
-                                        t,
-                                        (libc::POLLRDHUP | libc::POLLHUP) as u32,
-                                    )
-                                    .build()
-                                })
-                            })
-                        });
+                        self.rdhup = Some(
+                            PollAdd::new(&self.fd, (libc::POLLRDHUP | libc::POLLHUP) as u32)
+                                .submit(),
+                        );
                     }
                     let returned = self.ring.returned();
-                    // SAFETY: the SQE names no memory of ours (the kernel
-                    // picks a buffer of the ring, which the op data keeps
-                    // registered and alive), and a descriptor the SharedFd
-                    // clone in the data keeps open.
-                    let (bundle, multishot) = (self.bundle, self.multishot);
-                    let len = self.ring.buf_size().min(u32::MAX as usize) as u32;
-                    let op = unsafe {
-                        Multishot::submit((self.fd.clone(), self.ring.clone()), |(fd, ring)| {
-                            if !multishot {
-                                // One receive per chunk: a single-shot SQE
-                                // posts one CQE without F_MORE, which ends
-                                // it, and the stream re-arms.
-                                runtime::with_target!(fd, |t| {
-                                    opcode::Recv::new(t, std::ptr::null_mut(), len)
-                                        .buf_group(ring.group_id())
-                                        .build()
-                                        .flags(squeue::Flags::BUFFER_SELECT)
-                                })
-                            } else if bundle {
-                                runtime::with_target!(fd, |t| opcode::RecvMultiBundle::new(
-                                    t,
-                                    ring.group_id()
-                                )
-                                .build())
-                            } else {
-                                runtime::with_target!(fd, |t| opcode::RecvMulti::new(
-                                    t,
-                                    ring.group_id()
-                                )
-                                .build())
-                            }
-                        })
+                    let mode = if !self.multishot {
+                        // One receive per chunk: a single-shot SQE posts
+                        // one CQE without F_MORE, which ends it, and the
+                        // stream re-arms.
+                        RecvMode::Single
+                    } else if self.bundle {
+                        RecvMode::Bundle
+                    } else {
+                        RecvMode::Multishot
                     };
                     self.state = State::Armed {
-                        op,
+                        recv: RingRecv::start(&self.fd, &self.ring, mode),
                         returned,
                         first: true,
                         rearm: false,
@@ -228,12 +254,13 @@ impl RecvMulti {
                     self.state = State::Idle;
                 }
                 State::Armed {
-                    op,
+                    recv,
                     returned,
                     first,
                     rearm,
                 } => {
-                    let c = match op.poll_next(cx) {
+                    let pending = &mut self.pending;
+                    let c = match recv.poll_next(cx, |chunk| pending.push_back(chunk)) {
                         Poll::Ready(Some(c)) => c,
                         Poll::Ready(None) => {
                             // Ended without a last result: re-arm.
@@ -258,7 +285,7 @@ impl RecvMulti {
                                 self.multishot = false;
                                 if !*rearm {
                                     *rearm = true;
-                                    op.cancel();
+                                    recv.cancel();
                                 }
                             }
                             return Poll::Pending;
@@ -268,9 +295,6 @@ impl RecvMulti {
                     let was_first = std::mem::replace(first, false);
                     let rearming = *rearm;
                     let more = c.has_more();
-                    // SAFETY: `c` is a CQE of a receive selecting from this
-                    // ring, looked at once.
-                    unsafe { self.ring.chunks(&c, |chunk| self.pending.push_back(chunk)) };
                     if !more {
                         // The receive is over (its slot is freed).
                         self.state = State::Idle;
@@ -335,15 +359,12 @@ impl RecvMulti {
         }
     }
 
-    /// Ends the stream, handing a receive still in flight to the ring.
+    /// Ends the stream, handing a receive still in flight to the ring
+    /// (dropping its [`RingRecv`] does).
     fn finish(&mut self) {
         // Dropping the poll cancels it.
         self.rdhup = None;
-        if let State::Armed { op, .. } = std::mem::replace(&mut self.state, State::Done) {
-            // SAFETY: every CQE of `op` is a receive selecting from this
-            // ring, and none was taken yet past those handled above.
-            unsafe { self.ring.release_multishot(op) };
-        }
+        self.state = State::Done;
     }
 }
 
@@ -352,12 +373,6 @@ impl futures_core::Stream for RecvMulti {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_chunk(cx)
-    }
-}
-
-impl Drop for RecvMulti {
-    fn drop(&mut self) {
-        self.finish();
     }
 }
 
@@ -377,22 +392,6 @@ impl fmt::Debug for RecvMulti {
     }
 }
 
-/// Hands a one-shot receive to the ring if its future is dropped early.
-struct Guard<'a> {
-    ring: &'a BufRing,
-    op: Option<Multishot<RecvData>>,
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        if let Some(op) = self.op.take() {
-            // SAFETY: its CQE (not taken yet) is that of a receive
-            // selecting from this ring.
-            unsafe { self.ring.release_multishot(op) };
-        }
-    }
-}
-
 /// One `IORING_OP_RECV` with `IOSQE_BUFFER_SELECT`: `None` at end of
 /// stream; waits for a returned buffer and retries when the pool is empty.
 pub(crate) async fn recv_from_ring(
@@ -401,38 +400,25 @@ pub(crate) async fn recv_from_ring(
 ) -> io::Result<Option<BufRingChunk>> {
     loop {
         let returned = ring.returned();
-        let len = ring.buf_size().min(u32::MAX as usize) as u32;
-        // SAFETY: as in `RecvMulti::poll_chunk`. A single-shot SQE
-        // submitted as a Multishot posts one CQE (without F_MORE), which
-        // ends it; the Multishot form lets a dropped future cancel it and
-        // give its buffer back.
-        let op = unsafe {
-            Multishot::submit((fd.clone(), ring.clone()), |(fd, ring)| {
-                runtime::with_target!(fd, |t| {
-                    opcode::Recv::new(t, std::ptr::null_mut(), len)
-                        .buf_group(ring.group_id())
-                        .build()
-                        .flags(squeue::Flags::BUFFER_SELECT)
-                })
+        // A single-shot receive posts one CQE (without F_MORE), which ends
+        // it; as a `RingRecv`, a dropped future cancels it and its buffer
+        // goes back to the ring.
+        let mut recv = RingRecv::start(fd, ring, RecvMode::Single);
+        let mut chunk = None;
+        let c = poll_fn(|cx| {
+            recv.poll_next(cx, |c| {
+                // One buffer per CQE here; any other goes back at once.
+                if chunk.is_none() {
+                    chunk = Some(c);
+                }
             })
-        };
-        let mut guard = Guard { ring, op: Some(op) };
-        let c = {
-            let op = guard.op.as_mut().expect("set above");
-            op.next().await
-        };
+        })
+        .await;
+        drop(recv);
         let Some(c) = c else {
             // Cannot happen (one CQE always comes); try again.
             continue;
         };
-        let op = guard.op.take().expect("set above");
-        if !op.is_ended() {
-            // A single-shot op ends with its CQE; hand back anything else.
-            // SAFETY: as in Guard::drop.
-            unsafe { ring.release_multishot(op) };
-        }
-        // SAFETY: a CQE of a receive selecting from `ring`, looked at once.
-        let chunk = unsafe { ring.chunk(&c) };
         match c.result() {
             Ok(0) => return Ok(None),
             Ok(_) => {

@@ -10,10 +10,12 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use runtime::buf::IoBuf;
-use runtime::op::io_uring::opcode;
-use runtime::op::{Multishot, Op, SharedFd};
+use runtime::op::{
+    Multishot, MultishotOperation, Operation, SendBundle, SendMsg, SharedFd, Submitted,
+};
 use runtime::sendring::SendRing;
 
+#[cfg(doc)]
 use crate::{TcpStream, UnixStream};
 
 /// The most iovecs one vectored send takes (`UIO_MAXIOV`).
@@ -83,29 +85,47 @@ pub struct SendQueue {
     broken: Option<io::ErrorKind>,
 }
 
-/// The data of a bundle send: the descriptor stays open, the ring (its
-/// memory and the queued buffers) stays alive until the last CQE.
-type BundleData = (SharedFd, SendRing);
-
-/// The data of a vectored send: also the iovecs and the header.
-struct VectoredData {
-    fd: SharedFd,
+/// The bytes one iovec of [`SendRing::iovecs`] names, as a buffer for a
+/// vectored send ([`SendMsg`]), with a clone of the ring that owns them.
+struct Queued {
     _ring: SendRing,
-    iovecs: Vec<libc::iovec>,
-    msg: Box<libc::msghdr>,
+    iov: libc::iovec,
+}
+
+// SAFETY: the iovec names initialised bytes of a buffer queued in the ring
+// (`SendRing::iovecs`), which the clone keeps alive at the same address (a
+// queued buffer is owned, boxed, by the ring). The ring drops a queued
+// buffer only in `settle`, which this module calls only once the send that
+// holds these values is over and has handed them back (`poll_inflight`
+// drops them first); nothing mutates them in between.
+unsafe impl IoBuf for Queued {
+    fn stable_ptr(&self) -> *const u8 {
+        self.iov.iov_base as *const u8
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.iov.iov_len
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.iov.iov_len
+    }
 }
 
 enum InFlight {
+    /// A bundle send (`op::SendBundle`): CQEs until one without `F_MORE`.
     Bundle {
-        op: Multishot<BundleData>,
+        op: Multishot<SendBundle>,
         /// No CQE of it was seen yet.
         first: bool,
     },
-    Vectored(Op<VectoredData>),
+    /// A vectored send of the queued bytes with `MSG_WAITALL`.
+    Vectored(Submitted<SendMsg<Queued>>),
 }
 
 impl SendQueue {
-    fn new(fd: &SharedFd, entries: u16) -> io::Result<SendQueue> {
+    /// A queue of `entries` buffers sending on `fd`.
+    pub(crate) fn new(fd: &SharedFd, entries: u16) -> io::Result<SendQueue> {
         let bundles = runtime::features().recv_bundle;
         let ring = if bundles {
             SendRing::new(entries as u32)?
@@ -206,49 +226,24 @@ impl SendQueue {
         self.sent = 0;
         self.error = None;
         if self.bundles {
-            let bgid = self.ring.group_id().expect("bundles need a ring");
-            // SAFETY: the SQE names no memory: the kernel picks entries of
-            // the ring, which (with the buffers they point at) the
-            // SendRing clone in the op data keeps alive and registered
-            // until the last CQE; the SharedFd clone keeps the descriptor
-            // open. Entries are only rewritten when no send is in flight.
-            let op = unsafe {
-                Multishot::submit((self.fd.clone(), self.ring.clone()), |(fd, _)| {
-                    runtime::with_target!(fd, |t| {
-                        opcode::SendBundle::new(t, bgid)
-                            .flags(libc::MSG_NOSIGNAL)
-                            .build()
-                    })
-                })
-            };
-            self.inflight = Some(InFlight::Bundle { op, first: true });
+            let op = SendBundle::new(&self.fd, &self.ring).expect("bundles need a ring");
+            self.inflight = Some(InFlight::Bundle {
+                op: op.start(),
+                first: true,
+            });
         } else {
-            let data = VectoredData {
-                fd: self.fd.clone(),
-                _ring: self.ring.clone(),
-                iovecs: self.ring.iovecs(MAX_IOVECS),
-                msg: Box::new(
-                    // SAFETY: an all-zero msghdr is valid (null pointers,
-                    // zero lengths).
-                    unsafe { std::mem::zeroed() },
-                ),
-            };
-            // SAFETY: the iovecs point at queued bytes, which the SendRing
-            // clone in the data keeps alive (they are dropped only by a
-            // settle, after this op's completion); the msghdr (boxed)
-            // points at the iovec array (a Vec's heap buffer) of the same
-            // data; the SharedFd clone keeps the descriptor open.
-            let op = unsafe {
-                Op::submit(data, |d| {
-                    d.msg.msg_iov = d.iovecs.as_mut_ptr();
-                    d.msg.msg_iovlen = d.iovecs.len();
-                    runtime::with_target!(d.fd, |t| {
-                        opcode::SendMsg::new(t, &*d.msg)
-                            .flags((libc::MSG_NOSIGNAL | libc::MSG_WAITALL) as u32)
-                            .build()
-                    })
+            let pieces = self
+                .ring
+                .iovecs(MAX_IOVECS)
+                .into_iter()
+                .map(|iov| Queued {
+                    _ring: self.ring.clone(),
+                    iov,
                 })
-            };
+                .collect();
+            let op = SendMsg::new(&self.fd, pieces, None)
+                .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+                .submit();
             self.inflight = Some(InFlight::Vectored(op));
         }
     }
@@ -276,10 +271,11 @@ impl SendQueue {
                 }
             }
             Some(InFlight::Vectored(op)) => {
-                let (c, data) = ready!(Pin::new(op).poll(cx));
-                drop(data);
-                match c.result() {
-                    Ok(n) => self.sent = n as usize,
+                let (res, pieces) = ready!(Pin::new(op).poll(cx));
+                // Before `settle` below, which may drop their bytes.
+                drop(pieces);
+                match res {
+                    Ok(n) => self.sent = n,
                     Err(e) => self.error = Some(e),
                 }
             }
@@ -318,59 +314,5 @@ impl fmt::Debug for SendQueue {
             .field("bundles", &self.bundles)
             .field("in_flight", &self.inflight.is_some())
             .finish()
-    }
-}
-
-impl TcpStream {
-    /// A send queue for this connection holding up to `entries` buffers
-    /// (a power of two from 1 to 32768); see [`SendQueue`]. The queue
-    /// keeps the socket open while it lives.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a bad `entries`; registering the buffer ring can
-    /// fail (`OutOfMemory`, `AlreadyExists` when every buffer group id of
-    /// the runtime's ring is taken).
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
-        SendQueue::new(&self.fd, entries)
-    }
-}
-
-impl crate::DirectStream {
-    /// A send queue for this connection holding up to `entries` buffers
-    /// (a power of two from 1 to 32768); see [`SendQueue`] and
-    /// [`TcpStream::send_queue`].
-    ///
-    /// # Errors
-    ///
-    /// As for [`TcpStream::send_queue`].
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
-        SendQueue::new(&self.fd, entries)
-    }
-}
-
-impl UnixStream {
-    /// A send queue for this connection holding up to `entries` buffers
-    /// (a power of two from 1 to 32768); see [`SendQueue`] (it has an
-    /// example on a Unix stream). The queue keeps the socket open while it
-    /// lives.
-    ///
-    /// # Errors
-    ///
-    /// As for [`TcpStream::send_queue`].
-    ///
-    /// # Panics
-    ///
-    /// If no runtime is running on this thread.
-    pub fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
-        SendQueue::new(&self.fd, entries)
     }
 }

@@ -4,10 +4,10 @@
 //! error, with `IORING_CQE_F_MORE` set when a notification follows) and
 //! the **notification** (`IORING_CQE_F_NOTIF`, without `F_MORE`) saying
 //! that the kernel no longer reads the buffer. The operation is therefore
-//! submitted as a [`Multishot`]: its data (the buffer and a handle on the
-//! descriptor) stays owned by the operation until the CQE without `F_MORE`,
-//! also when the future is dropped (the runtime then parks the data until
-//! that CQE). A send that fails before the kernel took the buffer posts one
+//! a multishot operation ([`runtime::op::SendZc`]): the buffer and a
+//! handle on the descriptor stay owned by the operation until the CQE
+//! without `F_MORE`, also when the future is dropped (the runtime then
+//! parks them until that CQE). A send that fails before the kernel took the buffer posts one
 //! CQE without `F_MORE` and no notification; the stream ends there too.
 //!
 //! Where zero copy is not available the send falls back to a plain
@@ -22,12 +22,8 @@
 
 use runtime::buf::IoBuf;
 use runtime::fixed::FixedIoBuf;
-use runtime::op::io_uring::{cqueue, opcode};
-use runtime::op::{Multishot, SharedFd};
+use runtime::op::{self, Operation, SendZc, SharedFd};
 use runtime::BufResult;
-
-/// The most bytes one SQE can ask for (its length field is a u32).
-const MAX_LEN: usize = u32::MAX as usize;
 
 /// How a `send_zc` call sent its bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +100,8 @@ pub(crate) async fn write_all_zc<B: IoBuf>(fd: &SharedFd, buf: B) -> BufResult<(
 /// back to a plain send like `send_zc`.
 pub(crate) async fn send_zc_fixed<B: FixedIoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
     let first = first_choice(runtime::features().send_zc);
+    // The buffer's slot on the runtime running this future, which builds
+    // and submits the send below in the same poll.
     let index = buf.fixed_index();
     let (res, buf, _path) = send_zc_indexed(fd, buf, first, libc::MSG_NOSIGNAL, index).await;
     (res, buf)
@@ -156,59 +154,21 @@ async fn zero_copy<B: IoBuf>(
     flags: i32,
     index: Option<u16>,
 ) -> BufResult<usize, B> {
-    // SAFETY: the SQE points into the buffer's heap memory (which does not
-    // move with the value, per the IoBuf contract) and names a descriptor
-    // kept open by the SharedFd clone; both are in the op data, which the
-    // Multishot keeps (or the runtime parks, if it is dropped) until the
-    // last CQE, i.e. the notification that the kernel is done with the
-    // buffer. The kernel only reads the buffer. With an index, the bytes
-    // lie in that registered slot of this runtime's ring (the caller's
-    // FixedIoBuf promise), registered while the buffer lives.
-    let mut op = unsafe {
-        Multishot::submit((fd.clone(), buf), |(fd, buf)| {
-            let len = buf.bytes_init().min(MAX_LEN) as u32;
-            let ptr = buf.stable_ptr();
-            runtime::with_target!(fd, |t| opcode::SendZc::new(t, ptr, len)
-                .buf_index(index)
-                .flags(flags)
-                .build())
-        })
+    let op = SendZc::new(fd, buf, flags);
+    let op = match index {
+        // SAFETY: `index` is the `FixedIoBuf::fixed_index` of `buf` on this
+        // runtime (the callers' promise, see `send_zc_indexed`), so the
+        // bytes sent lie in that registered slot, which stays registered
+        // while the buffer (owned by the operation) lives.
+        Some(_) => unsafe { op.fixed(index) },
+        None => op,
     };
-    let mut result = None;
-    while let Some(completion) = op.next().await {
-        // The notification carries no byte count; the result is the other
-        // CQE (the first one).
-        if !cqueue::notif(completion.flags()) && result.is_none() {
-            result = Some(completion.result().map(|n| n as usize));
-        }
-    }
-    let (_fd, buf) = match op.into_inner() {
-        Ok(data) => data,
-        // `next` gave None, so the stream has ended and the data is free.
-        Err(_) => unreachable!("send_zc stream ended but kept its data"),
-    };
-    let result = result.unwrap_or_else(|| {
-        Err(std::io::Error::other(
-            "IORING_OP_SEND_ZC ended without a result CQE",
-        ))
-    });
-    (result, buf)
+    op.finish().await
 }
 
 /// One `IORING_OP_SEND` with `flags`.
 async fn plain_send<B: IoBuf>(fd: &SharedFd, buf: B, flags: i32) -> BufResult<usize, B> {
-    // SAFETY: the SQE points into the buffer's heap memory, owned by the op
-    // data, and names a descriptor kept open by the SharedFd clone in it;
-    // the kernel only reads the buffer.
-    let op = unsafe {
-        runtime::op::Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let len = buf.bytes_init().min(MAX_LEN) as u32;
-            let ptr = buf.stable_ptr();
-            runtime::with_target!(fd, |t| opcode::Send::new(t, ptr, len).flags(flags).build())
-        })
-    };
-    let (completion, (_fd, buf)) = op.await;
-    (completion.result().map(|n| n as usize), buf)
+    op::Send::new(fd, buf).flags(flags).submit().await
 }
 
 #[cfg(test)]

@@ -1,416 +1,220 @@
-//! The read and write operations shared by every stream socket (TCP and
-//! Unix), each one SQE whose data owns the buffers and a handle on the
-//! descriptor.
+//! The socket core of every connected stream: [`Stream`] holds the
+//! descriptor and performs every operation on it, each one typed operation
+//! of [`runtime::op`] (or a few, for zero-copy sends, buffer rings and send
+//! queues, whose files say how).
+//!
+//! [`TcpStream`](crate::TcpStream), [`UnixStream`](crate::UnixStream) and
+//! [`DirectStream`](crate::DirectStream) each hold one `Stream` and
+//! delegate to it, so the three behave the same by construction; what
+//! differs between them (addresses, socket options, how they are made) is
+//! in their own files, which show each type's whole API. The descriptor may
+//! be ordinary, registered in the ring's table as well, or direct (a slot
+//! of the table only): the typed operations name the slot where there is
+//! one (see [`crate::direct`] for the concept).
 
+use std::future::Future;
 use std::io;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
-use runtime::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
-use runtime::op::io_uring::opcode;
-use runtime::op::{Op, SharedFd};
+use runtime::buf::{IoBuf, IoBufMut};
+use runtime::bufring::{BufRing, BufRingChunk};
+use runtime::fixed::FixedIoBuf;
+use runtime::io::{OwnedRead, OwnedWrite};
+use runtime::op::{
+    self, Connect, Operation, ReadFixed, Recv, RecvMsg, SendMsg, SharedFd, WriteFixed,
+};
 use runtime::BufResult;
+use socket2::{SockAddr, SockRef, Socket};
 
-/// The most bytes one SQE can ask for (its length field is a u32).
-const MAX_LEN: usize = u32::MAX as usize;
+use crate::addr::to_sock_addr_buf;
+use crate::recv_multi::{self, RecvMulti};
+use crate::send_bundle::SendQueue;
+use crate::send_zc;
 
-/// One `IORING_OP_RECV` into `buf`'s writable region.
-pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
-    let start = buf.read_start();
-    // SAFETY: the SQE points into the buffer's heap memory, owned by the op
-    // data (a buffer's memory does not move with the value, per the IoBuf
-    // contract), and names a descriptor kept open by the SharedFd clone in
-    // the same data.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let len = (buf.bytes_total() - start).min(MAX_LEN) as u32;
-            runtime::with_target!(fd, |t| {
-                opcode::Recv::new(t, buf.stable_mut_ptr().add(start), len).build()
-            })
-        })
-    };
-    let (completion, (_fd, mut buf)) = op.await;
-    match completion.result() {
-        Ok(n) => {
-            // SAFETY: the kernel initialised n bytes from `start`.
-            unsafe { buf.set_init(start + n as usize) };
-            (Ok(n as usize), buf)
+/// The position of a read or write on a stream: none (`-1`).
+const NO_OFFSET: u64 = u64::MAX;
+
+/// A connected stream socket: its descriptor and every operation on it.
+pub(crate) struct Stream {
+    fd: SharedFd,
+}
+
+impl Stream {
+    /// The stream on `fd`.
+    pub(crate) fn new(fd: SharedFd) -> Stream {
+        Stream { fd }
+    }
+
+    /// Connects `socket` to `addr` (`IORING_OP_CONNECT`).
+    pub(crate) async fn connect(socket: Socket, addr: &SockAddr) -> io::Result<Stream> {
+        let fd = SharedFd::new(socket.into());
+        Connect::new(&fd, to_sock_addr_buf(addr)).submit().await?;
+        Ok(Stream { fd })
+    }
+
+    /// The socket, for system calls (options, addresses).
+    ///
+    /// # Panics
+    ///
+    /// On a direct descriptor, which has no number (only
+    /// [`DirectStream`](crate::DirectStream) holds one, and it never calls
+    /// this).
+    pub(crate) fn sock(&self) -> SockRef<'_> {
+        SockRef::from(&self.fd)
+    }
+
+    /// The descriptor number; `-1` for a direct descriptor.
+    pub(crate) fn raw(&self) -> RawFd {
+        self.fd.raw()
+    }
+
+    /// One `IORING_OP_RECV` into `buf`'s writable region.
+    pub(crate) async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        Recv::new(&self.fd, buf).submit().await
+    }
+
+    /// [`read`](Self::read) with a deadline enforced by the kernel: the
+    /// `IORING_OP_RECV` goes out linked to an `IORING_OP_LINK_TIMEOUT` (one
+    /// chain, no runtime timer). On timeout: `ErrorKind::TimedOut`, the
+    /// buffer back unchanged.
+    pub(crate) async fn read_timeout<B: IoBufMut>(
+        &self,
+        buf: B,
+        timeout: Duration,
+    ) -> BufResult<usize, B> {
+        Recv::new(&self.fd, buf).submit_with_timeout(timeout).await
+    }
+
+    /// One `IORING_OP_RECVMSG` scattering into `bufs` in order.
+    pub(crate) async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        let (res, bufs) = RecvMsg::new(&self.fd, bufs).submit().await;
+        (res.map(|(n, _)| n), bufs)
+    }
+
+    /// One `IORING_OP_SEND` with `MSG_NOSIGNAL` of `buf`'s initialised
+    /// bytes (what `write` and `send` are).
+    pub(crate) async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        op::Send::new(&self.fd, buf).submit().await
+    }
+
+    /// One `IORING_OP_SENDMSG` with `MSG_NOSIGNAL` gathering from `bufs`.
+    pub(crate) async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        SendMsg::new(&self.fd, bufs, None).submit().await
+    }
+
+    /// One zero-copy send, or a plain one where zero copy is unavailable
+    /// (see [`send_zc`](crate::send_zc)).
+    pub(crate) async fn send_zc<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        send_zc::send_zc(&self.fd, buf).await
+    }
+
+    /// All of `buf` with zero-copy sends (`MSG_WAITALL`).
+    pub(crate) async fn write_all_zc<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        send_zc::write_all_zc(&self.fd, buf).await
+    }
+
+    /// One zero-copy send from a registered buffer.
+    pub(crate) async fn send_zc_fixed<B: FixedIoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        send_zc::send_zc_fixed(&self.fd, buf).await
+    }
+
+    /// One `IORING_OP_READ_FIXED` into a registered buffer (a plain read
+    /// if it has no slot on this runtime).
+    pub(crate) async fn read_fixed<B: FixedIoBuf + IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        ReadFixed::new(&self.fd, buf, NO_OFFSET).submit().await
+    }
+
+    /// One `IORING_OP_WRITE_FIXED` from a registered buffer; a plain send
+    /// (with `MSG_NOSIGNAL`) if it has no slot on this runtime.
+    /// `WRITE_FIXED` is a `write(2)`: no `MSG_NOSIGNAL` (the public docs
+    /// say what that means).
+    pub(crate) async fn write_fixed<B: FixedIoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        if buf.fixed_index().is_none() {
+            return self.send(buf).await;
         }
-        Err(e) => (Err(e), buf),
+        WriteFixed::new(&self.fd, buf, NO_OFFSET).submit().await
+    }
+
+    /// The multishot receive stream into `ring`.
+    pub(crate) fn recv_multishot(&self, ring: &BufRing) -> RecvMulti {
+        RecvMulti::new(&self.fd, ring)
+    }
+
+    /// One receive into a buffer of `ring`.
+    pub(crate) async fn recv_from_ring(&self, ring: &BufRing) -> io::Result<Option<BufRingChunk>> {
+        recv_multi::recv_from_ring(&self.fd, ring).await
+    }
+
+    /// A send queue of `entries` buffers on this stream.
+    pub(crate) fn send_queue(&self, entries: u16) -> io::Result<SendQueue> {
+        SendQueue::new(&self.fd, entries)
+    }
+
+    /// Shuts down the read side, the write side or both: `shutdown(2)` on
+    /// a descriptor with a number; on a direct descriptor, which has none,
+    /// `IORING_OP_SHUTDOWN` through the ring, waited for here (it completes
+    /// at once). Never blocks.
+    ///
+    /// # Panics
+    ///
+    /// For a direct descriptor, if no runtime is running on this thread.
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        match self.fd.borrow_fd() {
+            Some(number) => SockRef::from(&number).shutdown(how),
+            None => op::submit_and_wait(op::Shutdown::new(&self.fd, how)),
+        }
+    }
+
+    /// Installs the descriptor in the ring's table as well (see
+    /// [`SharedFd::register`]).
+    pub(crate) fn register(self) -> io::Result<Stream> {
+        Ok(Stream::new(self.fd.register()?))
+    }
+
+    /// Moves the connection into a slot of the ring's table, closing its
+    /// descriptor (see [`SharedFd::into_direct`]).
+    pub(crate) fn into_direct(self) -> io::Result<Stream> {
+        Ok(Stream::new(self.fd.into_direct()?))
+    }
+
+    /// Whether the descriptor is also in the ring's table.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.fd.is_registered()
+    }
+
+    /// Whether the descriptor is a slot of the ring's table only.
+    pub(crate) fn is_direct(&self) -> bool {
+        self.fd.is_direct()
+    }
+
+    /// The slot of the ring's table the descriptor is (or is also) in.
+    pub(crate) fn slot(&self) -> Option<u32> {
+        self.fd.direct_slot()
+    }
+
+    /// Closes the descriptor through the ring and reports the result.
+    pub(crate) async fn close(self) -> io::Result<()> {
+        self.fd.close().await
     }
 }
 
-/// [`read`] with a deadline enforced by the kernel: the `IORING_OP_RECV`
-/// goes out linked to an `IORING_OP_LINK_TIMEOUT` (one chain, no runtime
-/// timer). On timeout: `ErrorKind::TimedOut`, the buffer back unchanged.
-pub(crate) async fn read_timeout<B: IoBufMut>(
-    fd: &SharedFd,
-    buf: B,
-    timeout: Duration,
-) -> BufResult<usize, B> {
-    let start = buf.read_start();
-    // SAFETY: as in `read`: the SQE points into the buffer's heap memory and
-    // names a descriptor kept open by the SharedFd clone, both owned by the
-    // op data until the recv's CQE (the timed op keeps or parks them).
-    let op = unsafe {
-        Op::submit_with_timeout(
-            (fd.clone(), buf),
-            |(fd, buf)| {
-                let len = (buf.bytes_total() - start).min(MAX_LEN) as u32;
-                runtime::with_target!(fd, |t| {
-                    opcode::Recv::new(t, buf.stable_mut_ptr().add(start), len).build()
-                })
-            },
-            timeout,
-        )
-    };
-    let (completion, (_fd, mut buf)) = op.await;
-    match completion.and_then(|c| c.result()) {
-        Ok(n) => {
-            // SAFETY: the kernel initialised n bytes from `start`.
-            unsafe { buf.set_init(start + n as usize) };
-            (Ok(n as usize), buf)
-        }
-        Err(e) => (Err(e), buf),
+impl OwnedRead for Stream {
+    fn read<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
+        Stream::read(self, buf)
+    }
+
+    fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> impl Future<Output = BufResult<usize, Vec<B>>> {
+        Stream::readv(self, bufs)
     }
 }
 
-/// One `IORING_OP_SEND` with `MSG_NOSIGNAL` of `buf`'s initialised bytes.
-pub(crate) async fn send<B: IoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
-    // SAFETY: as in `read`; the kernel only reads the buffer.
-    let op = unsafe {
-        Op::submit((fd.clone(), buf), |(fd, buf)| {
-            let len = buf.bytes_init().min(MAX_LEN) as u32;
-            runtime::with_target!(fd, |t| {
-                opcode::Send::new(t, buf.stable_ptr(), len)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
-            })
-        })
-    };
-    let (completion, (_fd, buf)) = op.await;
-    (completion.result().map(|n| n as usize), buf)
-}
+impl OwnedWrite for Stream {
+    fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
+        Stream::send(self, buf)
+    }
 
-/// The data of a vectored operation: the buffers, their iovec array and
-/// the message header that points at it, all owned by the op.
-struct Vectored<B> {
-    _fd: SharedFd,
-    bufs: Vec<B>,
-    iovecs: Vec<libc::iovec>,
-    msg: Box<libc::msghdr>,
-}
-
-fn empty_msghdr() -> Box<libc::msghdr> {
-    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
-    Box::new(unsafe { std::mem::zeroed() })
-}
-
-/// One `IORING_OP_RECVMSG` scattering into `bufs` in order.
-pub(crate) async fn readv<B: IoBufMut>(
-    fd: &SharedFd,
-    mut bufs: Vec<B>,
-) -> BufResult<usize, Vec<B>> {
-    let data = Vectored {
-        _fd: fd.clone(),
-        iovecs: read_iovecs(&mut bufs),
-        bufs,
-        msg: empty_msghdr(),
-    };
-    // SAFETY: the iovecs point into the buffers' heap memory and the msghdr
-    // (boxed) points at the iovec array (a Vec's heap buffer); all of it is
-    // owned by the op data, and the descriptor is kept open by the SharedFd
-    // clone in it.
-    let op = unsafe {
-        Op::submit(data, |d| {
-            d.msg.msg_iov = d.iovecs.as_mut_ptr();
-            d.msg.msg_iovlen = d.iovecs.len();
-            runtime::with_target!(d._fd, |t| opcode::RecvMsg::new(t, &mut *d.msg).build())
-        })
-    };
-    let (completion, data) = op.await;
-    let mut bufs = data.bufs;
-    match completion.result() {
-        Ok(n) => {
-            // SAFETY: the kernel filled n bytes through the iovecs made
-            // from these buffers by `read_iovecs`.
-            unsafe { mark_read(&mut bufs, n as usize) };
-            (Ok(n as usize), bufs)
-        }
-        Err(e) => (Err(e), bufs),
+    fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> impl Future<Output = BufResult<usize, Vec<B>>> {
+        Stream::writev(self, bufs)
     }
 }
-
-/// One `IORING_OP_SENDMSG` with `MSG_NOSIGNAL` gathering from `bufs`.
-pub(crate) async fn writev<B: IoBuf>(fd: &SharedFd, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-    let iovecs = write_iovecs(&bufs);
-    let data = Vectored {
-        _fd: fd.clone(),
-        bufs,
-        iovecs,
-        msg: empty_msghdr(),
-    };
-    // SAFETY: as in `readv`; the kernel only reads the buffers.
-    let op = unsafe {
-        Op::submit(data, |d| {
-            d.msg.msg_iov = d.iovecs.as_mut_ptr();
-            d.msg.msg_iovlen = d.iovecs.len();
-            runtime::with_target!(d._fd, |t| {
-                opcode::SendMsg::new(t, &*d.msg)
-                    .flags(libc::MSG_NOSIGNAL as u32)
-                    .build()
-            })
-        })
-    };
-    let (completion, data) = op.await;
-    (completion.result().map(|n| n as usize), data.bufs)
-}
-
-/// `shutdown(2)`: a plain system call, it never blocks.
-pub(crate) fn shutdown(fd: &SharedFd, how: std::net::Shutdown) -> io::Result<()> {
-    let how = match how {
-        std::net::Shutdown::Read => libc::SHUT_RD,
-        std::net::Shutdown::Write => libc::SHUT_WR,
-        std::net::Shutdown::Both => libc::SHUT_RDWR,
-    };
-    // SAFETY: plain syscall on a descriptor we keep open.
-    if unsafe { libc::shutdown(fd.raw(), how) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Generates, for a stream socket type with a `fd: SharedFd` field, the
-/// read/write method family and the `runtime::io` trait impls, plus
-/// `shutdown` and `AsRawFd` (for types holding an ordinary descriptor).
-macro_rules! stream_methods {
-    ($ty:ident) => {
-        crate::stream::stream_io_methods!($ty);
-
-        impl $ty {
-            /// Shuts down the read side, the write side or both.
-            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
-                crate::stream::shutdown(&self.fd, how)
-            }
-        }
-
-        impl std::os::fd::AsRawFd for $ty {
-            fn as_raw_fd(&self) -> std::os::fd::RawFd {
-                self.fd.raw()
-            }
-        }
-    };
-}
-
-/// Generates, for a stream socket type with a `fd: SharedFd` field (an
-/// ordinary or a direct descriptor), the read/write method family and the
-/// `runtime::io` trait impls.
-macro_rules! stream_io_methods {
-    ($ty:ident) => {
-        impl $ty {
-            /// Reads once into `buf`'s writable region (a `Vec`'s spare
-            /// capacity, which it then extends) and returns the number of
-            /// bytes read; `0` means the peer closed its side (or `buf` has
-            /// no room).
-            pub async fn read<B: runtime::buf::IoBufMut>(
-                &self,
-                buf: B,
-            ) -> runtime::BufResult<usize, B> {
-                crate::stream::read(&self.fd, buf).await
-            }
-
-            /// Like [`read`](Self::read), with a deadline: if nothing
-            /// arrives within `timeout`, the read is cancelled and this
-            /// returns `ErrorKind::TimedOut` with `buf` back unchanged. The
-            /// deadline is the kernel's (`IORING_OP_LINK_TIMEOUT` linked to
-            /// the receive, no runtime timer; every kernel this runtime runs
-            /// on has it). Unlike wrapping `read` in
-            /// [`runtime::time::timeout`], which drops the read and its
-            /// buffer when the time is up, this gives the buffer back. It
-            /// is not cheaper: the kernel arms and cancels a timer per read,
-            /// where the runtime's timers are a map in user space (the
-            /// `timeout_read` benchmark measured 114k vs 141k one-byte round
-            /// trips per second), so prefer `time::timeout` unless the
-            /// buffer must come back.
-            pub async fn read_timeout<B: runtime::buf::IoBufMut>(
-                &self,
-                buf: B,
-                timeout: std::time::Duration,
-            ) -> runtime::BufResult<usize, B> {
-                crate::stream::read_timeout(&self.fd, buf, timeout).await
-            }
-
-            /// Reads until `buf` is full (a `Vec` up to its capacity),
-            /// handling short reads. `UnexpectedEof` if the peer closes
-            /// first; the bytes read so far are in the buffer.
-            pub async fn read_exact<B: runtime::buf::IoBufMut>(
-                &self,
-                buf: B,
-            ) -> runtime::BufResult<(), B> {
-                <Self as runtime::io::OwnedRead>::read_exact(self, buf).await
-            }
-
-            /// Reads once, scattering into the buffers in order
-            /// (`IORING_OP_RECVMSG`).
-            pub async fn readv<B: runtime::buf::IoBufMut>(
-                &self,
-                bufs: Vec<B>,
-            ) -> runtime::BufResult<usize, Vec<B>> {
-                crate::stream::readv(&self.fd, bufs).await
-            }
-
-            /// Writes once from `buf`'s initialised bytes and returns how
-            /// many were taken, possibly fewer. Never raises `SIGPIPE`: a
-            /// closed peer is a `BrokenPipe` error.
-            pub async fn write<B: runtime::buf::IoBuf>(
-                &self,
-                buf: B,
-            ) -> runtime::BufResult<usize, B> {
-                crate::stream::send(&self.fd, buf).await
-            }
-
-            /// Writes all of `buf`'s initialised bytes, handling short
-            /// writes.
-            pub async fn write_all<B: runtime::buf::IoBuf>(
-                &self,
-                buf: B,
-            ) -> runtime::BufResult<(), B> {
-                <Self as runtime::io::OwnedWrite>::write_all(self, buf).await
-            }
-
-            /// Writes once, gathering from the buffers in order
-            /// (`IORING_OP_SENDMSG` with `MSG_NOSIGNAL`).
-            pub async fn writev<B: runtime::buf::IoBuf>(
-                &self,
-                bufs: Vec<B>,
-            ) -> runtime::BufResult<usize, Vec<B>> {
-                crate::stream::writev(&self.fd, bufs).await
-            }
-
-            /// Sends once (`IORING_OP_SEND` with `MSG_NOSIGNAL`); the same
-            /// as [`write`](Self::write).
-            pub async fn send<B: runtime::buf::IoBuf>(
-                &self,
-                buf: B,
-            ) -> runtime::BufResult<usize, B> {
-                crate::stream::send(&self.fd, buf).await
-            }
-
-            /// Sends once **without copying** `buf` into the kernel
-            /// (`IORING_OP_SEND_ZC` with `MSG_NOSIGNAL`) and returns how
-            /// many bytes were taken, possibly fewer than offered.
-            ///
-            /// The future resolves only after the kernel's notification
-            /// that it no longer reads the buffer (on TCP, once the data is
-            /// acknowledged), so the buffer comes back free to reuse; it is
-            /// owned by the operation until then, even if the future is
-            /// dropped. Zero copy pays for large buffers only: the
-            /// benchmark suite (`bench/run --only uring`, loopback TCP, one
-            /// send in flight) measured `write_all_zc` at 0.42x the
-            /// throughput of `write_all` with 64 KiB writes (each send
-            /// waits for its notification, which on loopback comes only
-            /// once the reader consumed the data) and 1.04x–1.39x, noisy,
-            /// with 1 MiB writes; on a real network device the break-even
-            /// is lower, and keeping several sends in flight hides the
-            /// wait. Falls back to a plain
-            /// [`send`](Self::send) when the kernel lacks
-            /// `SEND_ZC` ([`runtime::features`]) or the socket refuses it
-            /// (Unix domain sockets do, at the price of one extra SQE).
-            pub async fn send_zc<B: runtime::buf::IoBuf>(
-                &self,
-                buf: B,
-            ) -> runtime::BufResult<usize, B> {
-                crate::send_zc::send_zc(&self.fd, buf).await
-            }
-
-            /// Sends all of `buf`'s initialised bytes without copying them
-            /// (`IORING_OP_SEND_ZC` with `MSG_NOSIGNAL | MSG_WAITALL`, so
-            /// a whole buffer is usually one operation), handling short
-            /// sends. Resolves only after the kernel's last notification:
-            /// see [`send_zc`](Self::send_zc) for when zero copy pays and
-            /// for the fallback.
-            ///
-            /// ```
-            /// # runtime::block_on(async {
-            /// let listener = net::TcpListener::bind("127.0.0.1:0")?;
-            /// let a = net::TcpStream::connect(listener.local_addr()?).await?;
-            /// let (b, _) = listener.accept().await?;
-            /// // The notification comes once the data left the socket, so
-            /// // somebody must be reading.
-            /// let reader = runtime::spawn(async move {
-            ///     b.read_exact(Vec::with_capacity(1 << 20)).await
-            /// });
-            /// let (res, buf) = a.write_all_zc(vec![7u8; 1 << 20]).await;
-            /// res?;
-            /// // The buffer is back and the kernel is done with it.
-            /// assert_eq!(buf.len(), 1 << 20);
-            /// let (res, got) = reader.await.unwrap();
-            /// res?;
-            /// assert!(got.iter().all(|&x| x == 7));
-            /// # Ok::<(), std::io::Error>(())
-            /// # }).unwrap();
-            /// ```
-            pub async fn write_all_zc<B: runtime::buf::IoBuf>(
-                &self,
-                buf: B,
-            ) -> runtime::BufResult<(), B> {
-                crate::send_zc::write_all_zc(&self.fd, buf).await
-            }
-
-            /// A stream of received chunks on **multishot receive** into
-            /// the provided buffer ring `ring`: a buffer is taken from the
-            /// ring only when bytes arrive, so an idle connection holds none.
-            /// Each chunk's buffer goes back to the ring when it is dropped.
-            /// An empty ring pauses the stream until a chunk is dropped (no
-            /// error, nothing lost); see [`RecvMulti`](crate::RecvMulti).
-            pub fn recv_multishot(&self, ring: &runtime::bufring::BufRing) -> crate::RecvMulti {
-                crate::recv_multi::RecvMulti::new(&self.fd, ring)
-            }
-
-            /// Receives once into a buffer the kernel picks from `ring`;
-            /// `Ok(None)` once the peer closed its side. Waits for a
-            /// buffer to be returned if the ring is empty.
-            pub async fn recv_from_ring(
-                &self,
-                ring: &runtime::bufring::BufRing,
-            ) -> std::io::Result<Option<runtime::bufring::BufRingChunk>> {
-                crate::recv_multi::recv_from_ring(&self.fd, ring).await
-            }
-        }
-
-        impl runtime::io::OwnedRead for $ty {
-            fn read<B: runtime::buf::IoBufMut>(
-                &self,
-                buf: B,
-            ) -> impl std::future::Future<Output = runtime::BufResult<usize, B>> {
-                crate::stream::read(&self.fd, buf)
-            }
-
-            fn readv<B: runtime::buf::IoBufMut>(
-                &self,
-                bufs: Vec<B>,
-            ) -> impl std::future::Future<Output = runtime::BufResult<usize, Vec<B>>> {
-                crate::stream::readv(&self.fd, bufs)
-            }
-        }
-
-        impl runtime::io::OwnedWrite for $ty {
-            fn write<B: runtime::buf::IoBuf>(
-                &self,
-                buf: B,
-            ) -> impl std::future::Future<Output = runtime::BufResult<usize, B>> {
-                crate::stream::send(&self.fd, buf)
-            }
-
-            fn writev<B: runtime::buf::IoBuf>(
-                &self,
-                bufs: Vec<B>,
-            ) -> impl std::future::Future<Output = runtime::BufResult<usize, Vec<B>>> {
-                crate::stream::writev(&self.fd, bufs)
-            }
-        }
-    };
-}
-
-pub(crate) use stream_io_methods;
-pub(crate) use stream_methods;

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
 use runtime::buf::{IoBuf, IoBufMut};
-use runtime::op::io_uring::{opcode, types};
-use runtime::op::{Op, SharedFd};
+use runtime::op::{Operation, RecvMsg, SendMsg, SharedFd, SockAddrBuf};
 use runtime::BufResult;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use crate::addr::{each_addr_now, resolve, resolve_now, AddrBuf, ToSocketAddrs};
+use crate::addr::{
+    each_addr_now, resolve, resolve_now, to_sock_addr_buf, to_socket_addr, ToSocketAddrs,
+};
 
 /// A UDP socket.
 ///
@@ -20,17 +21,6 @@ use crate::addr::{each_addr_now, resolve, resolve_now, AddrBuf, ToSocketAddrs};
 /// bytes; the rest of that datagram is discarded, as with `recv(2)`.
 pub struct UdpSocket {
     fd: SharedFd,
-}
-
-/// The data of a datagram op: buffer, iovec, message header and address,
-/// all owned by the op (boxed, so their addresses are stable).
-struct Datagram<B> {
-    _fd: SharedFd,
-    buf: B,
-    iov: Box<libc::iovec>,
-    msg: Box<libc::msghdr>,
-    addr: Option<Box<AddrBuf>>,
-    dest: Option<Box<SockAddr>>,
 }
 
 impl UdpSocket {
@@ -85,7 +75,7 @@ impl UdpSocket {
             },
             Err(e) => return (Err(e), buf),
         };
-        self.sendmsg(buf, Some(Box::new(SockAddr::from(addr))))
+        self.sendmsg(buf, Some(to_sock_addr_buf(&SockAddr::from(addr))))
             .await
     }
 
@@ -94,36 +84,11 @@ impl UdpSocket {
         self.sendmsg(buf, None).await
     }
 
-    async fn sendmsg<B: IoBuf>(&self, buf: B, dest: Option<Box<SockAddr>>) -> BufResult<usize, B> {
-        let data = Datagram {
-            _fd: self.fd.clone(),
-            iov: Box::new(libc::iovec {
-                iov_base: buf.stable_ptr() as *mut libc::c_void,
-                iov_len: buf.bytes_init(),
-            }),
-            buf,
-            msg: zeroed_msghdr(),
-            addr: None,
-            dest,
-        };
-        // SAFETY: the msghdr, iovec, destination address and buffer are
-        // boxed or heap memory owned by the op data, as is the SharedFd that
-        // keeps the socket open.
-        let op = unsafe {
-            Op::submit(data, |d| {
-                d.msg.msg_iov = &mut *d.iov;
-                d.msg.msg_iovlen = 1;
-                if let Some(dest) = &d.dest {
-                    d.msg.msg_name = dest.as_ptr() as *mut libc::c_void;
-                    d.msg.msg_namelen = dest.len();
-                }
-                opcode::SendMsg::new(types::Fd(d._fd.raw()), &*d.msg)
-                    .flags(libc::MSG_NOSIGNAL as u32)
-                    .build()
-            })
-        };
-        let (completion, data) = op.await;
-        (completion.result().map(|n| n as usize), data.buf)
+    /// One `IORING_OP_SENDMSG` (with `MSG_NOSIGNAL`) of `buf`, to `dest`
+    /// if given.
+    async fn sendmsg<B: IoBuf>(&self, buf: B, dest: Option<SockAddrBuf>) -> BufResult<usize, B> {
+        let (res, bufs) = SendMsg::new(&self.fd, vec![buf], dest).submit().await;
+        (res, only(bufs))
     }
 
     /// Receives one datagram and the address it came from.
@@ -131,7 +96,7 @@ impl UdpSocket {
         let (res, buf, addr) = self.recvmsg(buf, true).await;
         let res = res.and_then(|n| {
             let addr = addr.expect("recvmsg was asked for the address");
-            Ok((n, addr.to_socket_addr()?))
+            Ok((n, to_socket_addr(&addr)?))
         });
         (res, buf)
     }
@@ -142,48 +107,23 @@ impl UdpSocket {
         (res, buf)
     }
 
+    /// One `IORING_OP_RECVMSG` into `buf`, with the sender's address if
+    /// `want_addr`.
     async fn recvmsg<B: IoBufMut>(
         &self,
-        mut buf: B,
+        buf: B,
         want_addr: bool,
-    ) -> (io::Result<usize>, B, Option<Box<AddrBuf>>) {
-        let start = buf.read_start();
-        let data = Datagram {
-            _fd: self.fd.clone(),
-            iov: Box::new(libc::iovec {
-                // SAFETY: start <= bytes_total, inside the allocation.
-                iov_base: unsafe { buf.stable_mut_ptr().add(start) }.cast(),
-                iov_len: buf.bytes_total() - start,
-            }),
-            buf,
-            msg: zeroed_msghdr(),
-            addr: want_addr.then(AddrBuf::new),
-            dest: None,
+    ) -> (io::Result<usize>, B, Option<SockAddrBuf>) {
+        let op = if want_addr {
+            RecvMsg::with_source(&self.fd, vec![buf])
+        } else {
+            RecvMsg::new(&self.fd, vec![buf])
         };
-        // SAFETY: as in `sendmsg`; the kernel writes into the buffer's
-        // writable region and the boxed address storage.
-        let op = unsafe {
-            Op::submit(data, |d| {
-                d.msg.msg_iov = &mut *d.iov;
-                d.msg.msg_iovlen = 1;
-                if let Some(addr) = &mut d.addr {
-                    d.msg.msg_name = (&mut addr.storage as *mut libc::sockaddr_storage).cast();
-                    d.msg.msg_namelen = addr.len;
-                }
-                opcode::RecvMsg::new(types::Fd(d._fd.raw()), &mut *d.msg).build()
-            })
-        };
-        let (completion, mut data) = op.await;
-        match completion.result() {
-            Ok(n) => {
-                // SAFETY: the kernel initialised n bytes from `start`.
-                unsafe { data.buf.set_init(start + n as usize) };
-                if let Some(addr) = &mut data.addr {
-                    addr.len = data.msg.msg_namelen;
-                }
-                (Ok(n as usize), data.buf, data.addr)
-            }
-            Err(e) => (Err(e), data.buf, None),
+        let (res, bufs) = op.submit().await;
+        let buf = only(bufs);
+        match res {
+            Ok((n, addr)) => (Ok(n), buf, addr),
+            Err(e) => (Err(e), buf, None),
         }
     }
 
@@ -209,9 +149,11 @@ impl UdpSocket {
     }
 }
 
-fn zeroed_msghdr() -> Box<libc::msghdr> {
-    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
-    Box::new(unsafe { std::mem::zeroed() })
+/// The one buffer of a datagram operation, handed back.
+fn only<B>(bufs: Vec<B>) -> B {
+    bufs.into_iter()
+        .next()
+        .expect("a datagram operation hands back its one buffer")
 }
 
 impl AsRawFd for UdpSocket {
