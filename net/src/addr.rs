@@ -25,6 +25,7 @@ pub(crate) mod sealed {
     use std::net::SocketAddr;
 
     /// What resolving an address takes.
+    #[derive(Debug)]
     pub enum Resolve {
         /// Resolved without a lookup.
         Ready(io::Result<Vec<SocketAddr>>),

@@ -15,12 +15,11 @@ use runtime::op::{
     Submitted,
 };
 
-/// A receive selecting from a ring ([`RecvRing`]), paired with that ring:
-/// every completion it yields has had its buffers turned into chunks, once,
-/// and dropping it hands the receive to the ring, which gives back the
-/// buffers of the CQEs still to come.
+/// A receive selecting from a ring ([`RecvRing`]): every completion it
+/// yields has had its buffers turned into chunks, once, and dropping it
+/// hands the receive to the ring, which gives back the buffers of the CQEs
+/// still to come.
 struct RingRecv {
-    ring: BufRing,
     /// Taken by `drop`.
     op: Option<Multishot<RecvRing>>,
 }
@@ -29,7 +28,6 @@ impl RingRecv {
     /// Starts a receive on `fd` selecting from `ring`.
     fn start(fd: &SharedFd, ring: &BufRing, mode: RecvMode) -> RingRecv {
         RingRecv {
-            ring: ring.clone(),
             op: Some(RecvRing::new(fd, ring, mode).start()),
         }
     }
@@ -41,17 +39,10 @@ impl RingRecv {
         cx: &mut Context<'_>,
         each: impl FnMut(BufRingChunk),
     ) -> Poll<Option<Completion>> {
-        let Some(op) = self.op.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let completion = ready!(op.poll_next(cx));
-        if let Some(c) = &completion {
-            // SAFETY: `c` is a CQE of `op`, a receive selecting from
-            // `self.ring` (`start` pairs them), and it reaches `chunks`
-            // here only, once: the caller gets it afterwards.
-            unsafe { self.ring.chunks(c, each) };
+        match self.op.as_mut() {
+            Some(op) => op.poll_chunks(cx, each),
+            None => Poll::Ready(None),
         }
-        Poll::Ready(completion)
     }
 
     /// Asks the kernel to stop the receive (its last CQE still comes).
@@ -64,14 +55,8 @@ impl RingRecv {
 
 impl Drop for RingRecv {
     fn drop(&mut self) {
-        match self.op.take() {
-            Some(op) if !op.is_ended() => {
-                // SAFETY: every CQE of `op` is one of a receive selecting
-                // from `self.ring`, and those taken so far went through
-                // `chunks` in `poll_next`; the ring takes only the rest.
-                unsafe { self.ring.release_multishot(op) }
-            }
-            _ => {}
+        if let Some(op) = self.op.take() {
+            op.release();
         }
     }
 }

@@ -13,7 +13,7 @@ use runtime::buf::IoBuf;
 use runtime::op::{
     Multishot, MultishotOperation, Operation, SendBundle, SendMsg, SharedFd, Submitted,
 };
-use runtime::sendring::SendRing;
+use runtime::sendring::{QueuedBuf, SendRing};
 
 #[cfg(doc)]
 use crate::{TcpStream, UnixStream};
@@ -85,33 +85,6 @@ pub struct SendQueue {
     broken: Option<io::ErrorKind>,
 }
 
-/// The bytes one iovec of [`SendRing::iovecs`] names, as a buffer for a
-/// vectored send ([`SendMsg`]), with a clone of the ring that owns them.
-struct Queued {
-    _ring: SendRing,
-    iov: libc::iovec,
-}
-
-// SAFETY: the iovec names initialised bytes of a buffer queued in the ring
-// (`SendRing::iovecs`), which the clone keeps alive at the same address (a
-// queued buffer is owned, boxed, by the ring). The ring drops a queued
-// buffer only in `settle`, which this module calls only once the send that
-// holds these values is over and has handed them back (`poll_inflight`
-// drops them first); nothing mutates them in between.
-unsafe impl IoBuf for Queued {
-    fn stable_ptr(&self) -> *const u8 {
-        self.iov.iov_base as *const u8
-    }
-
-    fn bytes_init(&self) -> usize {
-        self.iov.iov_len
-    }
-
-    fn bytes_total(&self) -> usize {
-        self.iov.iov_len
-    }
-}
-
 enum InFlight {
     /// A bundle send (`op::SendBundle`): CQEs until one without `F_MORE`.
     Bundle {
@@ -120,7 +93,7 @@ enum InFlight {
         first: bool,
     },
     /// A vectored send of the queued bytes with `MSG_WAITALL`.
-    Vectored(Submitted<SendMsg<Queued>>),
+    Vectored(Submitted<SendMsg<QueuedBuf>>),
 }
 
 impl SendQueue {
@@ -232,16 +205,7 @@ impl SendQueue {
                 first: true,
             });
         } else {
-            let pieces = self
-                .ring
-                .iovecs(MAX_IOVECS)
-                .into_iter()
-                .map(|iov| Queued {
-                    _ring: self.ring.clone(),
-                    iov,
-                })
-                .collect();
-            let op = SendMsg::new(&self.fd, pieces, None)
+            let op = SendMsg::new(&self.fd, self.ring.queued_bufs(MAX_IOVECS), None)
                 .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
                 .submit();
             self.inflight = Some(InFlight::Vectored(op));
@@ -283,9 +247,10 @@ impl SendQueue {
         // The send is over: the kernel no longer reads the queue.
         self.inflight = None;
         let sent = std::mem::take(&mut self.sent);
-        // SAFETY: no send from this queue is in flight (the one above
-        // ended with its last CQE; a queue has at most one).
-        if let Err(e) = unsafe { self.ring.settle(sent) } {
+        // No send from this queue is alive now (the one above ended with
+        // its last CQE and its buffers were dropped; a queue has at most
+        // one), so the ring settles.
+        if let Err(e) = self.ring.settle(sent) {
             self.broken = Some(e.kind());
             return Poll::Ready(Err(e));
         }

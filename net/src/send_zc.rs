@@ -100,10 +100,7 @@ pub(crate) async fn write_all_zc<B: IoBuf>(fd: &SharedFd, buf: B) -> BufResult<(
 /// back to a plain send like `send_zc`.
 pub(crate) async fn send_zc_fixed<B: FixedIoBuf>(fd: &SharedFd, buf: B) -> BufResult<usize, B> {
     let first = first_choice(runtime::features().send_zc);
-    // The buffer's slot on the runtime running this future, which builds
-    // and submits the send below in the same poll.
-    let index = buf.fixed_index();
-    let (res, buf, _path) = send_zc_indexed(fd, buf, first, libc::MSG_NOSIGNAL, index).await;
+    let (res, buf, _path) = send_zc_made(fd, buf, first, libc::MSG_NOSIGNAL, SendZc::fixed).await;
     (res, buf)
 }
 
@@ -115,26 +112,23 @@ pub(crate) async fn send_zc_via<B: IoBuf>(
     path: Path,
     flags: i32,
 ) -> (std::io::Result<usize>, B, Path) {
-    send_zc_indexed(fd, buf, path, flags, None).await
+    send_zc_made(fd, buf, path, flags, SendZc::new).await
 }
 
-/// [`send_zc_via`], the zero-copy SQE naming registered buffer slot
-/// `index` if it is `Some`.
-///
-/// `index`, when `Some`, must be the `FixedIoBuf::fixed_index` of `buf`
-/// (taken on this runtime), so that the bytes sent lie in that slot.
-async fn send_zc_indexed<B: IoBuf>(
+/// [`send_zc_via`], the zero-copy operation made by `make`
+/// ([`SendZc::new`], or [`SendZc::fixed`] for a registered buffer).
+async fn send_zc_made<B: IoBuf>(
     fd: &SharedFd,
     buf: B,
     path: Path,
     flags: i32,
-    index: Option<u16>,
+    make: fn(&SharedFd, B, i32) -> SendZc<B>,
 ) -> (std::io::Result<usize>, B, Path) {
     if path != Path::ZeroCopy {
         let (res, buf) = plain_send(fd, buf, flags).await;
         return (res, buf, path);
     }
-    let (res, buf) = zero_copy(fd, buf, flags, index).await;
+    let (res, buf) = make(fd, buf, flags).finish().await;
     match res {
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
             let (res, buf) = plain_send(fd, buf, flags).await;
@@ -142,28 +136,6 @@ async fn send_zc_indexed<B: IoBuf>(
         }
         res => (res, buf, Path::ZeroCopy),
     }
-}
-
-/// One `IORING_OP_SEND_ZC`; returns after the operation's last CQE (the
-/// notification, or the lone result of a send that failed early). With
-/// `index`, the SQE names that registered buffer slot
-/// (`IORING_RECVSEND_FIXED_BUF`), which must hold the bytes sent.
-async fn zero_copy<B: IoBuf>(
-    fd: &SharedFd,
-    buf: B,
-    flags: i32,
-    index: Option<u16>,
-) -> BufResult<usize, B> {
-    let op = SendZc::new(fd, buf, flags);
-    let op = match index {
-        // SAFETY: `index` is the `FixedIoBuf::fixed_index` of `buf` on this
-        // runtime (the callers' promise, see `send_zc_indexed`), so the
-        // bytes sent lie in that registered slot, which stays registered
-        // while the buffer (owned by the operation) lives.
-        Some(_) => unsafe { op.fixed(index) },
-        None => op,
-    };
-    op.finish().await
 }
 
 /// One `IORING_OP_SEND` with `flags`.

@@ -272,7 +272,7 @@ unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
 /// bytes_total()]` of each), in order, for a vectored read. The pointers
 /// stay valid while the buffers live, wherever the buffers and the vector
 /// move.
-pub fn read_iovecs<B: IoBufMut>(bufs: &mut [B]) -> Vec<libc::iovec> {
+pub(crate) fn read_iovecs<B: IoBufMut>(bufs: &mut [B]) -> Vec<libc::iovec> {
     bufs.iter_mut()
         .map(|b| {
             let start = b.read_start();
@@ -287,7 +287,7 @@ pub fn read_iovecs<B: IoBufMut>(bufs: &mut [B]) -> Vec<libc::iovec> {
 
 /// The iovecs of the initialised bytes of `bufs`, in order, for a vectored
 /// write (the kernel only reads through them).
-pub fn write_iovecs<B: IoBuf>(bufs: &[B]) -> Vec<libc::iovec> {
+pub(crate) fn write_iovecs<B: IoBuf>(bufs: &[B]) -> Vec<libc::iovec> {
     bufs.iter()
         .map(|b| libc::iovec {
             iov_base: b.stable_ptr() as *mut libc::c_void,
@@ -304,7 +304,7 @@ pub fn write_iovecs<B: IoBuf>(bufs: &[B]) -> Vec<libc::iovec> {
 ///
 /// The kernel filled `n` bytes through the iovecs that `read_iovecs` made
 /// from these same buffers, with no buffer changed in between.
-pub unsafe fn mark_read<B: IoBufMut>(bufs: &mut [B], n: usize) {
+pub(crate) unsafe fn mark_read<B: IoBufMut>(bufs: &mut [B], n: usize) {
     let mut left = n;
     for b in bufs.iter_mut() {
         if left == 0 {

@@ -70,7 +70,11 @@
 //! The ring memory and the queued buffers belong to the shared state of
 //! the [`SendRing`]; an operation selecting from the ring must keep a clone
 //! in its data (the runtime keeps the data of a dropped operation until its
-//! last CQE). The state is freed when the last clone goes, after the group
+//! last CQE). The operations that read the queue ([`op::SendBundle`](crate::op::SendBundle),
+//! and a vectored send of [`queued_bufs`](SendRing::queued_bufs)) hold a
+//! send guard while they live, and [`settle`](SendRing::settle), the only
+//! place that drops queued buffers or rewrites entries, refuses to run
+//! while any guard lives. The state is freed when the last clone goes, after the group
 //! is unregistered; if unregistering fails, or the runtime gave up on its
 //! operations, the ring and the buffers are leaked, never freed while the
 //! kernel may read them.
@@ -83,15 +87,14 @@
 //! ring.push(b"hello ".to_vec()).unwrap();
 //! ring.push(&b"world"[..]).unwrap();
 //! assert_eq!((ring.queued(), ring.queued_bytes()), (2, 11));
-//! // SAFETY: no operation selects from this ring.
-//! unsafe { ring.settle(8)? }; // as if a send reported 8 bytes
+//! ring.settle(8)?; // as if a send reported 8 bytes
 //! assert_eq!((ring.queued(), ring.queued_bytes()), (1, 3));
 //! # Ok::<(), std::io::Error>(())
 //! # }).unwrap();
 //! ```
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -133,6 +136,8 @@ struct Inner {
     /// Capacity in ring entries (a power of two).
     entries: u32,
     state: RefCell<State>,
+    /// Send guards alive: operations that may read the queue.
+    sending: Cell<u32>,
 }
 
 /// One queued buffer: its owner, and its bytes not sent yet.
@@ -213,6 +218,7 @@ impl SendRing {
                     }),
                     entries,
                     state: RefCell::new(State::new()),
+                    sending: Cell::new(0),
                 }),
             }),
             Err(e) => {
@@ -237,6 +243,7 @@ impl SendRing {
                 kernel: None,
                 entries,
                 state: RefCell::new(State::new()),
+                sending: Cell::new(0),
             }),
         })
     }
@@ -299,11 +306,59 @@ impl SendRing {
         Ok(())
     }
 
-    /// The queued bytes as an iovec array, in order: at most `max`
-    /// entries and about 1 GiB (a larger first buffer is cut there), so
-    /// that a vectored send's result fits its CQE. The pointers stay valid
-    /// until [`settle`](Self::settle) reports the bytes sent.
-    pub fn iovecs(&self, max: usize) -> Vec<libc::iovec> {
+    /// A guard that keeps [`settle`](Self::settle) from dropping queued
+    /// buffers or rewriting entries while an operation that reads them
+    /// lives (held by the operation's data, which the runtime keeps until
+    /// the operation's last CQE).
+    pub(crate) fn send_guard(&self) -> SendGuard {
+        self.inner.sending.set(self.inner.sending.get() + 1);
+        SendGuard {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The queued bytes as buffers for one vectored send (an
+    /// [`op::SendMsg`](crate::op::SendMsg)), in order: at most `max` of
+    /// them and about 1 GiB in all (a larger first buffer is cut there), so
+    /// that the send's result fits its CQE. While any of them lives,
+    /// [`settle`](Self::settle) refuses to run; drop them (the send hands
+    /// them back) before reporting what was sent.
+    ///
+    /// ```
+    /// use runtime::op::{Operation, SendMsg, SharedFd};
+    /// use runtime::sendring::SendRing;
+    ///
+    /// # runtime::block_on(async {
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let ring = SendRing::without_ring(4)?;
+    /// ring.push(b"one ".to_vec()).unwrap();
+    /// ring.push(b"two".to_vec()).unwrap();
+    /// let fd = SharedFd::new(a.into());
+    /// let (sent, bufs) = SendMsg::new(&fd, ring.queued_bufs(16), None).submit().await;
+    /// assert!(ring.settle(0).is_err()); // the buffers are still out
+    /// drop(bufs);
+    /// ring.settle(sent?)?;
+    /// assert_eq!(ring.queued(), 0);
+    /// let mut got = [0u8; 7];
+    /// std::io::Read::read_exact(&mut &b, &mut got)?;
+    /// assert_eq!(&got, b"one two");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn queued_bufs(&self, max: usize) -> Vec<QueuedBuf> {
+        let guard = Rc::new(self.send_guard());
+        self.iovecs(max)
+            .into_iter()
+            .map(|iov| QueuedBuf {
+                _guard: guard.clone(),
+                iov,
+            })
+            .collect()
+    }
+
+    /// The queued bytes as an iovec array (see
+    /// [`queued_bufs`](Self::queued_bufs)).
+    fn iovecs(&self, max: usize) -> Vec<libc::iovec> {
         let st = self.inner.state.borrow();
         let mut budget = MAX_ENTRY_LEN;
         let mut out = Vec::new();
@@ -329,18 +384,20 @@ impl SendRing {
     ///
     /// # Errors
     ///
-    /// `InvalidData` if `sent` is more than is queued (nothing changes);
-    /// the errors of `IORING_REGISTER_PBUF_STATUS` (the bytes are still
-    /// accounted for, but the ring may be out of line: do not send from it
-    /// again).
-    ///
-    /// # Safety
-    ///
-    /// No operation that may read the queued buffers (one selecting from
-    /// the ring, or using [`iovecs`](Self::iovecs)) is in flight: the
-    /// buffers dropped here, and ring entries rewritten here, must not be
-    /// in use by the kernel.
-    pub unsafe fn settle(&self, sent: usize) -> io::Result<()> {
+    /// `ResourceBusy` while an operation that may read the queue lives (a
+    /// [`SendBundle`](crate::op::SendBundle) or the buffers of
+    /// [`queued_bufs`](Self::queued_bufs)): nothing changes. `InvalidData`
+    /// if `sent` is more than is queued (nothing changes); the errors of
+    /// `IORING_REGISTER_PBUF_STATUS` (the bytes are still accounted for,
+    /// but the ring may be out of line: do not send from it again).
+    pub fn settle(&self, sent: usize) -> io::Result<()> {
+        if self.inner.sending.get() > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "send ring: an operation that reads the queue is still alive; settle once it \
+                 is over",
+            ));
+        }
         let mut st = self.inner.state.borrow_mut();
         if sent > st.bytes {
             return Err(io::Error::new(
@@ -375,7 +432,7 @@ impl SendRing {
         let in_line = head == st.head && st.queue.front().is_none_or(|q| q.off == q.ring_off);
         if !in_line {
             // Rewrite from the kernel's head: nothing reads the ring now
-            // (the caller's promise).
+            // (no send guard lives).
             let mut tail = head;
             let mut used = 0;
             for q in st.queue.iter_mut() {
@@ -498,6 +555,50 @@ fn kernel_head(k: &Kernel) -> io::Result<u16> {
     k.core.driver.borrow().buf_ring_head(k.bgid)
 }
 
+/// Keeps [`SendRing::settle`] from running while an operation that reads
+/// the queue lives (see [`SendRing::send_guard`]).
+pub(crate) struct SendGuard {
+    inner: Rc<Inner>,
+}
+
+impl Drop for SendGuard {
+    fn drop(&mut self) {
+        self.inner.sending.set(self.inner.sending.get() - 1);
+    }
+}
+
+impl fmt::Debug for SendGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendGuard").finish_non_exhaustive()
+    }
+}
+
+/// Queued bytes of a [`SendRing`], lent to one vectored send (see
+/// [`SendRing::queued_bufs`]).
+#[derive(Debug)]
+pub struct QueuedBuf {
+    _guard: Rc<SendGuard>,
+    iov: libc::iovec,
+}
+
+// SAFETY: the iovec names initialised bytes of a buffer queued in the ring,
+// which the ring owns (boxed) at a fixed address; the ring drops queued
+// buffers only in `settle`, which refuses to run while the guard held here
+// lives, and nothing else mutates them.
+unsafe impl IoBuf for QueuedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.iov.iov_base as *const u8
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.iov.iov_len
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.iov.iov_len
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,8 +616,7 @@ mod tests {
             let back = ring.push(vec![5u8; 7]).unwrap_err();
             assert_eq!(back, vec![5u8; 7]);
             assert_eq!((ring.queued(), ring.queued_bytes()), (4, 25));
-            // SAFETY: nothing selects from the ring.
-            unsafe { ring.settle(12).unwrap() };
+            ring.settle(12).unwrap();
             assert_eq!((ring.queued(), ring.queued_bytes()), (3, 13));
             let iov = ring.iovecs(8);
             assert_eq!(iov.iter().map(|v| v.iov_len).collect::<Vec<_>>(), [3, 5, 5]);
@@ -526,9 +626,9 @@ mod tests {
             ring.push(vec![6u8; 1]).unwrap();
             assert!(ring.push(vec![7u8; 1]).is_err());
             // SAFETY: as above.
-            assert!(unsafe { ring.settle(100) }.is_err());
+            assert!(ring.settle(100).is_err());
             // SAFETY: as above.
-            unsafe { ring.settle(14).unwrap() };
+            ring.settle(14).unwrap();
             assert_eq!((ring.queued(), ring.queued_bytes()), (0, 0));
         });
     }
@@ -543,8 +643,7 @@ mod tests {
             q.push(&b"ab"[..]).unwrap();
             q.push(&b"cd"[..]).unwrap();
             assert!(q.push(&b"ef"[..]).is_err());
-            // SAFETY: no operation uses the queue.
-            unsafe { q.settle(3).unwrap() };
+            q.settle(3).unwrap();
             assert_eq!(q.queued_bytes(), 1);
         });
     }
@@ -609,8 +708,7 @@ mod tests {
             .await;
             assert!(sent > 0 && sent < all.len(), "sent {sent}");
             let head_before = ring.kernel_head().unwrap().unwrap();
-            // SAFETY: the op ended.
-            unsafe { ring.settle(sent).unwrap() };
+            ring.settle(sent).unwrap();
             assert_eq!(ring.queued_bytes(), all.len() - sent);
             // The kernel consumed the partly sent buffer (at least): the
             // ring was rewritten from its head.
@@ -623,8 +721,7 @@ mod tests {
             let mut rounds = 0;
             while ring.queued_bytes() > 0 {
                 let (sent, _) = bundle_send(&ring, a.as_raw_fd(), None).await;
-                // SAFETY: the op ended.
-                unsafe { ring.settle(sent).unwrap() };
+                ring.settle(sent).unwrap();
                 rounds += 1;
                 assert!(rounds < 100);
             }

@@ -17,6 +17,7 @@ use io_uring::{cqueue, opcode, types::DestinationSlot};
 
 use crate::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
 use crate::driver::lifecycle::{Completion, Creates};
+use crate::fixed::FixedIoBuf;
 use crate::op::fd::SharedFd;
 use crate::op::operation::{syscall_result, MultishotOperation, Operation, Readiness};
 use crate::op::submit::Entry;
@@ -501,7 +502,9 @@ pub struct SendZc<B> {
     buf: B,
     len: u32,
     flags: i32,
-    index: Option<u16>,
+    /// `FixedIoBuf::fixed_index` of a registered buffer, asked when the SQE
+    /// is built (on the runtime that submits it).
+    index_of: Option<fn(&B) -> Option<u16>>,
 }
 
 impl<B: IoBuf> SendZc<B> {
@@ -513,20 +516,22 @@ impl<B: IoBuf> SendZc<B> {
             buf,
             len,
             flags,
-            index: None,
+            index_of: None,
         }
     }
 
-    /// Names the registered buffer slot `index`
-    /// (`IORING_RECVSEND_FIXED_BUF`).
-    ///
-    /// # Safety
-    ///
-    /// The bytes sent lie inside that slot of the table of the runtime that
-    /// submits the operation, registered while the operation lives.
-    pub unsafe fn fixed(mut self, index: Option<u16>) -> Self {
-        self.index = index;
-        self
+    /// A zero-copy send of a registered buffer ([`FixedBuf`](crate::fixed::FixedBuf)):
+    /// the SQE names its slot (`IORING_RECVSEND_FIXED_BUF`) when the buffer
+    /// is registered on the runtime that submits it, and is a plain
+    /// zero-copy send otherwise.
+    pub fn fixed(fd: &SharedFd, buf: B, flags: i32) -> SendZc<B>
+    where
+        B: FixedIoBuf,
+    {
+        SendZc {
+            index_of: Some(<B as FixedIoBuf>::fixed_index),
+            ..SendZc::new(fd, buf, flags)
+        }
     }
 
     /// Submits the send and waits for its last CQE: the count sent (or the
@@ -558,11 +563,13 @@ impl<B: IoBuf> SendZc<B> {
 // SAFETY: the SQE points at `len <= bytes_init` initialised bytes of the
 // buffer's stable memory, owned by the struct until the operation's last
 // CQE (the notification that the kernel is done reading them); with an
-// index, inside that registered slot (the `fixed` caller's promise). The
-// SharedFd clone keeps the socket open.
+// index, inside that registered slot of the runtime building the SQE
+// (FixedIoBuf's promise, the index being asked of the buffer now, on that
+// runtime). The SharedFd clone keeps the socket open.
 unsafe impl<B: IoBuf> MultishotOperation for SendZc<B> {
     fn sqe(&mut self) -> Entry {
-        let (ptr, len, flags, index) = (self.buf.stable_ptr(), self.len, self.flags, self.index);
+        let index = self.index_of.and_then(|index_of| index_of(&self.buf));
+        let (ptr, len, flags) = (self.buf.stable_ptr(), self.len, self.flags);
         crate::with_target!(self.fd, |t| opcode::SendZc::new(t, ptr, len)
             .buf_index(index)
             .flags(flags)

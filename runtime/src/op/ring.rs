@@ -8,13 +8,17 @@
 //! operation. Turning CQEs into chunks is the ring's job
 //! ([`BufRing::chunk`]).
 
+use std::task::{ready, Context, Poll};
+
 use io_uring::{opcode, squeue};
 
-use crate::bufring::BufRing;
+use crate::bufring::{BufRing, BufRingChunk};
+use crate::driver::lifecycle::Completion;
 use crate::op::fd::SharedFd;
 use crate::op::operation::MultishotOperation;
 use crate::op::submit::Entry;
-use crate::sendring::SendRing;
+use crate::op::submit::Multishot;
+use crate::sendring::{SendGuard, SendRing};
 
 /// How a [`RecvRing`] receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,14 +81,54 @@ unsafe impl MultishotOperation for RecvRing {
     }
 }
 
+impl Multishot<RecvRing> {
+    /// The next completion, after handing each buffer it filled (in
+    /// order) to `each` as a chunk, which returns its buffer to the ring
+    /// when dropped; `Ready(None)` once the receive is over. Take every
+    /// completion of the stream this way (a completion taken with
+    /// [`poll_next`](Multishot::poll_next) keeps its buffer out of the
+    /// ring).
+    pub fn poll_chunks(
+        &mut self,
+        cx: &mut Context<'_>,
+        each: impl FnMut(BufRingChunk),
+    ) -> Poll<Option<Completion>> {
+        let completion = ready!(self.poll_next(cx));
+        if let (Some(c), Some(op)) = (&completion, self.get_ref()) {
+            // SAFETY: `c` is a CQE of this receive, which selects from
+            // `op.ring` (a RecvRing pairs them), and the stream hands each
+            // CQE out once, so it reaches `chunks` once.
+            unsafe { op.ring.chunks(c, each) };
+        }
+        Poll::Ready(completion)
+    }
+
+    /// Stops the receive and gives the buffer of every CQE it still posts
+    /// back to the ring (dropping the stream instead would keep them out of
+    /// the ring). The bytes in them are dropped.
+    pub fn release(self) {
+        if self.is_ended() {
+            return;
+        }
+        let Some(ring) = self.get_ref().map(|op| op.ring.clone()) else {
+            return;
+        };
+        // SAFETY: every CQE of this stream is one of a receive selecting
+        // from `ring`; those handed out so far are gone from the stream, so
+        // the ring takes only the rest, each once.
+        unsafe { ring.release_multishot(self) }
+    }
+}
+
 /// `IORING_OP_SEND` with `IORING_RECVSEND_BUNDLE` (Linux 6.10) and
 /// `MSG_NOSIGNAL`: one send of the entries queued in a [`SendRing`], in
 /// order. Its CQEs report the bytes sent; the ring settles them.
 #[derive(Debug)]
 pub struct SendBundle {
     fd: SharedFd,
-    /// Keeps the ring, its registration and the queued buffers alive.
-    _ring: SendRing,
+    /// Keeps the ring, its registration and the queued buffers alive, and
+    /// `SendRing::settle` from changing them, while the operation lives.
+    _guard: SendGuard,
     group: u16,
 }
 
@@ -94,22 +138,49 @@ impl SendBundle {
     pub fn new(fd: &SharedFd, ring: &SendRing) -> Option<SendBundle> {
         Some(SendBundle {
             fd: fd.clone(),
-            _ring: ring.clone(),
+            _guard: ring.send_guard(),
             group: ring.group_id()?,
         })
     }
 }
 
 // SAFETY: the SQE names no memory of ours: the kernel reads the ring's
-// entries and the buffers they point at, which the SendRing clone keeps
-// alive and registered while CQEs may come (entries are only rewritten when
-// no send is in flight: SendRing's contract). The SharedFd clone keeps the
-// socket open.
+// entries and the buffers they point at, which the send guard keeps alive
+// and registered while CQEs may come; `SendRing::settle`, the only place
+// that drops queued buffers or rewrites entries, refuses to run while the
+// guard lives. The SharedFd clone keeps the socket open.
 unsafe impl MultishotOperation for SendBundle {
     fn sqe(&mut self) -> Entry {
         let group = self.group;
         crate::with_target!(self.fd, |t| opcode::SendBundle::new(t, group)
             .flags(libc::MSG_NOSIGNAL)
             .build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle send keeps the queue it reads from still: the ring refuses
+    /// to settle while the operation lives, whether or not it was
+    /// submitted, and settles once it is gone.
+    #[test]
+    fn a_live_bundle_send_blocks_settle() {
+        crate::block_on(async {
+            let ring = SendRing::new(8).unwrap();
+            let Some(_) = ring.group_id() else {
+                return; // no buffer rings on this kernel
+            };
+            ring.push(b"abc".to_vec()).unwrap();
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let fd = SharedFd::new(a.into());
+            let op = SendBundle::new(&fd, &ring).unwrap();
+            let err = ring.settle(0).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::ResourceBusy);
+            drop(op);
+            ring.settle(3).unwrap();
+            assert_eq!(ring.queued(), 0);
+        });
     }
 }
