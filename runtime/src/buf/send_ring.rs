@@ -9,7 +9,7 @@
 //! so that one send SQE selecting from that group sends many buffers at
 //! once. [`SendRing::without_ring`] keeps the same queue with no kernel
 //! ring, for kernels without bundles (the bytes then go out with vectored
-//! sends built from [`SendRing::iovecs`]). `net`'s `SendQueue` is the
+//! sends built from [`SendRing::queued_bufs`]). `net`'s `SendQueue` is the
 //! user-facing API built on this.
 //!
 //! # What the kernel does with a send bundle
@@ -231,7 +231,7 @@ impl SendRing {
     }
 
     /// The same queue with no kernel ring (for kernels without send
-    /// bundles): the bytes go out through [`iovecs`](Self::iovecs).
+    /// bundles): the bytes go out through [`queued_bufs`](Self::queued_bufs).
     ///
     /// # Errors
     ///
