@@ -218,9 +218,9 @@ impl TcpStream {
     /// `read` in [`runtime::time::timeout`], which drops the read and its
     /// buffer when the time is up, this gives the buffer back. It is not
     /// cheaper: the kernel arms and cancels a timer per read, where the
-    /// runtime's timers are a map in user space (the `timeout_read`
-    /// benchmark measured 114k vs 141k one-byte round trips per second), so
-    /// prefer `time::timeout` unless the buffer must come back.
+    /// runtime's timers are a map in user space (measured in the benchmark
+    /// suite: `bench/BENCHMARKS.md`, section "Link timeout"), so prefer
+    /// `time::timeout` unless the buffer must come back.
     pub async fn read_timeout<B: IoBufMut>(
         &self,
         buf: B,
@@ -274,13 +274,13 @@ impl TcpStream {
     /// longer reads the buffer (on TCP, once the data is acknowledged), so
     /// the buffer comes back free to reuse; it is owned by the operation
     /// until then, even if the future is dropped. Zero copy pays for large
-    /// buffers only: the benchmark suite (`bench/run --only uring`,
-    /// loopback TCP, one send in flight) measured `write_all_zc` at 0.42x
-    /// the throughput of `write_all` with 64 KiB writes (each send waits
-    /// for its notification, which on loopback comes only once the reader
-    /// consumed the data) and 1.04x–1.39x, noisy, with 1 MiB writes; on a
-    /// real network device the break-even is lower, and keeping several
-    /// sends in flight hides the wait. Falls back to a plain
+    /// buffers only: each send waits for its notification, which on
+    /// loopback comes only once the reader consumed the data, so on
+    /// loopback it loses to `write_all` at 64 KiB writes and breaks even
+    /// around 1 MiB (the figures: `bench/BENCHMARKS.md`, section
+    /// "SEND_ZC", from `bench/run --only uring`); on a real network device
+    /// the break-even is lower, and keeping several sends in flight hides
+    /// the wait. Falls back to a plain
     /// [`send`](Self::send) when the kernel lacks `SEND_ZC`
     /// ([`runtime::features`]) or the socket refuses it (Unix domain
     /// sockets do, at the price of one extra SQE).

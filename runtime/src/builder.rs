@@ -6,14 +6,7 @@ use std::time::Duration;
 use crate::driver::setup::RingConfig;
 use crate::{Features, Runtime};
 
-/// The largest submission queue the kernel allows (`IORING_MAX_ENTRIES`).
-const MAX_ENTRIES: u32 = 32768;
-/// The largest completion queue the kernel allows (`IORING_MAX_CQ_ENTRIES`).
-const MAX_CQ_ENTRIES: u32 = 2 * MAX_ENTRIES;
-
-/// The largest direct-descriptor table the kernel accepts
-/// (`IORING_MAX_FIXED_FILES`).
-const MAX_DIRECT: u32 = 1 << 20;
+use crate::driver::sys::{MAX_CQ_ENTRIES, MAX_ENTRIES, MAX_FIXED_FILES as MAX_DIRECT};
 
 /// An `InvalidInput` error for a setting out of range.
 fn invalid_setting(message: String) -> io::Error {

@@ -25,7 +25,7 @@ use std::fmt;
 
 use io_uring::{opcode, IoUring, Probe};
 
-use crate::driver::sys::setup;
+use crate::driver::sys::{feat, setup};
 
 /// The facilities of the io_uring a runtime runs on, probed once when the
 /// runtime was built. Cheap to copy.
@@ -85,12 +85,6 @@ pub struct Features {
     pub feature_bits: u32,
     /// One bit per opcode the kernel supports.
     ops: [u64; 4],
-}
-
-/// `IORING_FEAT_*` bits used here.
-mod feat {
-    pub(super) const CQE_SKIP: u32 = 1 << 11;
-    pub(super) const RECVSEND_BUNDLE: u32 = 1 << 14;
 }
 
 impl Features {

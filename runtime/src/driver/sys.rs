@@ -30,6 +30,22 @@ pub(crate) mod setup {
     pub(crate) const DEFER_TASKRUN: u32 = 1 << 13;
 }
 
+/// `IORING_FEAT_*` bits the runtime reads.
+pub(crate) mod feat {
+    /// `IORING_FEAT_CQE_SKIP`.
+    pub(crate) const CQE_SKIP: u32 = 1 << 11;
+    /// `IORING_FEAT_RECVSEND_BUNDLE`.
+    pub(crate) const RECVSEND_BUNDLE: u32 = 1 << 14;
+}
+
+/// The largest submission queue the kernel allows (`IORING_MAX_ENTRIES`).
+pub(crate) const MAX_ENTRIES: u32 = 32768;
+/// The largest completion queue the kernel allows (`IORING_MAX_CQ_ENTRIES`).
+pub(crate) const MAX_CQ_ENTRIES: u32 = 2 * MAX_ENTRIES;
+/// The largest direct-descriptor table the kernel accepts
+/// (`IORING_MAX_FIXED_FILES`).
+pub(crate) const MAX_FIXED_FILES: u32 = 1 << 20;
+
 /// `io_uring_register(2)` opcodes the crate has no call for.
 pub(crate) mod register_op {
     /// `IORING_REGISTER_BUFFERS_UPDATE` (the crate's call drops the count
