@@ -340,6 +340,11 @@ fn close_reports_and_releases_the_descriptor() {
         Close::new(OwnedFd::from(w2)).perform_now().unwrap();
         let mut r2 = r2;
         assert_eq!(r2.read(&mut buf).unwrap(), 0);
+        // A close never submitted still closes its descriptor when dropped.
+        let (r3, w3) = std::io::pipe().unwrap();
+        drop(Close::new(OwnedFd::from(w3)));
+        let mut r3 = r3;
+        assert_eq!(r3.read(&mut buf).unwrap(), 0);
     });
 }
 

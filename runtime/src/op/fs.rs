@@ -237,24 +237,30 @@ unsafe impl Operation for Fsync {
 #[derive(Debug)]
 pub struct Close {
     fd: Option<OwnedFd>,
+    /// The SQE was built: from then on the kernel closes the descriptor.
+    submitted: bool,
 }
 
 impl Close {
     /// A close of `fd`, whose result the output reports.
     pub fn new(fd: OwnedFd) -> Close {
-        Close { fd: Some(fd) }
+        Close {
+            fd: Some(fd),
+            submitted: false,
+        }
     }
 }
 
 // SAFETY: the SQE points at no memory. The descriptor is owned by the
-// struct: nobody else uses its number, and it is forgotten (not closed
-// again) when the close completes; if the future is dropped, the value is
-// dropped after the close's CQE, when the number may already be reused, so
-// it is forgotten then too (see `Drop`).
+// struct: nobody else uses its number, and once the SQE is built it is
+// forgotten (not closed again): when the close completes, or, if the future
+// is dropped, when the runtime drops the value after the close's CQE (the
+// number may be reused by then; see `Drop`).
 unsafe impl Operation for Close {
     type Output = io::Result<()>;
 
     fn sqe(&mut self) -> Entry {
+        self.submitted = true;
         let fd = self.fd.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
         opcode::Close::new(types::Fd(fd)).build()
     }
@@ -285,11 +291,13 @@ unsafe impl Operation for Close {
 
 impl Drop for Close {
     fn drop(&mut self) {
-        // Only reached with a descriptor when the operation was submitted
-        // and its future dropped: the kernel closed it (or will have, by
-        // the time the runtime drops this after the CQE). Never close twice.
-        if let Some(fd) = self.fd.take() {
-            std::mem::forget(fd);
+        // Submitted and its future dropped: the kernel closed it (the
+        // runtime drops this after the CQE); never close twice. Never
+        // submitted: the `OwnedFd` closes it here.
+        if self.submitted {
+            if let Some(fd) = self.fd.take() {
+                std::mem::forget(fd);
+            }
         }
     }
 }
