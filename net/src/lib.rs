@@ -50,6 +50,7 @@ pub use addr::ToSocketAddrs;
 mod backoff;
 pub mod direct;
 mod listener;
+mod poll_io;
 mod recv_multi;
 mod send_bundle;
 mod send_zc;

@@ -28,6 +28,7 @@ use runtime::BufResult;
 use socket2::{SockAddr, SockRef, Socket};
 
 use crate::addr::to_sock_addr_buf;
+use crate::poll_io::{PollIo, PollState};
 use crate::recv_multi::{self, RecvMulti};
 use crate::send_bundle::SendQueue;
 use crate::send_zc;
@@ -38,19 +39,24 @@ const NO_OFFSET: u64 = u64::MAX;
 /// A connected stream socket: its descriptor and every operation on it.
 pub(crate) struct Stream {
     fd: SharedFd,
+    /// The readiness waits of the poll-style traits (see `poll_io.rs`).
+    poll: PollState,
 }
 
 impl Stream {
     /// The stream on `fd`.
     pub(crate) fn new(fd: SharedFd) -> Stream {
-        Stream { fd }
+        Stream {
+            fd,
+            poll: PollState::default(),
+        }
     }
 
     /// Connects `socket` to `addr` (`IORING_OP_CONNECT`).
     pub(crate) async fn connect(socket: Socket, addr: &SockAddr) -> io::Result<Stream> {
         let fd = SharedFd::new(socket.into());
         Connect::new(&fd, to_sock_addr_buf(addr)).submit().await?;
-        Ok(Stream { fd })
+        Ok(Stream::new(fd))
     }
 
     /// The socket, for system calls (options, addresses).
@@ -62,6 +68,18 @@ impl Stream {
     /// this).
     pub(crate) fn sock(&self) -> SockRef<'_> {
         SockRef::from(&self.fd)
+    }
+
+    /// The poll-style I/O of the ecosystem traits on this stream.
+    #[cfg_attr(
+        not(any(feature = "tokio-io", feature = "futures-io", feature = "hyper")),
+        allow(dead_code)
+    )]
+    pub(crate) fn poll_io(&mut self) -> PollIo<'_> {
+        PollIo {
+            fd: &self.fd,
+            state: &mut self.poll,
+        }
     }
 
     /// The descriptor number; `-1` for a direct descriptor.

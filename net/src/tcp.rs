@@ -543,6 +543,10 @@ impl Accepted for TcpStream {
     }
 }
 
+// The ecosystem's poll-style I/O traits (cargo features `tokio-io`,
+// `futures-io`, `hyper`), on the stream core: see `poll_io.rs`.
+crate::poll_io::poll_traits!(TcpStream);
+
 impl OwnedRead for TcpStream {
     async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.stream.read(buf).await

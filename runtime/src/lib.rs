@@ -39,6 +39,8 @@ mod builder;
 mod driver;
 #[path = "buf/fixed.rs"]
 pub mod fixed;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 pub mod io;
 mod metrics;
 pub mod op;

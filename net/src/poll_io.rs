@@ -1,0 +1,354 @@
+//! Poll-style I/O on a stream, the engine behind the ecosystem's I/O traits
+//! (tokio's `AsyncRead`/`AsyncWrite`, the futures traits, hyper's
+//! `rt::Read`/`rt::Write`; cargo features `tokio-io`, `futures-io`,
+//! `hyper`).
+//!
+//! # The mechanism: readiness through the ring
+//!
+//! A poll-style read lends the kernel nothing: the caller's buffer is only
+//! borrowed for the duration of one `poll_read`, so it cannot be the target
+//! of an SQE (the kernel could write into it after the borrow ends).
+//! Instead each `poll_read` tries a non-blocking `recv(2)` (`MSG_DONTWAIT`)
+//! straight into the caller's buffer; only when the socket has nothing
+//! (`EAGAIN`) does it arm an `IORING_OP_POLL_ADD` for `POLLIN` on the ring
+//! and return `Pending`, and the poll's completion wakes the task. Writes
+//! are the same with `send(2)` (`MSG_DONTWAIT | MSG_NOSIGNAL`) and
+//! `POLLOUT`.
+//!
+//! Why this way (the other candidate being a ring receive into a buffer
+//! owned by the stream, copied out):
+//!
+//! - **No byte is ever lost or reordered.** Bytes leave the socket only in
+//!   the `poll_read` call that returns them, so a read that returns
+//!   `Pending`, or whose caller gives up (a timeout, a `select!`), took
+//!   nothing. A write that returns `Ready(Ok(n))` handed exactly those `n`
+//!   bytes to the kernel; one that returned `Pending` took nothing, so a
+//!   re-poll with different bytes (as h2 does) sends only those.
+//! - **No copy**, and **no memory per idle connection** beyond one poll
+//!   operation's slot: nothing is allocated for a connection that waits.
+//! - `poll_flush` has nothing to do (every byte a write accepted is in the
+//!   kernel already) and `poll_shutdown` is a `shutdown(2)` of the write
+//!   side.
+//!
+//! The price is one system call per read or write that finds data or
+//! room (as with epoll); when it does not, one SQE. See
+//! `bench/BENCHMARKS.md` for what it costs against tokio.
+//!
+//! Direct descriptors (no number for a system call) do not take part: the
+//! traits are implemented for [`TcpStream`](crate::TcpStream) and
+//! [`UnixStream`](crate::UnixStream), whose descriptors always have a
+//! number (also when registered).
+
+// Without any of the three features nothing calls into this file.
+#![cfg_attr(
+    not(any(feature = "tokio-io", feature = "futures-io", feature = "hyper")),
+    allow(dead_code)
+)]
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use runtime::op::{Operation, PollAdd, SharedFd, Submitted};
+use socket2::SockRef;
+
+/// The readiness waits in flight for one stream: at most one per
+/// direction.
+#[derive(Default)]
+pub(crate) struct PollState {
+    read: Option<Submitted<PollAdd>>,
+    write: Option<Submitted<PollAdd>>,
+}
+
+impl std::fmt::Debug for PollState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollState")
+            .field("read_armed", &self.read.is_some())
+            .field("write_armed", &self.write.is_some())
+            .finish()
+    }
+}
+
+/// Runs `attempt` (a non-blocking system call) until it does not say
+/// "not ready"; when it does, waits for `events` on `fd` through the ring
+/// (the poll in `wait`, armed at most once at a time) and returns
+/// `Pending`.
+fn poll_io<T>(
+    fd: &SharedFd,
+    wait: &mut Option<Submitted<PollAdd>>,
+    events: i16,
+    cx: &mut Context<'_>,
+    mut attempt: impl FnMut() -> io::Result<T>,
+) -> Poll<io::Result<T>> {
+    loop {
+        if let Some(poll) = wait.as_mut() {
+            match Pin::new(poll).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                // Ready (or failed: the system call below says how).
+                Poll::Ready(_) => *wait = None,
+            }
+        }
+        match attempt() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // POLLERR and POLLHUP are always reported, so a reset or a
+                // closed peer wakes the wait too.
+                *wait = Some(PollAdd::new(fd, events as u32).submit());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            res => return Poll::Ready(res),
+        }
+    }
+}
+
+/// One stream's poll-style I/O: its descriptor and its waits.
+pub(crate) struct PollIo<'a> {
+    pub(crate) fd: &'a SharedFd,
+    pub(crate) state: &'a mut PollState,
+}
+
+impl PollIo<'_> {
+    /// Reads into `buf` (uninitialised memory is fine: the kernel only
+    /// writes into it) and returns how many bytes it filled, `0` at end of
+    /// stream or when `buf` is empty.
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let sock = SockRef::from(self.fd);
+        poll_io(self.fd, &mut self.state.read, libc::POLLIN, cx, || {
+            sock.recv_with_flags(buf, libc::MSG_DONTWAIT)
+        })
+    }
+
+    /// Writes from `buf` and returns how many bytes the kernel took.
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let sock = SockRef::from(self.fd);
+        poll_io(self.fd, &mut self.state.write, libc::POLLOUT, cx, || {
+            sock.send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        })
+    }
+
+    /// Writes from `bufs`, in order, and returns how many bytes the kernel
+    /// took.
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        let sock = SockRef::from(self.fd);
+        poll_io(self.fd, &mut self.state.write, libc::POLLOUT, cx, || {
+            sock.send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        })
+    }
+
+    /// Shuts down the write side. Nothing is buffered, so there is nothing
+    /// to flush first.
+    pub(crate) fn poll_shutdown(&mut self) -> Poll<io::Result<()>> {
+        Poll::Ready(SockRef::from(self.fd).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// Reads into an initialised buffer (the futures traits' `&mut [u8]`).
+pub(crate) fn poll_read_init(
+    io: &mut PollIo<'_>,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and the
+    // read only writes initialised bytes into it (the kernel copies bytes),
+    // so `buf` stays initialised.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    io.poll_read(cx, uninit)
+}
+
+/// The poll-style traits of the ecosystem (cargo features `tokio-io`,
+/// `futures-io`, `hyper`): readiness through the ring and a non-blocking
+/// system call straight into the caller's buffer. A read that returns
+/// `Pending` or is given up takes no bytes; a write that returns
+/// `Ready(Ok(n))` handed those `n` bytes to the kernel, and one that returns
+/// `Pending` took none; flushing has nothing to wait for; shutting down
+/// shuts the write side. See the crate docs' "Poll-style I/O".
+macro_rules! poll_traits {
+    ($ty:ident) => {
+        #[cfg(feature = "tokio-io")]
+        impl tokio::io::AsyncRead for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                // SAFETY: `unfilled_mut` hands out the unfilled part; the
+                // read writes only initialised bytes into it, and exactly
+                // `n` of them, which are marked initialised and filled.
+                let unfilled = unsafe { buf.unfilled_mut() };
+                let n = std::task::ready!(self.get_mut().stream.poll_io().poll_read(cx, unfilled))?;
+                // SAFETY: the read initialised the first `n` unfilled bytes.
+                unsafe { buf.assume_init(n) };
+                buf.advance(n);
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+
+        #[cfg(feature = "tokio-io")]
+        impl tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.get_mut().stream.poll_io().poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.get_mut()
+                    .stream
+                    .poll_io()
+                    .poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.get_mut().stream.poll_io().poll_shutdown()
+            }
+        }
+
+        #[cfg(feature = "futures-io")]
+        impl futures_io::AsyncRead for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                crate::poll_io::poll_read_init(&mut self.get_mut().stream.poll_io(), cx, buf)
+            }
+        }
+
+        #[cfg(feature = "futures-io")]
+        impl futures_io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.get_mut().stream.poll_io().poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.get_mut()
+                    .stream
+                    .poll_io()
+                    .poll_write_vectored(cx, bufs)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.get_mut().stream.poll_io().poll_shutdown()
+            }
+        }
+
+        #[cfg(feature = "hyper")]
+        impl hyper::rt::Read for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                mut buf: hyper::rt::ReadBufCursor<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                // SAFETY: the read writes only initialised bytes into the
+                // cursor's unfilled part.
+                let unfilled = unsafe { buf.as_mut() };
+                let n = std::task::ready!(self.get_mut().stream.poll_io().poll_read(cx, unfilled))?;
+                // SAFETY: the read initialised the first `n` bytes.
+                unsafe { buf.advance(n) };
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+
+        #[cfg(feature = "hyper")]
+        impl hyper::rt::Write for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.get_mut().stream.poll_io().poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.get_mut()
+                    .stream
+                    .poll_io()
+                    .poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.get_mut().stream.poll_io().poll_shutdown()
+            }
+        }
+    };
+}
+
+pub(crate) use poll_traits;
