@@ -165,6 +165,7 @@ impl PollIo<'_> {
 }
 
 /// Reads into an initialised buffer (the futures traits' `&mut [u8]`).
+#[cfg(feature = "futures-io")]
 pub(crate) fn poll_read_init(
     io: &mut PollIo<'_>,
     cx: &mut Context<'_>,

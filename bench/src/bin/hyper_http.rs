@@ -22,8 +22,15 @@
 //! The listener is the suite's (`SO_REUSEADDR`, backlog 4096, descriptor
 //! limit raised; see `bench::arch`), handed to tokio.
 //!
+//! `--rt ours` serves the same hyper service on this runtime instead
+//! (`net::TcpStream` through net's `hyper` feature, one `runtime::spawn`ed
+//! task per connection): the same HTTP stack on both runtimes, so the
+//! difference is the runtime's I/O. `--h2` serves HTTP/2 over cleartext with
+//! prior knowledge (hyper's HTTP/2 builder, the runtime's executor) instead
+//! of HTTP/1.1.
+//!
 //! ```text
-//! cargo run --release -p bench --bin hyper_http -- 127.0.0.1:9308
+//! cargo run --release -p bench --bin hyper_http -- 127.0.0.1:9308 [--rt ours|tokio] [--h2]
 //! curl -i http://127.0.0.1:9308/
 //! ```
 
@@ -34,19 +41,34 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
-    let addr = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [addr] => addr.clone(),
-        _ => {
-            eprintln!("usage: hyper_http <addr>");
-            return ExitCode::from(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mut addr, mut ours, mut h2) = (None, false, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rt" => match it.next().map(String::as_str) {
+                Some("ours") => ours = true,
+                Some("tokio") => ours = false,
+                _ => addr = None,
+            },
+            "--h2" => h2 = true,
+            other if addr.is_none() && !other.starts_with("--") => addr = Some(other.to_owned()),
+            _ => {
+                addr = None;
+                break;
+            }
         }
+    }
+    let Some(addr) = addr else {
+        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2]");
+        return ExitCode::from(2);
     };
     if let Err(e) = bench::raise_nofile_limit() {
         eprintln!("hyper_http: cannot raise the descriptor limit (continuing): {e}");
@@ -61,6 +83,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if ours {
+        return serve_ours(std_listener, h2);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,22 +108,26 @@ fn main() -> ExitCode {
             Ok(local) => println!("hyper_http: listening on http://{local}"),
             Err(_) => println!("hyper_http: listening on http://{addr}"),
         }
-        let mut builder = http1::Builder::new();
-        builder
-            .keep_alive(true)
-            .title_case_headers(true)
-            // See the module documentation.
-            .pipeline_flush(false);
+        let builder = http1_builder();
+        let h2_builder = http2::Builder::new(TokioExecutor::new());
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = builder.serve_connection(TokioIo::new(stream), service_fn(hello));
-                    tokio::spawn(async move {
-                        // A connection error (reset, malformed request)
-                        // ends that connection only.
-                        let _ = conn.await;
-                    });
+                    let io = TokioIo::new(stream);
+                    if h2 {
+                        let conn = h2_builder.serve_connection(io, service_fn(hello));
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    } else {
+                        let conn = builder.serve_connection(io, service_fn(hello));
+                        tokio::spawn(async move {
+                            // A connection error (reset, malformed request)
+                            // ends that connection only.
+                            let _ = conn.await;
+                        });
+                    }
                 }
                 Err(e) => {
                     // Out of descriptors, say: back off instead of spinning.
@@ -107,6 +136,60 @@ fn main() -> ExitCode {
                 }
             }
         }
+    })
+}
+
+/// hyper's HTTP/1.1 builder with the settings of both runtimes.
+fn http1_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .title_case_headers(true)
+        // See the module documentation.
+        .pipeline_flush(false);
+    builder
+}
+
+/// The same service on this runtime (`--rt ours`).
+fn serve_ours(std_listener: std::net::TcpListener, h2: bool) -> ExitCode {
+    let rt = match runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hyper_http: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listener = net::TcpListener::from_std(std_listener);
+        match listener.local_addr() {
+            Ok(local) => println!("hyper_http (ours): listening on http://{local}"),
+            Err(_) => println!("hyper_http (ours): listening"),
+        }
+        let builder = http1_builder();
+        let h2_builder = http2::Builder::new(runtime::hyper::Executor);
+        let mut incoming = listener.incoming();
+        while let Some(conn) = incoming.next().await {
+            let stream = match conn {
+                Ok(stream) => stream,
+                Err(e) => {
+                    eprintln!("hyper_http: accept failed: {e}");
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            if h2 {
+                let conn = h2_builder.serve_connection(stream, service_fn(hello));
+                runtime::spawn(async move {
+                    let _ = conn.await;
+                });
+            } else {
+                let conn = builder.serve_connection(stream, service_fn(hello));
+                runtime::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        }
+        ExitCode::SUCCESS
     })
 }
 
