@@ -27,7 +27,9 @@
 //! task per connection): the same HTTP stack on both runtimes, so the
 //! difference is the runtime's I/O. `--h2` serves HTTP/2 over cleartext with
 //! prior knowledge (hyper's HTTP/2 builder, the runtime's executor) instead
-//! of HTTP/1.1.
+//! of HTTP/1.1. `--buffered` (with `--rt ours`) switches the streams'
+//! poll-style reads to the other candidate mechanism (a ring receive into
+//! a stream-owned buffer, copied out), for the measurement of the two.
 //!
 //! ```text
 //! cargo run --release -p bench --bin hyper_http -- 127.0.0.1:9308 [--rt ours|tokio] [--h2]
@@ -49,7 +51,7 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut addr, mut ours, mut h2) = (None, false, false);
+    let (mut addr, mut ours, mut h2, mut buffered) = (None, false, false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
                 _ => addr = None,
             },
             "--h2" => h2 = true,
+            "--buffered" => buffered = true,
             other if addr.is_none() && !other.starts_with("--") => addr = Some(other.to_owned()),
             _ => {
                 addr = None;
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(addr) = addr else {
-        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2]");
+        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2] [--buffered]");
         return ExitCode::from(2);
     };
     if let Err(e) = bench::raise_nofile_limit() {
@@ -84,7 +87,7 @@ fn main() -> ExitCode {
         }
     };
     if ours {
-        return serve_ours(std_listener, h2);
+        return serve_ours(std_listener, h2, buffered);
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -151,7 +154,7 @@ fn http1_builder() -> http1::Builder {
 }
 
 /// The same service on this runtime (`--rt ours`).
-fn serve_ours(std_listener: std::net::TcpListener, h2: bool) -> ExitCode {
+fn serve_ours(std_listener: std::net::TcpListener, h2: bool, buffered: bool) -> ExitCode {
     let rt = match runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -176,7 +179,11 @@ fn serve_ours(std_listener: std::net::TcpListener, h2: bool) -> ExitCode {
                     continue;
                 }
             };
+            let mut stream = stream;
             let _ = stream.set_nodelay(true);
+            if buffered {
+                stream.use_buffered_poll_reads();
+            }
             if h2 {
                 let conn = h2_builder.serve_connection(stream, service_fn(hello));
                 runtime::spawn(async move {
