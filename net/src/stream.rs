@@ -69,8 +69,12 @@ impl Stream {
         self.fd.raw()
     }
 
-    /// One `IORING_OP_RECV` into `buf`'s writable region.
+    /// One `IORING_OP_RECV` into `buf`'s writable region; `Ok(0)` at once,
+    /// with nothing submitted, if it has no room.
     pub(crate) async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        if buf.bytes_room() == 0 {
+            return (Ok(0), buf);
+        }
         Recv::new(&self.fd, buf).submit().await
     }
 
@@ -83,11 +87,18 @@ impl Stream {
         buf: B,
         timeout: Duration,
     ) -> BufResult<usize, B> {
+        if buf.bytes_room() == 0 {
+            return (Ok(0), buf);
+        }
         Recv::new(&self.fd, buf).submit_with_timeout(timeout).await
     }
 
-    /// One `IORING_OP_RECVMSG` scattering into `bufs` in order.
+    /// One `IORING_OP_RECVMSG` scattering into `bufs` in order; `Ok(0)` at
+    /// once if no buffer has room.
     pub(crate) async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        if bufs.iter().all(|b| b.bytes_room() == 0) {
+            return (Ok(0), bufs);
+        }
         let (res, bufs) = RecvMsg::new(&self.fd, bufs).submit().await;
         (res.map(|(n, _)| n), bufs)
     }
@@ -122,6 +133,9 @@ impl Stream {
     /// One `IORING_OP_READ_FIXED` into a registered buffer (a plain read
     /// if it has no slot on this runtime).
     pub(crate) async fn read_fixed<B: FixedIoBuf + IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        if buf.bytes_room() == 0 {
+            return (Ok(0), buf);
+        }
         ReadFixed::new(&self.fd, buf, NO_OFFSET).submit().await
     }
 

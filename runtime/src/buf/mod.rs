@@ -9,7 +9,10 @@
 //! the region `[read_start() .. bytes_total()]` and then marks the bytes it
 //! filled as initialised: for a `Vec<u8>` that is the spare capacity, so a
 //! read appends to the vector and extends its length; for a `Box<[u8]>` it is
-//! the whole box.
+//! the whole box. A read into a buffer with no room (an empty or full `Vec`,
+//! an empty box: [`IoBufMut::bytes_room`] is 0) returns `Ok(0)` at once, on
+//! every kind of stream and file, without submitting anything, as std's
+//! `read` does (datagram sockets are the exception: see `net::UdpSocket`).
 
 use std::ops::{Bound, RangeBounds};
 
@@ -89,6 +92,14 @@ pub unsafe trait IoBufMut: IoBuf {
     /// buffers (a read appends), `0` for fixed-size ones (a read overwrites).
     fn read_start(&self) -> usize {
         self.bytes_init()
+    }
+
+    /// The room a read can fill: `bytes_total() - read_start()` (a `Vec`'s
+    /// spare capacity). Every read of this runtime into a buffer with no
+    /// room returns `Ok(0)` at once, without asking the kernel, as std's
+    /// `read` does.
+    fn bytes_room(&self) -> usize {
+        self.bytes_total().saturating_sub(self.read_start())
     }
 
     /// Marks the bytes `[0, pos)` as initialised. A buffer never shrinks
