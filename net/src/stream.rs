@@ -80,8 +80,8 @@ impl Stream {
 
     /// [`read`](Self::read) with a deadline enforced by the kernel: the
     /// `IORING_OP_RECV` goes out linked to an `IORING_OP_LINK_TIMEOUT` (one
-    /// chain, no runtime timer). On timeout: `ErrorKind::TimedOut`, the
-    /// buffer back unchanged.
+    /// chain, no runtime timer). On timeout: `ErrorKind::TimedOut` naming
+    /// the deadline (see `crate::timeout`), the buffer back unchanged.
     pub(crate) async fn read_timeout<B: IoBufMut>(
         &self,
         buf: B,
@@ -90,7 +90,12 @@ impl Stream {
         if buf.bytes_room() == 0 {
             return (Ok(0), buf);
         }
-        Recv::new(&self.fd, buf).submit_with_timeout(timeout).await
+        let mut read = std::pin::pin!(Recv::new(&self.fd, buf).submit_with_timeout(timeout));
+        let (res, buf) = read.as_mut().await;
+        if read.timed_out() {
+            return (Err(crate::timeout::read_timed_out(timeout)), buf);
+        }
+        (res, buf)
     }
 
     /// One `IORING_OP_RECVMSG` scattering into `bufs` in order; `Ok(0)` at

@@ -213,7 +213,13 @@ impl TcpStream {
 
     /// Like [`read`](Self::read), with a deadline: if nothing arrives
     /// within `timeout`, the read is cancelled and this returns
-    /// `ErrorKind::TimedOut` with `buf` back unchanged. The deadline is the
+    /// `ErrorKind::TimedOut` with `buf` back unchanged. The error's message
+    /// names the deadline ("read timed out after 5ms
+    /// (IORING_OP_LINK_TIMEOUT)"); being an error with a message, it has no
+    /// `raw_os_error()`, and its `source()` is the kernel's `ETIMEDOUT` (an
+    /// `io::Error` that has it). An `ETIMEDOUT` of the connection itself
+    /// (the kernel gave up on the peer) stays a plain OS error, so the two
+    /// can be told apart. The deadline is the
     /// kernel's (`IORING_OP_LINK_TIMEOUT` linked to the receive, no runtime
     /// timer; every kernel this runtime runs on has it). Unlike wrapping
     /// `read` in [`runtime::time::timeout`], which drops the read and its
