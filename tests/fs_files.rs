@@ -733,3 +733,126 @@ fn dropped_open_futures_leak_nothing() {
     })
     .unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// read_dir
+// ---------------------------------------------------------------------------
+
+/// Every entry of `dir`: (name, path, type), sorted by name.
+async fn list(dir: &Path) -> io::Result<Vec<(String, PathBuf, std::fs::FileType)>> {
+    let mut entries = fs::read_dir(dir).await?;
+    let mut out = Vec::new();
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name().into_string().expect("a UTF-8 name");
+        out.push((name, entry.path(), entry.file_type().await?));
+    }
+    // The end is sticky.
+    assert!(entries.next_entry().await?.is_none());
+    assert!(entries.next_entry().await?.is_none());
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Files, a subdirectory, a symbolic link to a file and a dangling one:
+/// every entry once (no `.` or `..`), with its path and its type, links
+/// not followed; the same answer as std.
+#[test]
+fn read_dir_lists_files_dirs_and_links() {
+    run(|| async {
+        let dir = TempDir::new("read-dir");
+        std::fs::write(dir.join("a.txt"), b"a").unwrap();
+        std::fs::write(dir.join("b.bin"), b"bb").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub").join("inner"), b"not listed").unwrap();
+        std::os::unix::fs::symlink("a.txt", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("missing", dir.join("dangling")).unwrap();
+
+        let got = list(&dir.0).await.unwrap();
+        let names: Vec<&str> = got.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["a.txt", "b.bin", "dangling", "link", "sub"]);
+        for (name, path, ty) in &got {
+            assert_eq!(path, &dir.join(name));
+            let std_ty = std::fs::symlink_metadata(path).unwrap().file_type();
+            assert_eq!(ty, &std_ty, "{name}: not std's type");
+        }
+        let ty = |n: &str| got.iter().find(|e| e.0 == n).unwrap().2;
+        assert!(ty("a.txt").is_file() && ty("b.bin").is_file());
+        assert!(ty("sub").is_dir());
+        assert!(ty("link").is_symlink() && ty("dangling").is_symlink());
+
+        // An empty directory has no entries.
+        std::fs::create_dir(dir.join("empty")).unwrap();
+        assert!(list(&dir.join("empty")).await.unwrap().is_empty());
+
+        // Debug on the public types.
+        let mut entries = fs::read_dir(&dir.0).await.unwrap();
+        assert!(format!("{entries:?}").contains("ReadDir"));
+        let entry = entries.next_entry().await.unwrap().unwrap();
+        let debug = format!("{entry:?}");
+        assert!(debug.contains("DirEntry"), "{debug}");
+        assert!(
+            debug.contains(entry.file_name().to_str().unwrap()),
+            "{debug}"
+        );
+    });
+}
+
+/// More entries than one batch (64): each exactly once, also when a
+/// `next_entry` future is dropped while its batch is being read on the
+/// blocking pool (the next call takes that batch).
+#[test]
+fn read_dir_reads_big_directories_in_batches_and_survives_a_dropped_call() {
+    run(|| async {
+        const N: usize = 300;
+        let dir = TempDir::new("read-dir-big");
+        for i in 0..N {
+            std::fs::write(dir.join(&format!("f{i:04}")), b"").unwrap();
+        }
+        let got = list(&dir.0).await.unwrap();
+        let names: Vec<String> = got.into_iter().map(|(n, _, _)| n).collect();
+        let want: Vec<String> = (0..N).map(|i| format!("f{i:04}")).collect();
+        assert_eq!(names, want);
+
+        let mut entries = fs::read_dir(&dir.0).await.unwrap();
+        let mut seen = Vec::new();
+        let mut dropped = 0;
+        loop {
+            // Poll each call once first: one that has to wait for a batch
+            // is dropped, and the call after it must still get that batch.
+            let first = {
+                let mut call = pin!(entries.next_entry());
+                poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
+            };
+            let entry = match first {
+                Poll::Ready(entry) => entry,
+                Poll::Pending => {
+                    dropped += 1;
+                    entries.next_entry().await
+                }
+            };
+            match entry.unwrap() {
+                Some(e) => seen.push(e.file_name().into_string().unwrap()),
+                None => break,
+            }
+        }
+        assert!(dropped >= N / 64, "only {dropped} calls waited for a batch");
+        seen.sort();
+        assert_eq!(seen, want, "an entry was lost or repeated");
+    });
+}
+
+/// A missing path is `NotFound`, a file is `NotADirectory` (`ENOTDIR`).
+#[test]
+fn read_dir_errors() {
+    run(|| async {
+        let dir = TempDir::new("read-dir-errors");
+        let err = fs::read_dir(dir.join("missing")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+
+        std::fs::write(dir.join("file"), b"x").unwrap();
+        let err = fs::read_dir(dir.join("file")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotADirectory);
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR));
+    });
+}

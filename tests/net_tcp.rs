@@ -1430,3 +1430,43 @@ fn read_timeout_gives_the_buffer_back() {
         assert_eq!(in_flight(), 0, "timed reads left ops in flight");
     });
 }
+
+/// An expired `read_timeout` is `TimedOut` with a message naming the
+/// deadline and the kernel facility (not the bare "Connection timed out
+/// (os error 110)", which reads as a dead connection); the kernel's
+/// `ETIMEDOUT` is its source. Same on a Unix stream.
+#[test]
+fn read_timeout_error_names_the_deadline() {
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (res, _) = server
+            .read_timeout(Vec::with_capacity(8), Duration::from_millis(5))
+            .await;
+        let err = res.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            err.to_string(),
+            "read timed out after 5ms (IORING_OP_LINK_TIMEOUT)"
+        );
+        assert_eq!(err.raw_os_error(), None);
+        let source = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .expect("the kernel's error as the source");
+        assert_eq!(source.raw_os_error(), Some(libc::ETIMEDOUT));
+
+        let (a, _b) = UnixStream::pair().unwrap();
+        let (res, _) = a
+            .read_timeout(Vec::with_capacity(8), Duration::from_micros(1500))
+            .await;
+        let err = res.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            err.to_string(),
+            "read timed out after 1.5ms (IORING_OP_LINK_TIMEOUT)"
+        );
+    });
+}

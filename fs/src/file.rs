@@ -66,7 +66,10 @@ impl File {
 
     /// Reads once at `pos` into `buf`'s writable region (a `Vec`'s spare
     /// capacity, which the read appends to) and returns the count read:
-    /// fewer than asked near the end of the file, `0` at or past it.
+    /// fewer than asked near the end of the file, `0` at or past it. A
+    /// `buf` with no room (an empty or full `Vec`, an empty `Box<[u8]>`)
+    /// gives `Ok(0)` at once, without submitting anything, as std's `read`
+    /// does.
     ///
     /// One read moves at most `u32::MAX` bytes. An offset past `i64::MAX`
     /// is `InvalidInput`.
@@ -79,7 +82,8 @@ impl File {
 
     /// Reads at `pos` until `buf` is full (a `Vec` up to its capacity),
     /// looping over short reads. If the file ends first the result is
-    /// `UnexpectedEof`, with the bytes that were read in the buffer.
+    /// `UnexpectedEof`, with the bytes that were read in the buffer. A
+    /// `buf` with no room gives `Ok(())` at once.
     pub async fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> BufResult<(), B> {
         if let Err(e) = check_pos(pos) {
             return (Err(e), buf);
@@ -89,7 +93,8 @@ impl File {
 
     /// Reads once at `pos`, filling the buffers in order
     /// (`IORING_OP_READV`), and returns the total count read. At most 1024
-    /// buffers take part in one call.
+    /// buffers take part in one call. If no buffer has room, `Ok(0)` at
+    /// once.
     pub async fn readv_at<B: IoBufMut>(&self, bufs: Vec<B>, pos: u64) -> BufResult<usize, Vec<B>> {
         if let Err(e) = check_pos(pos) {
             return (Err(e), bufs);

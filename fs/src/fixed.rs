@@ -19,8 +19,8 @@ impl File {
     /// Reads once at `pos` into a registered buffer
     /// (`IORING_OP_READ_FIXED`): like [`read_at`](File::read_at), the
     /// bytes go after the buffer's length, up to its capacity, and the
-    /// length grows by the count returned (`0` at end of file, or when the
-    /// buffer is full). Takes a
+    /// length grows by the count returned (`0` at end of file; a full
+    /// buffer gives `Ok(0)` at once, without submitting anything). Takes a
     /// [`FixedBuf`](runtime::fixed::FixedBuf) or a slice of one.
     ///
     /// ```
@@ -49,6 +49,9 @@ impl File {
     ) -> BufResult<usize, B> {
         if let Err(e) = check_pos(pos) {
             return (Err(e), buf);
+        }
+        if buf.bytes_room() == 0 {
+            return (Ok(0), buf);
         }
         ReadFixed::new(self.shared_fd(), buf, pos).submit().await
     }

@@ -6,7 +6,9 @@
 //! [`File::sync_all`] is `FSYNC`, metadata is `STATX`, and
 //! [`remove_file`], [`remove_dir`], [`create_dir`] and [`rename`] are
 //! `UNLINKAT`, `MKDIRAT` and `RENAMEAT`. Nothing blocks the ring and no
-//! thread pool is involved.
+//! thread pool is involved, but for [`read_dir`]: io_uring has no operation
+//! that reads a directory, so `std::fs::read_dir` runs on the runtime's
+//! blocking pool, 64 entries per call.
 //!
 //! ```
 //! # runtime::block_on(async {
@@ -69,6 +71,7 @@ mod linked;
 mod metadata;
 mod open_options;
 mod path;
+mod read_dir;
 mod rw;
 
 pub use file::File;
@@ -77,4 +80,5 @@ pub use open_options::OpenOptions;
 pub use path::{
     create_dir, metadata, read, remove_dir, remove_file, rename, symlink_metadata, write,
 };
+pub use read_dir::{read_dir, DirEntry, ReadDir};
 pub use runtime::buf::AlignedBuf;

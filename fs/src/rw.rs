@@ -36,8 +36,12 @@ fn advance(pos: u64, done: usize) -> io::Result<u64> {
 }
 
 /// One `IORING_OP_READ` into `buf[read_start()..bytes_total()]` at `pos`
-/// ([`CURSOR`] for the file position).
+/// ([`CURSOR`] for the file position); `Ok(0)` at once, with nothing
+/// submitted, if `buf` has no room.
 pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B, pos: u64) -> BufResult<usize, B> {
+    if buf.bytes_room() == 0 {
+        return (Ok(0), buf);
+    }
     Read::new(fd, buf, pos).submit().await
 }
 
@@ -48,12 +52,15 @@ pub(crate) async fn write<B: IoBuf>(fd: &SharedFd, buf: B, pos: u64) -> BufResul
 }
 
 /// One `IORING_OP_READV` scattering into each buffer's writable region, in
-/// order.
+/// order; `Ok(0)` at once if no buffer has room.
 pub(crate) async fn readv<B: IoBufMut>(
     fd: &SharedFd,
     bufs: Vec<B>,
     pos: u64,
 ) -> BufResult<usize, Vec<B>> {
+    if bufs.iter().all(|b| b.bytes_room() == 0) {
+        return (Ok(0), bufs);
+    }
     Readv::new(fd, bufs, pos).submit().await
 }
 

@@ -56,6 +56,7 @@ mod send_bundle;
 mod send_zc;
 mod stream;
 mod tcp;
+mod timeout;
 mod udp;
 mod unix;
 

@@ -97,25 +97,41 @@ impl Stream {
         self.fd.raw()
     }
 
-    /// One `IORING_OP_RECV` into `buf`'s writable region.
+    /// One `IORING_OP_RECV` into `buf`'s writable region; `Ok(0)` at once,
+    /// with nothing submitted, if it has no room.
     pub(crate) async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        if buf.bytes_room() == 0 {
+            return (Ok(0), buf);
+        }
         Recv::new(&self.fd, buf).submit().await
     }
 
     /// [`read`](Self::read) with a deadline enforced by the kernel: the
     /// `IORING_OP_RECV` goes out linked to an `IORING_OP_LINK_TIMEOUT` (one
-    /// chain, no runtime timer). On timeout: `ErrorKind::TimedOut`, the
-    /// buffer back unchanged.
+    /// chain, no runtime timer). On timeout: `ErrorKind::TimedOut` naming
+    /// the deadline (see `crate::timeout`), the buffer back unchanged.
     pub(crate) async fn read_timeout<B: IoBufMut>(
         &self,
         buf: B,
         timeout: Duration,
     ) -> BufResult<usize, B> {
-        Recv::new(&self.fd, buf).submit_with_timeout(timeout).await
+        if buf.bytes_room() == 0 {
+            return (Ok(0), buf);
+        }
+        let mut read = std::pin::pin!(Recv::new(&self.fd, buf).submit_with_timeout(timeout));
+        let (res, buf) = read.as_mut().await;
+        if read.timed_out() {
+            return (Err(crate::timeout::read_timed_out(timeout)), buf);
+        }
+        (res, buf)
     }
 
-    /// One `IORING_OP_RECVMSG` scattering into `bufs` in order.
+    /// One `IORING_OP_RECVMSG` scattering into `bufs` in order; `Ok(0)` at
+    /// once if no buffer has room.
     pub(crate) async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        if bufs.iter().all(|b| b.bytes_room() == 0) {
+            return (Ok(0), bufs);
+        }
         let (res, bufs) = RecvMsg::new(&self.fd, bufs).submit().await;
         (res.map(|(n, _)| n), bufs)
     }
@@ -150,6 +166,9 @@ impl Stream {
     /// One `IORING_OP_READ_FIXED` into a registered buffer (a plain read
     /// if it has no slot on this runtime).
     pub(crate) async fn read_fixed<B: FixedIoBuf + IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        if buf.bytes_room() == 0 {
+            return (Ok(0), buf);
+        }
         ReadFixed::new(&self.fd, buf, NO_OFFSET).submit().await
     }
 

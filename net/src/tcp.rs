@@ -204,19 +204,27 @@ impl TcpStream {
 
     /// Reads once into `buf`'s writable region (a `Vec`'s spare capacity,
     /// which it then extends) and returns the number of bytes read (one
-    /// `IORING_OP_RECV`); `0` means the peer closed its side (or `buf` has
-    /// no room).
+    /// `IORING_OP_RECV`); `0` means the peer closed its side. A `buf` with
+    /// no room (an empty or full `Vec`, an empty `Box<[u8]>`) gives `Ok(0)`
+    /// at once, without submitting anything, as std's `read` does.
     pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.stream.read(buf).await
     }
 
     /// Like [`read`](Self::read), with a deadline: if nothing arrives
     /// within `timeout`, the read is cancelled and this returns
-    /// `ErrorKind::TimedOut` with `buf` back unchanged. The deadline is the
+    /// `ErrorKind::TimedOut` with `buf` back unchanged. The error's message
+    /// names the deadline ("read timed out after 5ms
+    /// (IORING_OP_LINK_TIMEOUT)"); being an error with a message, it has no
+    /// `raw_os_error()`, and its `source()` is the kernel's `ETIMEDOUT` (an
+    /// `io::Error` that has it). An `ETIMEDOUT` of the connection itself
+    /// (the kernel gave up on the peer) stays a plain OS error, so the two
+    /// can be told apart. The deadline is the
     /// kernel's (`IORING_OP_LINK_TIMEOUT` linked to the receive, no runtime
     /// timer; every kernel this runtime runs on has it). Unlike wrapping
     /// `read` in [`runtime::time::timeout`], which drops the read and its
-    /// buffer when the time is up, this gives the buffer back. It is not
+    /// buffer when the time is up, this gives the buffer back. A `buf` with
+    /// no room gives `Ok(0)` at once, as for `read`. It is not
     /// cheaper: the kernel arms and cancels a timer per read, where the
     /// runtime's timers are a map in user space (measured in the benchmark
     /// suite: `bench/BENCHMARKS.md`, section "Link timeout"), so prefer
@@ -231,13 +239,14 @@ impl TcpStream {
 
     /// Reads until `buf` is full (a `Vec` up to its capacity), handling
     /// short reads. `UnexpectedEof` if the peer closes first; the bytes
-    /// read so far are in the buffer.
+    /// read so far are in the buffer. A `buf` that is already full (or
+    /// empty with no capacity) gives `Ok(())` at once.
     pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
         self.stream.read_exact(buf).await
     }
 
     /// Reads once, scattering into the buffers in order
-    /// (`IORING_OP_RECVMSG`).
+    /// (`IORING_OP_RECVMSG`). If no buffer has room, `Ok(0)` at once.
     pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.stream.readv(bufs).await
     }
@@ -322,7 +331,8 @@ impl TcpStream {
     /// Reads once into a registered buffer ([`runtime::fixed`],
     /// `IORING_OP_READ_FIXED`): the bytes go after the buffer's length, up
     /// to its capacity, and the length grows by the count returned; `0`
-    /// means the peer closed its side (or the buffer is full). Takes a
+    /// means the peer closed its side (a full buffer gives `Ok(0)` at once,
+    /// without submitting anything). Takes a
     /// [`FixedBuf`](runtime::fixed::FixedBuf) or a slice of one; with a
     /// buffer that is not registered on this runtime (its pool degraded to
     /// plain memory), a plain `IORING_OP_READ`.

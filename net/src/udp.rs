@@ -19,6 +19,18 @@ use crate::addr::{
 /// Every datagram call is one SQE (`IORING_OP_SENDMSG` /
 /// `IORING_OP_RECVMSG`). A buffer too small for a datagram gets its first
 /// bytes; the rest of that datagram is discarded, as with `recv(2)`.
+///
+/// # Receiving into a buffer with no room
+///
+/// Unlike a stream or a file read (which returns `Ok(0)` at once when the
+/// buffer has no room), [`recv`](Self::recv) and
+/// [`recv_from`](Self::recv_from) into a buffer with no room still receive
+/// a datagram, as std's `UdpSocket` does: they wait for the next datagram,
+/// discard it (truncated to nothing) and return `Ok(0)` (with its sender
+/// for `recv_from`). On a datagram socket that is a meaningful operation
+/// (skip one datagram, learn who sent it), `0` is not an end of stream (an
+/// empty datagram reads as `0` too), and `recv_from` could not name a
+/// sender without one.
 pub struct UdpSocket {
     fd: SharedFd,
 }
@@ -91,7 +103,9 @@ impl UdpSocket {
         (res, only(bufs))
     }
 
-    /// Receives one datagram and the address it came from.
+    /// Receives one datagram and the address it came from. With a buffer
+    /// that has no room, the datagram is still taken and discarded (see
+    /// [above](UdpSocket#receiving-into-a-buffer-with-no-room)).
     pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
         let (res, buf, addr) = self.recvmsg(buf, true).await;
         let res = res.and_then(|n| {
@@ -101,7 +115,9 @@ impl UdpSocket {
         (res, buf)
     }
 
-    /// Receives one datagram from the connected peer.
+    /// Receives one datagram from the connected peer. With a buffer that
+    /// has no room, the datagram is still taken and discarded (see
+    /// [above](UdpSocket#receiving-into-a-buffer-with-no-room)).
     pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         let (res, buf, _) = self.recvmsg(buf, false).await;
         (res, buf)

@@ -131,14 +131,15 @@ impl UnixStream {
     }
 
     /// Reads once into `buf`'s writable region; `0` means the peer closed
-    /// its side (or `buf` has no room). See [`TcpStream::read`].
+    /// its side. A `buf` with no room gives `Ok(0)` at once, without
+    /// submitting anything. See [`TcpStream::read`].
     pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.stream.read(buf).await
     }
 
     /// [`read`](Self::read) with a deadline enforced by the kernel, the
-    /// buffer back on timeout (`TimedOut`). See
-    /// [`TcpStream::read_timeout`].
+    /// buffer back on timeout (`TimedOut`); `Ok(0)` at once for a `buf`
+    /// with no room. See [`TcpStream::read_timeout`].
     pub async fn read_timeout<B: IoBufMut>(
         &self,
         buf: B,
@@ -148,12 +149,13 @@ impl UnixStream {
     }
 
     /// Reads until `buf` is full; `UnexpectedEof` if the peer closes first.
+    /// A `buf` with no room gives `Ok(())` at once.
     pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> BufResult<(), B> {
         self.stream.read_exact(buf).await
     }
 
     /// Reads once, scattering into the buffers in order
-    /// (`IORING_OP_RECVMSG`).
+    /// (`IORING_OP_RECVMSG`); `Ok(0)` at once if no buffer has room.
     pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.stream.readv(bufs).await
     }
@@ -210,8 +212,8 @@ impl UnixStream {
         self.stream.write_all_zc(buf).await
     }
 
-    /// Reads once into a registered buffer (`IORING_OP_READ_FIXED`). See
-    /// [`TcpStream::read_fixed`].
+    /// Reads once into a registered buffer (`IORING_OP_READ_FIXED`); a full
+    /// buffer gives `Ok(0)` at once. See [`TcpStream::read_fixed`].
     ///
     /// ```
     /// use runtime::fixed::FixedBufPool;

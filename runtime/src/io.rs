@@ -33,16 +33,18 @@ use crate::BufResult;
 /// Reading into owned buffers.
 pub trait OwnedRead {
     /// Reads once into `buf`'s writable region (a `Vec`'s spare capacity)
-    /// and returns how many bytes came; `0` means end of stream (or a buffer
-    /// with no room).
+    /// and returns how many bytes came; `0` means end of stream. A buffer
+    /// with no room gives `Ok(0)` at once, without submitting anything.
     fn read<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>>;
 
-    /// Reads once, scattering into several buffers in order.
+    /// Reads once, scattering into several buffers in order; `Ok(0)` at
+    /// once if none has room.
     fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> impl Future<Output = BufResult<usize, Vec<B>>>;
 
     /// Reads until `buf` is full (a `Vec` up to its capacity), handling
     /// short reads; `UnexpectedEof` if the stream ends first (the bytes
-    /// read so far are in the buffer).
+    /// read so far are in the buffer). A buffer with no room gives `Ok(())`
+    /// at once.
     fn read_exact<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> {
         async move {
             let total = buf.bytes_total();

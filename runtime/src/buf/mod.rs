@@ -10,10 +10,40 @@
 //! filled as initialised: for a `Vec<u8>` that is the spare capacity, so a
 //! read appends to the vector and extends its length; for a `Box<[u8]>` it is
 //! the whole box.
+//!
+//! A read into a buffer with no room (an empty or full `Vec`, an empty box:
+//! [`IoBufMut::bytes_room`] is 0) returns `Ok(0)` at once, on every kind of
+//! stream and file, without submitting anything, as std's `read` does
+//! (datagram sockets are the exception: see `net::UdpSocket`).
+//!
+//! # Buffers a user already has
+//!
+//! `Arc<[u8]>` and `Rc<[u8]>` are [`IoBuf`]s: written without a copy, one
+//! clone (a reference count) per operation, so the same bytes can go to
+//! many sockets at once. With the `bytes` feature (off by default),
+//! `bytes::Bytes` is an [`IoBuf`] and `bytes::BytesMut` an [`IoBufMut`],
+//! read like a `Vec` (into its spare capacity, extending its length).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use runtime::op::{Operation, Recv, Send, SharedFd};
+//!
+//! # runtime::block_on(async {
+//! let page: Arc<[u8]> = Arc::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
+//! let (a, b) = std::os::unix::net::UnixStream::pair()?;
+//! let (a, b) = (SharedFd::new(a.into()), SharedFd::new(b.into()));
+//! let (sent, _) = Send::new(&a, page.clone()).submit().await; // a clone, not a copy
+//! let (got, buf) = Recv::new(&b, Vec::with_capacity(64)).submit().await;
+//! assert_eq!((sent?, got?), (page.len(), page.len()));
+//! assert_eq!(&buf[..], &page[..]);
+//! # Ok::<(), std::io::Error>(())
+//! # }).unwrap();
+//! ```
 
 use std::ops::{Bound, RangeBounds};
 
 mod aligned;
+mod shared;
 
 pub use aligned::AlignedBuf;
 
@@ -89,6 +119,14 @@ pub unsafe trait IoBufMut: IoBuf {
     /// buffers (a read appends), `0` for fixed-size ones (a read overwrites).
     fn read_start(&self) -> usize {
         self.bytes_init()
+    }
+
+    /// The room a read can fill: `bytes_total() - read_start()` (a `Vec`'s
+    /// spare capacity). Every read of this runtime into a buffer with no
+    /// room returns `Ok(0)` at once, without asking the kernel, as std's
+    /// `read` does.
+    fn bytes_room(&self) -> usize {
+        self.bytes_total().saturating_sub(self.read_start())
     }
 
     /// Marks the bytes `[0, pos)` as initialised. A buffer never shrinks

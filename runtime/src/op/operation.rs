@@ -159,9 +159,7 @@ pub unsafe trait Operation: 'static {
     where
         Self: Sized,
     {
-        Deadline {
-            timed: Timed::start(self, timeout),
-        }
+        Deadline::from_timed(Timed::start(self, timeout))
     }
 }
 
@@ -338,11 +336,40 @@ impl<O: Operation> fmt::Debug for Submitted<O> {
 #[must_use = "an operation is cancelled when its future is dropped; .await it"]
 pub struct Deadline<O: Operation> {
     timed: Timed<O>,
+    fired: bool,
 }
 
 impl<O: Operation> Deadline<O> {
     pub(crate) fn from_timed(timed: Timed<O>) -> Deadline<O> {
-        Deadline { timed }
+        Deadline {
+            timed,
+            fired: false,
+        }
+    }
+
+    /// Whether the deadline fired: the operation was cancelled by its link
+    /// timeout, and its output carries `ETIMEDOUT`. `false` until the
+    /// future has completed, and `false` if the operation itself failed
+    /// with `ETIMEDOUT` (a TCP connection the kernel gave up on, say):
+    /// poll the future by reference to ask afterwards, and tell the two
+    /// apart.
+    ///
+    /// ```
+    /// use runtime::op::{Operation, Recv, SharedFd};
+    /// use std::time::Duration;
+    ///
+    /// # runtime::block_on(async {
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// let fd = SharedFd::new(a.into());
+    /// let mut read = Recv::new(&fd, Vec::with_capacity(8)).submit_with_timeout(Duration::from_millis(5));
+    /// let (res, _buf) = (&mut read).await;
+    /// assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ETIMEDOUT));
+    /// assert!(read.timed_out());
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn timed_out(&self) -> bool {
+        self.fired
     }
 }
 
@@ -353,6 +380,7 @@ impl<O: Operation> Future for Deadline<O> {
         match Pin::new(&mut self.timed).poll(cx) {
             Poll::Ready((Ok(completion), op)) => Poll::Ready(op.complete(completion)),
             Poll::Ready((Err(e), op)) => {
+                self.fired = true;
                 let errno = e.raw_os_error().unwrap_or(libc::ETIMEDOUT);
                 Poll::Ready(op.complete(Completion::new(-errno, 0)))
             }
@@ -365,6 +393,7 @@ impl<O: Operation> fmt::Debug for Deadline<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Deadline")
             .field("timed", &self.timed)
+            .field("fired", &self.fired)
             .finish()
     }
 }
