@@ -207,6 +207,15 @@ impl TcpStream {
     /// `IORING_OP_RECV`); `0` means the peer closed its side. A `buf` with
     /// no room (an empty or full `Vec`, an empty `Box<[u8]>`) gives `Ok(0)`
     /// at once, without submitting anything, as std's `read` does.
+    ///
+    /// Giving the read up (dropping its future, e.g. under
+    /// [`runtime::time::timeout`] or in a `select!`) cancels the receive and
+    /// drops `buf` once the kernel is done with it; if bytes arrived in the
+    /// meantime the cancel lost the race and they are gone with the buffer.
+    /// To give up a read without that risk, use
+    /// [`read_timeout`](Self::read_timeout) (the buffer comes back) or the
+    /// poll-style `AsyncRead` (feature `tokio-io`), which takes no byte
+    /// unless it returns it.
     pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.stream.read(buf).await
     }

@@ -121,6 +121,12 @@ impl fmt::Debug for Sleep {
 /// Runs `future` with a time limit: `Ok(output)` if it finishes within
 /// `duration`, `Err(Elapsed)` otherwise, in which case the future is dropped
 /// when the `Timeout` is.
+///
+/// What dropping the future costs depends on it: an owned-buffer I/O
+/// operation is cancelled, and one that completed in the race (a receive
+/// that got bytes) loses its result with its buffer; a poll-style read
+/// (`AsyncRead` from `net`'s `tokio-io` feature) takes no byte unless it
+/// returns it, so giving it up loses nothing.
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     Timeout {
         future,
