@@ -233,3 +233,40 @@ fn malformed_requests_close_the_connection() {
         })
     });
 }
+
+/// `curl --http2-prior-knowledge` (h2c) and plain HTTP/1.1 against hyper on
+/// this runtime, with a 1 MiB body echoed. `.ci/run` installs curl.
+#[test]
+fn curl_http2_prior_knowledge_and_http1() {
+    on_runtime(LIMIT, || {
+        with_server(|addr| {
+            let dir = std::env::temp_dir().join(format!("hyper-curl-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let body = dir.join("body");
+            let data = body_of(1 << 20, 3);
+            std::fs::write(&body, &data).unwrap();
+            for flags in [&["--http2-prior-knowledge"][..], &["--http1.1"][..]] {
+                let out = std::process::Command::new("curl")
+                    .args(["-sS", "--max-time", "30", "-w", "\n%{http_version}"])
+                    .args(flags)
+                    .arg(format!("http://{addr}/"))
+                    .output()
+                    .expect("curl (installed by .ci/run)");
+                assert!(out.status.success(), "{out:?}");
+                let text = String::from_utf8(out.stdout).unwrap();
+                let version = if flags[0] == "--http1.1" { "1.1" } else { "2" };
+                assert_eq!(text, format!("Hello, World!\n{version}"));
+                let out = std::process::Command::new("curl")
+                    .args(["-sS", "--max-time", "30", "--data-binary"])
+                    .arg(format!("@{}", body.display()))
+                    .args(flags)
+                    .arg(format!("http://{addr}/echo"))
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+                assert!(out.stdout == data, "echoed body differs ({flags:?})");
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        })
+    });
+}
