@@ -167,6 +167,9 @@ impl UnixStream {
     }
 
     /// Writes all of `buf`'s initialised bytes, handling short writes.
+    /// `buf` is owned (a `Vec`, `Box<[u8]>`, `Arc<[u8]>`, ...; it comes
+    /// back with the result): a borrowed `&buf[..]` does not compile, see
+    /// [`IoBuf`](runtime::buf::IoBuf) for why and what to pass instead.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
         self.stream.write_all(buf).await
     }

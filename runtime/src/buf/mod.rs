@@ -49,6 +49,17 @@ pub use aligned::AlignedBuf;
 
 /// Memory the kernel may read from while an operation is in flight.
 ///
+/// The buffer is **owned** (`'static`): the kernel may still read it after
+/// the future that lent it was dropped, so a borrowed slice cannot be lent.
+/// Passing `&buf[..]` to `write_all` therefore fails to compile with
+/// "borrowed value does not live long enough ... requires that `buf` is
+/// borrowed for `'static`". The fix is to pass an owned buffer: the `Vec`
+/// itself (it comes back with the result), `buf.to_vec()`, a
+/// `Box<[u8]>`, an `Arc<[u8]>` shared by many writes, `bytes::Bytes`
+/// (feature `bytes`), a `&'static` literal; or, for code written against
+/// borrowed buffers, the poll-style `AsyncWriteExt::write_all` of `net`'s
+/// `tokio-io` feature.
+///
 /// # Safety
 ///
 /// Implementors promise that [`stable_ptr`](IoBuf::stable_ptr) stays valid and
