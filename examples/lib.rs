@@ -1,8 +1,37 @@
-//! Helpers shared by the example programs in this directory.
+//! Helpers shared by the example programs in this directory, and the
+//! server logic of the ecosystem examples (`axum`, `tls`, `chat`), which
+//! the integration tests run in-process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The servers of the ecosystem examples; each example's `main` parses its
+/// arguments and calls one of these.
+pub mod servers {
+    pub mod chat;
+    pub mod tls;
+    pub mod todo;
+}
 
 /// The first command-line argument, or `default` if there is none.
 pub fn arg_or(default: &str) -> String {
     std::env::args()
         .nth(1)
         .unwrap_or_else(|| default.to_string())
+}
+
+/// The next connection on `listener`. A failed accept (out of descriptors,
+/// a connection reset before it was accepted) is logged with `name` and
+/// retried after a short pause, so a server never stops accepting and
+/// never spins on `EMFILE`.
+pub async fn accept(listener: &net::TcpListener, name: &str) -> (net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => return conn,
+            Err(e) => {
+                eprintln!("{name}: accept failed: {e}");
+                runtime::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
