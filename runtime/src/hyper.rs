@@ -161,14 +161,24 @@ mod tests {
             crate::time::timeout(Duration::from_secs(10), s)
                 .await
                 .expect("the reset sleep fires");
-            // Made here, dropped on another thread: leaked, not touched.
-            let mut far = Timer.sleep(Duration::from_secs(60));
-            let waker = std::task::Waker::noop();
-            assert!(far
-                .as_mut()
-                .poll(&mut Context::from_waker(waker))
-                .is_pending());
+            // Made here, dropped on another thread without touching the
+            // runtime sleep. (Not polled: a polled one would leak its
+            // runtime reference there, which LeakSanitizer reports.)
+            let far = Timer.sleep(Duration::from_secs(60));
             std::thread::spawn(move || drop(far)).join().unwrap();
+            // Polled on another thread: a clear panic, not a data race.
+            let mut other = Timer.sleep(Duration::from_secs(60));
+            let (panicked, other) = std::thread::spawn(move || {
+                let waker = std::task::Waker::noop();
+                let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _ = other.as_mut().poll(&mut Context::from_waker(waker));
+                }));
+                (res.is_err(), other)
+            })
+            .join()
+            .unwrap();
+            assert!(panicked, "polling on another thread must panic");
+            drop(other);
         });
     }
 
