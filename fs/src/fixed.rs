@@ -9,7 +9,7 @@
 
 use runtime::buf::IoBufMut;
 use runtime::fixed::FixedIoBuf;
-use runtime::op::{Operation, ReadFixed, WriteFixed};
+use runtime::op::{Operation, Read, Write};
 use runtime::BufResult;
 
 use crate::rw::check_pos;
@@ -53,7 +53,7 @@ impl File {
         if buf.bytes_room() == 0 {
             return (Ok(0), buf);
         }
-        ReadFixed::new(self.shared_fd(), buf, pos).submit().await
+        Read::fixed(self.shared_fd(), buf, pos).submit().await
     }
 
     /// Writes the buffer's bytes once at `pos` from a registered buffer
@@ -86,6 +86,6 @@ impl File {
         if let Err(e) = check_pos(pos) {
             return (Err(e), buf);
         }
-        WriteFixed::new(self.shared_fd(), buf, pos).submit().await
+        Write::fixed(self.shared_fd(), buf, pos).submit().await
     }
 }

@@ -21,9 +21,7 @@ use runtime::buf::{IoBuf, IoBufMut};
 use runtime::bufring::{BufRing, BufRingChunk};
 use runtime::fixed::FixedIoBuf;
 use runtime::io::{OwnedRead, OwnedWrite};
-use runtime::op::{
-    self, Connect, Operation, ReadFixed, Recv, RecvMsg, SendMsg, SharedFd, WriteFixed,
-};
+use runtime::op::{self, Connect, Operation, Read, Recv, RecvMsg, SendMsg, SharedFd, Write};
 use runtime::BufResult;
 use socket2::{SockAddr, SockRef, Socket};
 
@@ -169,7 +167,7 @@ impl Stream {
         if buf.bytes_room() == 0 {
             return (Ok(0), buf);
         }
-        ReadFixed::new(&self.fd, buf, NO_OFFSET).submit().await
+        Read::fixed(&self.fd, buf, NO_OFFSET).submit().await
     }
 
     /// One `IORING_OP_WRITE_FIXED` from a registered buffer; a plain send
@@ -180,7 +178,7 @@ impl Stream {
         if buf.fixed_index().is_none() {
             return self.send(buf).await;
         }
-        WriteFixed::new(&self.fd, buf, NO_OFFSET).submit().await
+        Write::fixed(&self.fd, buf, NO_OFFSET).submit().await
     }
 
     /// The multishot receive stream into `ring`.

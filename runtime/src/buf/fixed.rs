@@ -11,7 +11,7 @@
 //! [`IoBufMut`], `Deref<Target = [u8]>` over its initialised bytes) that
 //! also knows its slot ([`FixedBuf::buf_index`]); dropping it gives it back
 //! to the pool. The `fs` and `net` crates use it with `File::read_fixed_at` /
-//! `write_fixed_at` on files (through [`op::ReadFixed`](crate::op::ReadFixed) and [`op::WriteFixed`](crate::op::WriteFixed)) and `read_fixed` / `write_fixed` /
+//! `write_fixed_at` on files (through [`op::Read::fixed`](crate::op::Read::fixed) and [`op::Write::fixed`](crate::op::Write::fixed)) and `read_fixed` / `write_fixed` /
 //! `send_zc_fixed` on stream sockets.
 //!
 //! ```

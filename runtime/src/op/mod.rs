@@ -113,7 +113,7 @@
 //!
 //! | family | file | operations |
 //! | --- | --- | --- |
-//! | reads and writes | `op/rw.rs` | [`Read`], [`Write`], [`Readv`], [`Writev`], [`ReadFixed`], [`WriteFixed`] |
+//! | reads and writes | `op/rw.rs` | [`Read`], [`Write`] (also `READ_FIXED`/`WRITE_FIXED`: [`Read::fixed`], [`Write::fixed`]), [`Readv`], [`Writev`] |
 //! | sockets | `op/net.rs` | [`Recv`], [`Send`], [`RecvMsg`], [`SendMsg`], [`SendZc`], [`Accept`], [`AcceptMulti`], [`Connect`], [`Socket`], [`Shutdown`] |
 //! | files and paths | `op/fs.rs` | [`OpenAt`], [`Statx`], [`Fsync`], [`Close`], [`UnlinkAt`], [`MkDirAt`], [`RenameAt`] |
 //! | provided buffers | `op/ring.rs` | [`RecvRing`], [`SendBundle`] |
@@ -146,7 +146,7 @@ pub use operation::{
 };
 pub use poll::{Nop, PollAdd, Timeout};
 pub use ring::{RecvMode, RecvRing, SendBundle};
-pub use rw::{Read, ReadFixed, Readv, Write, WriteFixed, Writev};
+pub use rw::{Read, Readv, Write, Writev};
 pub use submit::{direct_slot_free, direct_table, in_flight, Entry, Multishot, Op};
 pub use timed::Timed;
 

@@ -1,5 +1,6 @@
 //! Reads and writes at an offset: `IORING_OP_READ`, `WRITE`, `READV`,
-//! `WRITEV`, `READ_FIXED` and `WRITE_FIXED`.
+//! `WRITEV`, and `READ_FIXED` / `WRITE_FIXED` for registered buffers
+//! ([`Read::fixed`], [`Write::fixed`]).
 //!
 //! Every struct holds a [`SharedFd`] clone (the descriptor stays open while
 //! the kernel may use it) and the caller's buffers, whose memory does not
@@ -77,8 +78,13 @@ fn pwrite(fd: i32, ptr: *const u8, len: u32, pos: u64) -> io::Result<u32> {
     syscall_result(ret)
 }
 
+/// `FixedIoBuf::fixed_index` of a registered buffer, asked when the SQE is
+/// built (on the runtime that submits it).
+type IndexOf<B> = Option<fn(&B) -> Option<u16>>;
+
 /// `IORING_OP_READ`: one read into `buf[read_start()..bytes_total()]` at
-/// `pos`; the buffer's initialised length grows by the count read.
+/// `pos`; the buffer's initialised length grows by the count read. Made by
+/// [`Read::fixed`], `IORING_OP_READ_FIXED` into a registered buffer.
 #[derive(Debug)]
 pub struct Read<B> {
     fd: SharedFd,
@@ -86,6 +92,7 @@ pub struct Read<B> {
     pos: u64,
     start: usize,
     len: u32,
+    index_of: IndexOf<B>,
 }
 
 impl<B: IoBufMut> Read<B> {
@@ -100,24 +107,44 @@ impl<B: IoBufMut> Read<B> {
             pos,
             start,
             len,
+            index_of: None,
+        }
+    }
+
+    /// A read into a registered buffer ([`FixedBuf`](crate::fixed::FixedBuf)):
+    /// `IORING_OP_READ_FIXED` naming its slot when the buffer is registered
+    /// on the runtime that submits it, a plain `IORING_OP_READ` otherwise.
+    /// io_uring only (a readiness driver answers `Unsupported`).
+    pub fn fixed(fd: &SharedFd, buf: B, pos: u64) -> Read<B>
+    where
+        B: FixedIoBuf,
+    {
+        Read {
+            index_of: Some(<B as FixedIoBuf>::fixed_index),
+            ..Read::new(fd, buf, pos)
         }
     }
 }
 
 // SAFETY: the SQE points at `len <= bytes_total - start` bytes from `start`
 // of the buffer's stable memory (IoBufMut's promise), owned by the struct
-// and touched by nobody else until `complete`; the descriptor is kept open
-// by the SharedFd clone. `perform` reads into the same bytes.
+// and touched by nobody else until `complete`; with an index, the bytes also
+// lie inside the registered slot it names (FixedIoBuf's promise, the index
+// being asked of the buffer now, on the runtime building the SQE). The
+// descriptor is kept open by the SharedFd clone. `perform` reads into the
+// same bytes.
 unsafe impl<B: IoBufMut> Operation for Read<B> {
     type Output = BufResult<usize, B>;
 
     fn sqe(&mut self) -> Entry {
+        let index = self.index_of.and_then(|index_of| index_of(&self.buf));
         // SAFETY: start <= bytes_total: inside the buffer's allocation.
         let ptr = unsafe { self.buf.stable_mut_ptr().add(self.start) };
         let (len, pos) = (self.len, self.pos);
-        crate::with_target!(self.fd, |t| opcode::Read::new(t, ptr, len)
-            .offset(pos)
-            .build())
+        crate::with_target!(self.fd, |t| match index {
+            Some(i) => opcode::ReadFixed::new(t, ptr, len, i).offset(pos).build(),
+            None => opcode::Read::new(t, ptr, len).offset(pos).build(),
+        })
     }
 
     fn complete(self, completion: Completion) -> Self::Output {
@@ -125,23 +152,31 @@ unsafe impl<B: IoBufMut> Operation for Read<B> {
     }
 
     fn readiness(&self) -> Readiness {
-        Readiness::Blocking
+        match self.index_of {
+            Some(_) => Readiness::Unsupported,
+            None => Readiness::Blocking,
+        }
     }
 
     fn perform(&mut self) -> io::Result<u32> {
+        if self.index_of.is_some() {
+            return Err(unsupported_on_readiness());
+        }
         // SAFETY: as in `sqe`.
         let ptr = unsafe { self.buf.stable_mut_ptr().add(self.start) };
         pread(self.fd.raw(), ptr, self.len, self.pos)
     }
 }
 
-/// `IORING_OP_WRITE`: one write of `buf[..bytes_init()]` at `pos`.
+/// `IORING_OP_WRITE`: one write of `buf[..bytes_init()]` at `pos`. Made by
+/// [`Write::fixed`], `IORING_OP_WRITE_FIXED` from a registered buffer.
 #[derive(Debug)]
 pub struct Write<B> {
     fd: SharedFd,
     buf: B,
     pos: u64,
     len: u32,
+    index_of: IndexOf<B>,
 }
 
 impl<B: IoBuf> Write<B> {
@@ -154,21 +189,39 @@ impl<B: IoBuf> Write<B> {
             buf,
             pos,
             len,
+            index_of: None,
+        }
+    }
+
+    /// A write from a registered buffer: `IORING_OP_WRITE_FIXED` naming its
+    /// slot when the buffer is registered on the runtime that submits it, a
+    /// plain `IORING_OP_WRITE` otherwise. io_uring only (a readiness driver
+    /// answers `Unsupported`).
+    pub fn fixed(fd: &SharedFd, buf: B, pos: u64) -> Write<B>
+    where
+        B: FixedIoBuf,
+    {
+        Write {
+            index_of: Some(<B as FixedIoBuf>::fixed_index),
+            ..Write::new(fd, buf, pos)
         }
     }
 }
 
 // SAFETY: the SQE points at `len <= bytes_init` initialised bytes of the
 // buffer's stable memory, owned by the struct; the kernel only reads them.
-// The SharedFd clone keeps the descriptor open.
+// With an index, they lie inside the registered slot it names (as for
+// `Read`). The SharedFd clone keeps the descriptor open.
 unsafe impl<B: IoBuf> Operation for Write<B> {
     type Output = BufResult<usize, B>;
 
     fn sqe(&mut self) -> Entry {
+        let index = self.index_of.and_then(|index_of| index_of(&self.buf));
         let (ptr, len, pos) = (self.buf.stable_ptr(), self.len, self.pos);
-        crate::with_target!(self.fd, |t| opcode::Write::new(t, ptr, len)
-            .offset(pos)
-            .build())
+        crate::with_target!(self.fd, |t| match index {
+            Some(i) => opcode::WriteFixed::new(t, ptr, len, i).offset(pos).build(),
+            None => opcode::Write::new(t, ptr, len).offset(pos).build(),
+        })
     }
 
     fn complete(self, completion: Completion) -> Self::Output {
@@ -176,10 +229,16 @@ unsafe impl<B: IoBuf> Operation for Write<B> {
     }
 
     fn readiness(&self) -> Readiness {
-        Readiness::Blocking
+        match self.index_of {
+            Some(_) => Readiness::Unsupported,
+            None => Readiness::Blocking,
+        }
     }
 
     fn perform(&mut self) -> io::Result<u32> {
+        if self.index_of.is_some() {
+            return Err(unsupported_on_readiness());
+        }
         pwrite(self.fd.raw(), self.buf.stable_ptr(), self.len, self.pos)
     }
 }
@@ -323,103 +382,5 @@ unsafe impl<B: IoBuf> Operation for Writev<B> {
             }
         };
         syscall_result(ret)
-    }
-}
-
-/// `IORING_OP_READ_FIXED` into a registered buffer
-/// ([`FixedBuf`](crate::fixed::FixedBuf)) at `pos` (`u64::MAX`: the file
-/// position, and what streams use), or a plain `IORING_OP_READ` when the
-/// buffer has no registered slot on the runtime that submits it; the
-/// buffer's length grows by the count read.
-#[derive(Debug)]
-pub struct ReadFixed<B> {
-    fd: SharedFd,
-    buf: B,
-    pos: u64,
-    start: usize,
-    len: u32,
-}
-
-impl<B: FixedIoBuf + IoBufMut> ReadFixed<B> {
-    /// A read of `fd` into `buf`'s writable region at `pos`.
-    pub fn new(fd: &SharedFd, buf: B, pos: u64) -> ReadFixed<B> {
-        let start = buf.read_start();
-        let len = clamp_len(buf.bytes_total() - start);
-        ReadFixed {
-            fd: fd.clone(),
-            buf,
-            pos,
-            start,
-            len,
-        }
-    }
-}
-
-// SAFETY: as for `Read`; with an index, the `len` bytes from `start` also
-// lie inside the registered slot the index names (FixedIoBuf's promise; the
-// index is looked up for the runtime building the SQE, which submits it).
-unsafe impl<B: FixedIoBuf + IoBufMut> Operation for ReadFixed<B> {
-    type Output = BufResult<usize, B>;
-
-    fn sqe(&mut self) -> Entry {
-        let index = self.buf.fixed_index();
-        // SAFETY: start <= bytes_total: inside the buffer's allocation.
-        let ptr = unsafe { self.buf.stable_mut_ptr().add(self.start) };
-        let (len, pos) = (self.len, self.pos);
-        crate::with_target!(self.fd, |t| match index {
-            Some(i) => opcode::ReadFixed::new(t, ptr, len, i).offset(pos).build(),
-            None => opcode::Read::new(t, ptr, len).offset(pos).build(),
-        })
-    }
-
-    fn complete(self, completion: Completion) -> Self::Output {
-        finish_read(completion, self.buf, self.start)
-    }
-}
-
-/// `IORING_OP_WRITE_FIXED` of a registered buffer's initialised bytes at
-/// `pos` (`u64::MAX` as for [`ReadFixed`]), or a plain `IORING_OP_WRITE`
-/// when the buffer has no registered slot on the submitting runtime.
-#[derive(Debug)]
-pub struct WriteFixed<B> {
-    fd: SharedFd,
-    buf: B,
-    pos: u64,
-    len: u32,
-}
-
-impl<B: FixedIoBuf> WriteFixed<B> {
-    /// A write of `buf`'s initialised bytes to `fd` at `pos`.
-    pub fn new(fd: &SharedFd, buf: B, pos: u64) -> WriteFixed<B> {
-        let len = clamp_len(buf.bytes_init());
-        WriteFixed {
-            fd: fd.clone(),
-            buf,
-            pos,
-            len,
-        }
-    }
-}
-
-// SAFETY: as for `Write`; with an index, the bytes lie inside the
-// registered slot it names (FixedIoBuf's promise).
-unsafe impl<B: FixedIoBuf> Operation for WriteFixed<B> {
-    type Output = BufResult<usize, B>;
-
-    fn sqe(&mut self) -> Entry {
-        let index = self.buf.fixed_index();
-        let (ptr, len, pos) = (self.buf.stable_ptr(), self.len, self.pos);
-        crate::with_target!(self.fd, |t| match index {
-            Some(i) => opcode::WriteFixed::new(t, ptr, len, i).offset(pos).build(),
-            None => opcode::Write::new(t, ptr, len).offset(pos).build(),
-        })
-    }
-
-    fn complete(self, completion: Completion) -> Self::Output {
-        (completion.result().map(|n| n as usize), self.buf)
-    }
-
-    fn perform(&mut self) -> io::Result<u32> {
-        Err(unsupported_on_readiness())
     }
 }
