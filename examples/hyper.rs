@@ -15,14 +15,11 @@
 //! timer are `runtime::hyper::{Executor, Timer}` (feature `hyper` of
 //! `runtime`).
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::server::conn::auto;
 use net::TcpListener;
 
 /// The body of `GET /`.
@@ -52,12 +49,7 @@ async fn main() -> std::io::Result<()> {
     let addr = examples::arg_or("127.0.0.1:8081");
     let listener = TcpListener::bind(addr.as_str())?;
     println!("hyper: listening on {}", listener.local_addr()?);
-    let mut builder = auto::Builder::new(runtime::hyper::Executor);
-    builder
-        .http1()
-        .timer(runtime::hyper::Timer)
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(runtime::hyper::Timer);
+    let builder = examples::hyper_builder();
     let mut incoming = listener.incoming();
     while let Some(conn) = incoming.next().await {
         let stream = match conn {

@@ -35,3 +35,17 @@ pub async fn accept(listener: &net::TcpListener, name: &str) -> (net::TcpStream,
         }
     }
 }
+
+/// hyper-util's connection builder as the ecosystem examples serve with it:
+/// HTTP/1.1 or HTTP/2 (prior knowledge, or ALPN behind TLS) chosen per
+/// connection, this runtime's executor and timer, and a 30 s header-read
+/// timeout for HTTP/1.1.
+pub fn hyper_builder() -> hyper_util::server::conn::auto::Builder<runtime::hyper::Executor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(runtime::hyper::Executor);
+    builder
+        .http1()
+        .timer(runtime::hyper::Timer)
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(runtime::hyper::Timer);
+    builder
+}

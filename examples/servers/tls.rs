@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto;
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -147,12 +146,7 @@ pub async fn serve_connection(
     let tls = runtime::time::timeout(handshake_timeout, acceptor.accept(stream))
         .await
         .map_err(|_| "TLS handshake timed out")??;
-    let mut builder = auto::Builder::new(runtime::hyper::Executor);
-    builder
-        .http1()
-        .timer(runtime::hyper::Timer)
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(runtime::hyper::Timer);
+    let builder = crate::hyper_builder();
     builder
         .serve_connection(TokioIo::new(tls), service_fn(handle))
         .await

@@ -28,7 +28,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -36,7 +35,6 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 
@@ -244,12 +242,7 @@ pub fn router() -> Router {
 /// and `net::TcpStream` as the connection (net's `hyper` feature).
 pub async fn serve(listener: net::TcpListener) {
     let app = router();
-    let mut builder = auto::Builder::new(runtime::hyper::Executor);
-    builder
-        .http1()
-        .timer(runtime::hyper::Timer)
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(runtime::hyper::Timer);
+    let builder = crate::hyper_builder();
     loop {
         let (stream, _) = crate::accept(&listener, "axum").await;
         let _ = stream.set_nodelay(true);
