@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use integration_tests::on_runtime;
+use integration_tests::{on_runtime, tokio_rt};
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -315,11 +315,7 @@ fn http2_streams_share_the_list_too() {
     const STREAMS: u64 = 50;
     on_runtime(LIMIT, || {
         with_server(|api| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
+            tokio_rt().block_on(async move {
                 let tcp = tokio::net::TcpStream::connect(api.addr).await.unwrap();
                 let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
                     TokioExecutor::new(),

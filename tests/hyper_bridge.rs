@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use integration_tests::on_runtime;
+use integration_tests::{on_runtime, tokio_rt};
 use net::TcpListener;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -83,13 +83,6 @@ async fn with_http1_server<T: Send + 'static>(
     let out = runtime::spawn_blocking(move || client(addr)).await.unwrap();
     server.abort();
     out
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn body_of(len: usize, seed: usize) -> Bytes {

@@ -17,7 +17,7 @@ use examples::servers::tls::{self, Identity};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use integration_tests::{on_runtime, payload};
+use integration_tests::{on_runtime, payload, tokio_rt};
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -54,13 +54,6 @@ async fn with_server<T: Send + 'static>(
         .unwrap();
     server.abort();
     out
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A rustls client trusting `cert` only, offering `alpn`.

@@ -47,6 +47,16 @@ where
     })
 }
 
+/// A current-thread tokio runtime for the clients of the ecosystem-bridge
+/// tests (hyper's client, tokio-rustls), run on their own thread beside
+/// the server on this runtime.
+pub fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start tokio for a test client")
+}
+
 /// The path of the built example program `name`.
 ///
 /// The examples are built once per test process with a nested
