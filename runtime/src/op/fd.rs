@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::{Rc, Weak};
 
 use io_uring::{opcode, types};
@@ -52,6 +52,20 @@ enum Kind {
         slot: u32,
         owner: Weak<Core>,
     },
+}
+
+/// Takes ownership of the descriptor a successful operation created
+/// (accept, openat, socket; see `Operation::creates`): an ordinary
+/// descriptor, or with `direct` a slot the kernel picked in the current
+/// runtime's direct-descriptor table.
+pub(crate) fn claim_created(result: u32, direct: bool) -> SharedFd {
+    if direct {
+        SharedFd::from_direct(result)
+    } else {
+        // SAFETY: the kernel just created this descriptor for the
+        // operation whose result this is, and nobody else has it.
+        SharedFd::new(unsafe { OwnedFd::from_raw_fd(result as RawFd) })
+    }
 }
 
 impl SharedFd {

@@ -10,12 +10,12 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 
 use io_uring::{opcode, types};
 
 use crate::driver::lifecycle::{Completion, Creates};
-use crate::op::fd::SharedFd;
+use crate::op::fd::{claim_created, SharedFd};
 use crate::op::operation::{syscall_result, Operation, Readiness};
 use crate::op::submit::Entry;
 
@@ -67,10 +67,7 @@ unsafe impl Operation for OpenAt {
     }
 
     fn complete(self, completion: Completion) -> Self::Output {
-        let fd = completion.result()?;
-        // SAFETY: a successful openat returned a new descriptor that nobody
-        // else owns.
-        Ok(SharedFd::new(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+        Ok(claim_created(completion.result()?, false))
     }
 
     fn readiness(&self) -> Readiness {

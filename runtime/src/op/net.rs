@@ -10,7 +10,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{FromRawFd, OwnedFd};
+
 use std::task::{Context, Poll};
 
 use io_uring::{cqueue, opcode, types::DestinationSlot};
@@ -18,7 +18,7 @@ use io_uring::{cqueue, opcode, types::DestinationSlot};
 use crate::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
 use crate::driver::lifecycle::{Completion, Creates};
 use crate::fixed::FixedIoBuf;
-use crate::op::fd::SharedFd;
+use crate::op::fd::{claim_created, SharedFd};
 use crate::op::operation::{syscall_result, MultishotOperation, Operation, Readiness};
 use crate::op::submit::Entry;
 use crate::op::submit::Multishot;
@@ -164,19 +164,6 @@ impl fmt::Debug for SockAddrBuf {
             .field("family", &self.storage.ss_family)
             .field("len", &self.len)
             .finish()
-    }
-}
-
-/// Takes ownership of the descriptor an operation created for us: an
-/// ordinary one, or a slot the kernel picked in the current runtime's
-/// direct-descriptor table.
-fn claim(result: u32, direct: bool) -> SharedFd {
-    if direct {
-        SharedFd::from_direct(result)
-    } else {
-        // SAFETY: the kernel just created this descriptor for this
-        // operation, and nobody else has it.
-        SharedFd::new(unsafe { OwnedFd::from_raw_fd(result as i32) })
     }
 }
 
@@ -648,7 +635,7 @@ unsafe impl Operation for Accept {
     }
 
     fn complete(self, completion: Completion) -> Self::Output {
-        let fd = claim(completion.result()?, self.into == Into::Direct);
+        let fd = claim_created(completion.result()?, self.into == Into::Direct);
         Ok((fd, *self.addr))
     }
 
@@ -732,7 +719,7 @@ impl Multishot<AcceptMulti> {
     pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<SharedFd>>> {
         let direct = self.get_ref().is_some_and(|op| op.into == Into::Direct);
         self.poll_next(cx)
-            .map(|c| c.map(|c| c.result().map(|raw| claim(raw, direct))))
+            .map(|c| c.map(|c| c.result().map(|raw| claim_created(raw, direct))))
     }
 }
 
@@ -845,7 +832,7 @@ unsafe impl Operation for Socket {
     }
 
     fn complete(self, completion: Completion) -> Self::Output {
-        completion.result().map(|fd| claim(fd, false))
+        completion.result().map(|fd| claim_created(fd, false))
     }
 
     fn readiness(&self) -> Readiness {
