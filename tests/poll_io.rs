@@ -84,6 +84,65 @@ fn given_up_reads_lose_nothing(buffered: bool) {
     });
 }
 
+/// A read that stops short marks the socket drained, and the next read
+/// waits for readiness without asking the socket first. Bytes that arrived
+/// in between must still be found at once: the peer writes after the short
+/// read and before the next one, and that read must return them (it would
+/// hang until the runtime's limit, failing the test, if the wait missed
+/// bytes already there). The same for a write that was taken in part.
+#[test]
+fn bytes_arriving_after_a_short_read_are_found() {
+    on_runtime(LIMIT, || async {
+        let (mut server, mut client) = tcp_pair().await;
+        for round in 0..200u32 {
+            client.write_all(&round.to_le_bytes()).unwrap();
+            let mut buf = [0u8; 64];
+            // Short (4 of 64 bytes): the socket is drained now.
+            let n = AsyncReadExt::read(&mut server, &mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &round.to_le_bytes()[..n]);
+            let mut have = n;
+            while have < 4 {
+                have += AsyncReadExt::read(&mut server, &mut buf[have..4])
+                    .await
+                    .unwrap();
+            }
+            // More bytes come in before the next read is polled.
+            client.write_all(b"next").unwrap();
+            let mut next = [0u8; 4];
+            AsyncReadExt::read_exact(&mut server, &mut next)
+                .await
+                .unwrap();
+            assert_eq!(&next, b"next");
+        }
+
+        // Writes: fill the send side until a write is taken only in part,
+        // let the peer drain it all, then the next write must go out.
+        let mut cx = Context::from_waker(Waker::noop());
+        let chunk = vec![7u8; 256 * 1024];
+        let mut sent = 0usize;
+        loop {
+            match Pin::new(&mut server).poll_write(&mut cx, &chunk) {
+                Poll::Ready(Ok(n)) if n < chunk.len() => {
+                    sent += n;
+                    break;
+                }
+                Poll::Ready(Ok(n)) => sent += n,
+                Poll::Ready(Err(e)) => panic!("write failed: {e}"),
+                Poll::Pending => break,
+            }
+        }
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; sent + 3];
+            client.read_exact(&mut got).unwrap();
+            got
+        });
+        AsyncWriteExt::write_all(&mut server, b"end").await.unwrap();
+        let got = reader.join().unwrap();
+        assert!(got[..got.len() - 3].iter().all(|&x| x == 7));
+        assert_eq!(&got[got.len() - 3..], b"end");
+    });
+}
+
 /// h2's pattern: a write returns `Pending` (the socket's buffer is full),
 /// and the next poll offers other bytes. Only the bytes of the writes that
 /// returned `Ready(Ok(n))` (their first `n`), then the new ones, may reach

@@ -34,6 +34,19 @@
 //! room (as with epoll); when it does not, one SQE. See
 //! `bench/BENCHMARKS.md` for what it costs against tokio.
 //!
+//! # Skipping the system call that would find nothing
+//!
+//! A request/response server reads a request, answers it and reads again;
+//! that second read nearly always finds the socket empty, and the `recv`
+//! that says so (`EAGAIN`) is pure cost. So a read that filled less than
+//! the caller's buffer marks the direction *drained* (a stream socket's
+//! `recv` stops short only when its receive queue is empty), and the next
+//! read arms the poll at once instead of asking first; a write the kernel
+//! took only part of marks the send side full the same way. The mark is
+//! only a hint: `IORING_OP_POLL_ADD` checks the socket when it is armed and
+//! completes at once if bytes came in meanwhile, so nothing waits for
+//! nothing, and the read after it goes to the socket again.
+//!
 //! Direct descriptors (no number for a system call) do not take part: the
 //! traits are implemented for [`TcpStream`](crate::TcpStream) and
 //! [`UnixStream`](crate::UnixStream), whose descriptors always have a
@@ -60,6 +73,10 @@ use socket2::SockRef;
 pub(crate) struct PollState {
     read: Option<Submitted<PollAdd>>,
     write: Option<Submitted<PollAdd>>,
+    /// The last read stopped short: the socket had nothing more then.
+    read_drained: bool,
+    /// The last write was taken only in part: the send buffer was full.
+    write_full: bool,
     /// The other read mechanism, measured against this one (see
     /// [`Buffered`]); `None`: readiness.
     buffered: Option<Buffered>,
@@ -94,38 +111,61 @@ impl std::fmt::Debug for PollState {
         f.debug_struct("PollState")
             .field("read_armed", &self.read.is_some())
             .field("write_armed", &self.write.is_some())
+            .field("read_drained", &self.read_drained)
+            .field("write_full", &self.write_full)
             .field("buffered", &self.buffered.is_some())
             .finish()
     }
 }
 
-/// Runs `attempt` (a non-blocking system call) until it does not say
-/// "not ready"; when it does, waits for `events` on `fd` through the ring
-/// (the poll in `wait`, armed at most once at a time) and returns
-/// `Pending`.
-fn poll_io<T>(
-    fd: &SharedFd,
-    wait: &mut Option<Submitted<PollAdd>>,
+/// One direction's readiness: the wait in flight (at most one) and the
+/// hint that the last system call exhausted the socket.
+struct Direction<'a> {
+    wait: &'a mut Option<Submitted<PollAdd>>,
+    /// Set when the last call moved fewer bytes than asked: the next call
+    /// would most likely say "not ready", so the wait is armed first.
+    exhausted: &'a mut bool,
     events: i16,
+}
+
+/// Runs `attempt` (a non-blocking system call returning a byte count, of
+/// `asked` bytes) until it does not say "not ready"; when it does, or when
+/// the previous call exhausted the socket, waits for `events` on `fd`
+/// through the ring (the poll armed at most once at a time) and returns
+/// `Pending`.
+fn poll_io(
+    fd: &SharedFd,
+    dir: Direction<'_>,
+    asked: usize,
     cx: &mut Context<'_>,
-    mut attempt: impl FnMut() -> io::Result<T>,
-) -> Poll<io::Result<T>> {
+    mut attempt: impl FnMut() -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
     loop {
-        if let Some(poll) = wait.as_mut() {
+        if let Some(poll) = dir.wait.as_mut() {
             match Pin::new(poll).poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 // Ready (or failed: the system call below says how).
-                Poll::Ready(_) => *wait = None,
+                Poll::Ready(_) => *dir.wait = None,
             }
+        } else if *dir.exhausted {
+            // Skip the call that would find nothing; the poll completes at
+            // once if the socket became ready since (it checks when armed).
+            *dir.exhausted = false;
+            *dir.wait = Some(PollAdd::new(fd, dir.events as u32).submit());
+            continue;
         }
         match attempt() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // POLLERR and POLLHUP are always reported, so a reset or a
                 // closed peer wakes the wait too.
-                *wait = Some(PollAdd::new(fd, events as u32).submit());
+                *dir.wait = Some(PollAdd::new(fd, dir.events as u32).submit());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            res => return Poll::Ready(res),
+            res => {
+                // 0 is the end of the stream (reads): nothing to wait for.
+                *dir.exhausted = matches!(res, Ok(n) if n > 0 && n < asked);
+                return Poll::Ready(res);
+            }
         }
     }
 }
@@ -137,6 +177,22 @@ pub(crate) struct PollIo<'a> {
 }
 
 impl PollIo<'_> {
+    fn read_dir(&mut self) -> Direction<'_> {
+        Direction {
+            wait: &mut self.state.read,
+            exhausted: &mut self.state.read_drained,
+            events: libc::POLLIN,
+        }
+    }
+
+    fn write_dir(&mut self) -> Direction<'_> {
+        Direction {
+            wait: &mut self.state.write,
+            exhausted: &mut self.state.write_full,
+            events: libc::POLLOUT,
+        }
+    }
+
     /// Reads into `buf` (uninitialised memory is fine: the kernel only
     /// writes into it) and returns how many bytes it filled, `0` at end of
     /// stream or when `buf` is empty.
@@ -151,8 +207,9 @@ impl PollIo<'_> {
         if let Some(b) = self.state.buffered.as_mut() {
             return b.poll_read(self.fd, cx, buf);
         }
-        let sock = SockRef::from(self.fd);
-        poll_io(self.fd, &mut self.state.read, libc::POLLIN, cx, || {
+        let (fd, len) = (self.fd, buf.len());
+        let sock = SockRef::from(fd);
+        poll_io(fd, self.read_dir(), len, cx, || {
             sock.recv_with_flags(buf, libc::MSG_DONTWAIT)
         })
     }
@@ -166,8 +223,9 @@ impl PollIo<'_> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let sock = SockRef::from(self.fd);
-        poll_io(self.fd, &mut self.state.write, libc::POLLOUT, cx, || {
+        let fd = self.fd;
+        let sock = SockRef::from(fd);
+        poll_io(fd, self.write_dir(), buf.len(), cx, || {
             sock.send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
         })
     }
@@ -182,8 +240,10 @@ impl PollIo<'_> {
         if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
-        let sock = SockRef::from(self.fd);
-        poll_io(self.fd, &mut self.state.write, libc::POLLOUT, cx, || {
+        let fd = self.fd;
+        let sock = SockRef::from(fd);
+        let len = bufs.iter().map(|b| b.len()).sum();
+        poll_io(fd, self.write_dir(), len, cx, || {
             sock.send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
         })
     }
