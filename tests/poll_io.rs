@@ -114,6 +114,21 @@ fn bytes_arriving_after_a_short_read_are_found() {
                 .unwrap();
             assert_eq!(&next, b"next");
         }
+        // The last bytes and the end of the stream arrive together: the
+        // short read that takes the bytes is followed by the end (0), not
+        // by a wait for a wake-up that already happened.
+        client.write_all(b"tail").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = [0u8; 64];
+        let mut tail = Vec::new();
+        loop {
+            let n = AsyncReadExt::read(&mut server, &mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            tail.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(tail, b"tail");
 
         // Writes: fill the send side until a write is taken only in part,
         // let the peer drain it all, then the next write must go out.

@@ -41,11 +41,24 @@
 //! that says so (`EAGAIN`) is pure cost. So a read that filled less than
 //! the caller's buffer marks the direction *drained* (a stream socket's
 //! `recv` stops short only when its receive queue is empty), and the next
-//! read arms the poll at once instead of asking first; a write the kernel
-//! took only part of marks the send side full the same way. The mark is
-//! only a hint: `IORING_OP_POLL_ADD` checks the socket when it is armed and
-//! completes at once if bytes came in meanwhile, so nothing waits for
-//! nothing, and the read after it goes to the socket again.
+//! read waits for readiness without asking first; a write the kernel took
+//! only in part marks the send side full the same way.
+//!
+//! # A readiness subscription for reads
+//!
+//! The read side waits on a multishot `IORING_OP_POLL_ADD`
+//! (`IORING_POLL_ADD_MULTI`), armed the first time a read finds the socket
+//! empty and kept for the life of the stream, as an epoll registration is:
+//! the kernel posts a completion each time bytes arrive, and no SQE is
+//! spent per request. A completion clears the *drained* mark. This is
+//! edge-triggered, which is why the mark may only be set by a read that
+//! saw the queue empty: bytes that arrive after that read wake the poll
+//! again. A hang-up or an error is a state that is reported once, so after
+//! the subscription reports one every read asks the socket. Writes, which
+//! rarely wait, use a single-shot poll, which checks the socket when it is
+//! armed (so a stale *full* mark costs one wake-up, never a lost one). On a
+//! kernel without multishot polls (before 5.13, which answers `EINVAL`)
+//! reads fall back to single-shot polls too.
 //!
 //! Direct descriptors (no number for a system call) do not take part: the
 //! traits are implemented for [`TcpStream`](crate::TcpStream) and
@@ -64,13 +77,23 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use runtime::op::{Operation, PollAdd, Recv, SharedFd, Submitted};
+use runtime::op::{
+    Multishot, MultishotOperation, Operation, PollAdd, PollMulti, Recv, SharedFd, Submitted,
+};
 use socket2::SockRef;
 
 /// The readiness waits in flight for one stream: at most one per
 /// direction.
 #[derive(Default)]
 pub(crate) struct PollState {
+    /// The read side's readiness subscription (a multishot poll), armed
+    /// the first time a read finds the socket empty, kept while it runs.
+    read_events: Option<Multishot<PollMulti>>,
+    /// The kernel has no multishot polls: single-shot ones (`read`).
+    no_multishot: bool,
+    /// The subscription reported a hang-up or an error, which it will not
+    /// report again: reads no longer wait for it.
+    read_final: bool,
     read: Option<Submitted<PollAdd>>,
     write: Option<Submitted<PollAdd>>,
     /// The last read stopped short: the socket had nothing more then.
@@ -110,6 +133,7 @@ impl std::fmt::Debug for PollState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PollState")
             .field("read_armed", &self.read.is_some())
+            .field("read_subscribed", &self.read_events.is_some())
             .field("write_armed", &self.write.is_some())
             .field("read_drained", &self.read_drained)
             .field("write_full", &self.write_full)
@@ -207,11 +231,76 @@ impl PollIo<'_> {
         if let Some(b) = self.state.buffered.as_mut() {
             return b.poll_read(self.fd, cx, buf);
         }
+        if !self.state.no_multishot {
+            return self.poll_read_subscribed(cx, buf);
+        }
         let (fd, len) = (self.fd, buf.len());
         let sock = SockRef::from(fd);
         poll_io(fd, self.read_dir(), len, cx, || {
             sock.recv_with_flags(buf, libc::MSG_DONTWAIT)
         })
+    }
+
+    /// [`poll_read`](Self::poll_read) with a multishot poll as the read
+    /// side's readiness: `read_drained` clear means "try the socket".
+    fn poll_read_subscribed(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        let fd = self.fd;
+        let st = &mut *self.state;
+        let sock = SockRef::from(fd);
+        loop {
+            // Take in what the kernel posted since the last call.
+            if let Some(events) = st.read_events.as_mut() {
+                loop {
+                    match events.poll_next(cx) {
+                        Poll::Ready(Some(c)) => {
+                            if c.raw_result() == -libc::EINVAL {
+                                // No multishot polls on this kernel.
+                                st.no_multishot = true;
+                                st.read_events = None;
+                                st.read_drained = false;
+                                return self.poll_read(cx, buf);
+                            }
+                            // A hang-up or an error is a state, not an
+                            // event: no further wake-up will say it again,
+                            // so from now on every read asks the socket.
+                            let hup = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as i32;
+                            if c.raw_result() < 0 || c.raw_result() & hup != 0 {
+                                st.read_final = true;
+                            }
+                            st.read_drained = false;
+                        }
+                        Poll::Ready(None) => {
+                            // Ended by the kernel: try the socket, and
+                            // subscribe again if it is empty.
+                            st.read_events = None;
+                            st.read_drained = false;
+                            break;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+            }
+            if st.read_drained {
+                if st.read_events.is_none() {
+                    st.read_events = Some(PollMulti::new(fd, libc::POLLIN as u32).start());
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            match sock.recv_with_flags(buf, libc::MSG_DONTWAIT) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => st.read_drained = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                res => {
+                    st.read_drained =
+                        !st.read_final && matches!(res, Ok(n) if n > 0 && n < buf.len());
+                    return Poll::Ready(res);
+                }
+            }
+        }
     }
 
     /// Writes from `buf` and returns how many bytes the kernel took.

@@ -117,7 +117,7 @@
 //! | sockets | `op/net.rs` | [`Recv`], [`Send`], [`RecvMsg`], [`SendMsg`], [`SendZc`], [`Accept`], [`AcceptMulti`], [`Connect`], [`Socket`], [`Shutdown`] |
 //! | files and paths | `op/fs.rs` | [`OpenAt`], [`Statx`], [`Fsync`], [`Close`], [`UnlinkAt`], [`MkDirAt`], [`RenameAt`] |
 //! | provided buffers | `op/ring.rs` | [`RecvRing`], [`SendBundle`] |
-//! | waiting | `op/poll.rs` | [`Timeout`], [`PollAdd`], [`Nop`] |
+//! | waiting | `op/poll.rs` | [`Timeout`], [`PollAdd`], [`PollMulti`], [`Nop`] |
 //!
 //! A new opcode is a new struct in the file of its family (or a new
 //! family file), with its `unsafe impl Operation` and a test in
@@ -144,7 +144,7 @@ pub use net::{
 pub use operation::{
     submit_and_wait, Deadline, MultishotOperation, Operation, Readiness, Submitted,
 };
-pub use poll::{Nop, PollAdd, Timeout};
+pub use poll::{Nop, PollAdd, PollMulti, Timeout};
 pub use ring::{RecvMode, RecvRing, SendBundle};
 pub use rw::{Read, Readv, Write, Writev};
 pub use submit::{direct_slot_free, direct_table, in_flight, Entry, Multishot, Op};

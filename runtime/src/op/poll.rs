@@ -8,7 +8,7 @@ use io_uring::{opcode, types::Timespec};
 
 use crate::driver::lifecycle::Completion;
 use crate::op::fd::SharedFd;
-use crate::op::operation::{Operation, Readiness};
+use crate::op::operation::{MultishotOperation, Operation, Readiness};
 use crate::op::submit::Entry;
 
 /// `IORING_OP_TIMEOUT`: completes after a relative time, measured by the
@@ -103,6 +103,42 @@ unsafe impl Operation for PollAdd {
             0 => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
             _ => Ok(pfd.revents as u16 as u32),
         }
+    }
+}
+
+/// `IORING_OP_POLL_ADD` with `IORING_POLL_ADD_MULTI` (5.13+): armed once,
+/// it posts a completion (the events the descriptor has) each time the
+/// descriptor's wait queue is woken with one of the events asked for, for
+/// as long as it runs: a readiness subscription, as `epoll` keeps one.
+///
+/// The kernel may end it at any time (the last completion has no
+/// `IORING_CQE_F_MORE`, and the stream of [`Multishot`](crate::op::Multishot)
+/// ends): start a new one then. On a kernel without multishot polls the
+/// only completion is `EINVAL`.
+#[derive(Debug)]
+pub struct PollMulti {
+    fd: SharedFd,
+    events: u32,
+}
+
+impl PollMulti {
+    /// A multishot poll of `fd` for `events` (`libc::POLL*` bits).
+    pub fn new(fd: &SharedFd, events: u32) -> PollMulti {
+        PollMulti {
+            fd: fd.clone(),
+            events,
+        }
+    }
+}
+
+// SAFETY: the SQE points at no memory; the SharedFd clone keeps the
+// descriptor open while CQEs may come.
+unsafe impl MultishotOperation for PollMulti {
+    fn sqe(&mut self) -> Entry {
+        let events = self.events;
+        crate::with_target!(self.fd, |t| opcode::PollAdd::new(t, events)
+            .multi(true)
+            .build())
     }
 }
 
