@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use integration_tests::on_runtime;
 use runtime::op::{
-    self, Accept, Close, Connect, Fsync, Link, MkDirAt, Nop, OpenAt, Operation, PollAdd, Read,
-    Readv, Recv, RecvMsg, RenameAt, Send, SendMsg, SharedFd, Shutdown, SockAddrBuf, Socket, Statx,
-    Timeout, UnlinkAt, Write, Writev,
+    self, Accept, Close, Connect, Fsync, Link, MkDirAt, Nop, OpenAt, Operation, PollAdd, PollMulti,
+    Read, Readv, Recv, RecvMsg, RenameAt, Send, SendMsg, SharedFd, Shutdown, SockAddrBuf, Socket,
+    Statx, Timeout, UnlinkAt, Write, Writev,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -379,6 +379,32 @@ fn poll_shutdown_nop_and_timeout() {
             .await
             .unwrap();
         assert!(start.elapsed() >= Duration::from_millis(20));
+    });
+}
+
+/// A multishot poll stays armed: each arrival of bytes posts one more
+/// completion (POLLIN), without a new submission, until it is cancelled.
+#[test]
+fn multishot_poll_reports_every_arrival() {
+    on_runtime(LIMIT, || async {
+        use runtime::op::MultishotOperation as _;
+        let (a, b) = pair();
+        let mut events = PollMulti::new(&b, libc::POLLIN as u32).start();
+        for round in 0..3u8 {
+            let (n, _) = Send::new(&a, vec![round]).submit().await;
+            assert_eq!(n.unwrap(), 1);
+            let c = events.next().await.expect("the poll ended early");
+            assert!(c.result().unwrap() & libc::POLLIN as u32 != 0);
+            assert!(!events.is_ended(), "a multishot poll ended after one event");
+            // Drain the byte, so the next event is a new arrival.
+            let (n, buf) = Recv::new(&b, Vec::with_capacity(8)).submit().await;
+            assert_eq!((n.unwrap(), buf), (1, vec![round]));
+        }
+        events.cancel();
+        while let Some(c) = events.next().await {
+            let _ = c.result();
+        }
+        assert!(events.is_ended());
     });
 }
 
