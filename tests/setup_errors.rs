@@ -3,6 +3,11 @@
 //! Contract under test (`runtime::Runtime::new()` and
 //! `runtime::Runtime::builder().build()` both return `io::Result<Runtime>`):
 //!
+//! * where `io_uring_setup` fails with `EPERM`, `ENOSYS` or `ENOMEM`, the
+//!   default runtime runs on the epoll driver (`features().driver`), and
+//!   serves TCP, UDP, Unix sockets, files, timers and blocking work there;
+//! * a runtime that insists on io_uring (`Builder::driver(DriverKind::IoUring)`)
+//!   gets the clear errors below instead:
 //! * `io_uring_setup` failing with `EPERM` gives `ErrorKind::PermissionDenied`
 //!   and a message naming `kernel.io_uring_disabled` and `seccomp`;
 //! * `ENOSYS` gives `ErrorKind::Unsupported` and a message naming the kernel
@@ -73,7 +78,7 @@ mod seccomp {
     use std::process::{Command, Stdio};
 
     use libc::{c_int, c_ulong, sock_filter, sock_fprog};
-    use runtime::Runtime;
+    use runtime::{DriverKind, Runtime};
 
     /// Environment variable telling a child test which errno to inject.
     const CHILD_ERRNO_ENV: &str = "SETUP_ERRORS_CHILD_ERRNO";
@@ -244,14 +249,33 @@ mod seccomp {
             return;
         }
         install_filter(errno);
-        check_error("Runtime::new()", Runtime::new(), errno, kind, needles);
         check_error(
-            "Runtime::builder().build()",
-            Runtime::builder().build(),
+            "Runtime::builder().driver(DriverKind::IoUring).build()",
+            Runtime::builder().driver(DriverKind::IoUring).build(),
             errno,
             kind,
             needles,
         );
+        // The default runs on epoll instead (the parent removed
+        // RUNTIME_DRIVER from the child's environment).
+        let rt = Runtime::new().expect("the default runtime falls back to epoll");
+        assert_eq!(rt.features().driver, DriverKind::Epoll);
+        assert!(!rt.features().send_zc && !rt.features().buffer_rings);
+        let rt = Runtime::builder().build().expect("Builder::build falls back to epoll");
+        assert_eq!(rt.features().driver, DriverKind::Epoll);
+        println!("\n{}", marker(errno));
+    }
+
+    /// Body of the child test that serves everything on the default
+    /// runtime, which is on epoll under the filter.
+    fn child_serving(errno: c_int) {
+        if !child_is_active(errno) {
+            return;
+        }
+        install_filter(errno);
+        let rt = Runtime::new().expect("the default runtime falls back to epoll");
+        assert_eq!(rt.features().driver, DriverKind::Epoll);
+        rt.block_on(super::serve_everything());
         println!("\n{}", marker(errno));
     }
 
@@ -263,6 +287,7 @@ mod seccomp {
             .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
             .env(CHILD_ERRNO_ENV, errno.to_string())
             .env(PARENT_PID_ENV, std::process::id().to_string())
+            .env_remove("RUNTIME_DRIVER")
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", exe.display()));
@@ -305,6 +330,26 @@ mod seccomp {
     }
 
     #[test]
+    fn child_serving_under_eperm() {
+        child_serving(libc::EPERM);
+    }
+
+    #[test]
+    fn child_serving_under_enosys() {
+        child_serving(libc::ENOSYS);
+    }
+
+    #[test]
+    fn default_runtime_serves_on_epoll_where_io_uring_is_refused() {
+        run_child("seccomp::child_serving_under_eperm", libc::EPERM);
+    }
+
+    #[test]
+    fn default_runtime_serves_on_epoll_without_io_uring() {
+        run_child("seccomp::child_serving_under_enosys", libc::ENOSYS);
+    }
+
+    #[test]
     fn eperm_is_permission_denied() {
         run_child("seccomp::child_io_uring_setup_eperm", libc::EPERM);
     }
@@ -318,4 +363,134 @@ mod seccomp {
     fn enomem_is_out_of_memory() {
         run_child("seccomp::child_io_uring_setup_enomem", libc::ENOMEM);
     }
+}
+
+/// TCP (single and multishot accepts, connect, reads, writes, shutdown),
+/// UDP, Unix streams and listeners, files and paths, timers and blocking
+/// work, all on the runtime this runs on (the epoll driver, in the child
+/// processes above). Panics on any difference from what is expected.
+#[cfg_attr(
+    not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )),
+    allow(dead_code)
+)]
+async fn serve_everything() {
+    use std::time::Duration;
+
+    // TCP: an echo server on the multishot accept stream.
+    let listener = net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let server = runtime::spawn(async move {
+        let mut incoming = listener.incoming();
+        for _ in 0..3 {
+            let stream = incoming.next().await.expect("never ends").expect("accept");
+            runtime::spawn(async move {
+                let mut buf = Vec::with_capacity(4096);
+                loop {
+                    let (res, b) = stream.read(buf).await;
+                    if !matches!(res, Ok(n) if n > 0) {
+                        return;
+                    }
+                    let (res, b) = stream.write_all(b).await;
+                    res.expect("echo write");
+                    buf = b;
+                    buf.clear();
+                }
+            });
+        }
+    });
+    for i in 0..3u8 {
+        let stream = net::TcpStream::connect(addr).await.expect("connect");
+        let msg = vec![i; 100_000];
+        let (res, _) = stream.write_all(msg.clone()).await;
+        res.expect("write_all");
+        let (res, got) = stream.read_exact(Vec::with_capacity(msg.len())).await;
+        res.expect("read_exact");
+        assert_eq!(got, msg);
+        stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let (res, _) = stream.read(Vec::with_capacity(8)).await;
+        assert_eq!(res.expect("eof"), 0);
+    }
+    server.await.expect("server task");
+
+    // TCP: a single accept, and a refused connection.
+    let listener = net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    let client = runtime::spawn(async move {
+        let s = net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"ping".to_vec()).await.0.expect("write");
+    });
+    let (stream, peer) = listener.accept().await.expect("accept");
+    assert!(peer.ip().is_loopback());
+    let (res, got) = stream.read_exact(Vec::with_capacity(4)).await;
+    res.expect("read");
+    assert_eq!(got, b"ping");
+    client.await.expect("client");
+    drop(listener);
+    let err = net::TcpStream::connect(addr).await.expect_err("nobody listens");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+
+    // UDP.
+    let a = net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+    let b = net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+    let b_addr = b.local_addr().expect("udp addr");
+    a.send_to(b"datagram".to_vec(), b_addr).await.0.expect("send_to");
+    let (res, got) = b.recv_from(Vec::with_capacity(64)).await;
+    let (n, from) = res.expect("recv_from");
+    assert_eq!((n, &got[..]), (8, &b"datagram"[..]));
+    assert_eq!(from, a.local_addr().expect("udp addr"));
+
+    // Unix: a pair, and a listener.
+    let (x, y) = net::UnixStream::pair().expect("pair");
+    x.write_all(b"unix".to_vec()).await.0.expect("unix write");
+    let (res, got) = y.read_exact(Vec::with_capacity(4)).await;
+    res.expect("unix read");
+    assert_eq!(got, b"unix");
+    let dir = std::env::temp_dir().join(format!("epoll-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("sock");
+    let ul = net::UnixListener::bind(&path).expect("unix bind");
+    let p2 = path.clone();
+    let client = runtime::spawn(async move {
+        let s = net::UnixStream::connect(&p2).await.expect("unix connect");
+        s.write_all(b"hello".to_vec()).await.0.expect("write");
+    });
+    let (s, _) = ul.accept().await.expect("unix accept");
+    let (res, got) = s.read_exact(Vec::with_capacity(5)).await;
+    res.expect("read");
+    assert_eq!(got, b"hello");
+    client.await.expect("client");
+
+    // Files and paths, on the blocking pool.
+    let file_path = dir.join("data");
+    fs::write(&file_path, b"file contents".to_vec()).await.expect("fs::write");
+    assert_eq!(fs::read(&file_path).await.expect("fs::read"), b"file contents");
+    let file = fs::File::open(&file_path).await.expect("open");
+    let (res, got) = file.read_at(Vec::with_capacity(4), 5).await;
+    assert_eq!(res.expect("read_at"), 4);
+    assert_eq!(got, b"cont");
+    assert_eq!(file.metadata().await.expect("metadata").len(), 13);
+    file.close().await.expect("close");
+    let err = fs::File::open(dir.join("missing")).await.expect_err("no such file");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    fs::remove_file(&file_path).await.expect("remove_file");
+
+    // Timers, and a read that times out.
+    runtime::time::sleep(Duration::from_millis(5)).await;
+    let (q, _r) = net::UnixStream::pair().expect("pair");
+    let waited = runtime::time::timeout(Duration::from_millis(20), q.read(Vec::with_capacity(8))).await;
+    assert!(waited.is_err(), "nothing was sent");
+
+    // Blocking work.
+    let v = runtime::spawn_blocking(|| 6 * 7).await.expect("spawn_blocking");
+    assert_eq!(v, 42);
+
+    // io_uring-only facilities say so.
+    let err = runtime::op::direct_table().expect_err("no direct descriptors on epoll");
+    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+    drop(ul);
+    let _ = std::fs::remove_dir_all(&dir);
 }

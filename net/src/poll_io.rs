@@ -257,8 +257,10 @@ impl PollIo<'_> {
                 loop {
                     match events.poll_next(cx) {
                         Poll::Ready(Some(c)) => {
-                            if c.raw_result() == -libc::EINVAL {
-                                // No multishot polls on this kernel.
+                            if c.raw_result() == -libc::EINVAL || c.raw_result() == -libc::EOPNOTSUPP
+                            {
+                                // No multishot polls on this kernel (or on
+                                // the epoll driver).
                                 st.no_multishot = true;
                                 st.read_events = None;
                                 st.read_drained = false;
@@ -286,6 +288,13 @@ impl PollIo<'_> {
             }
             if st.read_drained {
                 if st.read_events.is_none() {
+                    if runtime::features().driver == runtime::DriverKind::Epoll {
+                        // Multishot polls are io_uring's: single-shot
+                        // polls (readiness waits of the epoll driver).
+                        st.no_multishot = true;
+                        st.read_drained = false;
+                        return self.poll_read(cx, buf);
+                    }
                     st.read_events = Some(PollMulti::new(fd, libc::POLLIN as u32).start());
                     continue;
                 }

@@ -3,8 +3,9 @@
 use std::io;
 use std::time::Duration;
 
+use crate::driver::kind::DriverChoice;
 use crate::driver::setup::RingConfig;
-use crate::{Features, Runtime};
+use crate::{DriverKind, Features, Runtime};
 
 use crate::driver::sys::{MAX_CQ_ENTRIES, MAX_ENTRIES, MAX_FIXED_FILES as MAX_DIRECT};
 
@@ -34,7 +35,11 @@ pub struct Builder {
     blocking_keep_alive: Duration,
     event_interval: u32,
     shutdown_timeout: Duration,
+    driver: Option<DriverKind>,
 }
+
+/// The environment variable that overrides the default driver.
+const DRIVER_ENV: &str = "RUNTIME_DRIVER";
 
 /// Checked settings.
 #[derive(Debug, Clone)]
@@ -60,6 +65,7 @@ impl Default for Builder {
             blocking_keep_alive: Duration::from_secs(10),
             event_interval: 128,
             shutdown_timeout: Duration::from_secs(2),
+            driver: None,
         }
     }
 }
@@ -186,6 +192,53 @@ impl Builder {
         self
     }
 
+    /// Insists on one driver (see [`DriverKind`]): with
+    /// `DriverKind::IoUring`, a system that refuses io_uring gives the
+    /// error of setting it up (`PermissionDenied`, `Unsupported` or
+    /// `OutOfMemory`, with a message saying what to do) instead of running
+    /// on epoll; with `DriverKind::Epoll`, the runtime runs on epoll even
+    /// where io_uring works. Without this call the default is io_uring,
+    /// and epoll where io_uring is refused, unless the environment
+    /// variable `RUNTIME_DRIVER` says `io_uring` or `epoll` (any other
+    /// value makes [`build`](Self::build) fail with `InvalidInput`).
+    ///
+    /// ```
+    /// use runtime::{Builder, DriverKind};
+    ///
+    /// let rt = Builder::new().driver(DriverKind::Epoll).build()?;
+    /// let n = rt.block_on(async {
+    ///     let (r, w) = std::os::unix::net::UnixStream::pair()?;
+    ///     let (r, w) = (runtime::op::SharedFd::new(r.into()), runtime::op::SharedFd::new(w.into()));
+    ///     use runtime::op::Operation;
+    ///     runtime::op::Send::new(&w, b"hi".to_vec()).submit().await.0?;
+    ///     let (n, _) = runtime::op::Recv::new(&r, Vec::with_capacity(8)).submit().await;
+    ///     n
+    /// })?;
+    /// assert_eq!(n, 2);
+    /// assert_eq!(rt.features().driver, DriverKind::Epoll);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn driver(mut self, kind: DriverKind) -> Self {
+        self.driver = Some(kind);
+        self
+    }
+
+    /// The driver choice: the explicit one, else `RUNTIME_DRIVER`, else
+    /// the default.
+    fn driver_choice(&self) -> io::Result<DriverChoice> {
+        if let Some(kind) = self.driver {
+            return Ok(DriverChoice::Only(kind));
+        }
+        match std::env::var(DRIVER_ENV) {
+            Ok(value) if value.is_empty() => Ok(DriverChoice::Auto),
+            Ok(value) => DriverKind::from_env_value(&value).map(DriverChoice::Only),
+            Err(std::env::VarError::NotPresent) => Ok(DriverChoice::Auto),
+            Err(std::env::VarError::NotUnicode(v)) => Err(invalid_setting(format!(
+                "the environment variable {DRIVER_ENV} must be `io_uring` or `epoll`, got {v:?}"
+            ))),
+        }
+    }
+
     pub(crate) fn config(&self) -> io::Result<Config> {
         if self.entries == 0 || self.entries > MAX_ENTRIES {
             return Err(invalid_setting(format!(
@@ -253,6 +306,7 @@ impl Builder {
                 direct_descriptors: self.direct_descriptors,
                 mask_features: self.mask_features,
                 sqpoll_cpu: self.sqpoll_cpu,
+                driver: self.driver_choice()?,
             },
             max_blocking_threads: self.max_blocking_threads,
             blocking_keep_alive: self.blocking_keep_alive,
@@ -262,14 +316,17 @@ impl Builder {
     }
 
     /// Creates the runtime: sets up the ring (asking for the best features
-    /// the kernel has and falling back quietly).
+    /// the kernel has and falling back quietly), or the epoll driver where
+    /// the kernel refuses io_uring (see [`driver`](Self::driver)).
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a setting out of range; `PermissionDenied`,
-    /// `Unsupported` or `OutOfMemory` (with a message saying what to do) if
-    /// the kernel refuses io_uring; any other error of `io_uring_setup` or
-    /// `eventfd`.
+    /// `InvalidInput` for a setting out of range or a `RUNTIME_DRIVER`
+    /// value other than `io_uring` or `epoll`; with
+    /// `driver(DriverKind::IoUring)` (or `RUNTIME_DRIVER=io_uring`),
+    /// `PermissionDenied`, `Unsupported` or `OutOfMemory` (with a message
+    /// saying what to do) if the kernel refuses io_uring; any other error
+    /// of `io_uring_setup`, `epoll_create1` or `eventfd`.
     pub fn build(&self) -> io::Result<Runtime> {
         Runtime::from_config(self.config()?)
     }

@@ -52,6 +52,7 @@ mod task;
 pub mod time;
 
 pub use builder::Builder;
+pub use driver::kind::DriverKind;
 pub use driver::probe::Features;
 pub use metrics::{features, metrics, Metrics};
 pub use runtime::{block_on, Runtime};

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::blocking::{self, Pool};
 use crate::builder::Config;
-use crate::driver::Driver;
+use crate::driver::kind::AnyDriver as Driver;
 use crate::task::raw::{
     self, LocalGuard, OwnedTasks, RunQueue, Shared, TaskRef, JOIN_INTEREST, SCHEDULED,
 };

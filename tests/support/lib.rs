@@ -117,6 +117,12 @@ impl ExampleServer {
     /// accepts connections. If another process takes the port first, the
     /// server exits at `bind` and a new port is tried (three attempts).
     pub fn start(tmpdir: &str, name: &str) -> ExampleServer {
+        ExampleServer::start_with_env(tmpdir, name, &[])
+    }
+
+    /// [`start`](Self::start) with these environment variables set for
+    /// the server (e.g. `("RUNTIME_DRIVER", "epoll")`).
+    pub fn start_with_env(tmpdir: &str, name: &str, env: &[(&str, &str)]) -> ExampleServer {
         use std::process::{Command, Stdio};
         use std::time::Instant;
 
@@ -128,6 +134,7 @@ impl ExampleServer {
                 .port();
             let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
             let child = Command::new(&binary)
+                .envs(env.iter().copied())
                 .arg(addr.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -201,4 +208,30 @@ pub fn connected_fds_on_port(port: u16) -> usize {
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .filter(|target| inodes.contains(target.to_str().unwrap_or("")))
         .count()
+}
+
+/// Whether this run uses the epoll driver by request
+/// (`RUNTIME_DRIVER=epoll`, as CI's second pass of the suite does).
+pub fn epoll_run() -> bool {
+    std::env::var("RUNTIME_DRIVER").as_deref() == Ok("epoll")
+}
+
+/// For a test that checks something only io_uring has (the kernel owning
+/// a buffer after its future was dropped, SQPOLL, registered buffers, ...):
+/// on an epoll run, prints the test's name and `reason` and returns `true`
+/// (the test then returns at once); `false` otherwise.
+///
+/// ```ignore
+/// if support::skip_on_epoll("SQPOLL is an io_uring setting") {
+///     return;
+/// }
+/// ```
+pub fn skip_on_epoll(reason: &str) -> bool {
+    if !epoll_run() {
+        return false;
+    }
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed test>");
+    eprintln!("skipped on the epoll driver: {name}: {reason}");
+    true
 }

@@ -26,6 +26,8 @@ use probe::Features;
 use resources::{BufGroups, Buffers, Files, GroupKind};
 use setup::{build_ring, missing_feature, RingConfig};
 
+pub(crate) mod epoll;
+pub(crate) mod kind;
 pub(crate) mod lifecycle;
 pub(crate) mod probe;
 pub(crate) mod resources;

@@ -25,6 +25,7 @@ use std::fmt;
 
 use io_uring::{opcode, IoUring, Probe};
 
+use crate::driver::kind::DriverKind;
 use crate::driver::sys::{feat, setup};
 
 /// The facilities of the io_uring a runtime runs on, probed once when the
@@ -44,6 +45,10 @@ use crate::driver::sys::{feat, setup};
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Features {
+    /// The driver the runtime runs on. On [`DriverKind::Epoll`] every
+    /// io_uring facility below is `false` (and no opcode is supported):
+    /// code that picks a facility when it exists takes the plain path.
+    pub driver: DriverKind,
     /// The ring has a kernel thread polling its submission queue
     /// (`IORING_SETUP_SQPOLL`, asked for with `Builder::sqpoll`).
     pub sqpoll: bool,
@@ -109,6 +114,7 @@ impl Features {
         let supports = |code: u8| ops[usize::from(code / 64)] & (1 << (code % 64)) != 0;
         let feature_bits = feature_bits(params);
         Features {
+            driver: DriverKind::IoUring,
             sqpoll: setup_flags & setup::SQPOLL != 0,
             defer_taskrun: setup_flags & setup::DEFER_TASKRUN != 0,
             single_issuer: setup_flags & setup::SINGLE_ISSUER != 0,
@@ -123,6 +129,27 @@ impl Features {
             setup_flags,
             feature_bits,
             ops,
+        }
+    }
+
+    /// The features of a runtime on the epoll driver: no io_uring facility.
+    pub(crate) fn readiness_only() -> Features {
+        Features {
+            driver: DriverKind::Epoll,
+            sqpoll: false,
+            defer_taskrun: false,
+            single_issuer: false,
+            coop_taskrun: false,
+            skip_success: false,
+            buffer_rings: false,
+            multishot_recv: false,
+            recv_bundle: false,
+            send_zc: false,
+            direct_descriptors: false,
+            link_timeout: false,
+            setup_flags: 0,
+            feature_bits: 0,
+            ops: [0; 4],
         }
     }
 
@@ -216,6 +243,7 @@ pub(crate) fn try_buffer_ring(ring: &IoUring) -> bool {
 impl fmt::Debug for Features {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Features")
+            .field("driver", &self.driver)
             .field("sqpoll", &self.sqpoll)
             .field("defer_taskrun", &self.defer_taskrun)
             .field("single_issuer", &self.single_issuer)

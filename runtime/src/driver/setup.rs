@@ -98,6 +98,8 @@ pub(crate) struct RingConfig {
     pub(crate) direct_descriptors: Option<u32>,
     /// Test hook: edits the probed features (turning facilities off).
     pub(crate) mask_features: Option<fn(&mut Features)>,
+    /// Which driver to run (see `driver/kind.rs`).
+    pub(crate) driver: crate::driver::kind::DriverChoice,
 }
 
 /// Builds the ring with the best setup flags the kernel accepts, falling

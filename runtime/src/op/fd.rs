@@ -8,6 +8,7 @@ use std::rc::{Rc, Weak};
 
 use io_uring::{opcode, types};
 
+use crate::driver::epoll;
 use crate::op::Op;
 use crate::scheduler::{current, current_ptr, expect_current, Core};
 
@@ -293,6 +294,10 @@ impl SharedFd {
         // The descriptor is closed here, not by the drop (an `Inner` of
         // kind `Fd` owns nothing else).
         std::mem::forget(inner);
+        if let Some(closed) = close_on_epoll(fd) {
+            return closed;
+        }
+        epoll::note_close(fd);
         if current().is_none() {
             // SAFETY: we own fd and nobody else uses it any more.
             return if unsafe { libc::close(fd) } == 0 {
@@ -402,6 +407,12 @@ impl Drop for Inner {
 fn close_fd(fd: RawFd) {
     if let Some(core) = current() {
         if let Ok(mut driver) = core.driver.try_borrow_mut() {
+            if let Some(epoll) = driver.epoll() {
+                // Nobody to report an error to (as for the ring's close).
+                let _ = epoll.close(fd);
+                return;
+            }
+            epoll::note_close(fd);
             if !driver.is_shutting_down() {
                 // SAFETY: a close SQE refers to no memory; this was the
                 // last handle, so no operation uses the descriptor any
@@ -413,8 +424,19 @@ fn close_fd(fd: RawFd) {
     }
     // No runtime on this thread (or it is busy, or shutting down and
     // submitting nothing more): close directly.
+    epoll::note_close(fd);
     // SAFETY: we own the descriptor and this is its last handle.
     unsafe { libc::close(fd) };
+}
+
+/// On a runtime with the epoll driver: forgets the descriptor's readiness
+/// entry and closes it with `close(2)`, giving the result; `None`
+/// elsewhere (no runtime, another driver, or the driver busy: the caller
+/// closes it, and the driver learns of it from `epoll::note_close`).
+fn close_on_epoll(fd: RawFd) -> Option<io::Result<()>> {
+    let core = current()?;
+    let mut driver = core.driver.try_borrow_mut().ok()?;
+    Some(driver.epoll()?.close(fd))
 }
 
 /// Frees a slot of `owner`'s table whose last handle went.

@@ -129,6 +129,7 @@ mod link;
 mod net;
 mod operation;
 mod poll;
+pub(crate) mod ready;
 mod ring;
 mod rw;
 mod submit;

@@ -710,6 +710,32 @@ unsafe impl MultishotOperation for AcceptMulti {
             Into::Direct => Creates::Direct,
         }
     }
+
+    fn readiness(&self) -> Readiness {
+        match self.into {
+            Into::Fd => Readiness::Readable(self.fd.raw()),
+            Into::Direct => Readiness::Unsupported,
+        }
+    }
+
+    /// One non-blocking `accept4(2)` (`SOCK_CLOEXEC | SOCK_NONBLOCK`),
+    /// without the peer's address.
+    fn perform(&mut self) -> io::Result<u32> {
+        if self.into == Into::Direct {
+            return Err(crate::op::operation::unsupported_on_readiness());
+        }
+        // SAFETY: plain system call on a listener the struct keeps open;
+        // no address is asked for.
+        let ret = unsafe {
+            libc::accept4(
+                self.fd.raw(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            )
+        };
+        syscall_result(ret as isize)
+    }
 }
 
 impl Multishot<AcceptMulti> {

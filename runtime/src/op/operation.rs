@@ -7,13 +7,16 @@ use std::future::Future;
 use std::io;
 use std::os::fd::RawFd;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::driver::kind::DriverKind;
 use crate::driver::lifecycle::{Completion, Creates};
+use crate::op::ready::{self, ReadyDeadline, ReadyMulti, ReadyOp};
 use crate::op::submit::{Entry, Multishot, Op};
 use crate::op::timed::Timed;
-use crate::scheduler::expect_current;
+use crate::scheduler::{expect_current, Core};
 
 /// How a readiness (epoll) driver runs an operation with
 /// [`Operation::perform`].
@@ -136,6 +139,13 @@ pub unsafe trait Operation: 'static {
     /// operation; the value stays with the runtime until the kernel's last
     /// word on it.
     ///
+    /// On the epoll driver ([`crate::DriverKind::Epoll`]) the future runs
+    /// the operation as [`readiness`](Self::readiness) says: `perform`
+    /// when the descriptor is ready, on the blocking pool for
+    /// [`Readiness::Blocking`], and `EOPNOTSUPP` (`ErrorKind::Unsupported`)
+    /// for [`Readiness::Unsupported`]. Dropping it before it ran means it
+    /// never runs.
+    ///
     /// # Panics
     ///
     /// If no runtime is running on this thread.
@@ -152,6 +162,11 @@ pub unsafe trait Operation: 'static {
     /// with `ETIMEDOUT` (`ErrorKind::TimedOut`), its memory handed back by
     /// [`complete`](Self::complete) as for any error.
     ///
+    /// On the epoll driver the deadline is a runtime timer: an operation
+    /// still waiting for readiness when it fires completes with
+    /// `ETIMEDOUT`; one running on the blocking pool cannot be stopped and
+    /// gives its own result.
+    ///
     /// # Panics
     ///
     /// If no runtime is running on this thread.
@@ -159,7 +174,7 @@ pub unsafe trait Operation: 'static {
     where
         Self: Sized,
     {
-        Deadline::from_timed(Timed::start(self, timeout))
+        Deadline::start(self, timeout)
     }
 }
 
@@ -180,8 +195,24 @@ pub unsafe trait MultishotOperation: 'static {
         Creates::Nothing
     }
 
+    /// How a readiness (epoll) driver runs the operation: each time the
+    /// descriptor is ready, [`perform`](Self::perform) gives one result
+    /// (until `EAGAIN`). The default: [`Readiness::Unsupported`] (the
+    /// stream then yields one `EOPNOTSUPP` completion and ends).
+    fn readiness(&self) -> Readiness {
+        Readiness::Unsupported
+    }
+
+    /// One result of the operation as a plain non-blocking system call
+    /// (see [`Operation::perform`]). The default: `ErrorKind::Unsupported`.
+    fn perform(&mut self) -> io::Result<u32> {
+        Err(unsupported_on_readiness())
+    }
+
     /// Pushes the SQE with the runtime's next batch and returns the stream
-    /// of its completions.
+    /// of its completions. On the epoll driver, the stream performs the
+    /// operation each time the descriptor is ready (see
+    /// [`readiness`](Self::readiness)).
     ///
     /// # Panics
     ///
@@ -202,11 +233,15 @@ impl<T: Operation> Op<T> {
     /// # Panics
     ///
     /// If no runtime is running on this thread.
-    pub fn start(mut op: T) -> Op<T>
+    pub fn start(op: T) -> Op<T>
     where
         T: Operation,
     {
-        let core = expect_current("runtime::op::Operation::submit");
+        Op::start_on(expect_current("runtime::op::Operation::submit"), op)
+    }
+
+    /// [`Op::start`] on `core`.
+    fn start_on(core: Rc<Core>, mut op: T) -> Op<T> {
         let entry = op.sqe();
         let creates = op.creates();
         // SAFETY: `T: Operation` promises that the SQE points only into heap
@@ -234,6 +269,18 @@ impl<T: MultishotOperation> Multishot<T> {
         T: MultishotOperation,
     {
         let core = expect_current("runtime::op::MultishotOperation::start");
+        if core.driver.borrow().kind() == DriverKind::Epoll {
+            if let Some(ready) = ReadyMulti::new(op.readiness(), <T as MultishotOperation>::perform)
+            {
+                return Multishot {
+                    core,
+                    key: usize::MAX,
+                    data: Some(op),
+                    ended: false,
+                    ready: Some(ready),
+                };
+            }
+        }
         let entry = op.sqe();
         let creates = op.creates();
         // SAFETY: `T: MultishotOperation` promises that the SQE points only
@@ -246,6 +293,7 @@ impl<T: MultishotOperation> Multishot<T> {
             key,
             data: Some(op),
             ended: false,
+            ready: None,
         }
     }
 }
@@ -271,7 +319,9 @@ impl<T: Operation> Timed<T> {
 /// direct descriptor, which has no number for `shutdown(2)`). Completions of
 /// other operations that arrive meanwhile are stored and their tasks woken
 /// as usual; nothing else runs until this returns, so an operation that
-/// waits for another task would wait forever.
+/// waits for another task would wait forever. On the epoll driver the
+/// operation is performed here, waiting in `poll(2)` if its descriptor is
+/// not ready.
 ///
 /// ```
 /// use runtime::op::{Nop, submit_and_wait};
@@ -285,7 +335,11 @@ impl<T: Operation> Timed<T> {
 ///
 /// If no runtime is running on this thread.
 pub fn submit_and_wait<O: Operation>(op: O) -> O::Output {
-    let mut op = Op::start(op);
+    let core = expect_current("runtime::op::submit_and_wait");
+    if core.driver.borrow().kind() == DriverKind::Epoll {
+        return ready::perform_blocking(op);
+    }
+    let mut op = Op::start_on(core, op);
     let waker = std::task::Waker::noop();
     let mut cx = Context::from_waker(waker);
     loop {
@@ -299,17 +353,29 @@ pub fn submit_and_wait<O: Operation>(op: O) -> O::Output {
 /// The future of a typed [`Operation`], made by [`Operation::submit`].
 #[must_use = "an operation is cancelled when its future is dropped; .await it"]
 pub struct Submitted<O: Operation> {
-    op: Op<O>,
+    op: Way<O>,
+}
+
+/// How a typed operation runs: on the ring, or on the epoll driver.
+enum Way<O: Operation> {
+    Ring(Op<O>),
+    Ready(ReadyOp<O>),
 }
 
 impl<O: Operation> Submitted<O> {
     fn new(op: O) -> Submitted<O> {
-        Submitted { op: Op::start(op) }
+        let core = expect_current("runtime::op::Operation::submit");
+        let op = if core.driver.borrow().kind() == DriverKind::IoUring {
+            Way::Ring(Op::start_on(core, op))
+        } else {
+            Way::Ready(ReadyOp::new(core, op))
+        };
+        Submitted { op }
     }
 
     /// The future of a typed op whose raw future is `op` (a chain's).
     pub(crate) fn from_op(op: Op<O>) -> Submitted<O> {
-        Submitted { op }
+        Submitted { op: Way::Ring(op) }
     }
 }
 
@@ -317,16 +383,22 @@ impl<O: Operation> Future for Submitted<O> {
     type Output = O::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
-        match Pin::new(&mut self.op).poll(cx) {
-            Poll::Ready((completion, op)) => Poll::Ready(op.complete(completion)),
-            Poll::Pending => Poll::Pending,
+        match &mut self.op {
+            Way::Ring(op) => match Pin::new(op).poll(cx) {
+                Poll::Ready((completion, op)) => Poll::Ready(op.complete(completion)),
+                Poll::Pending => Poll::Pending,
+            },
+            Way::Ready(op) => op.poll_op(cx),
         }
     }
 }
 
 impl<O: Operation> fmt::Debug for Submitted<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Submitted").field("op", &self.op).finish()
+        match &self.op {
+            Way::Ring(op) => f.debug_struct("Submitted").field("op", op).finish(),
+            Way::Ready(_) => f.debug_struct("Submitted").field("driver", &"epoll").finish(),
+        }
     }
 }
 
@@ -335,14 +407,34 @@ impl<O: Operation> fmt::Debug for Submitted<O> {
 /// [`Link::push_op_timed`](crate::op::Link::push_op_timed).
 #[must_use = "an operation is cancelled when its future is dropped; .await it"]
 pub struct Deadline<O: Operation> {
-    timed: Timed<O>,
+    timed: TimedWay<O>,
     fired: bool,
 }
 
+/// How a typed operation with a deadline runs: a chain on the ring, or an
+/// operation and a timer on the epoll driver.
+enum TimedWay<O: Operation> {
+    Ring(Timed<O>),
+    Ready(ReadyDeadline<O>),
+}
+
 impl<O: Operation> Deadline<O> {
+    /// The body of [`Operation::submit_with_timeout`].
+    fn start(op: O, timeout: Duration) -> Deadline<O> {
+        let core = expect_current("runtime::op::Operation::submit_with_timeout");
+        if core.driver.borrow().kind() == DriverKind::IoUring {
+            return Deadline::from_timed(Timed::start(op, timeout));
+        }
+        let sleep = crate::time::sleep(timeout);
+        Deadline {
+            timed: TimedWay::Ready(ReadyDeadline::new(ReadyOp::new(core, op), sleep)),
+            fired: false,
+        }
+    }
+
     pub(crate) fn from_timed(timed: Timed<O>) -> Deadline<O> {
         Deadline {
-            timed,
+            timed: TimedWay::Ring(timed),
             fired: false,
         }
     }
@@ -377,7 +469,15 @@ impl<O: Operation> Future for Deadline<O> {
     type Output = O::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
-        match Pin::new(&mut self.timed).poll(cx) {
+        let timed = match &mut self.timed {
+            TimedWay::Ring(timed) => timed,
+            TimedWay::Ready(ready) => {
+                let (out, fired) = std::task::ready!(ready.poll_deadline(cx));
+                self.fired = fired;
+                return Poll::Ready(out);
+            }
+        };
+        match Pin::new(timed).poll(cx) {
             Poll::Ready((Ok(completion), op)) => Poll::Ready(op.complete(completion)),
             Poll::Ready((Err(e), op)) => {
                 self.fired = true;
@@ -391,10 +491,12 @@ impl<O: Operation> Future for Deadline<O> {
 
 impl<O: Operation> fmt::Debug for Deadline<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Deadline")
-            .field("timed", &self.timed)
-            .field("fired", &self.fired)
-            .finish()
+        let mut d = f.debug_struct("Deadline");
+        match &self.timed {
+            TimedWay::Ring(timed) => d.field("timed", timed),
+            TimedWay::Ready(_) => d.field("driver", &"epoll"),
+        };
+        d.field("fired", &self.fired).finish()
     }
 }
 

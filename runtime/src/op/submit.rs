@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use crate::driver::lifecycle::{Completion, Parked};
 use crate::driver::sys;
+use crate::op::ready::ReadyMulti;
 use crate::scheduler::{expect_current, Core};
 
 /// An SQE, as built by `io_uring::opcode::*::build()`.
@@ -131,6 +132,9 @@ pub struct Multishot<T: 'static> {
     pub(super) data: Option<T>,
     /// The slot was freed (the stream ended).
     pub(super) ended: bool,
+    /// On the epoll driver: the operation performed once per readiness
+    /// (then `key` names no slot).
+    pub(super) ready: Option<ReadyMulti<T>>,
 }
 
 impl<T: 'static> Unpin for Multishot<T> {}
@@ -158,6 +162,7 @@ impl<T: 'static> Multishot<T> {
             key,
             data: Some(data),
             ended: false,
+            ready: None,
         }
     }
 
@@ -165,6 +170,12 @@ impl<T: 'static> Multishot<T> {
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Completion>> {
         if self.ended {
             return Poll::Ready(None);
+        }
+        if let Some(ready) = &mut self.ready {
+            let data = self.data.as_mut().expect("data is present until into_inner");
+            let (completion, last) = std::task::ready!(ready.poll_next(&self.core, data, cx));
+            self.ended = last;
+            return Poll::Ready(Some(completion));
         }
         let polled = self.core.driver.borrow_mut().poll_multi(self.key, cx);
         match polled {
@@ -191,6 +202,10 @@ impl<T: 'static> Multishot<T> {
     /// stream, which then ends.
     pub fn cancel(&self) {
         if self.ended {
+            return;
+        }
+        if let Some(ready) = &self.ready {
+            ready.cancel();
             return;
         }
         self.core.driver.borrow_mut().request_cancel(self.key);
@@ -230,7 +245,8 @@ impl<T: 'static> futures_core::Stream for Multishot<T> {
 
 impl<T: 'static> Drop for Multishot<T> {
     fn drop(&mut self) {
-        if self.ended {
+        if self.ended || self.ready.is_some() {
+            // Over, or never in the kernel (epoll): the data just goes.
             return;
         }
         let data: Parked = match self.data.take() {

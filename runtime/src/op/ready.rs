@@ -1,0 +1,528 @@
+//! Typed operations on the epoll driver (see `driver/epoll.rs`): the
+//! future of one operation ([`ReadyOp`]), with a deadline
+//! ([`ReadyDeadline`]), a multishot operation performed once per readiness
+//! ([`ReadyMulti`]), blocking operations on the pool ([`ParkedJob`]), and
+//! the synchronous form ([`perform_blocking`]).
+//!
+//! A `ReadyOp` owns its operation, and nothing but this thread touches it,
+//! except while a [`Readiness::Blocking`] operation runs on the blocking
+//! pool: then the operation sits in a heap allocation whose address the
+//! pool thread holds, and this side leaves it alone until the pool says
+//! it is done (or keeps it parked in the driver if the future goes). So
+//! dropping a future means what it means on io_uring: an operation that
+//! has not run never runs (a read takes no bytes, an accept creates no
+//! descriptor), one running on the pool finishes first, and a descriptor
+//! it created for nobody is closed.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use crate::driver::epoll::{Direction, EpollDriver};
+use crate::driver::lifecycle::{Completion, Creates, Parked};
+use crate::op::operation::{Operation, Readiness};
+use crate::scheduler::Core;
+use crate::time::Sleep;
+
+/// Runs `f` on the epoll driver of `core`, which has one.
+fn with_epoll<R>(core: &Core, f: impl FnOnce(&mut EpollDriver) -> R) -> R {
+    let mut driver = core.driver.borrow_mut();
+    f(driver.epoll().expect("a readiness operation on a runtime without the epoll driver"))
+}
+
+/// The direction and descriptor a readiness operation waits on.
+fn wait_of(readiness: Readiness) -> Option<(RawFd, Direction)> {
+    match readiness {
+        Readiness::Readable(fd) => Some((fd, Direction::Read)),
+        Readiness::Writable(fd) => Some((fd, Direction::Write)),
+        _ => None,
+    }
+}
+
+/// The `EOPNOTSUPP` result of an io_uring-only operation.
+fn not_supported() -> io::Result<u32> {
+    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+}
+
+/// One attempt at a readiness operation: `Ready` with the system call's
+/// result, or `Pending` with the waker registered for the next edge.
+fn attempt(
+    core: &Core,
+    fd: RawFd,
+    dir: Direction,
+    cx: &mut Context<'_>,
+    mut perform: impl FnMut() -> io::Result<u32>,
+) -> Poll<io::Result<u32>> {
+    loop {
+        match with_epoll(core, |e| e.poll_ready(fd, dir, cx.waker())) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {}
+        }
+        match perform() {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                if with_epoll(core, |e| e.clear_ready(fd, dir, cx.waker())) {
+                    return Poll::Pending;
+                }
+                // A descriptor epoll cannot wait on: say so.
+                return Poll::Ready(Err(e));
+            }
+            res => return Poll::Ready(res),
+        }
+    }
+}
+
+/// The future side of a typed [`Operation`] on the epoll driver.
+pub(crate) struct ReadyOp<O: Operation> {
+    core: Rc<Core>,
+    state: State<O>,
+    /// Counted in the driver's operations in flight.
+    counted: bool,
+}
+
+enum State<O> {
+    /// Owned here; performed when polled.
+    Idle(O),
+    /// Running on the blocking pool: the operation is in the heap
+    /// allocation `op` (a leaked `Box`), which the pool thread uses until
+    /// `job` is done.
+    Pool { op: NonNull<O>, job: Arc<JobSlot> },
+    /// The output was handed out.
+    Done,
+}
+
+// The operation is only ever pointed at through its heap allocations
+// (`Operation`'s contract) or through the `Pool` box, so moving the future
+// is fine whatever `O` is.
+impl<O: Operation> Unpin for ReadyOp<O> {}
+
+impl<O: Operation> ReadyOp<O> {
+    /// The future of `op` on `core`, which runs the epoll driver.
+    pub(crate) fn new(core: Rc<Core>, op: O) -> ReadyOp<O> {
+        ReadyOp {
+            core,
+            state: State::Idle(op),
+            counted: false,
+        }
+    }
+
+    fn count(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            with_epoll(&self.core, EpollDriver::op_started);
+        }
+    }
+
+    fn uncount(&mut self, completed: bool) {
+        if self.counted {
+            self.counted = false;
+            if let Ok(mut driver) = self.core.driver.try_borrow_mut() {
+                if let Some(e) = driver.epoll() {
+                    e.op_ended(completed);
+                }
+            }
+        }
+    }
+
+    /// Completes `op` with `result` (outside any borrow of the driver:
+    /// `complete` may make a `SharedFd`).
+    fn finish(&mut self, op: O, result: io::Result<u32>) -> O::Output {
+        self.state = State::Done;
+        self.uncount(true);
+        op.complete(Completion::from_io(result))
+    }
+
+    /// Polls the operation.
+    pub(crate) fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
+        loop {
+            match &mut self.state {
+                State::Idle(op) => {
+                    let readiness = op.readiness();
+                    let result = match readiness {
+                        Readiness::Now => op.perform(),
+                        Readiness::Unsupported => not_supported(),
+                        Readiness::Readable(_) | Readiness::Writable(_) => {
+                            let (fd, dir) = wait_of(readiness).expect("a readiness wait");
+                            match attempt(&self.core, fd, dir, cx, || op.perform()) {
+                                Poll::Ready(res) => res,
+                                Poll::Pending => {
+                                    self.count();
+                                    return Poll::Pending;
+                                }
+                            }
+                        }
+                        Readiness::Blocking => {
+                            self.start_on_pool();
+                            continue;
+                        }
+                    };
+                    let State::Idle(op) = std::mem::replace(&mut self.state, State::Done) else {
+                        unreachable!("matched above")
+                    };
+                    return Poll::Ready(self.finish(op, result));
+                }
+                State::Pool { op, job } => {
+                    let (op, polled) = (*op, job.poll(cx.waker()));
+                    let result = match polled {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(result) => result,
+                    };
+                    // SAFETY: the pool is done with the operation (the job
+                    // ran or was dropped, and its slot says so under the
+                    // mutex the pool thread released), so this side owns
+                    // the box made by `start_on_pool` again.
+                    let op = unsafe { *Box::from_raw(op.as_ptr()) };
+                    let result = result.unwrap_or_else(|| Err(job_not_run()));
+                    return Poll::Ready(self.finish(op, result));
+                }
+                State::Done => panic!("a runtime::op future polled after it completed"),
+            }
+        }
+    }
+
+    /// Moves the operation to the heap and hands it to the blocking pool.
+    fn start_on_pool(&mut self) {
+        let State::Idle(op) = std::mem::replace(&mut self.state, State::Done) else {
+            unreachable!("only an idle operation starts")
+        };
+        let op = NonNull::from(Box::leak(Box::new(op)));
+        let job = Arc::new(JobSlot::default());
+        let task = PoolTask {
+            op: SendPtr(op),
+            done: Completer {
+                slot: job.clone(),
+                result: None,
+            },
+        };
+        self.count();
+        self.state = State::Pool { op, job };
+        self.core.blocking.execute(Box::new(move || task.run()));
+    }
+
+    /// Takes the operation back if it is not running on the pool (a
+    /// deadline fired); `None` if it is, or is done.
+    fn take_idle(&mut self) -> Option<O> {
+        if !matches!(self.state, State::Idle(_)) {
+            return None;
+        }
+        let State::Idle(op) = std::mem::replace(&mut self.state, State::Done) else {
+            unreachable!("checked above")
+        };
+        self.uncount(false);
+        Some(op)
+    }
+}
+
+impl<O: Operation> Drop for ReadyOp<O> {
+    fn drop(&mut self) {
+        self.uncount(false);
+        let State::Pool { op, job } = std::mem::replace(&mut self.state, State::Done) else {
+            // Idle: never ran, nothing else holds it; it is dropped here.
+            return;
+        };
+        let creates = {
+            // SAFETY: `creates` reads the operation's own fields, which
+            // `perform` (running on the pool) does not write: it only
+            // writes the memory its system call fills (buffers, output
+            // structs) through heap allocations.
+            unsafe { op.as_ref() }.creates()
+        };
+        let parked = ParkedJob {
+            op: op.cast(),
+            release: release_box::<O>,
+            job,
+            creates,
+        };
+        match self.core.driver.try_borrow_mut() {
+            Ok(mut driver) => match driver.epoll() {
+                Some(e) => e.park(parked),
+                None => parked.leak(),
+            },
+            // Never expected (futures are not dropped under the driver's
+            // borrow); the pool may still use the memory: leak it.
+            Err(_) => parked.leak(),
+        }
+    }
+}
+
+/// The error of a blocking operation the pool never ran (no thread could
+/// be started, or the runtime shut down).
+fn job_not_run() -> io::Error {
+    io::Error::from_raw_os_error(libc::ECANCELED)
+}
+
+/// A pointer to an operation, handed to the blocking pool.
+struct SendPtr<O>(NonNull<O>);
+
+// SAFETY: the pool thread is the only one that touches the operation
+// between `start_on_pool` and the job's completion (the runtime side keeps
+// the pointer but does not use it until `JobSlot` says the job is done,
+// under a mutex that orders the two), and `Operation::perform` promises to
+// touch only the operation's own memory and descriptors, no thread-local
+// or reference-counted state (a `SharedFd` inside is only read for its
+// number, through a shared reference; its counts are not changed there).
+// So moving the pointer to another thread is sound though `O` is not
+// `Send`.
+unsafe impl<O> Send for SendPtr<O> {}
+
+impl<O> SendPtr<O> {
+    fn get(&self) -> NonNull<O> {
+        self.0
+    }
+}
+
+/// The job a blocking operation becomes.
+struct PoolTask<O> {
+    op: SendPtr<O>,
+    done: Completer,
+}
+
+impl<O: Operation> PoolTask<O> {
+    fn run(mut self) {
+        let mut op = self.op.get();
+        // SAFETY: see `SendPtr`: the allocation lives (parked, or leaked)
+        // until `done` reports, and nothing else uses it meanwhile.
+        let result = unsafe { op.as_mut() }.perform();
+        self.done.result = Some(result);
+        // `done` drops here and reports.
+    }
+}
+
+/// Where a blocking job reports: its result (`None`: it never ran) once
+/// done, and the waker to wake then.
+#[derive(Default)]
+pub(crate) struct JobSlot {
+    state: Mutex<JobState>,
+}
+
+#[derive(Default)]
+struct JobState {
+    done: Option<Option<io::Result<u32>>>,
+    waker: Option<Waker>,
+}
+
+impl JobSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The result once the job is done; else registers `waker`.
+    fn poll(&self, waker: &Waker) -> Poll<Option<io::Result<u32>>> {
+        let mut state = self.lock();
+        if let Some(result) = state.done.take() {
+            return Poll::Ready(result);
+        }
+        match &state.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => state.waker = Some(waker.clone()),
+        }
+        Poll::Pending
+    }
+
+    fn is_done(&self) -> bool {
+        self.lock().done.is_some()
+    }
+
+    fn take(&self) -> Option<io::Result<u32>> {
+        self.lock().done.take().flatten()
+    }
+}
+
+/// Reports a job's end when dropped: after it ran, or if the pool drops it
+/// unrun.
+struct Completer {
+    slot: Arc<JobSlot>,
+    result: Option<io::Result<u32>>,
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.slot.lock();
+            state.done = Some(self.result.take());
+            state.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A blocking operation whose future went while the pool ran it.
+pub(crate) struct ParkedJob {
+    /// The operation's box (see `State::Pool`), type-erased.
+    op: NonNull<()>,
+    /// Turns `op` back into its box, as resources to drop.
+    release: unsafe fn(NonNull<()>) -> Parked,
+    job: Arc<JobSlot>,
+    creates: Creates,
+}
+
+/// # Safety
+///
+/// `op` is the pointer of a `Box<O>` leaked by `start_on_pool`, which the
+/// pool no longer uses.
+unsafe fn release_box<O: 'static>(op: NonNull<()>) -> Parked {
+    // SAFETY: forwarded from the caller.
+    let op = unsafe { Box::from_raw(op.cast::<O>().as_ptr()) };
+    Box::new(op)
+}
+
+impl ParkedJob {
+    /// Whether the pool is done with the operation.
+    pub(crate) fn is_done(&self) -> bool {
+        self.job.is_done()
+    }
+
+    /// The operation back, once [`is_done`](Self::is_done), to be dropped
+    /// outside the driver's borrow; a descriptor it created for nobody is
+    /// closed here.
+    pub(crate) fn release(self) -> Parked {
+        if let Some(Ok(fd)) = self.job.take() {
+            if self.creates == Creates::Fd {
+                // SAFETY: the operation created this descriptor and its
+                // future is gone: nobody else has it.
+                unsafe { libc::close(fd as RawFd) };
+            }
+        }
+        // SAFETY: the pool is done with the box (`is_done`).
+        unsafe { (self.release)(self.op) }
+    }
+
+    /// Gives up on the operation: its memory is never freed (the pool may
+    /// still use it).
+    pub(crate) fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+/// [`Operation::submit_with_timeout`] on the epoll driver: the operation
+/// and a runtime timer; when the timer fires first, an operation that has
+/// not run is completed with `ETIMEDOUT` (a blocking one on the pool
+/// cannot be stopped: it finishes, and its own result is given).
+pub(crate) struct ReadyDeadline<O: Operation> {
+    op: ReadyOp<O>,
+    sleep: Sleep,
+}
+
+impl<O: Operation> ReadyDeadline<O> {
+    pub(crate) fn new(op: ReadyOp<O>, sleep: Sleep) -> ReadyDeadline<O> {
+        ReadyDeadline { op, sleep }
+    }
+
+    /// The output and whether the deadline fired.
+    pub(crate) fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<(O::Output, bool)> {
+        if let Poll::Ready(out) = self.op.poll_op(cx) {
+            return Poll::Ready((out, false));
+        }
+        if Pin::new(&mut self.sleep).poll(cx).is_ready() {
+            if let Some(op) = self.op.take_idle() {
+                let out = op.complete(Completion::new(-libc::ETIMEDOUT, 0));
+                return Poll::Ready((out, true));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// A multishot operation on the epoll driver: `perform` once per
+/// readiness, each success one result (the multishot accept of
+/// `net::Incoming`). Nothing is in the kernel: dropping it drops it.
+pub(crate) struct ReadyMulti<T> {
+    perform: fn(&mut T) -> io::Result<u32>,
+    fd: RawFd,
+    dir: Direction,
+    cancelled: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl<T> ReadyMulti<T> {
+    /// The multishot form of `perform` waiting as `readiness` says; `None`
+    /// if that is no readiness wait (the operation is io_uring-only).
+    pub(crate) fn new(
+        readiness: Readiness,
+        perform: fn(&mut T) -> io::Result<u32>,
+    ) -> Option<ReadyMulti<T>> {
+        let (fd, dir) = wait_of(readiness)?;
+        Some(ReadyMulti {
+            perform,
+            fd,
+            dir,
+            cancelled: Cell::new(false),
+            waker: Cell::new(None),
+        })
+    }
+
+    /// The next result, and whether it is the last (only after a cancel).
+    pub(crate) fn poll_next(
+        &mut self,
+        core: &Core,
+        data: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<(Completion, bool)> {
+        if self.cancelled.get() {
+            return Poll::Ready((Completion::new(-libc::ECANCELED, 0), true));
+        }
+        let perform = self.perform;
+        match attempt(core, self.fd, self.dir, cx, || perform(data)) {
+            Poll::Ready(res) => Poll::Ready((Completion::from_io(res), false)),
+            Poll::Pending => {
+                let waker = match self.waker.take() {
+                    Some(w) if w.will_wake(cx.waker()) => w,
+                    _ => cx.waker().clone(),
+                };
+                self.waker.set(Some(waker));
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Ends the stream: its next result is `ECANCELED`, the last.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// [`submit_and_wait`](crate::op::submit_and_wait) on the epoll driver:
+/// performs the operation on this thread, waiting in `poll(2)` for a
+/// descriptor that is not ready.
+pub(crate) fn perform_blocking<O: Operation>(mut op: O) -> O::Output {
+    let result = loop {
+        let readiness = op.readiness();
+        let res = match readiness {
+            Readiness::Unsupported => not_supported(),
+            _ => op.perform(),
+        };
+        match res {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                let Some((fd, dir)) = wait_of(readiness) else {
+                    break Err(e);
+                };
+                let events = match dir {
+                    Direction::Read => libc::POLLIN,
+                    Direction::Write => libc::POLLOUT,
+                };
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                };
+                // SAFETY: one live pollfd; the operation keeps `fd` open.
+                unsafe { libc::poll(&mut pfd, 1, -1) };
+            }
+            res => break res,
+        }
+    };
+    op.complete(Completion::from_io(result))
+}
