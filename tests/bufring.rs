@@ -62,6 +62,9 @@ macro_rules! echo_server {
 
 #[test]
 fn tcp_echo_through_multishot_recv() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -108,6 +111,9 @@ fn tcp_echo_through_multishot_recv() {
 
 #[test]
 fn unix_echo_through_multishot_recv() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let (server_side, client) = UnixStream::pair().unwrap();
         let ring = BufRing::builder().entries(8).buf_size(256).build().unwrap();
@@ -150,6 +156,9 @@ fn unix_echo_through_multishot_recv() {
 
 #[test]
 fn exhausted_pool_pauses_without_error_or_loss() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let ring = BufRing::builder().entries(4).buf_size(16).build().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
@@ -201,6 +210,9 @@ fn exhausted_pool_pauses_without_error_or_loss() {
 
 #[test]
 fn two_streams_share_one_ring() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let ring = BufRing::builder().entries(4).buf_size(32).build().unwrap();
         let (a1, b1) = UnixStream::pair().unwrap();
@@ -231,6 +243,9 @@ fn two_streams_share_one_ring() {
 
 #[test]
 fn one_shot_recv_from_ring() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let ring = BufRing::builder().entries(2).buf_size(8).build().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
@@ -265,6 +280,9 @@ fn one_shot_recv_from_ring() {
 
 #[test]
 fn builder_rejects_bad_settings() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let e = BufRing::builder().entries(3).build().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
@@ -291,6 +309,9 @@ fn builder_rejects_bad_settings() {
 
 #[test]
 fn stream_dropped_mid_flight_then_runtime_carries_on() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let ring = BufRing::builder().entries(8).buf_size(64).build().unwrap();
         // Let the ring settle (building a ring may submit an internal
@@ -350,6 +371,9 @@ fn stream_dropped_mid_flight_then_runtime_carries_on() {
 
 #[test]
 fn runtime_dropped_with_multishot_in_flight() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let (mut peer, leftovers) = {
             let rt = Runtime::new().unwrap();
@@ -400,6 +424,9 @@ fn runtime_dropped_with_multishot_in_flight() {
 
 #[test]
 fn idle_connections_hold_no_buffers() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         const CONNS: usize = 1000;
         let ring = BufRing::builder()
@@ -488,6 +515,9 @@ fn bundle_receive_takes_several_buffers_per_cqe() {
 /// out of the ring until the write has given it back and it is dropped.
 #[test]
 fn chunks_are_written_back_as_they_are() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let (server_side, client) = UnixStream::pair().unwrap();
         let ring = BufRing::builder().entries(4).buf_size(64).build().unwrap();
@@ -581,6 +611,9 @@ fn receive_counting(mask: fn(&mut runtime::Features)) -> (usize, u64) {
 
 #[test]
 fn without_multishot_receive_each_chunk_is_one_receive() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     // The kernel's multishot receive: a few SQEs for a thousand chunks.
     let (chunks, sqes) = receive_counting(|_| {});
     assert!(chunks >= 1024, "{chunks} chunks");
@@ -615,6 +648,9 @@ fn without_buffer_rings_building_one_says_so() {
 
 #[test]
 fn multishot_receive_without_bundles_survives_a_dry_ring() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     let (chunks, sqes) = receive_counting(|f| f.recv_bundle = false);
     assert!(chunks >= 1024, "{chunks} chunks");
     assert!(sqes < chunks as u64, "{sqes} SQEs for {chunks} chunks");
@@ -625,6 +661,9 @@ fn multishot_receive_without_bundles_survives_a_dry_ring() {
 /// a socket event that already happened; see `RecvMulti`).
 #[test]
 fn the_end_of_stream_arrives_when_the_peer_closes_with_bytes_queued() {
+    if integration_tests::skip_on_epoll("provided-buffer rings are io_uring's") {
+        return;
+    }
     for bundles in [false, true] {
         for round in 0..20u64 {
             with_deadline(LIMIT, move || {

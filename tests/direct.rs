@@ -56,6 +56,9 @@ async fn check_echo(client: &TcpStream, seed: u64, msgs: usize) {
 
 #[test]
 fn accept_direct_echoes_byte_for_byte() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -198,6 +201,9 @@ fn unix_direct_streams_echo_and_shut_down() {
 
 #[test]
 fn into_direct_moves_a_connection_and_closes_its_descriptor() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -253,6 +259,9 @@ fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 
 #[test]
 fn slots_come_back_when_streams_and_unclaimed_accepts_go() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         // Three slots: two for accepts, one for `register`.
         let rt = Runtime::builder().direct_descriptors(3).build().unwrap();
@@ -343,6 +352,9 @@ fn slots_come_back_when_streams_and_unclaimed_accepts_go() {
 
 #[test]
 fn a_direct_stream_used_on_another_runtime_fails_with_ebadf() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let rt1 = Runtime::new().unwrap();
         let rt2 = Runtime::new().unwrap();
@@ -401,6 +413,9 @@ fn a_direct_stream_used_on_another_runtime_fails_with_ebadf() {
 
 #[test]
 fn multishot_receive_on_a_direct_stream() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let ring = BufRing::builder()
             .entries(16)
@@ -429,6 +444,9 @@ fn multishot_receive_on_a_direct_stream() {
 
 #[test]
 fn table_size_settings_are_checked() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     let err = Runtime::builder()
         .direct_descriptors(0)
         .build()
@@ -464,6 +482,9 @@ fn table_size_settings_are_checked() {
 
 #[test]
 fn registered_files_read_write_sync_and_keep_their_descriptor() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let dir = std::env::temp_dir().join(format!("direct-file-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -520,6 +541,9 @@ fn registered_files_read_write_sync_and_keep_their_descriptor() {
 
 #[test]
 fn registered_streams_work_everywhere_and_free_their_slot() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         // One slot, which is `register`'s (none for accepts).
         let rt1 = Runtime::builder().direct_descriptors(1).build().unwrap();
@@ -598,6 +622,9 @@ fn without_direct_descriptors_accepts_fall_back_to_ordinary_descriptors() {
 
 #[test]
 fn direct_streams_take_fixed_buffers_zero_copy_and_send_queues() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -651,6 +678,9 @@ fn direct_streams_take_fixed_buffers_zero_copy_and_send_queues() {
 
 #[test]
 fn into_direct_works_on_a_shared_registered_stream() {
+    if integration_tests::skip_on_epoll("direct descriptors are io_uring's") {
+        return;
+    }
     on_runtime(LIMIT, || async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

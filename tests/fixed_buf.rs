@@ -126,6 +126,9 @@ async fn file_round_trip(pool: FixedBufPool) {
 
 #[test]
 fn file_write_then_read_fixed() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     run(|| async {
         let pool = FixedBufPool::new(4, 64 * 1024).expect("pool");
         assert!(pool.is_registered(), "registration failed: {pool:?}");
@@ -243,6 +246,9 @@ fixed_stream!(UnixStream);
 
 #[test]
 fn tcp_echo_with_fixed_buffers() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     run(|| async {
         let pool = FixedBufPool::new(4, 16 * 1024).expect("pool");
         assert!(pool.is_registered(), "registration failed: {pool:?}");
@@ -254,6 +260,9 @@ fn tcp_echo_with_fixed_buffers() {
 
 #[test]
 fn unix_echo_with_fixed_buffers() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     run(|| async {
         let pool = FixedBufPool::new(4, 16 * 1024).expect("pool");
         assert!(pool.is_registered(), "registration failed: {pool:?}");
@@ -295,6 +304,9 @@ async fn send_zc_whole<S: FixedStream + runtime::io::OwnedRead>(pool: &FixedBufP
 
 #[test]
 fn send_zc_fixed_64k_and_1m() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     run(|| async {
         for size in [64 * 1024, 1024 * 1024] {
             let pool = FixedBufPool::new(1, size).expect("pool");
@@ -349,6 +361,9 @@ fn exhaustion_try_get_none_and_get_waits() {
 
 #[test]
 fn two_pools_on_one_runtime() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     run(|| async {
         let small = FixedBufPool::new(3, 4096).expect("small pool");
         let big = FixedBufPool::new(3, 256 * 1024).expect("big pool");
@@ -381,6 +396,9 @@ fn two_pools_on_one_runtime() {
 
 #[test]
 fn dropped_read_fixed_corrupts_nothing() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     run(|| async {
         let pool = FixedBufPool::new(4, 4096).expect("pool");
         // Two buffers hold known bytes while the read is dropped.
@@ -455,6 +473,9 @@ fn std_peer_pair() -> (TcpStream, std::net::TcpStream) {
 
 #[test]
 fn runtime_dropped_with_fixed_ops_in_flight() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let rt = Runtime::new().expect("runtime");
         let (pool, read_peers, send_peers) = rt.block_on(async {
@@ -503,6 +524,9 @@ fn runtime_dropped_with_fixed_ops_in_flight() {
 
 #[test]
 fn degraded_pool_gives_the_same_bytes() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     run(|| async {
         let pool = FixedBufPool::new_unregistered(4, 32 * 1024).expect("pool");
         assert!(!pool.is_registered());
@@ -521,6 +545,9 @@ fn degraded_pool_gives_the_same_bytes() {
 
 #[test]
 fn buffer_of_another_runtime_uses_the_plain_opcodes() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let first = Runtime::new().expect("first runtime");
         let pool = first.block_on(async { FixedBufPool::new(4, 8192).expect("pool") });
@@ -699,6 +726,9 @@ fn memlock_child() {
 
 #[test]
 fn memlock_limit_degrades_registration() {
+    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+        return;
+    }
     if is_child() {
         return;
     }

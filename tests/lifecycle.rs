@@ -335,6 +335,9 @@ async fn drop_then_write_round(round: usize, io_wq: bool) -> RaceOutcome {
 /// copies the bytes into the parked buffer first.
 #[test]
 fn dropped_op_keeps_buffer_alive_while_kernel_writes_into_it() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         // [poll-driven, io-wq] x [kernel wrote, cancel won]
         let mut tally = [[0usize; 2]; 2];
@@ -359,6 +362,9 @@ fn dropped_op_keeps_buffer_alive_while_kernel_writes_into_it() {
 /// freed memory).
 #[test]
 fn dropped_op_is_cancelled_and_freed_after_final_cqe() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         let (r, w) = pipe();
         let probe = Probe::new(1);
@@ -425,6 +431,9 @@ fn dropping_completed_unpolled_op_frees_at_once() {
 /// freeing the slot.
 #[test]
 fn cqe_before_first_poll_is_ready_on_first_poll() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         // SAFETY: a Nop points at no memory; the data is just carried.
         let mut op = unsafe { Op::submit(vec![7u8; 3], |_| opcode::Nop::new().build()) };
@@ -454,6 +463,9 @@ fn cqe_before_first_poll_is_ready_on_first_poll() {
 /// it (`in_flight()` is 0), and the data comes back with `into_inner`.
 #[test]
 fn multishot_timeout_results_are_queued_and_slot_freed_on_last() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         const N: u32 = 5;
         let ts = Box::new(types::Timespec::from(Duration::from_millis(1)));
@@ -577,6 +589,9 @@ fn all_acked(fd: RawFd) -> bool {
 /// final CQE, without F_MORE, says `ECANCELED`) and `in_flight()` is 0.
 #[test]
 fn multishot_accept_results_are_queued_in_order() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         const K: usize = 5;
         let (lfd, port) = tcp_listener();
@@ -676,6 +691,9 @@ struct MultiData {
 /// `in_flight()` returns to 0.
 #[test]
 fn multishot_dropped_midway_keeps_data_until_final_cqe() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         let probe = Probe::new(1);
         let data = MultiData {
@@ -724,6 +742,9 @@ fn multishot_dropped_midway_keeps_data_until_final_cqe() {
 /// and the data parked until the runtime is dropped).
 #[test]
 fn multishot_dropped_between_shots_is_still_cancelled() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         for round in 0..5 {
             let probe = Probe::new(1);
@@ -765,6 +786,9 @@ fn multishot_dropped_between_shots_is_still_cancelled() {
 /// `F_MORE`), and `in_flight()` returns to 0.
 #[test]
 fn multishot_cancel_between_shots_ends_the_stream() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         for round in 0..5 {
             // SAFETY: the SQE points only at the boxed timespec, owned by
@@ -829,6 +853,9 @@ fn assert_each_dropped_once(probe: &Probe, n: usize) {
 /// not leaked, not freed twice).
 #[test]
 fn runtime_dropped_with_ops_held_by_tasks_drops_each_resource_once() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let probe = Probe::new(HELD);
         let pipes: Vec<(RawFd, RawFd)> = (0..PIPES).map(|_| pipe()).collect();
@@ -871,6 +898,9 @@ fn runtime_dropped_with_ops_held_by_tasks_drops_each_resource_once() {
 /// early, and when `drop` returns each buffer was dropped exactly once.
 #[test]
 fn runtime_dropped_with_ignored_ops_parked_drops_each_resource_once() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let probe = Probe::new(HELD);
         let pipes: Vec<(RawFd, RawFd)> = (0..PIPES).map(|_| pipe()).collect();
@@ -948,6 +978,9 @@ fn assert_tokens_conserved(probe: &Probe, pipes: &[(RawFd, RawFd)], what: &str) 
 /// into memory the runtime kept alive) or still in its pipe.
 #[test]
 fn runtime_dropped_while_io_wq_reads_receive_data_loses_nothing() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let probe = Probe::new(HELD);
         let pipes: Vec<(RawFd, RawFd)> = (0..PIPES).map(|_| pipe()).collect();
@@ -989,6 +1022,9 @@ fn runtime_dropped_while_io_wq_reads_receive_data_loses_nothing() {
 /// each is dropped exactly once, and no token went into freed memory.
 #[test]
 fn io_wq_reads_write_into_parked_buffers_then_runtime_dropped() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let probe = Probe::new(HELD);
         let pipes: Vec<(RawFd, RawFd)> = (0..PIPES).map(|_| pipe()).collect();
@@ -1062,6 +1098,9 @@ async fn run_many<T: 'static>(make: impl Fn(usize) -> Op<T>) -> (Vec<i32>, usize
 /// `in_flight()` is 0 at the end.
 #[test]
 fn ring_of_8_entries_drives_20000_concurrent_timeouts() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let rt = Runtime::builder().entries(8).build().unwrap();
         rt.block_on(async {
@@ -1095,6 +1134,9 @@ fn ring_of_8_entries_drives_20000_concurrent_timeouts() {
 /// and `in_flight()` is 0 at the end.
 #[test]
 fn ring_of_8_entries_drives_20000_nops() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let rt = Runtime::builder().entries(8).build().unwrap();
         rt.block_on(async {
@@ -1123,6 +1165,9 @@ fn ring_of_8_entries_drives_20000_nops() {
 /// its task polls again), every timeout ends with `ETIME`, nothing leaks.
 #[test]
 fn ring_of_8_entries_drives_20000_timeouts_submitted_by_tasks() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let rt = Runtime::builder().entries(8).build().unwrap();
         rt.block_on(async {
@@ -1186,6 +1231,9 @@ fn ring_of_8_entries_drives_20000_timeouts_submitted_by_tasks() {
 /// the read is gone from the kernel afterwards.
 #[test]
 fn aborting_task_drops_its_in_flight_op_after_cqe() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         let (r, w) = pipe();
         let probe = Probe::new(1);
@@ -1244,6 +1292,9 @@ fn aborting_task_drops_its_in_flight_op_after_cqe() {
 /// freed memory).
 #[test]
 fn aborting_task_while_kernel_writes_keeps_buffer_alive() {
+    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel holding a dropped op's memory are io_uring's") {
+        return;
+    }
     run(|| async {
         let mut tally = [[0usize; 2]; 2];
         for round in 0..100u8 {

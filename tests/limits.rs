@@ -549,6 +549,9 @@ fn memlock_64k_50_runtimes_entries_4096() {
 /// unprivileged user: the limit is really hit, and one ring fits.
 #[test]
 fn memlock_64k_50_runtimes_unprivileged() {
+    if integration_tests::skip_on_epoll("the locked memory of io_uring's rings") {
+        return;
+    }
     let (worked, failed) = memlock_parent(
         "child_memlock_default_unprivileged",
         "memlock-default-unprivileged",
@@ -563,6 +566,9 @@ fn memlock_64k_50_runtimes_unprivileged() {
 /// as an unprivileged user: no such ring fits.
 #[test]
 fn memlock_64k_50_runtimes_entries_4096_unprivileged() {
+    if integration_tests::skip_on_epoll("the locked memory of io_uring's rings") {
+        return;
+    }
     let (worked, failed) = memlock_parent(
         "child_memlock_entries_4096_unprivileged",
         "memlock-4096-unprivileged",

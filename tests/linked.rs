@@ -120,6 +120,9 @@ fn sqpoll_rt() -> Runtime {
 
 #[test]
 fn write_then_fsync_chain() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let path = std::env::temp_dir().join(format!("linked-fsync-{}", std::process::id()));
         let file = std::fs::File::create(&path).unwrap();
@@ -161,6 +164,9 @@ impl Shared {
 
 #[test]
 fn read_then_write_chain_moves_data() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let (r1, w1) = pipe();
         let (r2, w2) = pipe();
@@ -237,16 +243,25 @@ fn failed_head(hard: bool) {
 
 #[test]
 fn failed_head_cancels_the_rest_of_a_link() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || failed_head(false));
 }
 
 #[test]
 fn failed_head_does_not_stop_a_hardlink() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || failed_head(true));
 }
 
 #[test]
 fn unsubmitted_chain_completes_its_ops_with_ecanceled() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         default_rt().block_on(async {
             let (a, b) = {
@@ -265,6 +280,9 @@ fn unsubmitted_chain_completes_its_ops_with_ecanceled() {
 
 #[test]
 fn op_dropped_before_its_chain_was_submitted() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let (r, w) = pipe();
         let rfd = r.as_raw_fd();
@@ -323,16 +341,25 @@ fn timed_read_no_data(rt: Runtime) {
 
 #[test]
 fn read_with_deadline_times_out_when_no_data_comes() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || timed_read_no_data(default_rt()));
 }
 
 #[test]
 fn read_with_deadline_times_out_when_no_data_comes_sqpoll() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || timed_read_no_data(sqpoll_rt()));
 }
 
 #[test]
 fn read_with_deadline_times_out_on_tcp() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -393,16 +420,25 @@ fn timed_read_data_in_time(rt: Runtime) {
 
 #[test]
 fn read_with_deadline_gets_data_that_comes_in_time() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || timed_read_data_in_time(default_rt()));
 }
 
 #[test]
 fn read_with_deadline_gets_data_that_comes_in_time_sqpoll() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || timed_read_data_in_time(sqpoll_rt()));
 }
 
 #[test]
 fn many_timed_ops_leave_no_slot_behind() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let (a, mut b) = UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
@@ -468,11 +504,17 @@ fn timed_head_of_chain(hard: bool) {
 
 #[test]
 fn timed_op_in_a_link_cancels_the_rest() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || timed_head_of_chain(false));
 }
 
 #[test]
 fn timed_op_in_a_hardlink_lets_the_rest_run() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || timed_head_of_chain(true));
 }
 
@@ -482,6 +524,9 @@ fn timed_op_in_a_hardlink_lets_the_rest_run() {
 
 #[test]
 fn chain_longer_than_the_submission_queue_is_rejected() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let rt = Runtime::builder().entries(8).build().unwrap();
         rt.block_on(async {
@@ -505,6 +550,9 @@ fn chain_longer_than_the_submission_queue_is_rejected() {
 
 #[test]
 fn chain_that_fills_the_queue_is_not_split_by_a_flush() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let rt = Runtime::builder().entries(8).build().unwrap();
         rt.block_on(async {
@@ -638,18 +686,27 @@ fn drop_mid_flight(rt: Runtime, rounds: usize, drop_runtime: bool) {
 
 #[test]
 fn chain_and_timed_op_dropped_mid_flight() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     let _g = GRAVEYARD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     with_deadline(LIMIT, || drop_mid_flight(default_rt(), 50, false));
 }
 
 #[test]
 fn chain_and_timed_op_dropped_mid_flight_sqpoll() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     let _g = GRAVEYARD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     with_deadline(LIMIT, || drop_mid_flight(sqpoll_rt(), 50, false));
 }
 
 #[test]
 fn runtime_dropped_with_chains_in_flight() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     let _g = GRAVEYARD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     with_deadline(LIMIT, || drop_mid_flight(default_rt(), 20, true));
     with_deadline(LIMIT, || drop_mid_flight(sqpoll_rt(), 20, true));
@@ -674,6 +731,9 @@ fn kernel_version() -> (u32, u32) {
 
 #[test]
 fn probe_reports_what_this_kernel_has() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let version = kernel_version();
         assert!(version >= (6, 1), "these assertions are for a 6.1+ kernel");
@@ -710,6 +770,9 @@ fn probe_reports_what_this_kernel_has() {
 
 #[test]
 fn successful_cancel_posts_no_cqe() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let (r, w) = pipe();
         let rfd = r.as_raw_fd();
@@ -740,6 +803,9 @@ fn successful_cancel_posts_no_cqe() {
 /// naming the second runtime's tables into the first one's ring: refused.
 #[test]
 fn a_chain_pushed_to_on_another_runtime_panics() {
+    if integration_tests::skip_on_epoll("linked chains and kernel deadlines are io_uring's") {
+        return;
+    }
     with_deadline(LIMIT, || {
         let rt1 = Runtime::new().unwrap();
         let rt2 = Runtime::new().unwrap();

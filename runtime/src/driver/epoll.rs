@@ -380,19 +380,26 @@ impl EpollDriver {
         self.parked.push(job);
     }
 
-    /// An operation started (`waiting`: it waits or runs on the pool).
+    /// An operation was first polled.
     pub(crate) fn op_started(&mut self) {
         self.started += 1;
+    }
+
+    /// An operation completed (its output was made).
+    pub(crate) fn op_completed(&mut self) {
+        self.completed += 1;
+    }
+
+    /// An operation waits for readiness or runs on the pool (counted in
+    /// [`in_flight`](Self::in_flight) until [`op_done_waiting`](Self::op_done_waiting)).
+    pub(crate) fn op_waiting(&mut self) {
         self.waiting += 1;
     }
 
-    /// An operation that [`op_started`](Self::op_started) ended
-    /// (`completed`: with a result, not dropped).
-    pub(crate) fn op_ended(&mut self, completed: bool) {
+    /// An operation that [`op_waiting`](Self::op_waiting) no longer waits
+    /// (done, or dropped).
+    pub(crate) fn op_done_waiting(&mut self) {
         self.waiting = self.waiting.saturating_sub(1);
-        if completed {
-            self.completed += 1;
-        }
     }
 
     /// Releases parked operations the pool is done with.

@@ -85,6 +85,8 @@ pub(crate) struct ReadyOp<O: Operation> {
     state: State<O>,
     /// Counted in the driver's operations in flight.
     counted: bool,
+    /// Counted in the driver's operations started.
+    begun: bool,
 }
 
 enum State<O> {
@@ -110,22 +112,23 @@ impl<O: Operation> ReadyOp<O> {
             core,
             state: State::Idle(op),
             counted: false,
+            begun: false,
         }
     }
 
     fn count(&mut self) {
         if !self.counted {
             self.counted = true;
-            with_epoll(&self.core, EpollDriver::op_started);
+            with_epoll(&self.core, EpollDriver::op_waiting);
         }
     }
 
-    fn uncount(&mut self, completed: bool) {
+    fn uncount(&mut self) {
         if self.counted {
             self.counted = false;
             if let Ok(mut driver) = self.core.driver.try_borrow_mut() {
                 if let Some(e) = driver.epoll() {
-                    e.op_ended(completed);
+                    e.op_done_waiting();
                 }
             }
         }
@@ -135,7 +138,15 @@ impl<O: Operation> ReadyOp<O> {
     /// `complete` may make a `SharedFd`).
     fn finish(&mut self, op: O, result: io::Result<u32>) -> O::Output {
         self.state = State::Done;
-        self.uncount(true);
+        if let Ok(mut driver) = self.core.driver.try_borrow_mut() {
+            if let Some(e) = driver.epoll() {
+                if self.counted {
+                    e.op_done_waiting();
+                }
+                e.op_completed();
+            }
+        }
+        self.counted = false;
         op.complete(Completion::from_io(result))
     }
 
@@ -144,6 +155,10 @@ impl<O: Operation> ReadyOp<O> {
         loop {
             match &mut self.state {
                 State::Idle(op) => {
+                    if !self.begun {
+                        self.begun = true;
+                        with_epoll(&self.core, EpollDriver::op_started);
+                    }
                     let readiness = op.readiness();
                     let result = match readiness {
                         Readiness::Now => op.perform(),
@@ -215,14 +230,14 @@ impl<O: Operation> ReadyOp<O> {
         let State::Idle(op) = std::mem::replace(&mut self.state, State::Done) else {
             unreachable!("checked above")
         };
-        self.uncount(false);
+        self.uncount();
         Some(op)
     }
 }
 
 impl<O: Operation> Drop for ReadyOp<O> {
     fn drop(&mut self) {
-        self.uncount(false);
+        self.uncount();
         let State::Pool { op, job } = std::mem::replace(&mut self.state, State::Done) else {
             // Idle: never ran, nothing else holds it; it is dropped here.
             return;
