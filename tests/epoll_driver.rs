@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use integration_tests::{connected_fds_on_port, with_deadline, ExampleServer};
-use runtime::op::{self, Operation, SharedFd};
+use runtime::op::{self, MultishotOperation, Operation, SharedFd};
 use runtime::{Builder, DriverKind, Runtime};
 
 /// How long one test may take (building the examples included).
@@ -115,7 +115,7 @@ fn a_dropped_read_takes_no_bytes() {
     on_epoll(|| async {
         let (a, b) = net::UnixStream::pair().unwrap();
         for round in 0..20u8 {
-            let mut read = pin!(a.read(Vec::with_capacity(16)));
+            let mut read = Box::pin(a.read(Vec::with_capacity(16)));
             assert!(poll_once(&mut read).await.is_pending(), "nothing sent yet");
             assert_eq!(op::in_flight(), 1, "the waiting read is tracked");
             drop(read);
@@ -135,7 +135,7 @@ fn a_dropped_accept_leaks_no_descriptor_and_loses_no_connection() {
     on_epoll(|| async {
         let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut accept = pin!(listener.accept());
+        let mut accept = Box::pin(listener.accept());
         assert!(poll_once(&mut accept).await.is_pending());
         drop(accept);
         // The connection arrives after the accept was dropped: it waits in
@@ -157,7 +157,7 @@ fn a_dropped_blocking_operation_is_kept_until_the_pool_is_done() {
         // A pipe read blocks on the pool until the pipe has bytes.
         let (r, mut w) = std::io::pipe().unwrap();
         let r = SharedFd::new(r.into());
-        let mut read = pin!(op::Read::new(&r, Vec::with_capacity(8), u64::MAX).submit());
+        let mut read = Box::pin(op::Read::new(&r, Vec::with_capacity(8), u64::MAX).submit());
         assert!(poll_once(&mut read).await.is_pending());
         drop(read);
         // The pool thread still reads into the buffer: it is parked.
@@ -195,7 +195,7 @@ fn an_abandoned_open_closes_the_descriptor_it_made() {
         };
         let _ = fds();
         for _ in 0..20 {
-            let mut open = pin!(fs::File::open(&path));
+            let mut open = Box::pin(fs::File::open(&path));
             let _ = poll_once(&mut open).await;
             drop(open);
         }
