@@ -61,6 +61,13 @@
 //! moves at most `u32::MAX` bytes (the kernel caps it lower still): longer
 //! requests return a short count, which the `*_all`/`*_exact` variants loop
 //! over.
+//!
+//! On the epoll driver (`runtime::DriverKind::Epoll`, where io_uring is
+//! refused) every operation runs on the runtime's blocking pool with the
+//! same results; `File::write_all_at_synced` writes and syncs one after
+//! the other (no chain), and registered files and buffers
+//! (`File::register`, `read_fixed_at`, `write_fixed_at`) answer
+//! `ErrorKind::Unsupported`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -154,6 +154,7 @@ impl Builder {
     /// `InvalidInput` for a bad entry count or buffer size, `OutOfMemory`
     /// if the memory cannot be allocated, `AlreadyExists` if an explicit
     /// group id is taken, `Unsupported` on kernels without buffer rings
+    /// and on the epoll driver
     /// (before 5.19; [`crate::Features::buffer_rings`]: receive with
     /// `read` into your own buffers there), and the errors of
     /// `io_uring_register(2)`.
@@ -166,8 +167,14 @@ impl Builder {
         if !core.driver.borrow_mut().features().buffer_rings {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "this kernel has no provided buffer rings (IORING_REGISTER_PBUF_RING, \
-                 Linux 5.19+): receive with read() into your own buffers instead",
+                if core.driver.borrow().kind() == crate::DriverKind::Epoll {
+                    "provided-buffer rings (runtime::bufring::BufRing) need io_uring, and this \
+                     runtime runs on the epoll driver: receive with read() into your own \
+                     buffers instead"
+                } else {
+                    "this kernel has no provided buffer rings (IORING_REGISTER_PBUF_RING, \
+                     Linux 5.19+): receive with read() into your own buffers instead"
+                },
             ));
         }
         if !self.entries.is_power_of_two() || self.entries > MAX_ENTRIES {

@@ -22,7 +22,8 @@ use crate::scheduler::{current, current_ptr, expect_current, Core};
 /// the last clone goes, so its number is never closed, nor reused for
 /// another file, while the kernel may still use it. Closing goes through
 /// the ring (`IORING_OP_CLOSE`) when a runtime is running on this thread,
-/// so it never blocks the ring; otherwise it is a plain `close(2)`. A
+/// so it never blocks the ring; otherwise (and on the epoll driver, which
+/// first forgets the descriptor's readiness) it is a plain `close(2)`. A
 /// direct descriptor is closed on the ring that owns it (or vanishes with
 /// that ring).
 ///
@@ -155,7 +156,8 @@ impl SharedFd {
     /// itself (the last eighth, see
     /// [`Builder::direct_descriptors`](crate::Builder::direct_descriptors)),
     /// installed with a plain system call (`IORING_REGISTER_FILES_UPDATE`):
-    /// nothing is left in flight. `ENFILE` when that part is full. A
+    /// nothing is left in flight. `ENFILE` when that part is full;
+    /// `ErrorKind::Unsupported` on the epoll driver. A
     /// descriptor that is already direct or registered comes back as it
     /// is. If clones of this handle are alive (operations in flight), the
     /// new handle owns a duplicate of the descriptor (`F_DUPFD_CLOEXEC`)

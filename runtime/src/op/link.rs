@@ -77,6 +77,10 @@ use crate::scheduler::{current_ptr, expect_current, Core};
 /// unsubmitted chain waits until the chain is submitted or dropped
 /// (dropping the `Link` unsubmitted completes every op with `ECANCELED`
 /// without the kernel seeing any of them).
+///
+/// io_uring only: on the epoll driver [`capacity`](Link::capacity) is 0,
+/// [`submit`](Link::submit) fails with `ErrorKind::Unsupported` and every
+/// op of the chain completes with `EOPNOTSUPP`.
 pub struct Link {
     core: Rc<Core>,
     /// `IOSQE_IO_LINK` or `IOSQE_IO_HARDLINK`.

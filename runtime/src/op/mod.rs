@@ -106,6 +106,13 @@
 //! - [`Operation::readiness`] and [`Operation::perform`]: the same
 //!   operation as a plain system call, for a readiness (epoll) driver.
 //!
+//! On the epoll driver ([`crate::DriverKind::Epoll`], where io_uring is
+//! refused) [`Operation::submit`] runs the operation with those two
+//! (`op/ready.rs`); raw SQEs ([`Op::submit`], [`Multishot::submit`],
+//! [`Link`]) and operations whose readiness is
+//! [`Readiness::Unsupported`] complete with `EOPNOTSUPP`
+//! (`ErrorKind::Unsupported`).
+//!
 //! The op struct is the operation's data: it moves into the future and,
 //! if the future is dropped early, into the runtime, exactly as the data
 //! of a raw [`Op`] does, so the lifecycle invariants are the

@@ -14,6 +14,7 @@ use crate::op::submit::Entry;
 /// `IORING_OP_TIMEOUT`: completes after a relative time, measured by the
 /// kernel. (The runtime's own timers, [`crate::time`], are a map in user
 /// space and cost no SQE; this is for chains and third parties.)
+/// io_uring only: `ErrorKind::Unsupported` on the epoll driver.
 #[derive(Debug)]
 pub struct Timeout {
     ts: Box<Timespec>,
@@ -114,7 +115,8 @@ unsafe impl Operation for PollAdd {
 /// The kernel may end it at any time (the last completion has no
 /// `IORING_CQE_F_MORE`, and the stream of [`Multishot`](crate::op::Multishot)
 /// ends): start a new one then. On a kernel without multishot polls the
-/// only completion is `EINVAL`.
+/// only completion is `EINVAL`; on the epoll driver it is `EOPNOTSUPP`
+/// (`ErrorKind::Unsupported`): use single-shot [`PollAdd`]s there.
 #[derive(Debug)]
 pub struct PollMulti {
     fd: SharedFd,

@@ -94,8 +94,12 @@ enum State<O> {
     Idle(O),
     /// Running on the blocking pool: the operation is in the heap
     /// allocation `op` (a leaked `Box`), which the pool thread uses until
-    /// `job` is done.
-    Pool { op: NonNull<O>, job: Arc<JobSlot> },
+    /// `job` is done. `creates` was asked before it went.
+    Pool {
+        op: NonNull<O>,
+        job: Arc<JobSlot>,
+        creates: Creates,
+    },
     /// The output was handed out.
     Done,
 }
@@ -183,7 +187,7 @@ impl<O: Operation> ReadyOp<O> {
                     };
                     return Poll::Ready(self.finish(op, result));
                 }
-                State::Pool { op, job } => {
+                State::Pool { op, job, .. } => {
                     let (op, polled) = (*op, job.poll(cx.waker()));
                     let result = match polled {
                         Poll::Pending => return Poll::Pending,
@@ -207,6 +211,7 @@ impl<O: Operation> ReadyOp<O> {
         let State::Idle(op) = std::mem::replace(&mut self.state, State::Done) else {
             unreachable!("only an idle operation starts")
         };
+        let creates = op.creates();
         let op = NonNull::from(Box::leak(Box::new(op)));
         let job = Arc::new(JobSlot::default());
         let task = PoolTask {
@@ -217,7 +222,7 @@ impl<O: Operation> ReadyOp<O> {
             },
         };
         self.count();
-        self.state = State::Pool { op, job };
+        self.state = State::Pool { op, job, creates };
         self.core.blocking.execute(Box::new(move || task.run()));
     }
 
@@ -238,16 +243,10 @@ impl<O: Operation> ReadyOp<O> {
 impl<O: Operation> Drop for ReadyOp<O> {
     fn drop(&mut self) {
         self.uncount();
-        let State::Pool { op, job } = std::mem::replace(&mut self.state, State::Done) else {
+        let State::Pool { op, job, creates } = std::mem::replace(&mut self.state, State::Done)
+        else {
             // Idle: never ran, nothing else holds it; it is dropped here.
             return;
-        };
-        let creates = {
-            // SAFETY: `creates` reads the operation's own fields, which
-            // `perform` (running on the pool) does not write: it only
-            // writes the memory its system call fills (buffers, output
-            // structs) through heap allocations.
-            unsafe { op.as_ref() }.creates()
         };
         let parked = ParkedJob {
             op: op.cast(),

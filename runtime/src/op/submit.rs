@@ -38,6 +38,11 @@ impl<T: 'static> Op<T> {
     /// operation's future. The SQE goes to the kernel with the runtime's
     /// next batch, whether or not the future is polled.
     ///
+    /// io_uring only: on the epoll driver ([`crate::DriverKind::Epoll`])
+    /// nothing is submitted and the completion is `EOPNOTSUPP`
+    /// (`ErrorKind::Unsupported`); typed operations
+    /// ([`Operation`](crate::op::Operation)) run on both drivers.
+    ///
     /// # Safety
     ///
     /// Every pointer in the SQE must point into heap memory owned by
@@ -142,6 +147,9 @@ impl<T: 'static> Unpin for Multishot<T> {}
 impl<T: 'static> Multishot<T> {
     /// Pushes a multishot SQE made by `build` from `data` and returns the
     /// stream of its completions.
+    ///
+    /// io_uring only: on the epoll driver the stream yields one
+    /// `EOPNOTSUPP` completion and ends.
     ///
     /// # Safety
     ///
@@ -299,7 +307,8 @@ pub fn in_flight() -> usize {
 /// is its index). A successful result of such an operation whose future
 /// was dropped is closed by the runtime, like an ordinary descriptor.
 ///
-/// Errors: `Unsupported` on kernels without sparse tables; the kernel's
+/// Errors: `Unsupported` on kernels without sparse tables and on the epoll
+/// driver; the kernel's
 /// `EMFILE` (with an explanation) when the table would be larger than the
 /// `RLIMIT_NOFILE` soft limit.
 ///
