@@ -90,9 +90,7 @@ fn io_uring_only_facilities_answer_unsupported_naming_the_facility() {
 
         // A raw SQE: its completion says EOPNOTSUPP.
         // SAFETY: a NOP points at no memory.
-        let raw = unsafe {
-            op::Op::submit((), |_| op::io_uring::opcode::Nop::new().build())
-        };
+        let raw = unsafe { op::Op::submit((), |_| op::io_uring::opcode::Nop::new().build()) };
         let (completion, ()) = raw.await;
         assert_eq!(
             completion.result().unwrap_err().kind(),
@@ -165,7 +163,10 @@ fn a_dropped_blocking_operation_is_kept_until_the_pool_is_done() {
         w.write_all(b"late").unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while op::in_flight() != 0 {
-            assert!(Instant::now() < deadline, "the parked read was never released");
+            assert!(
+                Instant::now() < deadline,
+                "the parked read was never released"
+            );
             runtime::time::sleep(Duration::from_millis(1)).await;
         }
         // It took the bytes (as a read the kernel completed would).
@@ -201,7 +202,10 @@ fn an_abandoned_open_closes_the_descriptor_it_made() {
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while op::in_flight() != 0 || opened_by_us(&path) != 0 {
-            assert!(Instant::now() < deadline, "an abandoned open kept its descriptor");
+            assert!(
+                Instant::now() < deadline,
+                "an abandoned open kept its descriptor"
+            );
             runtime::time::sleep(Duration::from_millis(1)).await;
         }
         std::fs::remove_dir_all(&dir).unwrap();
@@ -214,7 +218,8 @@ fn deadlines_fire_on_a_runtime_timer() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let fd = SharedFd::new(a.into());
         let mut read =
-            pin!(op::Recv::new(&fd, Vec::with_capacity(8)).submit_with_timeout(Duration::from_millis(5)));
+            pin!(op::Recv::new(&fd, Vec::with_capacity(8))
+                .submit_with_timeout(Duration::from_millis(5)));
         let (res, buf) = read.as_mut().await;
         assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ETIMEDOUT));
         assert!(read.timed_out());
@@ -224,7 +229,8 @@ fn deadlines_fire_on_a_runtime_timer() {
         (&d).write_all(b"in time").unwrap();
         let c = SharedFd::new(c.into());
         let mut read =
-            pin!(op::Recv::new(&c, Vec::with_capacity(8)).submit_with_timeout(Duration::from_secs(60)));
+            pin!(op::Recv::new(&c, Vec::with_capacity(8))
+                .submit_with_timeout(Duration::from_secs(60)));
         let (res, buf) = read.as_mut().await;
         assert_eq!(res.unwrap(), 7);
         assert_eq!(buf, b"in time");
@@ -265,7 +271,10 @@ fn child_env_choice() {
             assert_eq!(rt.features().driver, DriverKind::IoUring);
         }
         "io_uring" => {
-            assert_eq!(Runtime::new().unwrap().features().driver, DriverKind::IoUring);
+            assert_eq!(
+                Runtime::new().unwrap().features().driver,
+                DriverKind::IoUring
+            );
             let rt = Builder::new().driver(DriverKind::Epoll).build().unwrap();
             assert_eq!(rt.features().driver, DriverKind::Epoll);
         }
@@ -277,7 +286,12 @@ fn child_env_choice() {
 /// Runs `child_env_choice` in a child process with `RUNTIME_DRIVER=value`.
 fn run_env_child(value: &str, case: &str) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_env_choice", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_env_choice",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("RUNTIME_DRIVER", value)
         .env("EPOLL_DRIVER_TEST_CHILD", case)
         .output()

@@ -724,7 +724,9 @@ fn read_abandoned_by_timeout_keeps_its_buffer_until_the_kernel_is_done() {
 /// (the case AddressSanitizer watches), and the data is the cancel's cost.
 #[test]
 fn read_abandoned_by_timeout_on_an_sqpoll_ring() {
-    if integration_tests::skip_on_epoll("SQPOLL and the kernel owning a dropped read's buffer are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "SQPOLL and the kernel owning a dropped read's buffer are io_uring's",
+    ) {
         return;
     }
     abandoned_read_rounds(true);
@@ -745,7 +747,8 @@ async fn poll_once<F: Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output>
 /// followed.
 #[test]
 fn read_completed_in_the_kernel_then_dropped_keeps_its_buffer_until_reaped() {
-    if integration_tests::skip_on_epoll("SQPOLL and a read completed in the kernel are io_uring's") {
+    if integration_tests::skip_on_epoll("SQPOLL and a read completed in the kernel are io_uring's")
+    {
         return;
     }
     guarded(|| {

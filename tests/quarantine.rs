@@ -599,7 +599,9 @@ struct RawBuf {
 /// `check_quarantine` must find exactly it.
 #[test]
 fn detector_reports_kernel_write_into_freed_block() {
-    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel writing into parked memory are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "raw io_uring SQEs (Op::submit) and the kernel writing into parked memory are io_uring's",
+    ) {
         return;
     }
     quarantine_test(|| {
@@ -734,7 +736,9 @@ fn pipe_reads_abandoned_then_data_arrives() {
 /// CPU), on a pipe and on a TCP socket, abandoned by a timeout.
 #[test]
 fn async_worker_reads_abandoned_then_data_arrives() {
-    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel writing into parked memory are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "raw io_uring SQEs (Op::submit) and the kernel writing into parked memory are io_uring's",
+    ) {
         return;
     }
     each_flavor(|flavor| {
@@ -1059,7 +1063,9 @@ fn runtime_drop_round(flavor: Flavor) {
 /// never frees a buffer the kernel still fills.
 #[test]
 fn runtime_dropped_mid_transfer() {
-    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel writing into parked memory are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "raw io_uring SQEs (Op::submit) and the kernel writing into parked memory are io_uring's",
+    ) {
         return;
     }
     each_flavor(|flavor| {
@@ -1078,7 +1084,9 @@ fn runtime_dropped_mid_transfer() {
 /// during and after the drop.
 #[test]
 fn runtime_dropped_with_pipe_reads_while_peer_writes() {
-    if integration_tests::skip_on_epoll("raw io_uring SQEs (Op::submit) and the kernel writing into parked memory are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "raw io_uring SQEs (Op::submit) and the kernel writing into parked memory are io_uring's",
+    ) {
         return;
     }
     each_flavor(|flavor| {

@@ -261,7 +261,9 @@ mod seccomp {
         let rt = Runtime::new().expect("the default runtime falls back to epoll");
         assert_eq!(rt.features().driver, DriverKind::Epoll);
         assert!(!rt.features().send_zc && !rt.features().buffer_rings);
-        let rt = Runtime::builder().build().expect("Builder::build falls back to epoll");
+        let rt = Runtime::builder()
+            .build()
+            .expect("Builder::build falls back to epoll");
         assert_eq!(rt.features().driver, DriverKind::Epoll);
         println!("\n{}", marker(errno));
     }
@@ -409,7 +411,9 @@ async fn serve_everything() {
         let (res, got) = stream.read_exact(Vec::with_capacity(msg.len())).await;
         res.expect("read_exact");
         assert_eq!(got, msg);
-        stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
         let (res, _) = stream.read(Vec::with_capacity(8)).await;
         assert_eq!(res.expect("eof"), 0);
     }
@@ -429,14 +433,19 @@ async fn serve_everything() {
     assert_eq!(got, b"ping");
     client.await.expect("client");
     drop(listener);
-    let err = net::TcpStream::connect(addr).await.expect_err("nobody listens");
+    let err = net::TcpStream::connect(addr)
+        .await
+        .expect_err("nobody listens");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 
     // UDP.
     let a = net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
     let b = net::UdpSocket::bind("127.0.0.1:0").expect("udp bind");
     let b_addr = b.local_addr().expect("udp addr");
-    a.send_to(b"datagram".to_vec(), b_addr).await.0.expect("send_to");
+    a.send_to(b"datagram".to_vec(), b_addr)
+        .await
+        .0
+        .expect("send_to");
     let (res, got) = b.recv_from(Vec::with_capacity(64)).await;
     let (n, from) = res.expect("recv_from");
     assert_eq!((n, &got[..]), (8, &b"datagram"[..]));
@@ -466,26 +475,36 @@ async fn serve_everything() {
 
     // Files and paths, on the blocking pool.
     let file_path = dir.join("data");
-    fs::write(&file_path, b"file contents".to_vec()).await.expect("fs::write");
-    assert_eq!(fs::read(&file_path).await.expect("fs::read"), b"file contents");
+    fs::write(&file_path, b"file contents".to_vec())
+        .await
+        .expect("fs::write");
+    assert_eq!(
+        fs::read(&file_path).await.expect("fs::read"),
+        b"file contents"
+    );
     let file = fs::File::open(&file_path).await.expect("open");
     let (res, got) = file.read_at(Vec::with_capacity(4), 5).await;
     assert_eq!(res.expect("read_at"), 4);
     assert_eq!(got, b"cont");
     assert_eq!(file.metadata().await.expect("metadata").len(), 13);
     file.close().await.expect("close");
-    let err = fs::File::open(dir.join("missing")).await.expect_err("no such file");
+    let err = fs::File::open(dir.join("missing"))
+        .await
+        .expect_err("no such file");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     fs::remove_file(&file_path).await.expect("remove_file");
 
     // Timers, and a read that times out.
     runtime::time::sleep(Duration::from_millis(5)).await;
     let (q, _r) = net::UnixStream::pair().expect("pair");
-    let waited = runtime::time::timeout(Duration::from_millis(20), q.read(Vec::with_capacity(8))).await;
+    let waited =
+        runtime::time::timeout(Duration::from_millis(20), q.read(Vec::with_capacity(8))).await;
     assert!(waited.is_err(), "nothing was sent");
 
     // Blocking work.
-    let v = runtime::spawn_blocking(|| 6 * 7).await.expect("spawn_blocking");
+    let v = runtime::spawn_blocking(|| 6 * 7)
+        .await
+        .expect("spawn_blocking");
     assert_eq!(v, 42);
 
     // io_uring-only facilities say so.

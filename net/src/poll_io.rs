@@ -257,7 +257,8 @@ impl PollIo<'_> {
                 loop {
                     match events.poll_next(cx) {
                         Poll::Ready(Some(c)) => {
-                            if c.raw_result() == -libc::EINVAL || c.raw_result() == -libc::EOPNOTSUPP
+                            if c.raw_result() == -libc::EINVAL
+                                || c.raw_result() == -libc::EOPNOTSUPP
                             {
                                 // No multishot polls on this kernel (or on
                                 // the epoll driver).

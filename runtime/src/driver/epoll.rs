@@ -636,8 +636,9 @@ mod tests {
         assert!(d.poll_ready(fd, Direction::Read, &waker).is_ready());
         assert!(d.is_registered(fd));
         // Registration made it non-blocking.
-        // SAFETY: plain system call.
-        assert_ne!(unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_NONBLOCK, 0);
+        // SAFETY: plain system call on an open descriptor.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        assert_ne!(flags & libc::O_NONBLOCK, 0);
         // The system call said EAGAIN.
         assert!(d.clear_ready(fd, Direction::Read, &waker));
         assert!(d.poll_ready(fd, Direction::Read, &waker).is_pending());
@@ -784,10 +785,7 @@ mod tests {
             unreachable!()
         };
         assert!(last);
-        assert_eq!(
-            c.result().unwrap_err().kind(),
-            io::ErrorKind::Unsupported
-        );
+        assert_eq!(c.result().unwrap_err().kind(), io::ErrorKind::Unsupported);
         assert_eq!(d.in_flight(), 0);
         let key = d.unsupported_op(true);
         d.ignore(key, Box::new(vec![1u8]));

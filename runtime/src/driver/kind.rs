@@ -101,6 +101,9 @@ fn io_uring_refused(err: &io::Error) -> bool {
 }
 
 /// The driver of one runtime.
+// The io_uring driver stays inline: boxing it would add an indirection to
+// every call on the hot path; the epoll one is boxed instead.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum AnyDriver {
     /// io_uring.
     Uring(Driver),
@@ -168,9 +171,11 @@ impl AnyDriver {
         multishot: bool,
         creates: Creates,
     ) -> usize {
-        // SAFETY: forwarded from the caller.
-        either!(self, |d| unsafe { d.submit(entry, multishot, creates) }, |e| e
-            .unsupported_op(multishot))
+        match self {
+            // SAFETY: forwarded from the caller.
+            AnyDriver::Uring(d) => unsafe { d.submit(entry, multishot, creates) },
+            AnyDriver::Epoll(e) => e.unsupported_op(multishot),
+        }
     }
 
     /// See [`Driver::submit_detached`]. On epoll the entry is dropped
@@ -181,10 +186,11 @@ impl AnyDriver {
     ///
     /// As for [`Driver::submit_detached`].
     pub(crate) unsafe fn submit_detached(&mut self, entry: squeue::Entry) {
-        // SAFETY: forwarded from the caller.
-        either!(self, |d| unsafe { d.submit_detached(entry) }, |_e| drop(
-            entry
-        ))
+        match self {
+            // SAFETY: forwarded from the caller.
+            AnyDriver::Uring(d) => unsafe { d.submit_detached(entry) },
+            AnyDriver::Epoll(_) => {}
+        }
     }
 
     /// See [`Driver::reserve`]. On epoll: a stand-in operation that
@@ -223,7 +229,9 @@ impl AnyDriver {
     pub(crate) unsafe fn push_chain(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
         // SAFETY: forwarded from the caller.
         either!(self, |d| unsafe { d.push_chain(entries) }, |_e| Err(
-            unsupported("linked chains of operations (runtime::op::Link, submit_with_timeout on a raw Op)")
+            unsupported(
+                "linked chains of operations (runtime::op::Link, submit_with_timeout on a raw Op)"
+            )
         ))
     }
 
@@ -271,7 +279,7 @@ impl AnyDriver {
     /// See [`Driver::alloc_buffer_slots`]; `Unsupported` on epoll.
     pub(crate) fn alloc_buffer_slots(&mut self, count: u32) -> io::Result<u32> {
         either!(self, |d| d.alloc_buffer_slots(count), |_e| Err(
-            unsupported("registered buffers (runtime::fixed::FixedBufs)")
+            unsupported("registered buffers (runtime::fixed::FixedBufPool)")
         ))
     }
 
@@ -285,10 +293,13 @@ impl AnyDriver {
         offset: u32,
         iovecs: &[libc::iovec],
     ) -> io::Result<u32> {
-        // SAFETY: forwarded from the caller.
-        either!(self, |d| unsafe { d.update_buffer_slots(offset, iovecs) }, |_e| Err(
-            unsupported("registered buffers (runtime::fixed::FixedBufs)")
-        ))
+        match self {
+            // SAFETY: forwarded from the caller.
+            AnyDriver::Uring(d) => unsafe { d.update_buffer_slots(offset, iovecs) },
+            AnyDriver::Epoll(_) => Err(unsupported(
+                "registered buffers (runtime::fixed::FixedBufPool)",
+            )),
+        }
     }
 
     /// See [`Driver::free_buffer_slots`].
@@ -404,7 +415,8 @@ impl AnyDriver {
 
     /// See [`Driver::poll_single`].
     pub(crate) fn poll_single(&mut self, key: usize, cx: &mut Context<'_>) -> Poll<Completion> {
-        either!(self, |d| d.poll_single(key, cx), |e| e.poll_stand_in(key)
+        either!(self, |d| d.poll_single(key, cx), |e| e
+            .poll_stand_in(key)
             .map(|(c, _)| c))
     }
 
@@ -414,7 +426,8 @@ impl AnyDriver {
         key: usize,
         cx: &mut Context<'_>,
     ) -> Poll<Option<(Completion, bool)>> {
-        either!(self, |d| d.poll_multi(key, cx), |e| e.poll_stand_in(key)
+        either!(self, |d| d.poll_multi(key, cx), |e| e
+            .poll_stand_in(key)
             .map(Some))
     }
 

@@ -397,7 +397,10 @@ impl<O: Operation> fmt::Debug for Submitted<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.op {
             Way::Ring(op) => f.debug_struct("Submitted").field("op", op).finish(),
-            Way::Ready(_) => f.debug_struct("Submitted").field("driver", &"epoll").finish(),
+            Way::Ready(_) => f
+                .debug_struct("Submitted")
+                .field("driver", &"epoll")
+                .finish(),
         }
     }
 }

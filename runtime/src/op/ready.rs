@@ -33,7 +33,9 @@ use crate::time::Sleep;
 /// Runs `f` on the epoll driver of `core`, which has one.
 fn with_epoll<R>(core: &Core, f: impl FnOnce(&mut EpollDriver) -> R) -> R {
     let mut driver = core.driver.borrow_mut();
-    f(driver.epoll().expect("a readiness operation on a runtime without the epoll driver"))
+    f(driver
+        .epoll()
+        .expect("a readiness operation on a runtime without the epoll driver"))
 }
 
 /// The direction and descriptor a readiness operation waits on.

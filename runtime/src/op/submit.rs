@@ -180,7 +180,10 @@ impl<T: 'static> Multishot<T> {
             return Poll::Ready(None);
         }
         if let Some(ready) = &mut self.ready {
-            let data = self.data.as_mut().expect("data is present until into_inner");
+            let data = self
+                .data
+                .as_mut()
+                .expect("data is present until into_inner");
             let (completion, last) = std::task::ready!(ready.poll_next(&self.core, data, cx));
             self.ended = last;
             return Poll::Ready(Some(completion));
