@@ -126,7 +126,9 @@ async fn file_round_trip(pool: FixedBufPool) {
 
 #[test]
 fn file_write_then_read_fixed() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     run(|| async {
@@ -246,7 +248,9 @@ fixed_stream!(UnixStream);
 
 #[test]
 fn tcp_echo_with_fixed_buffers() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     run(|| async {
@@ -260,7 +264,9 @@ fn tcp_echo_with_fixed_buffers() {
 
 #[test]
 fn unix_echo_with_fixed_buffers() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     run(|| async {
@@ -304,7 +310,9 @@ async fn send_zc_whole<S: FixedStream + runtime::io::OwnedRead>(pool: &FixedBufP
 
 #[test]
 fn send_zc_fixed_64k_and_1m() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     run(|| async {
@@ -361,7 +369,9 @@ fn exhaustion_try_get_none_and_get_waits() {
 
 #[test]
 fn two_pools_on_one_runtime() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     run(|| async {
@@ -396,7 +406,9 @@ fn two_pools_on_one_runtime() {
 
 #[test]
 fn dropped_read_fixed_corrupts_nothing() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     run(|| async {
@@ -473,7 +485,9 @@ fn std_peer_pair() -> (TcpStream, std::net::TcpStream) {
 
 #[test]
 fn runtime_dropped_with_fixed_ops_in_flight() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     with_deadline(LIMIT, || {
@@ -524,7 +538,9 @@ fn runtime_dropped_with_fixed_ops_in_flight() {
 
 #[test]
 fn degraded_pool_gives_the_same_bytes() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     run(|| async {
@@ -545,7 +561,9 @@ fn degraded_pool_gives_the_same_bytes() {
 
 #[test]
 fn buffer_of_another_runtime_uses_the_plain_opcodes() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     with_deadline(LIMIT, || {
@@ -726,7 +744,9 @@ fn memlock_child() {
 
 #[test]
 fn memlock_limit_degrades_registration() {
-    if integration_tests::skip_on_epoll("registered buffers are io_uring's") {
+    if integration_tests::skip_on_epoll(
+        "it checks that buffers are registered, which is io_uring's",
+    ) {
         return;
     }
     if is_child() {

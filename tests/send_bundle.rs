@@ -173,8 +173,12 @@ fn unix_mixed(bundles: bool) {
         let (sqes, _cqes) = push_and_flush!(q, bufs);
         if q.uses_bundles() {
             assert_eq!(sqes, 1, "700 buffers in one bundle SQE");
-        } else {
+        } else if runtime::features().driver == runtime::DriverKind::IoUring {
             assert_eq!(sqes, 1, "700 buffers in one sendmsg");
+        } else {
+            // A non-blocking sendmsg takes what the socket has room for;
+            // the queue sends the rest with the next.
+            assert!(sqes >= 1, "700 buffers in at least one sendmsg");
         }
         ours.shutdown(std::net::Shutdown::Write).unwrap();
         drop(q);

@@ -161,11 +161,14 @@ impl Stream {
         send_zc::send_zc_fixed(&self.fd, buf).await
     }
 
-    /// One `IORING_OP_READ_FIXED` into a registered buffer (a plain read
-    /// if it has no slot on this runtime).
+    /// One `IORING_OP_READ_FIXED` into a registered buffer (a plain
+    /// receive if it has no slot on this runtime, as on the epoll driver).
     pub(crate) async fn read_fixed<B: FixedIoBuf + IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         if buf.bytes_room() == 0 {
             return (Ok(0), buf);
+        }
+        if buf.fixed_index().is_none() {
+            return self.read(buf).await;
         }
         Read::fixed(&self.fd, buf, NO_OFFSET).submit().await
     }

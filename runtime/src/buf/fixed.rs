@@ -159,8 +159,9 @@ impl FixedBufPool {
     /// `InvalidInput` if `count` or `size` is 0, if `count` is above
     /// `u32::MAX` or a buffer is larger than `u32::MAX` bytes (an SQE's
     /// length), `OutOfMemory` if the memory cannot be allocated, `Other`
-    /// if no runtime is running on this thread, `Unsupported` on the epoll
-    /// driver (registered buffers are io_uring's).
+    /// if no runtime is running on this thread. On the epoll driver the
+    /// pool is never registered (it works as plain memory, as where the
+    /// registration is refused).
     pub fn new(count: usize, size: usize) -> io::Result<FixedBufPool> {
         FixedBufPool::build(count, size, true)
     }
@@ -179,11 +180,6 @@ impl FixedBufPool {
                  your async code with #[runtime::main], #[runtime::test] or Runtime::block_on",
             )
         })?;
-        if core.driver.borrow().kind() == crate::DriverKind::Epoll {
-            return Err(crate::driver::epoll::unsupported(
-                "registered buffers (runtime::fixed::FixedBufPool)",
-            ));
-        }
         if count == 0 || size == 0 || count > u32::MAX as usize || size > u32::MAX as usize {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -18,7 +18,7 @@ use crate::buf::{mark_read, read_iovecs, write_iovecs, IoBuf, IoBufMut};
 use crate::driver::lifecycle::Completion;
 use crate::fixed::FixedIoBuf;
 use crate::op::fd::SharedFd;
-use crate::op::operation::{syscall_result, unsupported_on_readiness, Operation, Readiness};
+use crate::op::operation::{syscall_result, Operation, Readiness};
 use crate::op::submit::Entry;
 use crate::BufResult;
 
@@ -151,17 +151,14 @@ unsafe impl<B: IoBufMut> Operation for Read<B> {
         finish_read(completion, self.buf, self.start)
     }
 
+    /// A read on the blocking pool; also for a registered buffer, which is
+    /// ordinary memory (a readiness driver has no buffer table: its
+    /// buffers have no slot, as on a ring that could not register them).
     fn readiness(&self) -> Readiness {
-        match self.index_of {
-            Some(_) => Readiness::Unsupported,
-            None => Readiness::Blocking,
-        }
+        Readiness::Blocking
     }
 
     fn perform(&mut self) -> io::Result<u32> {
-        if self.index_of.is_some() {
-            return Err(unsupported_on_readiness());
-        }
         // SAFETY: as in `sqe`.
         let ptr = unsafe { self.buf.stable_mut_ptr().add(self.start) };
         pread(self.fd.raw(), ptr, self.len, self.pos)
@@ -228,17 +225,13 @@ unsafe impl<B: IoBuf> Operation for Write<B> {
         (completion.result().map(|n| n as usize), self.buf)
     }
 
+    /// A write on the blocking pool; also from a registered buffer (see
+    /// `Read`).
     fn readiness(&self) -> Readiness {
-        match self.index_of {
-            Some(_) => Readiness::Unsupported,
-            None => Readiness::Blocking,
-        }
+        Readiness::Blocking
     }
 
     fn perform(&mut self) -> io::Result<u32> {
-        if self.index_of.is_some() {
-            return Err(unsupported_on_readiness());
-        }
         pwrite(self.fd.raw(), self.buf.stable_ptr(), self.len, self.pos)
     }
 }
