@@ -65,9 +65,9 @@
 //! On the epoll driver (`runtime::DriverKind::Epoll`, where io_uring is
 //! refused) every operation runs on the runtime's blocking pool with the
 //! same results; `File::write_all_at_synced` writes and syncs one after
-//! the other (no chain), and registered files and buffers
-//! (`File::register`, `read_fixed_at`, `write_fixed_at`) answer
-//! `ErrorKind::Unsupported`.
+//! the other (no chain), registered files (`File::register`) answer
+//! `ErrorKind::Unsupported`, and `read_fixed_at` / `write_fixed_at` are
+//! plain reads and writes (a `FixedBufPool` is never registered there).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -48,13 +48,15 @@
 //! Where io_uring is refused the runtime runs on epoll
 //! (`runtime::DriverKind::Epoll`, see `runtime::features().driver`). Every
 //! method above works there with the same results and errors, except the
-//! io_uring-only facilities: `recv_multishot`, `recv_from_ring` and
-//! `send_queue` (provided-buffer rings), `read_fixed`, `write_fixed` and
-//! `send_zc_fixed` (registered buffers), `register` and `into_direct`
-//! (registered files, direct descriptors) answer `ErrorKind::Unsupported`;
+//! io_uring-only facilities: `recv_multishot` and `recv_from_ring`
+//! (provided-buffer rings), `register` and `into_direct` (registered
+//! files, direct descriptors) answer `ErrorKind::Unsupported`;
 //! `accept_direct` and `incoming_direct` hand out ordinary descriptors (as
-//! on kernels without direct descriptors); `send_zc` and `write_all_zc`
-//! are plain sends; `read_timeout`'s deadline is a runtime timer.
+//! on kernels without direct descriptors); `send_queue` sends with
+//! `sendmsg`; `send_zc` and `write_all_zc` are plain sends; a
+//! `FixedBufPool` is never registered, so `read_fixed`, `write_fixed` and
+//! `send_zc_fixed` are plain receives and sends; `read_timeout`'s deadline
+//! is a runtime timer.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
