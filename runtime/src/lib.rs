@@ -28,6 +28,8 @@
 //! - [`buf`] has the buffer traits that let the kernel own a buffer.
 //! - [`op`] is the documented submission API on which every I/O type is
 //!   built; third parties can submit their own io_uring operations with it.
+//! - Where io_uring is refused, the same runtime runs on an epoll driver
+//!   ([`DriverKind`], [`Builder::driver`], `RUNTIME_DRIVER=io_uring|epoll`).
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

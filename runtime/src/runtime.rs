@@ -55,8 +55,9 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// As for [`Builder::build`]: notably `PermissionDenied` when io_uring is
-    /// disabled or blocked by seccomp, `Unsupported` on kernels without it.
+    /// As for [`Builder::build`]. Where io_uring is disabled, blocked by
+    /// seccomp or missing, the runtime runs on the epoll driver instead
+    /// (see [`DriverKind`](crate::DriverKind)).
     pub fn new() -> io::Result<Runtime> {
         Builder::new().build()
     }

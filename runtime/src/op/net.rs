@@ -787,7 +787,8 @@ unsafe impl Operation for Connect {
     }
 
     /// A non-blocking `connect(2)` the first time (`EINPROGRESS` becomes
-    /// `EAGAIN`: wait until writable), `SO_ERROR` after that.
+    /// `EAGAIN`: wait until writable), `SO_ERROR` after that; a connect
+    /// refused with `EAGAIN` (a full Unix backlog) is tried again.
     fn perform(&mut self) -> io::Result<u32> {
         let fd = self.fd.raw();
         if !self.started {
@@ -800,6 +801,12 @@ unsafe impl Operation for Connect {
             let err = io::Error::last_os_error();
             return match err.raw_os_error() {
                 Some(libc::EINPROGRESS) => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+                Some(libc::EAGAIN) => {
+                    // A Unix socket whose listener's backlog is full: the
+                    // connect did not start; try it again when ready.
+                    self.started = false;
+                    Err(err)
+                }
                 _ => Err(err),
             };
         }
