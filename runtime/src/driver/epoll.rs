@@ -356,11 +356,17 @@ impl EpollDriver {
 
     /// A stand-in for an io_uring-only operation: its slot completes with
     /// `EOPNOTSUPP`.
+    // Out of line: the io_uring path inlines its callers' other arm.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn unsupported_op(&mut self, multishot: bool) -> usize {
         self.stand_ins.insert(multishot)
     }
 
     /// The completion of a stand-in (always its last), freeing the slot.
+    // Out of line: the io_uring path inlines its callers' other arm.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn poll_stand_in(&mut self, key: usize) -> Poll<(Completion, bool)> {
         if self.stand_ins.try_remove(key).is_none() {
             debug_assert!(false, "poll of an unknown stand-in {key}");

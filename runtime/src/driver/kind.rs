@@ -165,6 +165,7 @@ impl AnyDriver {
     /// # Safety
     ///
     /// As for [`Driver::submit`].
+    #[inline(always)]
     pub(crate) unsafe fn submit(
         &mut self,
         entry: squeue::Entry,
@@ -411,13 +412,6 @@ impl AnyDriver {
     /// completed.
     pub(crate) fn counters(&self) -> (u64, u64) {
         either!(self, |d| d.counters(), |e| e.counters())
-    }
-
-    /// See [`Driver::poll_single`].
-    pub(crate) fn poll_single(&mut self, key: usize, cx: &mut Context<'_>) -> Poll<Completion> {
-        either!(self, |d| d.poll_single(key, cx), |e| e
-            .poll_stand_in(key)
-            .map(|(c, _)| c))
     }
 
     /// See [`Driver::poll_multi`].

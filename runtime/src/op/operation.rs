@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::driver::kind::DriverKind;
+use crate::driver::kind::{AnyDriver, DriverKind};
 use crate::driver::lifecycle::{Completion, Creates};
 use crate::op::ready::{self, ReadyDeadline, ReadyMulti, ReadyOp};
 use crate::op::submit::{Entry, Multishot, Op};
@@ -363,14 +363,32 @@ enum Way<O: Operation> {
 }
 
 impl<O: Operation> Submitted<O> {
-    fn new(op: O) -> Submitted<O> {
+    fn new(mut op: O) -> Submitted<O> {
         let core = expect_current("runtime::op::Operation::submit");
-        let op = if core.driver.borrow().kind() == DriverKind::IoUring {
-            Way::Ring(Op::start_on(core, op))
-        } else {
-            Way::Ready(ReadyOp::new(core, op))
+        // Built before the driver is borrowed (`sqe` may ask the runtime
+        // things); unused on the epoll driver.
+        let entry = op.sqe();
+        let creates = op.creates();
+        let mut driver = core.driver.borrow_mut();
+        let AnyDriver::Uring(ring) = &mut *driver else {
+            drop(driver);
+            return Submitted {
+                op: Way::Ready(ReadyOp::new(core, op)),
+            };
         };
-        Submitted { op }
+        // SAFETY: as in `Op::start`: `O: Operation` promises that the SQE
+        // points only into heap memory owned by `op` (or 'static memory)
+        // and names descriptors `op` keeps open; `op` is kept by the Op or
+        // parked in the driver until the last CQE.
+        let key = unsafe { ring.submit(entry, false, creates) };
+        drop(driver);
+        Submitted {
+            op: Way::Ring(Op {
+                core,
+                key,
+                data: Some(op),
+            }),
+        }
     }
 
     /// The future of a typed op whose raw future is `op` (a chain's).
