@@ -542,3 +542,75 @@ pub(crate) fn perform_blocking<O: Operation>(mut op: O) -> O::Output {
     };
     op.complete(Completion::from_io(result))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::io::Write;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::{Duration, Instant};
+
+    use crate::op::{in_flight, Operation, Read, Recv, SharedFd};
+    use crate::{Builder, DriverKind};
+
+    /// Polls `fut` once.
+    fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+        let waker = std::task::Waker::noop();
+        Pin::new(fut).poll(&mut Context::from_waker(waker))
+    }
+
+    #[test]
+    fn blocking_ops_run_on_the_pool_and_dropped_ones_stay_parked_until_done() {
+        let rt = Builder::new().driver(DriverKind::Epoll).build().unwrap();
+        rt.block_on(async {
+            let (r, mut w) = std::io::pipe().unwrap();
+            let r = SharedFd::new(r.into());
+            let mut read = Box::pin(Read::new(&r, Vec::with_capacity(8), u64::MAX).submit());
+            assert!(poll_once(&mut read).is_pending());
+            // The pool thread is in read(2), into the op's buffer.
+            drop(read);
+            assert_eq!(in_flight(), 1);
+            w.write_all(b"late").unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while in_flight() != 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the parked read was never released"
+                );
+                crate::time::sleep(Duration::from_millis(1)).await;
+            }
+            w.write_all(b"next").unwrap();
+            let (n, buf) = Read::new(&r, Vec::with_capacity(8), u64::MAX)
+                .submit()
+                .await;
+            assert_eq!((n.unwrap(), &buf[..]), (4, &b"next"[..]));
+        });
+    }
+
+    #[test]
+    fn readiness_ops_wait_for_an_edge_and_dropped_ones_take_nothing() {
+        let rt = Builder::new().driver(DriverKind::Epoll).build().unwrap();
+        rt.block_on(async {
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let a = SharedFd::new(a.into());
+            let mut recv = Box::pin(Recv::new(&a, Vec::with_capacity(8)).submit());
+            assert!(poll_once(&mut recv).is_pending());
+            assert_eq!(in_flight(), 1);
+            drop(recv);
+            assert_eq!(in_flight(), 0);
+            (&b).write_all(b"abc").unwrap();
+            let (n, buf) = Recv::new(&a, Vec::with_capacity(8)).submit().await;
+            assert_eq!((n.unwrap(), &buf[..]), (3, &b"abc"[..]));
+            // Waits for the next edge, which another task makes.
+            let writer = crate::spawn(async move {
+                crate::time::sleep(Duration::from_millis(2)).await;
+                (&b).write_all(b"de").unwrap();
+                b
+            });
+            let (n, buf) = Recv::new(&a, Vec::with_capacity(8)).submit().await;
+            assert_eq!((n.unwrap(), &buf[..]), (2, &b"de"[..]));
+            drop(writer.await.unwrap());
+        });
+    }
+}
