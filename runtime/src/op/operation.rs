@@ -363,32 +363,18 @@ enum Way<O: Operation> {
 }
 
 impl<O: Operation> Submitted<O> {
-    fn new(mut op: O) -> Submitted<O> {
+    fn new(op: O) -> Submitted<O> {
         let core = expect_current("runtime::op::Operation::submit");
-        // Built before the driver is borrowed (`sqe` may ask the runtime
-        // things); unused on the epoll driver.
-        let entry = op.sqe();
-        let creates = op.creates();
-        let mut driver = core.driver.borrow_mut();
-        let AnyDriver::Uring(ring) = &mut *driver else {
-            drop(driver);
-            return Submitted {
-                op: Way::Ready(ReadyOp::new(core, op)),
-            };
+        // Asked before `sqe` is called: building the SQE may change the
+        // operation (a close marks itself submitted), which must not
+        // happen on the epoll driver.
+        let ring = matches!(*core.driver.borrow(), AnyDriver::Uring(_));
+        let op = if ring {
+            Way::Ring(Op::start_on(core, op))
+        } else {
+            Way::Ready(ReadyOp::new(core, op))
         };
-        // SAFETY: as in `Op::start`: `O: Operation` promises that the SQE
-        // points only into heap memory owned by `op` (or 'static memory)
-        // and names descriptors `op` keeps open; `op` is kept by the Op or
-        // parked in the driver until the last CQE.
-        let key = unsafe { ring.submit(entry, false, creates) };
-        drop(driver);
-        Submitted {
-            op: Way::Ring(Op {
-                core,
-                key,
-                data: Some(op),
-            }),
-        }
+        Submitted { op }
     }
 
     /// The future of a typed op whose raw future is `op` (a chain's).

@@ -589,6 +589,22 @@ mod tests {
     }
 
     #[test]
+    fn a_close_dropped_before_it_ran_still_closes() {
+        let rt = Builder::new().driver(DriverKind::Epoll).build().unwrap();
+        rt.block_on(async {
+            let (r, mut w) = std::io::pipe().unwrap();
+            drop(crate::op::Close::new(r.into()).submit());
+            // The read end is gone: writing is a broken pipe.
+            let err = w.write_all(b"x").unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+            let (r, mut w) = std::io::pipe().unwrap();
+            crate::op::Close::new(r.into()).submit().await.unwrap();
+            let err = w.write_all(b"x").unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+        });
+    }
+
+    #[test]
     fn readiness_ops_wait_for_an_edge_and_dropped_ones_take_nothing() {
         let rt = Builder::new().driver(DriverKind::Epoll).build().unwrap();
         rt.block_on(async {
