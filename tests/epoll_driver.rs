@@ -5,7 +5,8 @@
 //! dropped accept leaks no descriptor, a dropped blocking operation is kept
 //! until the pool is done with it), how `RUNTIME_DRIVER` and
 //! `Builder::driver` decide, and the example servers `http` (driven by
-//! curl), `echo` and `kv` (real clients) on epoll.
+//! curl and wrk), `echo` and `kv` (raw RESP and redis-benchmark) on
+//! epoll.
 //!
 //! The whole suite also runs on epoll in CI's second pass
 //! (`RUNTIME_DRIVER=epoll`), and tests/setup_errors.rs runs the default
@@ -410,5 +411,92 @@ fn kv_example_serves_resp_clients_on_epoll() {
         ask(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", b"$5\r\nvalue\r\n");
         // Pipelined: both answers in order.
         ask(b"PING\r\nPING\r\n", b"+PONG\r\n+PONG\r\n");
+    });
+}
+
+/// Runs `program` with `args` (a load generator: it ends on its own) and
+/// returns its standard output; fails the test if it is missing or fails.
+fn run_tool(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn http_example_serves_wrk_on_epoll() {
+    with_deadline(LIMIT, || {
+        let server = ExampleServer::start_with_env(
+            env!("CARGO_TARGET_TMPDIR"),
+            "http",
+            &[("RUNTIME_DRIVER", "epoll")],
+        );
+        let url = format!("http://{}/", server.addr);
+        let out = run_tool("wrk", &["-t1", "-c50", "-d2s", &url]);
+        // "N requests in ...", no socket errors, no non-2xx answers.
+        let requests: u64 = out
+            .lines()
+            .find(|l| l.contains("requests in"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no request count in wrk's output:\n{out}"));
+        assert!(requests > 0, "{out}");
+        assert!(!out.contains("Socket errors"), "{out}");
+        assert!(!out.contains("Non-2xx"), "{out}");
+    });
+}
+
+#[test]
+fn kv_example_serves_redis_benchmark_on_epoll() {
+    with_deadline(LIMIT, || {
+        let server = ExampleServer::start_with_env(
+            env!("CARGO_TARGET_TMPDIR"),
+            "kv",
+            &[("RUNTIME_DRIVER", "epoll")],
+        );
+        let port = server.addr.port().to_string();
+        let out = run_tool(
+            "redis-benchmark",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-n",
+                "2000",
+                "-c",
+                "20",
+                "-t",
+                "ping,set,get",
+                "-q",
+            ],
+        );
+        for test in ["PING_INLINE", "PING_MBULK", "SET", "GET"] {
+            assert!(
+                // Progress lines end with \r; the result line of a test is
+                // "NAME: N requests per second, ...".
+                out.split(['\n', '\r']).any(|l| {
+                    let l = l.trim();
+                    l.starts_with(&format!("{test}: ")) && l.contains("requests per second")
+                }),
+                "redis-benchmark did not complete {test}:\n{out}"
+            );
+        }
+        // The data is really there: what the benchmark SET, GET returns.
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n")
+            .unwrap();
+        let mut head = [0u8; 4];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"$3\r\n", "GET of the benchmark's key");
     });
 }
