@@ -179,6 +179,8 @@ pub(crate) struct EpollDriver {
     completed: u64,
     shutting_down: bool,
     abandoned: bool,
+    /// `epoll_pwait2` works here (see [`EpollDriver::wait`]).
+    pwait2: bool,
 }
 
 impl EpollDriver {
@@ -217,6 +219,7 @@ impl EpollDriver {
             completed: 0,
             shutting_down: false,
             abandoned: false,
+            pwait2: true,
         })
     }
 
@@ -426,26 +429,9 @@ impl EpollDriver {
     pub(crate) fn turn(&mut self, park: bool, timeout: Option<Duration>) {
         self.reap_parked();
         let wait = park && self.to_wake.is_empty() && self.released.is_empty();
-        let ms = match (wait, timeout) {
-            (false, _) => 0,
-            (true, None) => -1,
-            // Rounded up: waking early would spin until the timer is due.
-            (true, Some(t)) => {
-                let ms = t.as_nanos().div_ceil(1_000_000);
-                ms.min(i32::MAX as u128) as i32
-            }
-        };
+        let timeout = if wait { timeout } else { Some(Duration::ZERO) };
         self.events.clear();
-        // SAFETY: the vector has room for EVENTS entries; the kernel
-        // writes at most that many.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epfd.as_raw_fd(),
-                self.events.as_mut_ptr(),
-                EVENTS as i32,
-                ms,
-            )
-        };
+        let n = self.wait(timeout);
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EINTR) {
@@ -465,6 +451,54 @@ impl EpollDriver {
             self.dispatch(token, bits);
         }
         self.reap_parked();
+    }
+
+    /// One `epoll_pwait2` (a nanosecond timeout, as the ring's timed waits
+    /// have: timers fire on time), or, where the kernel lacks it (before
+    /// 5.11) or a filter refuses it, `epoll_wait` with the timeout rounded
+    /// up to milliseconds. `None` waits without limit. The events go to
+    /// `self.events`' spare capacity; the result is the system call's.
+    fn wait(&mut self, timeout: Option<Duration>) -> i32 {
+        let (epfd, events) = (self.epfd.as_raw_fd(), self.events.as_mut_ptr());
+        if self.pwait2 {
+            let ts = timeout.map(|t| libc::timespec {
+                tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
+            });
+            let tsp = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: `events` has room for EVENTS entries and the kernel
+            // writes at most that many; `tsp` is null or a live timespec;
+            // no signal mask.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_epoll_pwait2,
+                    epfd,
+                    events,
+                    EVENTS as libc::c_int,
+                    tsp,
+                    std::ptr::null::<libc::sigset_t>(),
+                    0usize,
+                )
+            };
+            let refused = n < 0
+                && matches!(
+                    io::Error::last_os_error().raw_os_error(),
+                    Some(libc::ENOSYS) | Some(libc::EPERM)
+                );
+            if !refused {
+                return n as i32;
+            }
+            self.pwait2 = false;
+        }
+        let ms = match timeout {
+            None => -1,
+            // Rounded up: waking early would spin until the timer is due.
+            Some(t) => t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+        };
+        // SAFETY: as above.
+        unsafe { libc::epoll_wait(epfd, events, EVENTS as i32, ms) }
     }
 
     /// Applies one event to its entry and wakes the waiters of the
@@ -780,6 +814,20 @@ mod tests {
         // SAFETY: reads 8 bytes into a live u64 (non-blocking eventfd).
         let n = unsafe { libc::read(efd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
         assert_eq!(n, -1, "the counter was reset by the turn");
+        // The same through epoll_wait, where epoll_pwait2 is refused.
+        d.pwait2 = false;
+        // SAFETY: as above.
+        let n = unsafe { libc::write(efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        assert_eq!(n, 8);
+        d.turn(true, Some(Duration::from_secs(10)));
+        // SAFETY: as above.
+        let n = unsafe { libc::read(efd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
+        assert_eq!(n, -1, "the counter was reset by the turn");
+        // A timed wait with nothing to wake it ends (bounded: 1 ms), both
+        // ways.
+        d.turn(true, Some(Duration::from_micros(200)));
+        d.pwait2 = true;
+        d.turn(true, Some(Duration::from_micros(200)));
     }
 
     #[test]
