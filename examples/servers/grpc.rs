@@ -14,8 +14,8 @@
 //! message HelloReply { string message = 1; uint64 number = 2; }
 //! ```
 //!
-//! - `SayHello` answers `Hello, NAME!`, numbered: the how-manieth greeting
-//!   this server has answered (1, 2, ...).
+//! - `SayHello` answers `Hello, NAME!`, numbered in the order the server
+//!   answered its greetings (1, 2, ...).
 //! - `SayHellos` answers a stream of `count` replies, `Hello, NAME! (I of
 //!   COUNT)` numbered 1 to `count`, in order.
 //! - An empty name, or a `count` of 0 or above [`MAX_COUNT`], is answered
@@ -30,10 +30,17 @@
 //! [`tonic::server::Grpc`] with [`tonic_prost::ProstCodec`] decodes the
 //! request and encodes the answer or the status; [`GreeterServer`] is a
 //! tower `Service` over `http::Request` that routes by path, the shape of a
-//! generated `...Server`, and a generated one is served the same way.
-//! tonic's own server (`tonic::transport`, cargo feature `server`) is not
-//! used: it accepts on tokio's `TcpListener` and runs on tokio's runtime.
-//! Here hyper-util's [`TowerToHyperService`] hands the tower service to
+//! generated `...Server`, which would be served the same way.
+//!
+//! tonic's own server (`tonic::transport::Server`, cargo feature `server`)
+//! cannot run here, for three reasons in its signatures and body (tonic
+//! 0.14): it builds hyper-util's connection builder with `TokioExecutor`
+//! and `TokioTimer`, which call `tokio::spawn` and tokio's timers and so
+//! need a tokio runtime; `serve_with_incoming` asks the connection for
+//! `Send` and tonic's `Connected` (`net::TcpStream` is neither: it holds
+//! `Rc`s of this thread's runtime); and it asks the service and its future
+//! for `Send`. Only the transport is in the way: here hyper-util's
+//! [`TowerToHyperService`] hands the tower service to
 //! [`crate::hyper_builder`]'s connection builder (HTTP/2 only), with this
 //! runtime's executor and timer, on `net::TcpStream`.
 //!
@@ -99,8 +106,8 @@ pub struct HelloReply {
     /// The greeting.
     #[prost(string, tag = "1")]
     pub message: String,
-    /// `SayHello`: the how-manieth greeting of the server; `SayHellos`: the
-    /// reply's place in its stream, from 1.
+    /// `SayHello`: the greeting's place among those the server answered;
+    /// `SayHellos`: the reply's place in its stream; both from 1.
     #[prost(uint64, tag = "2")]
     pub number: u64,
 }
