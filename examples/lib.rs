@@ -1,5 +1,5 @@
 //! Helpers shared by the example programs in this directory, and the
-//! server logic of the ecosystem examples (`axum`, `tls`, `chat`), which
+//! server logic of the ecosystem examples (`axum`, `tls`, `chat`, `grpc`), which
 //! the integration tests run in-process.
 
 use std::net::SocketAddr;
@@ -9,6 +9,7 @@ use std::time::Duration;
 /// arguments and calls one of these.
 pub mod servers {
     pub mod chat;
+    pub mod grpc;
     pub mod tls;
     pub mod todo;
 }
