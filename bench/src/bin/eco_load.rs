@@ -52,7 +52,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-const USAGE: &str = "usage: eco_load handshakes --addr A [--secs S] [--warmup W] [--conc C] [--rate R]
+const USAGE: &str =
+    "usage: eco_load handshakes --addr A [--secs S] [--warmup W] [--conc C] [--rate R]
        eco_load bulk --addr A [--secs S] [--size BYTES]
        eco_load idle --addr A --conns N [--request]";
 
