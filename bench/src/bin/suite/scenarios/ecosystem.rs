@@ -412,8 +412,12 @@ fn tls_cells(ctx: &Ctx, out: &mut Outcome) -> Vec<Cell> {
         human(rate)
     ));
     ctx.log(&format!(
-        "  [{TAG}] TLS calibration: {:?}; fixed rate {rate}/s",
+        "  [{TAG}] TLS calibration, closed-loop handshakes/s: {}; fixed rate {rate}/s",
         peaks
+            .iter()
+            .map(|(p, r, _)| format!("{p} {}", human(*r)))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 
     let mut hs = Cell::new(
@@ -752,7 +756,7 @@ fn noise_md(rows: &[NoiseRow]) -> String {
 pub(crate) fn run(ctx: &Ctx) -> Outcome {
     let mut out = Outcome {
         name: "ecosystem",
-        title: "Ecosystem: hyper, TLS, idle connections (ours vs tokio)".to_string(),
+        title: "Ecosystem: hyper, TLS, idle connections".to_string(),
         ..Default::default()
     };
     let n = rounds(ctx);
@@ -829,7 +833,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         None,
     ));
     out.notes.push(format!(
-        "TLS: `tls_server --rt ours|tokio` (tokio-rustls 0.26, ring provider, a self-signed ECDSA P-256 certificate from rcgen, TLS 1.3, no session tickets or cache) against `eco_load` (a tokio-rustls client on a tokio current-thread runtime, pinned to the loader core; it skips certificate verification). Handshakes: `eco_load handshakes --conc {HS_CONC} --rate R --secs {SECS}`, every connection new (no resumption): connect, handshake, one byte each way, the server closes; CPU per handshake = the server's CPU over the run / handshakes completed; p50/p99 from connect to the server's close. Bulk: `eco_load bulk --size {BULK_SIZE}`: {} MiB downloads (the server writes 64 KiB at a time) one after another over one connection for {SECS} s after a 4 MiB warm-up; MB = 10^6 bytes; CPU per MB over every byte sent. The client decrypts as much as the server encrypts, so on 2 cores MB/s can be bounded by the client (see client CPU %); CPU per MB compares the servers either way.",
+        "TLS: `tls_server --rt ours|tokio` (tokio-rustls 0.26, ring provider, a self-signed ECDSA P-256 certificate from rcgen, TLS 1.3, no session tickets or cache) against `eco_load` (a tokio-rustls client on a tokio current-thread runtime, pinned to the loader core; it offers the X25519 key exchange only, as browsers and curl lead with it, where the ring provider's default would lead with P-384, several times slower in ring; it skips certificate verification). Handshakes: `eco_load handshakes --conc {HS_CONC} --rate R --secs {SECS}`, every connection new (no resumption): connect, handshake, one byte each way, the server closes; CPU per handshake = the server's CPU over the run / handshakes completed; p50/p99 from connect to the server's close. Bulk: `eco_load bulk --size {BULK_SIZE}`: {} MiB downloads (the server writes 64 KiB at a time) one after another over one connection for {SECS} s after a 4 MiB warm-up; MB = 10^6 bytes; CPU per MB over every byte sent. The client decrypts as much as the server encrypts, so on 2 cores MB/s can be bounded by the client (see client CPU %); CPU per MB compares the servers either way.",
         BULK_SIZE >> 20
     ));
     let mut tls = tls.into_iter();
