@@ -112,12 +112,12 @@ pub(crate) fn plan(ctx: &Ctx) -> f64 {
     let r = rounds(ctx) as f64;
     // Quick mode leaves out ours_buffered and the native example.
     let extra = if ctx.quick { 0.0 } else { 1.0 };
-    let run = SECS as f64 + 0.3;
-    let warm = WARM_SECS as f64 + 0.3;
+    let run = SECS as f64 + 0.2;
+    let warm = WARM_SECS as f64 + 0.2;
     let h1 = (3.0 + 2.0 * extra) * (warm + r * run);
     let h2 = (3.0 + extra) * (warm + r * run);
-    let tls = 2.0 * (CALIBRATION_SECS + 0.6) + r * 3.0 * (run + 0.1) * 2.0;
-    let idle = r * (3.0 + extra) * 2.3;
+    let tls = 2.0 * (CALIBRATION_SECS + 0.6) + r * 3.0 * run * 2.0;
+    let idle = r * (3.0 + extra) * 2.2;
     h1 + h2 + tls + idle
 }
 
@@ -134,6 +134,10 @@ pub(crate) struct H2load {
     pub mean_us: Option<f64>,
     pub sd_us: Option<f64>,
     pub max_us: Option<f64>,
+    /// 50th and 99th percentiles of the request times, µs, from the
+    /// per-request log (`--log-file`), when there is one.
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
 }
 
 /// Parses h2load's summary (nghttp2 1.52's format).
@@ -194,6 +198,22 @@ fn extra(s: &Sample, key: &str) -> Option<f64> {
     s.extras.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
+/// The 50th and 99th percentiles of the request times in h2load's
+/// `--log-file` (one request a line, tab-separated: start in µs since the
+/// epoch, status code, µs until the end of the response).
+pub(crate) fn log_percentiles(log: &str) -> Option<(f64, f64)> {
+    let mut v: Vec<f64> = log
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.trim().parse().ok())
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    Some((at(0.50), at(0.99)))
+}
+
 /// One h2load run against `addr`.
 fn h2load(
     ctx: &Ctx,
@@ -215,20 +235,33 @@ fn h2load(
         load.rps.to_string(),
         "-D".into(),
         secs.to_string(),
+    ]);
+    // The per-request log, for the percentiles h2load does not print.
+    let log = std::env::temp_dir().join(format!("suite-h2load-{}.tsv", std::process::id()));
+    args.extend([
+        "--log-file".into(),
+        log.display().to_string(),
         format!("http://{addr}/"),
     ]);
-    let (cmd, f) = proc::run(
+    let run = proc::run(
         ctx.loader_core,
         "h2load",
         &args,
         Duration::from_secs(u64::from(secs) + 30),
-    )?;
+    );
+    let times = std::fs::read_to_string(&log).ok();
+    let _ = std::fs::remove_file(&log);
+    let (cmd, f) = run?;
     out.command(&cmd);
     if !f.success() {
         return Err(format!("h2load: {}", f.describe()));
     }
-    let h = parse_h2load(&f.stdout)
+    let mut h = parse_h2load(&f.stdout)
         .ok_or_else(|| format!("no req/s in h2load's output: {}", f.describe()))?;
+    if let Some((p50, p99)) = times.as_deref().and_then(log_percentiles) {
+        h.p50_us = Some(p50);
+        h.p99_us = Some(p99);
+    }
     if h.succeeded == 0 {
         return Err(format!(
             "h2load: no request succeeded ({} failed)",
@@ -302,11 +335,14 @@ fn hyper_cell(ctx: &Ctx, out: &mut Outcome, load: Load) -> Cell {
             s.extras.push(("user µs/req", user));
             s.extras.push(("sys µs/req", sys));
             s.extras.push(("req/s", h.rps));
-            if let Some(v) = h.mean_us {
-                s.extras.push(("mean latency µs", v));
-            }
-            if let Some(v) = h.max_us {
-                s.extras.push(("max latency µs", v));
+            for (key, v) in [
+                ("p50 µs", h.p50_us),
+                ("p99 µs", h.p99_us),
+                ("max µs", h.max_us),
+            ] {
+                if let Some(v) = v {
+                    s.extras.push((key, v));
+                }
             }
             s.loader_cpu = Some(loader);
             s.rejected = loader >= SATURATED;
@@ -801,7 +837,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         hyper_cells.push(cell);
     }
     out.notes.push(format!(
-        "hyper: `hyper_http --rt ours|tokio [--h2]` (hyper 1's connection builders; `--buffered`: our streams' poll-style reads through a stream-owned receive buffer, the other candidate mechanism) and the native `http` example (HTTP/1.1 only), each started once; a {WARM_SECS} s h2load warm-up per server, then `h2load [--h1] -c C -m M --rps R -D {SECS}` (h2load's --rps is per connection; HTTP/2 is h2c with prior knowledge). CPU per request = the server's CPU over the h2load run / requests succeeded. h2load gives no percentiles: the latency columns are its mean and max time per request. A round is rejected if h2load used {:.0}% of its core.",
+        "hyper: `hyper_http --rt ours|tokio [--h2]` (hyper 1's connection builders; `--buffered`: our streams' poll-style reads through a stream-owned receive buffer, the other candidate mechanism) and the native `http` example (HTTP/1.1 only), each started once; a {WARM_SECS} s h2load warm-up per server, then `h2load [--h1] -c C -m M --rps R -D {SECS}` (h2load's --rps is per connection; HTTP/2 is h2c with prior knowledge). CPU per request = the server's CPU over the h2load run / requests succeeded. p50/p99 µs: the time per request from h2load's per-request log (`--log-file`), max from its summary. A round is rejected if h2load used {:.0}% of its core.",
         SATURATED * 100.0
     ));
     out.tables.push((
@@ -924,6 +960,10 @@ time for connect:       19us        21us        20us         1us   100.00%
         assert_eq!(h.mean_us, Some(3850.0));
         assert_eq!(h.sd_us, Some(3040.0));
         assert!(parse_h2load("garbage").is_none());
+        let log =
+            "1700000000000000\t200\t300\n1700000000000100\t200\t100\n1700000000000200\t200\t200\n";
+        assert_eq!(log_percentiles(log), Some((200.0, 300.0)));
+        assert_eq!(log_percentiles("junk\n"), None);
     }
 
     fn cell(ours: &[f64], tokio: &[f64], ours2: &[f64]) -> Cell {
