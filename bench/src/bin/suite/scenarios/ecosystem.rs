@@ -16,7 +16,9 @@
 //!    request each on a fresh hyper server: its RSS growth per connection.
 //!
 //! Every run is at least 3 s (the idle cell's runs excepted: they measure
-//! memory), the variants interleaved and rotated from round to round.
+//! memory), the variants interleaved and rotated from round to round; at
+//! most 3 rounds, about 3 minutes in all. Quick mode (2 rounds) leaves out
+//! `ours_buffered` and the native example.
 
 use std::time::{Duration, Instant};
 
