@@ -562,7 +562,9 @@ fn tls_cells(ctx: &Ctx, out: &mut Outcome) -> Vec<Cell> {
             if let Some(v) = extra(s, "server CPU µs/MB") {
                 s.value = v;
             }
-            s.extras.retain(|(k, _)| *k != "server CPU µs/MB");
+            // The MB/s row already shows the rest.
+            s.extras
+                .retain(|(k, _)| *k == "user µs/MB" || *k == "sys µs/MB");
         }
     }
     vec![hs, bulk, per_mb]
