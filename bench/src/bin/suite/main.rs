@@ -9,7 +9,8 @@
 //! hyper, monoio), `arch` (seven server architectures), `kv` (vs
 //! redis-server), `files` (random reads vs tokio::fs and fio; 1 GiB copy vs
 //! cp), `executor` (micro-benchmarks and callgrind instructions per op),
-//! `uring` (each io_uring facility of the runtime measured both ways).
+//! `uring` (each io_uring facility of the runtime measured both ways),
+//! `ecosystem` (hyper, TLS and idle connections, ours vs tokio).
 //!
 //! Servers run pinned to core 0, load generators to core 1; every cell runs
 //! several rounds with the peers interleaved, and the ratios quoted are the
@@ -34,7 +35,7 @@ use harness::{chart, proc, report, Ctx};
 use scenarios::SCENARIOS;
 
 const USAGE: &str = "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--plan]
-  scenarios: echo, http, arch, kv, files, executor, uring (default: all)
+  scenarios: echo, http, arch, kv, files, executor, uring, ecosystem (default: all)
   --only     run some scenarios; the report then goes to target/bench-partial/BENCHMARKS.md
              (bench/BENCHMARKS.md is written only by a run of every scenario)
   --plan     print the planned time and exit
@@ -161,6 +162,7 @@ fn machine() -> report::Machine {
         ("redis-server", &["--version"][..]),
         ("fio", &["--version"][..]),
         ("valgrind", &["--version"][..]),
+        ("h2load", &["--version"][..]),
     ] {
         if proc::program_in_path(t) {
             if let Some(v) = version(t, args) {
@@ -255,6 +257,7 @@ fn main() -> ExitCode {
         "redis-server",
         "fio",
         "valgrind",
+        "h2load",
     ]
     .into_iter()
     .filter(|t| !proc::program_in_path(t))
