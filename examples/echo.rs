@@ -10,7 +10,7 @@
 use std::net::Shutdown as Direction;
 use std::pin::pin;
 
-use examples::shutdown::{or_stopped, ServerArgs, Shutdown};
+use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown};
 use net::{TcpListener, TcpStream};
 
 #[runtime::main]
@@ -33,7 +33,10 @@ async fn serve(listener: TcpListener, shutdown: &Shutdown) {
         let next = pin!(incoming.next());
         let conn = match or_stopped(next, stop.as_mut()).await {
             Some(Some(conn)) => conn,
-            Some(None) | None => return,
+            Some(None) | None => {
+                stop_listening(&listener);
+                return;
+            }
         };
         let stream = match conn {
             Ok(stream) => stream,

@@ -12,6 +12,7 @@
 //! - [`Shutdown::started`] is a future that completes once the shutdown
 //!   started; a connection keeps one for its whole life and races its reads
 //!   against it with [`or_stopped`], which costs a flag test per read.
+//! - [`stop_listening`] closes the door at once when the shutdown starts.
 //! - [`Shutdown::track`] counts a connection until its guard is dropped;
 //!   [`Shutdown::drain`] waits for the count to reach zero, bounded.
 //!
@@ -24,6 +25,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -173,7 +175,10 @@ impl Shutdown {
         if left == 0 {
             eprintln!("{}: every connection finished; exiting", inner.name);
         } else {
-            eprintln!("{}: closing {left} unfinished connections; exiting", inner.name);
+            eprintln!(
+                "{}: closing {left} unfinished connections; exiting",
+                inner.name
+            );
         }
         left
     }
@@ -266,6 +271,16 @@ impl fmt::Debug for Tracked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Tracked")
     }
+}
+
+/// Makes `listener` stop listening at once: connection attempts from now
+/// on are refused. (Dropping it may leave the socket listening for a
+/// moment, while the ring cancels the accept that holds it.)
+pub fn stop_listening(listener: &impl AsRawFd) {
+    // SAFETY: shutdown(2) on a descriptor the listener owns and keeps open;
+    // on a listening socket it only moves it out of the listening state.
+    // Its result does not matter: the listener is dropped next anyway.
+    unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
 }
 
 /// Polls `fut` until it completes (`Some(output)`) or `stop` does (`None`);

@@ -464,7 +464,9 @@ mod tests {
         let mut input = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec();
         let mut out = Vec::new();
         assert_eq!(conn.process(&mut input, &mut out), Next::Close);
-        assert!(String::from_utf8(out).unwrap().contains("Connection: close\r\n"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("Connection: close\r\n"));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::net::Shutdown as Direction;
 use std::pin::pin;
 use std::time::Duration;
 
-use examples::shutdown::{or_stopped, ServerArgs, Shutdown, IDLE_GRACE};
+use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown, IDLE_GRACE};
 use net::{TcpListener, TcpStream};
 
 use conn::{Conn, Next};
@@ -67,7 +67,10 @@ async fn accept_loop(listener: TcpListener, shutdown: &Shutdown) {
             // Out of descriptors, say: the listener backs off by itself and
             // keeps accepting once descriptors free up.
             Some(Some(Err(e))) => eprintln!("http: accept failed: {e}"),
-            Some(None) | None => return,
+            Some(None) | None => {
+                stop_listening(&listener);
+                return;
+            }
         }
     }
 }

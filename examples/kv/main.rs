@@ -32,7 +32,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use examples::shutdown::{or_stopped, ServerArgs, Shutdown, IDLE_GRACE};
+use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown, IDLE_GRACE};
 use net::{TcpListener, TcpStream};
 
 use resp::CommandParser;
@@ -71,6 +71,7 @@ async fn main() -> io::Result<()> {
     loop {
         let accept = pin!(listener.accept());
         let Some(accepted) = or_stopped(accept, stop.as_mut()).await else {
+            stop_listening(&listener);
             break;
         };
         match accepted {
