@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use examples::shutdown::{or_stopped, ServerArgs, Shutdown, DEFAULT_TIMEOUT};
+use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown, DEFAULT_TIMEOUT};
 use integration_tests::{on_runtime, with_deadline};
 
 /// Generous limit for a whole test, building the examples included.
@@ -281,6 +281,18 @@ fn drain_waits_for_tracked_connections_bounded() {
         let _open = short.track();
         assert_eq!(short.drain().await, 1);
     });
+}
+
+/// `stop_listening` refuses connections from then on, while the listener
+/// is still open.
+#[test]
+fn stop_listening_refuses_connections() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(TcpStream::connect(addr).expect("listening"));
+    stop_listening(&listener);
+    let err = TcpStream::connect(addr).expect_err("still listening");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
 }
 
 // ----- the servers -----
