@@ -19,7 +19,16 @@
 //! A `Shutdown` belongs to one runtime (it is `!Send`): a server running on
 //! several workers makes one per worker, each with its own signal listeners
 //! (`runtime::signal` wakes every listener of a signal, on every runtime),
-//! and every worker drains its own connections.
+//! and every worker drains its own connections. Each server's `main` is
+//! already shaped as one worker's body:
+//!
+//! ```text
+//! let listener = TcpListener::bind(addr)?;       // bind_reuseport on a pool
+//! let shutdown = Shutdown::on_signals("http", args.shutdown_timeout)?;
+//! println!("http: listening on ...");
+//! accept_loop(listener, &shutdown).await;       // returns when the shutdown starts
+//! shutdown.drain().await;                       // this worker's connections
+//! ```
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
