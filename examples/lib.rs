@@ -1,4 +1,5 @@
-//! Helpers shared by the example programs in this directory, and the
+//! Helpers shared by the example programs in this directory (among them
+//! the graceful shutdown of the `echo`, `http` and `kv` servers), and the
 //! server logic of the ecosystem examples (`axum`, `tls`, `chat`, `grpc`), which
 //! the integration tests run in-process.
 
@@ -13,6 +14,8 @@ pub mod servers {
     pub mod tls;
     pub mod todo;
 }
+
+pub mod shutdown;
 
 /// The first command-line argument, or `default` if there is none.
 pub fn arg_or(default: &str) -> String {

@@ -12,6 +12,13 @@
 //! read brought in with one `write_all`, so a pipelined batch costs one read
 //! and one write. The protocol and the commands live in the modules `resp`
 //! and `store`, which the tokio peer (`bench/src/bin/tokio_kv.rs`) shares.
+//!
+//! On SIGINT or SIGTERM the server stops accepting, and each connection
+//! answers the commands it has received (completing one half-received),
+//! then closes. A connection waiting for its next command gets
+//! `IDLE_GRACE` for one already on its way, then closes. The server exits 0
+//! when every connection is closed, or after `--shutdown-timeout SECS`
+//! (default 5).
 
 #[cfg(test)]
 mod fuzz_tests;
@@ -20,10 +27,12 @@ mod store;
 
 use std::cell::RefCell;
 use std::io;
-use std::net::Shutdown;
+use std::net::Shutdown as Direction;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
+use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown, IDLE_GRACE};
 use net::{TcpListener, TcpStream};
 
 use resp::CommandParser;
@@ -48,19 +57,29 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Listens on the address given as the first argument (default
-/// `127.0.0.1:6379`) and serves each client on its own task.
+/// `127.0.0.1:6379`) and serves each client on its own task, until SIGINT
+/// or SIGTERM.
 #[runtime::main]
 async fn main() -> io::Result<()> {
-    let addr = examples::arg_or("127.0.0.1:6379");
-    let listener = TcpListener::bind(addr.as_str())?;
+    let args = ServerArgs::parse("kv", "127.0.0.1:6379");
+    let listener = TcpListener::bind(args.addr.as_str())?;
+    // Before the line that says we listen: a signal after it is caught.
+    let shutdown = Shutdown::on_signals("kv", args.shutdown_timeout)?;
     println!("kv: listening on {}", listener.local_addr()?);
     let store = Rc::new(RefCell::new(Store::new()));
+    let mut stop = pin!(shutdown.started());
     loop {
-        match listener.accept().await {
+        let accept = pin!(listener.accept());
+        let Some(accepted) = or_stopped(accept, stop.as_mut()).await else {
+            stop_listening(&listener);
+            break;
+        };
+        match accepted {
             Ok((stream, _)) => {
                 let store = Rc::clone(&store);
+                let shutdown = shutdown.clone();
                 runtime::spawn(async move {
-                    if let Err(e) = connection(stream, &store).await {
+                    if let Err(e) = connection(stream, &store, &shutdown).await {
                         // Peers vanishing is routine; anything else is worth a line.
                         if !matches!(
                             e.kind(),
@@ -79,10 +98,19 @@ async fn main() -> io::Result<()> {
             }
         }
     }
+    drop(listener);
+    shutdown.drain().await;
+    Ok(())
 }
 
 /// Serves one client until it closes, quits, or breaks the protocol.
-async fn connection(stream: TcpStream, store: &RefCell<Store>) -> io::Result<()> {
+async fn connection(
+    stream: TcpStream,
+    store: &RefCell<Store>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    let _open = shutdown.track();
+    let mut stop = pin!(shutdown.started());
     stream.set_nodelay(true)?;
     let mut parser = CommandParser::new();
     let mut input: Vec<u8> = Vec::with_capacity(READ_BUF);
@@ -105,7 +133,23 @@ async fn connection(stream: TcpStream, store: &RefCell<Store>) -> io::Result<()>
             }
             input.reserve(input.capacity());
         }
-        let (res, buf) = stream.read(input).await;
+        let between_commands = input.is_empty();
+        let mut read = pin!(stream.read(input));
+        let (res, buf) = if between_commands {
+            match or_stopped(read.as_mut(), stop.as_mut()).await {
+                Some(done) => done,
+                // Shutting down with no command begun: answer one already
+                // on its way, if it comes soon, or close.
+                None => match runtime::time::timeout(IDLE_GRACE, read).await {
+                    Ok(done) => done,
+                    Err(_) => return Ok(()),
+                },
+            }
+        } else {
+            // In the middle of a command: finish it (the shutdown's
+            // timeout bounds this).
+            read.await
+        };
         input = buf;
         if res? == 0 {
             return Ok(());
@@ -136,6 +180,12 @@ async fn connection(stream: TcpStream, store: &RefCell<Store>) -> io::Result<()>
             }
         }
 
+        // Shutting down: what was received is answered; close unless a
+        // command is half-received.
+        if shutdown.is_started() && start == input.len() {
+            return linger(&stream).await;
+        }
+
         // Keep the unfinished command at the front for the next read. It is
         // moved only when a command before it completed, so a command that
         // trickles in is moved at most once, not once per read.
@@ -156,7 +206,7 @@ async fn connection(stream: TcpStream, store: &RefCell<Store>) -> io::Result<()>
 /// client still sends (bounded in time and bytes), so the kernel does not
 /// answer unread data with a reset that could destroy that reply in flight.
 async fn linger(stream: &TcpStream) -> io::Result<()> {
-    stream.shutdown(Shutdown::Write)?;
+    stream.shutdown(Direction::Write)?;
     let drain = async {
         let mut buf = Vec::with_capacity(READ_BUF);
         let mut total = 0;

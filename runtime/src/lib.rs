@@ -25,6 +25,7 @@
 //! - [`spawn`], [`spawn_blocking`], [`yield_now`], [`JoinHandle`] and
 //!   [`JoinError`] manage tasks.
 //! - [`time`] has sleeps, timeouts and intervals.
+//! - [`signal`] turns Unix signals (SIGINT, SIGTERM, ...) into futures.
 //! - [`buf`] has the buffer traits that let the kernel own a buffer.
 //! - [`op`] is the documented submission API on which every I/O type is
 //!   built; third parties can submit their own io_uring operations with it.
@@ -48,6 +49,7 @@ mod runtime;
 mod scheduler;
 #[path = "buf/send_ring.rs"]
 pub mod sendring;
+pub mod signal;
 mod task;
 pub mod time;
 

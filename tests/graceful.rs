@@ -1,0 +1,585 @@
+//! Graceful shutdown of the `echo`, `http` and `kv` example servers, and
+//! the `examples::shutdown` pieces they are built from.
+//!
+//! Each server test starts the real example (built by
+//! `integration_tests::example_binary`) on `127.0.0.1:0`, reads the address
+//! from the line it prints when it listens, and sends it SIGTERM or SIGINT
+//! with kill(2). The server's stderr says when the shutdown started ("...:
+//! shutting down"), which the tests wait for before they go on, so that
+//! nothing depends on timing. Every wait is bounded; nothing asserts that
+//! something was fast.
+//!
+//! Under load: a pool of our own clients checks every response byte for
+//! byte (a response cut short, or bytes after a `Connection: close`
+//! response, fail the test), with `wrk` beside them when it is installed
+//! (.ci/run installs it), whose report must show no read error, no timeout
+//! and no non-2xx response. Connection errors after the server stopped
+//! listening are expected: that is the server no longer accepting.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown, DEFAULT_TIMEOUT};
+use integration_tests::{on_runtime, with_deadline};
+
+/// Generous limit for a whole test, building the examples included.
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// How long a client waits for bytes before failing.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `http` example's answer to `GET /`, while serving and when closing.
+const OK: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
+const OK_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!";
+
+/// A running example server; killed (and reaped) if the test ends first.
+struct Server {
+    child: std::process::Child,
+    addr: SocketAddr,
+    /// The server's stderr lines, as they come.
+    stderr: mpsc::Receiver<String>,
+    /// Every stderr line so far, for failure messages.
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts example `name` on a free port with `args` after the address.
+    fn start(name: &str, args: &[&str]) -> Server {
+        let binary = integration_tests::example_binary(env!("CARGO_TARGET_TMPDIR"), name);
+        let mut child = Command::new(binary)
+            .arg("127.0.0.1:0")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {name} example: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("reading the listening line");
+        let addr = line
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .map(|a| a.trim_start_matches("http://"))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no address in its first line {line:?}"));
+        let (tx, stderr) = mpsc::channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        let err = child.stderr.take().unwrap();
+        let log2 = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { return };
+                log2.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Server {
+            child,
+            addr,
+            stderr,
+            log,
+        }
+    }
+
+    /// Sends `sig` to the server.
+    fn signal(&self, sig: i32) {
+        // SAFETY: plain syscall on our own child, not yet reaped (so its pid
+        // cannot have been reused); checked.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits until the server writes a stderr line containing `what`.
+    fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "the server never said {what:?}; its stderr:\n{}",
+                    self.log.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Sends `sig` and waits until the server says it is shutting down.
+    fn shut_down(&self, sig: i32) {
+        self.signal(sig);
+        self.wait_for("shutting down");
+    }
+
+    /// Waits (bounded) for the server to exit and returns its status.
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the server to exit and checks it exited 0.
+    fn expect_clean_exit(&mut self) {
+        let status = self.wait();
+        assert!(
+            status.success(),
+            "the server exited with {status}; its stderr:\n{}",
+            self.log.lock().unwrap()
+        );
+    }
+
+    /// A client connection to the server.
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads until the peer closes; fails on a timeout.
+fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    match stream.read_to_end(&mut out) {
+        Ok(_) => out,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => out,
+        Err(e) => panic!("read: {e} (after {} bytes)", out.len()),
+    }
+}
+
+/// Sends `request` and checks that exactly `answer` comes back.
+fn exchange(stream: &mut TcpStream, request: &[u8], answer: &[u8]) {
+    stream.write_all(request).unwrap();
+    let mut got = vec![0; answer.len()];
+    stream.read_exact(&mut got).unwrap();
+    assert_eq!(got, answer, "{:?}", String::from_utf8_lossy(&got));
+}
+
+/// Asserts that the server closed `stream` (the next read sees the end).
+fn expect_eof(stream: &mut TcpStream) {
+    let rest = read_to_end(stream);
+    assert!(
+        rest.is_empty(),
+        "unexpected bytes before the close: {rest:?}"
+    );
+}
+
+// ----- the shutdown pieces, in-process -----
+
+#[test]
+fn server_args_parse_and_errors() {
+    let parse =
+        |args: &[&str]| ServerArgs::parse_from(args.iter().map(|s| s.to_string()), "127.0.0.1:1");
+    let a = parse(&[]).unwrap();
+    assert_eq!(a.addr, "127.0.0.1:1");
+    assert_eq!(a.shutdown_timeout, DEFAULT_TIMEOUT);
+    let a = parse(&["0.0.0.0:9", "--shutdown-timeout", "2.5"]).unwrap();
+    assert_eq!(a.addr, "0.0.0.0:9");
+    assert_eq!(a.shutdown_timeout, Duration::from_millis(2500));
+    let a = parse(&["--shutdown-timeout", "0"]).unwrap();
+    assert_eq!(a.shutdown_timeout, Duration::ZERO);
+    assert!(parse(&["--shutdown-timeout"]).is_err());
+    assert!(parse(&["--shutdown-timeout", "-1"]).is_err());
+    assert!(parse(&["--shutdown-timeout", "soon"]).is_err());
+    assert!(parse(&["--nope"]).is_err());
+    assert!(parse(&["a:1", "b:2"]).is_err());
+}
+
+#[test]
+fn a_bad_command_line_exits_2() {
+    with_deadline(LIMIT, || {
+        let binary = integration_tests::example_binary(env!("CARGO_TARGET_TMPDIR"), "http");
+        let out = Command::new(binary)
+            .args(["--bogus"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run http");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option --bogus"));
+    });
+}
+
+/// `start` wakes every `started` future (also one made after it), is
+/// idempotent, and `or_stopped` prefers a finished future to the stop.
+#[test]
+fn started_and_or_stopped() {
+    on_runtime(LIMIT, || async {
+        let shutdown = Shutdown::new("test", Duration::from_secs(60));
+        assert!(!shutdown.is_started());
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let s = shutdown.clone();
+                runtime::spawn(async move { s.started().await })
+            })
+            .collect();
+        // A future that never completes loses to the stop...
+        let s = shutdown.clone();
+        let racer = runtime::spawn(async move {
+            let mut stop = std::pin::pin!(s.started());
+            let never = std::pin::pin!(std::future::pending::<()>());
+            or_stopped(never, stop.as_mut()).await
+        });
+        // ...and a finished one wins over it.
+        runtime::yield_now().await;
+        shutdown.start();
+        shutdown.start();
+        assert!(shutdown.is_started());
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(racer.await.unwrap(), None);
+        let mut stop = std::pin::pin!(shutdown.started());
+        let ready = std::pin::pin!(async { 7 });
+        assert_eq!(or_stopped(ready, stop.as_mut()).await, Some(7));
+        // Completes again when polled again.
+        stop.as_mut().await;
+        shutdown.started().await;
+    });
+}
+
+/// `drain` returns once every tracked connection is gone (0 left), or at
+/// its timeout with the number still open.
+#[test]
+fn drain_waits_for_tracked_connections_bounded() {
+    on_runtime(LIMIT, || async {
+        let shutdown = Shutdown::new("test", Duration::from_secs(60));
+        assert_eq!(shutdown.drain().await, 0);
+        let guards: Vec<_> = (0..3).map(|_| shutdown.track()).collect();
+        let released = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&released);
+        runtime::spawn(async move {
+            runtime::time::sleep(Duration::from_millis(20)).await;
+            r.store(true, Ordering::SeqCst);
+            drop(guards);
+        });
+        assert_eq!(shutdown.drain().await, 0);
+        assert!(released.load(Ordering::SeqCst));
+
+        let short = Shutdown::new("test", Duration::from_millis(50));
+        let _open = short.track();
+        assert_eq!(short.drain().await, 1);
+    });
+}
+
+/// `stop_listening` refuses connections from then on, while the listener
+/// is still open.
+#[test]
+fn stop_listening_refuses_connections() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(TcpStream::connect(addr).expect("listening"));
+    stop_listening(&listener);
+    let err = TcpStream::connect(addr).expect_err("still listening");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+}
+
+// ----- the servers -----
+
+/// Idle connections do not hold a server up: after SIGTERM (or SIGINT) it
+/// closes them and exits 0, each of echo, http and kv, with connections
+/// that never sent anything and ones that did.
+#[test]
+fn servers_exit_0_with_idle_connections() {
+    with_deadline(LIMIT, || {
+        for (name, sig) in [
+            ("echo", libc::SIGTERM),
+            ("http", libc::SIGTERM),
+            ("kv", libc::SIGTERM),
+            ("http", libc::SIGINT),
+        ] {
+            let mut server = Server::start(name, &[]);
+            let mut silent: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
+            let mut used = server.connect();
+            let (request, answer): (&[u8], &[u8]) = match name {
+                "echo" => (b"hello", b"hello"),
+                "http" => (b"GET / HTTP/1.1\r\n\r\n", OK),
+                _ => (b"PING\r\n", b"+PONG\r\n"),
+            };
+            exchange(&mut used, request, answer);
+            server.shut_down(sig);
+            for s in silent.iter_mut().chain([&mut used]) {
+                expect_eof(s);
+            }
+            server.wait_for("every connection finished");
+            server.expect_clean_exit();
+        }
+    });
+}
+
+/// A request half-received when the shutdown starts is completed and
+/// answered, with `Connection: close`, and then the connection closes; a
+/// new connection is refused.
+#[test]
+fn http_finishes_the_request_in_progress() {
+    with_deadline(LIMIT, || {
+        let mut server = Server::start("http", &[]);
+        // Two connections that are being served (each had an answer).
+        let mut c = server.connect();
+        let mut p = server.connect();
+        for s in [&mut c, &mut p] {
+            exchange(s, b"GET / HTTP/1.1\r\n\r\n", OK);
+        }
+        c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
+        server.shut_down(libc::SIGTERM);
+        c.write_all(b"\r\n").unwrap();
+        assert_eq!(read_to_end(&mut c), OK_CLOSE);
+        // A request sent during the shutdown, within the idle grace, is
+        // answered too, or the connection closed (pipelined requests after
+        // the first are not answered).
+        p.write_all(b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+            .unwrap();
+        let got = read_to_end(&mut p);
+        assert!(
+            got == OK_CLOSE || got.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        server.expect_clean_exit();
+    });
+}
+
+/// The same for kv: a command half-received at the shutdown is completed
+/// and answered before the connection closes.
+#[test]
+fn kv_finishes_the_command_in_progress() {
+    with_deadline(LIMIT, || {
+        let mut server = Server::start("kv", &[]);
+        let mut c = server.connect();
+        exchange(&mut c, b"PING\r\n", b"+PONG\r\n");
+        c.write_all(b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva")
+            .unwrap();
+        server.shut_down(libc::SIGTERM);
+        c.write_all(b"lue\r\n").unwrap();
+        assert_eq!(read_to_end(&mut c), b"+OK\r\n");
+        server.expect_clean_exit();
+    });
+}
+
+/// The wait for connections is bounded by `--shutdown-timeout`: a request
+/// that never completes does not keep the server, which exits 0 and says
+/// it closed the connection.
+#[test]
+fn shutdown_timeout_bounds_the_wait() {
+    with_deadline(LIMIT, || {
+        for name in ["http", "kv"] {
+            let mut server = Server::start(name, &["--shutdown-timeout", "0.5"]);
+            let mut c = server.connect();
+            let partial: &[u8] = if name == "http" {
+                exchange(&mut c, b"GET / HTTP/1.1\r\n\r\n", OK);
+                b"GET / HTTP/1.1\r\n"
+            } else {
+                exchange(&mut c, b"PING\r\n", b"+PONG\r\n");
+                b"*1\r\n$4\r\nPI"
+            };
+            c.write_all(partial).unwrap();
+            server.shut_down(libc::SIGTERM);
+            let line = server.wait_for("exiting");
+            assert!(line.contains("closing 1 unfinished"), "{name}: {line}");
+            server.expect_clean_exit();
+            expect_eof(&mut c);
+        }
+    });
+}
+
+/// A second signal ends the wait at once, however long the timeout.
+#[test]
+fn second_signal_stops_the_wait() {
+    with_deadline(LIMIT, || {
+        let mut server = Server::start("http", &["--shutdown-timeout", "3600"]);
+        let mut c = server.connect();
+        exchange(&mut c, b"GET / HTTP/1.1\r\n\r\n", OK);
+        c.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        server.shut_down(libc::SIGINT);
+        server.signal(libc::SIGTERM);
+        server.wait_for("again");
+        server.expect_clean_exit();
+        expect_eof(&mut c);
+    });
+}
+
+/// What one load client saw.
+#[derive(Default, Debug)]
+struct Seen {
+    /// Complete responses.
+    responses: usize,
+    /// Of which with `Connection: close`.
+    closing: usize,
+}
+
+/// Sends `GET /` on keep-alive connections until the server stops
+/// listening, checking every response byte for byte. A connection may end
+/// only between two responses: at the end of a `Connection: close`
+/// response, or (a connection that was idle when the shutdown started)
+/// before a single byte of the next one.
+fn load_client(addr: SocketAddr, pipeline: usize) -> Result<Seen, String> {
+    let mut seen = Seen::default();
+    let request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n".repeat(pipeline);
+    'connections: loop {
+        let Ok(mut stream) = TcpStream::connect(addr) else {
+            // Refused: the server no longer listens.
+            return Ok(seen);
+        };
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        loop {
+            if stream.write_all(&request).is_err() {
+                // The server closed it between two responses.
+                continue 'connections;
+            }
+            for i in 0..pipeline {
+                let mut buf = vec![0; OK.len()];
+                let mut got = 0;
+                while got < buf.len() {
+                    match stream.read(&mut buf[got..]) {
+                        // Closed between two responses.
+                        Ok(0) if got == 0 => continue 'connections,
+                        Err(e) if got == 0 && e.kind() == ErrorKind::ConnectionReset => {
+                            continue 'connections
+                        }
+                        Ok(0) => {
+                            return Err(format!(
+                                "response cut after {got} bytes: {:?}",
+                                String::from_utf8_lossy(&buf[..got])
+                            ))
+                        }
+                        Ok(n) => got += n,
+                        Err(e) => return Err(format!("read after {got} bytes: {e}")),
+                    }
+                }
+                if buf == OK {
+                    seen.responses += 1;
+                    continue;
+                }
+                // Longer by the Connection: close line.
+                buf.resize(OK_CLOSE.len(), 0);
+                stream
+                    .read_exact(&mut buf[OK.len()..])
+                    .map_err(|e| format!("closing response cut: {e}"))?;
+                if buf != OK_CLOSE {
+                    return Err(format!(
+                        "wrong response: {:?}",
+                        String::from_utf8_lossy(&buf)
+                    ));
+                }
+                seen.responses += 1;
+                seen.closing += 1;
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest);
+                if !rest.is_empty() {
+                    return Err(format!(
+                        "{} bytes after Connection: close (request {i} of {pipeline})",
+                        rest.len()
+                    ));
+                }
+                continue 'connections;
+            }
+        }
+    }
+}
+
+/// The output of `wrk` run against `addr` for `secs`, or `None` if `wrk`
+/// is not installed.
+fn spawn_wrk(addr: SocketAddr, secs: u32) -> Option<std::process::Child> {
+    Command::new("wrk")
+        .args(["-t1", "-c32", &format!("-d{secs}s"), "--timeout", "20s"])
+        .arg(format!("http://{addr}/"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+/// `Socket errors: connect A, read B, write C, timeout D` from wrk's
+/// report, as `[A, B, C, D]` (all 0 when the line is absent).
+fn wrk_socket_errors(report: &str) -> [u64; 4] {
+    let Some(line) = report.lines().find(|l| l.contains("Socket errors:")) else {
+        return [0; 4];
+    };
+    let mut out = [0; 4];
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 4, "{line}");
+    out.copy_from_slice(&numbers);
+    out
+}
+
+/// SIGTERM while `wrk` and our own clients load the `http` example: it
+/// exits 0, every response any client got is complete and exact, the
+/// connections in progress get a `Connection: close` answer, and wrk sees
+/// no read error, timeout or non-2xx answer (its connect and write errors
+/// are its attempts to reconnect once the server stopped listening).
+#[test]
+fn http_shuts_down_gracefully_under_wrk_load() {
+    with_deadline(LIMIT, || {
+        let mut server = Server::start("http", &[]);
+        let addr = server.addr;
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                // Half the clients pipeline three requests at a time.
+                let pipeline = if i % 2 == 0 { 1 } else { 3 };
+                thread::spawn(move || load_client(addr, pipeline))
+            })
+            .collect();
+        let wrk = spawn_wrk(addr, 4);
+        if wrk.is_none() {
+            eprintln!("wrk is not installed: only our own clients load the server");
+        }
+        // Let the load run (how much it did is not checked; the responses
+        // are what matters), then stop the server in its midst.
+        thread::sleep(Duration::from_millis(1500));
+        server.shut_down(libc::SIGTERM);
+        server.expect_clean_exit();
+        let mut total = Seen::default();
+        for c in clients {
+            match c.join().unwrap() {
+                Ok(seen) => {
+                    total.responses += seen.responses;
+                    total.closing += seen.closing;
+                }
+                Err(e) => panic!("a client got a bad response: {e}"),
+            }
+        }
+        assert!(total.responses > 0, "{total:?}");
+        assert!(
+            total.closing > 0,
+            "no connection was closed by a Connection: close answer: {total:?}"
+        );
+        if let Some(wrk) = wrk {
+            let out = wrk.wait_with_output().expect("wrk");
+            let report = String::from_utf8_lossy(&out.stdout);
+            eprintln!("our clients: {total:?}; wrk:\n{report}");
+            assert!(out.status.success(), "wrk failed: {report}");
+            let [_connect, read, _write, timeout] = wrk_socket_errors(&report);
+            assert_eq!(read, 0, "wrk read errors:\n{report}");
+            assert_eq!(timeout, 0, "wrk timeouts:\n{report}");
+            assert!(!report.contains("Non-2xx"), "{report}");
+            assert!(report.contains(" requests in "), "{report}");
+        }
+    });
+}
