@@ -68,7 +68,11 @@ fn run_returns_outputs_in_worker_order_and_worker_index_is_set() {
             // A future that is not Send, built on the worker.
             let rc = Rc::new(i);
             runtime::yield_now().await;
-            (*rc, runtime::worker_index(), thread::current().name().map(String::from))
+            (
+                *rc,
+                runtime::worker_index(),
+                thread::current().name().map(String::from),
+            )
         });
         assert_eq!(out.len(), 3);
         for (i, (v, index, name)) in out.into_iter().enumerate() {
@@ -80,7 +84,9 @@ fn run_returns_outputs_in_worker_order_and_worker_index_is_set() {
         assert_eq!(runtime::block_on(async { runtime::worker_index() }), None);
         // Neither has a blocking thread of a worker.
         let blocking = pool.run(|_| async {
-            runtime::spawn_blocking(runtime::worker_index).await.unwrap()
+            runtime::spawn_blocking(runtime::worker_index)
+                .await
+                .unwrap()
         });
         assert_eq!(blocking, [None, None, None]);
     });
@@ -180,16 +186,20 @@ fn spawn_on_from_foreign_threads_joined_on_plain_threads() {
                         .collect();
                     // Half joined right here with a thread-park executor,
                     // half handed to another plain thread.
-                    let (mine, theirs): (Vec<_>, Vec<_>) =
-                        handles.into_iter().enumerate().partition(|(n, _)| n % 2 == 0);
+                    let (mine, theirs): (Vec<_>, Vec<_>) = handles
+                        .into_iter()
+                        .enumerate()
+                        .partition(|(n, _)| n % 2 == 0);
                     let other = thread::spawn(move || {
                         theirs
                             .into_iter()
                             .map(|(n, h)| (n, park_on(h).unwrap()))
                             .collect::<Vec<_>>()
                     });
-                    let mut all: Vec<_> =
-                        mine.into_iter().map(|(n, h)| (n, park_on(h).unwrap())).collect();
+                    let mut all: Vec<_> = mine
+                        .into_iter()
+                        .map(|(n, h)| (n, park_on(h).unwrap()))
+                        .collect();
                     all.extend(other.join().unwrap());
                     for (n, (v, worker)) in all {
                         assert_eq!(v, n);
@@ -203,7 +213,9 @@ fn spawn_on_from_foreign_threads_joined_on_plain_threads() {
         }
         // Joined on tokio and on another runtime of ours, too.
         let h = handle.spawn_on(2, || async { 7 });
-        let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         assert_eq!(tokio.block_on(h).unwrap(), 7);
         let h = handle.spawn_on(3, || async { 8 });
         assert_eq!(runtime::block_on(h).unwrap(), 8);
@@ -262,7 +274,10 @@ fn a_panicking_task_is_a_join_error_and_the_worker_carries_on() {
         });
         let err = park_on(in_closure).unwrap_err();
         assert!(err.is_panic());
-        assert_eq!(err.into_panic().downcast_ref::<&str>(), Some(&"closure panics"));
+        assert_eq!(
+            err.into_panic().downcast_ref::<&str>(),
+            Some(&"closure panics")
+        );
         let in_future = handle.spawn_on(1, || async {
             runtime::yield_now().await;
             panic!("future panics");

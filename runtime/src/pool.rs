@@ -386,8 +386,7 @@ impl Pool {
                 // dropped before COMPLETE is set, whether it ran, panicked or
                 // was cancelled), and nothing between here and the waiting
                 // below can unwind. The future the job returns is 'static.
-                let job: Box<dyn FnOnce() -> Fut + Send + 'static> =
-                    unsafe { mem::transmute(job) };
+                let job: Box<dyn FnOnce() -> Fut + Send + 'static> = unsafe { mem::transmute(job) };
                 self.handle.spawn_on(i, job)
             })
             .collect();
@@ -563,7 +562,9 @@ where
         // from then on only pinned in place below.
         let this = unsafe { self.get_unchecked_mut() };
         if let BuildThen::Build(f) = this {
-            let f = f.take().expect("BuildThen polled after its closure panicked");
+            let f = f
+                .take()
+                .expect("BuildThen polled after its closure panicked");
             *this = BuildThen::Run(f());
         }
         match this {

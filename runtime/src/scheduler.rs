@@ -11,9 +11,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::os::fd::AsRawFd;
 use std::ptr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use crate::blocking::{self, Pool};
 use crate::builder::Config;
-use crate::driver::Driver;
 use crate::builder::CrossWake;
+use crate::driver::Driver;
 use crate::task::raw::{
-    self, LocalGuard, OwnedTasks, Outbox, RunQueue, Shared, TaskRef, COMPLETE, JOIN_INTEREST,
+    self, LocalGuard, Outbox, OwnedTasks, RunQueue, Shared, TaskRef, COMPLETE, JOIN_INTEREST,
     SCHEDULED,
 };
 use crate::task::remote::{self, Pending};
@@ -426,7 +426,12 @@ impl Core {
             // A complete task may still be queued; its output is its
             // JoinHandle's, maybe on another thread: leave it alone.
             for task in tasks.iter().chain(&queued).chain(&remote) {
-                if task.header().state.load(std::sync::atomic::Ordering::Acquire) & COMPLETE == 0
+                if task
+                    .header()
+                    .state
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    & COMPLETE
+                    == 0
                 {
                     task.drop_stage();
                     task.finish_cancelled();
