@@ -236,6 +236,17 @@ fn spawn_on_inside_workers_same_and_other_worker() {
             }
         });
         assert_eq!(out, [(Some(0), Some(1)), (Some(1), Some(0))]);
+        // Those wake-ups between workers went as MSG_RING, if the kernel
+        // has it.
+        let sent = pool.run(|_| async {
+            (
+                runtime::features().msg_ring,
+                runtime::metrics().msg_ring_wakes_sent,
+            )
+        });
+        for (has, n) in sent {
+            assert_eq!(has, n > 0, "{n}");
+        }
     });
 }
 
@@ -394,6 +405,21 @@ fn a_msg_ring_runtime_wakes_an_eventfd_runtime_with_its_eventfd() {
         });
         assert_eq!(counters[0].0, 0);
         assert!(counters[0].1 >= 100);
+    });
+}
+
+#[test]
+fn without_msg_ring_in_the_kernel_wakes_use_the_eventfd() {
+    with_deadline(LIMIT, || {
+        // The fallback of a kernel without IORING_OP_MSG_RING (masked).
+        let pool = Pool::builder()
+            .threads(2)
+            .runtime(Runtime::builder().mask_features(|f| f.msg_ring = false))
+            .build()
+            .unwrap();
+        let counters = tokio_ping_pong(&pool, 2_000);
+        assert_eq!(counters.iter().map(|c| c.0).sum::<u64>(), 0, "{counters:?}");
+        assert!(counters.iter().map(|c| c.1).sum::<u64>() >= 2_000);
     });
 }
 

@@ -90,10 +90,11 @@ fn pending_tasks(how: CrossWake) {
         runtime::metrics().ops_in_flight
     });
     assert!(readers.iter().all(|&n| n >= 100), "{readers:?}");
+    let mut waiters = Vec::new();
     for i in 0..1000 {
         let h = handle.clone();
-        handles.push(handle.spawn_on(i % 4, move || async move {
-            let _ = h.spawn_on((i + 1) % 4, std::future::pending::<()>).await;
+        waiters.push(handle.spawn_on(i % 4, move || async move {
+            h.spawn_on((i + 1) % 4, std::future::pending::<()>).await
         }));
     }
     // And tasks that may still be in the workers' remote queues when the
@@ -110,6 +111,14 @@ fn pending_tasks(how: CrossWake) {
     drop(pool);
     for h in handles {
         assert!(park_on(h).unwrap_err().is_cancelled());
+    }
+    for h in waiters {
+        // Cancelled itself, or woken by its target's cancellation before
+        // its own worker stopped.
+        match park_on(h) {
+            Err(e) => assert!(e.is_cancelled()),
+            Ok(inner) => assert!(inner.unwrap_err().is_cancelled()),
+        }
     }
     drop(handle);
 }

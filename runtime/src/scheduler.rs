@@ -16,6 +16,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -258,7 +259,11 @@ impl Core {
     /// Sends the outbox's wake-ups with the eventfd instead (at the end of
     /// `block_on`, and at shutdown).
     pub(crate) fn flush_outbox_to_eventfd(&self) {
-        let pending = std::mem::take(&mut *self.outbox.pending.borrow_mut());
+        // (A borrow held by code that is unwinding leaves it for later.)
+        let Ok(mut pending) = self.outbox.pending.try_borrow_mut() else {
+            return;
+        };
+        let pending = std::mem::take(&mut *pending);
         for (target, _ring) in &pending {
             target.ring_eventfd();
         }
@@ -316,8 +321,8 @@ impl Core {
         }
         for task in spare.iter() {
             let header = task.header();
-            if header.owned_key.load(std::sync::atomic::Ordering::Relaxed) == usize::MAX
-                && header.state.load(std::sync::atomic::Ordering::Acquire) & COMPLETE == 0
+            if header.owned_key.load(Ordering::Relaxed) == usize::MAX
+                && header.state.load(Ordering::Acquire) & COMPLETE == 0
             {
                 self.tasks.insert(task.clone_ref());
             }
@@ -426,13 +431,7 @@ impl Core {
             // A complete task may still be queued; its output is its
             // JoinHandle's, maybe on another thread: leave it alone.
             for task in tasks.iter().chain(&queued).chain(&remote) {
-                if task
-                    .header()
-                    .state
-                    .load(std::sync::atomic::Ordering::Acquire)
-                    & COMPLETE
-                    == 0
-                {
+                if task.header().state.load(Ordering::Acquire) & COMPLETE == 0 {
                     task.drop_stage();
                     task.finish_cancelled();
                 }
