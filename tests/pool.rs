@@ -96,7 +96,7 @@ fn run_returns_outputs_in_worker_order_and_worker_index_is_set() {
 fn run_borrows_from_the_caller_and_resumes_a_worker_panic() {
     with_deadline(LIMIT, || {
         let pool = pool(2);
-        let words = vec!["zero".to_string(), "one".to_string()];
+        let words = ["zero".to_string(), "one".to_string()];
         let lens = pool.run(|i| {
             let len = words[i].len();
             async move { len }
@@ -147,8 +147,7 @@ fn pinned_workers_run_on_one_cpu_each() {
     with_deadline(LIMIT, || {
         let pool = Pool::builder().threads(2).pin_cpus(true).build().unwrap();
         let cpus = pool.run(|_| async {
-            // SAFETY (test): a zeroed cpu_set_t is valid; sched_getaffinity
-            // fills it.
+            // SAFETY: a zeroed cpu_set_t is a valid empty set.
             let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
             // SAFETY: `set` is live and of the size passed.
             let rc = unsafe {
@@ -473,13 +472,13 @@ fn dropping_the_pool_cancels_tasks_awaited_from_elsewhere() {
         let waiter = {
             let h = handle.clone();
             handle.spawn_on(0, move || async move {
-                h.spawn_on(1, || std::future::pending::<()>()).await
+                h.spawn_on(1, std::future::pending::<()>).await
             })
         };
         // A plain thread is already waiting on one of them.
         let (tx, rx) = mpsc::channel();
         let first = thread::spawn({
-            let h = handle.spawn_on(1, || std::future::pending::<u8>());
+            let h = handle.spawn_on(1, std::future::pending::<u8>);
             move || {
                 tx.send(()).unwrap();
                 park_on(h)
