@@ -457,3 +457,72 @@ impl Core {
         drop(released);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Runtime;
+
+    /// Whether `fd` has something to read, without blocking.
+    fn readable(fd: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, no wait.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn a_refused_msg_ring_falls_back_to_the_eventfd() {
+        let rt = Runtime::new().unwrap();
+        if !rt.features().msg_ring {
+            return;
+        }
+        // A target whose "ring" is its own eventfd: the kernel refuses the
+        // MSG_RING (EBADFD), and the sender writes the eventfd instead.
+        let target: Arc<Shared> = Arc::new(Shared::new().unwrap());
+        target.set_ring(remote::dup(target.wake_fd()).unwrap());
+        let raw = TaskRef::allocate(async {}, target.clone(), 1, SCHEDULED);
+        // SAFETY: takes over the one reference.
+        let task = unsafe { TaskRef::from_raw(raw) };
+        rt.block_on(async {
+            let core = current().unwrap();
+            assert!(target.clone().push(task, Some(&core.outbox)).is_ok());
+            assert_eq!(core.outbox.pending.borrow().len(), 1);
+            assert!(!readable(target.wake_fd()));
+            // One turn of the ring sends it.
+            crate::yield_now().await;
+            assert!(core.outbox.pending.borrow().is_empty());
+            assert_eq!(crate::metrics().msg_ring_wakes_sent, 1);
+        });
+        assert!(readable(target.wake_fd()));
+        for task in target.close() {
+            task.drop_stage();
+        }
+    }
+
+    #[test]
+    fn wakes_owed_when_block_on_returns_go_by_eventfd() {
+        let rt = Runtime::new().unwrap();
+        if !rt.features().msg_ring {
+            return;
+        }
+        let other = Runtime::new().unwrap();
+        let target = other.shared();
+        let raw = TaskRef::allocate(async {}, target.clone(), 1, SCHEDULED);
+        // SAFETY: takes over the one reference.
+        let task = unsafe { TaskRef::from_raw(raw) };
+        // Queued by block_on's own future just before it returns: no turn
+        // follows, so leaving block_on writes the eventfd.
+        rt.block_on(async {
+            let core = current().unwrap();
+            assert!(target.clone().push(task, Some(&core.outbox)).is_ok());
+            assert_eq!(core.outbox.pending.borrow().len(), 1);
+        });
+        assert!(readable(target.wake_fd()));
+        assert_eq!(rt.metrics().eventfd_wakes_sent, 1);
+        assert_eq!(rt.metrics().msg_ring_wakes_sent, 0);
+    }
+}
