@@ -6,23 +6,25 @@
 //! On SIGINT or SIGTERM it stops accepting; each connection sends back
 //! what it has read, and closes; the server exits 0 when every connection
 //! is closed, or after `--shutdown-timeout SECS` (default 5).
+//!
+//! `--threads N` serves on N workers (threads with a ring each), each with
+//! its own listener on the same port (`SO_REUSEPORT`): see
+//! `examples::shutdown::run_server`.
 
 use std::net::Shutdown as Direction;
 use std::pin::pin;
 
-use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown};
+use examples::shutdown::{or_stopped, run_server, stop_listening, ServerArgs, Shutdown};
 use net::{TcpListener, TcpStream};
 
-#[runtime::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     let args = ServerArgs::parse("echo", "127.0.0.1:7000");
-    let listener = TcpListener::bind(args.addr.as_str())?;
-    // Before the line that says we listen: a signal after it is caught.
-    let shutdown = Shutdown::on_signals("echo", args.shutdown_timeout)?;
-    println!("echo: listening on {}", listener.local_addr()?);
-    serve(listener, &shutdown).await;
-    shutdown.drain().await;
-    Ok(())
+    run_server(
+        "echo",
+        &args,
+        |addr| format!("echo: listening on {addr}"),
+        |listener, shutdown| async move { serve(listener, &shutdown).await },
+    )
 }
 
 /// Accepts connections until the shutdown starts.

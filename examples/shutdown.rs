@@ -19,27 +19,37 @@
 //! A `Shutdown` belongs to one runtime (it is `!Send`): a server running on
 //! several workers makes one per worker, each with its own signal listeners
 //! (`runtime::signal` wakes every listener of a signal, on every runtime),
-//! and every worker drains its own connections. Each server's `main` is
-//! already shaped as one worker's body:
+//! and every worker drains its own connections. [`run_server`] does that
+//! for the three servers: with `--threads 1` (the default) one runtime on
+//! the main thread, with `--threads N` a [`runtime::Pool`] of N workers,
+//! each running this with its own `SO_REUSEPORT` listener on the same port:
 //!
 //! ```text
-//! let listener = TcpListener::bind(addr)?;       // bind_reuseport on a pool
-//! let shutdown = Shutdown::on_signals("http", args.shutdown_timeout)?;
-//! println!("http: listening on ...");
-//! accept_loop(listener, &shutdown).await;       // returns when the shutdown starts
-//! shutdown.drain().await;                       // this worker's connections
+//! let listener = TcpListener::bind_reuseport(addr)?;  // plain bind with 1 thread
+//! let shutdown = Shutdown::on_signals("http worker 1", args.shutdown_timeout)?;
+//! // the last worker to get here prints "http: listening on ..."
+//! accept_loop(listener, &shutdown).await;  // returns when the shutdown starts
+//! shutdown.drain().await;                  // this worker's connections
 //! ```
+//!
+//! The process exits once every worker has drained; each worker's
+//! connections are bounded by the same `--shutdown-timeout`, so the whole
+//! wait is too.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use net::TcpListener;
 use runtime::signal::{signal, Signal};
 
 /// How long a connection waiting for its next request when the shutdown
@@ -60,7 +70,7 @@ pub struct Shutdown {
 
 struct Inner {
     /// The server's name, for the log lines.
-    name: &'static str,
+    name: String,
     /// How long [`Shutdown::drain`] waits at most.
     timeout: Duration,
     started: Cell<bool>,
@@ -72,6 +82,8 @@ struct Inner {
     free: RefCell<Vec<usize>>,
     /// Connections tracked and not yet finished.
     open: Cell<usize>,
+    /// Connections ever tracked.
+    served: Cell<usize>,
     /// The task in [`Shutdown::drain`].
     drainer: RefCell<Option<Waker>>,
 }
@@ -79,16 +91,17 @@ struct Inner {
 impl Shutdown {
     /// A shutdown that starts only when [`start`](Shutdown::start) is
     /// called; `drain` waits at most `timeout`.
-    pub fn new(name: &'static str, timeout: Duration) -> Shutdown {
+    pub fn new(name: impl Into<String>, timeout: Duration) -> Shutdown {
         Shutdown {
             inner: Rc::new(Inner {
-                name,
+                name: name.into(),
                 timeout,
                 started: Cell::new(false),
                 forced: Cell::new(false),
                 waiters: RefCell::new(Vec::new()),
                 free: RefCell::new(Vec::new()),
                 open: Cell::new(0),
+                served: Cell::new(0),
                 drainer: RefCell::new(None),
             }),
         }
@@ -101,12 +114,13 @@ impl Shutdown {
     /// # Errors
     ///
     /// Those of `runtime::signal::signal`.
-    pub fn on_signals(name: &'static str, timeout: Duration) -> io::Result<Shutdown> {
+    pub fn on_signals(name: impl Into<String>, timeout: Duration) -> io::Result<Shutdown> {
         let shutdown = Shutdown::new(name, timeout);
         let mut int = signal(libc::SIGINT)?;
         let mut term = signal(libc::SIGTERM)?;
         let this = shutdown.clone();
         runtime::spawn(async move {
+            let name = &this.inner.name;
             let which = first(&mut int, &mut term).await;
             eprintln!(
                 "{name}: {which}: shutting down ({} connections open, waiting up to {:?})",
@@ -160,9 +174,15 @@ impl Shutdown {
     /// Counts a connection as open until the returned guard is dropped.
     pub fn track(&self) -> Tracked {
         self.inner.open.set(self.inner.open.get() + 1);
+        self.inner.served.set(self.inner.served.get() + 1);
         Tracked {
             inner: Rc::clone(&self.inner),
         }
+    }
+
+    /// How many connections were ever [`track`](Shutdown::track)ed.
+    pub fn served(&self) -> usize {
+        self.inner.served.get()
     }
 
     /// Waits until every tracked connection is finished, at most the
@@ -326,13 +346,18 @@ async fn first(int: &mut Signal, term: &mut Signal) -> &'static str {
     .await
 }
 
-/// The command line of a server example: `[ADDR] [--shutdown-timeout SECS]`.
+/// The command line of a server example:
+/// `[ADDR] [--threads N] [--shutdown-timeout SECS]`.
 #[derive(Debug, Clone)]
 pub struct ServerArgs {
     /// The address to listen on.
     pub addr: String,
     /// The bound on the wait for connections at shutdown.
     pub shutdown_timeout: Duration,
+    /// How many workers serve (each a runtime on its own thread with its
+    /// own listener on the same port); 1, the default, is one runtime on
+    /// the main thread.
+    pub threads: usize,
 }
 
 impl ServerArgs {
@@ -343,7 +368,7 @@ impl ServerArgs {
             Ok(args) => args,
             Err(e) => {
                 eprintln!("{name}: {e}");
-                eprintln!("usage: {name} [ADDR] [--shutdown-timeout SECS]");
+                eprintln!("usage: {name} [ADDR] [--threads N] [--shutdown-timeout SECS]");
                 std::process::exit(2);
             }
         }
@@ -356,6 +381,7 @@ impl ServerArgs {
     ) -> Result<ServerArgs, String> {
         let mut addr = None;
         let mut shutdown_timeout = DEFAULT_TIMEOUT;
+        let mut threads = 1;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             if arg == "--shutdown-timeout" {
@@ -367,6 +393,13 @@ impl ServerArgs {
                     .ok()
                     .and_then(|s| Duration::try_from_secs_f64(s).ok())
                     .ok_or(format!("--shutdown-timeout: not a duration: {value}"))?;
+            } else if arg == "--threads" {
+                let value = args.next().ok_or("--threads needs a number of workers")?;
+                threads = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(format!("--threads: not a number of workers (1 or more): {value}"))?;
             } else if arg.starts_with('-') {
                 return Err(format!("unknown option {arg}"));
             } else if addr.is_none() {
@@ -378,6 +411,131 @@ impl ServerArgs {
         Ok(ServerArgs {
             addr: addr.unwrap_or_else(|| default_addr.to_string()),
             shutdown_timeout,
+            threads,
         })
     }
+}
+
+/// Runs a server until SIGINT or SIGTERM and its connections drained: the
+/// `main` of `echo`, `http` and `kv`.
+///
+/// `serve(listener, shutdown)` is one worker's accept loop: it spawns a
+/// task per connection (each [`track`](Shutdown::track)ed) and returns once
+/// the shutdown started and the listener stopped listening. `announce`
+/// makes the line printed to stdout once the server listens (tests and the
+/// benchmarks read the address from its last word).
+///
+/// With `args.threads == 1` this is exactly what `#[runtime::main]` over
+/// the one worker's body would be: a runtime on the main thread, a plain
+/// `bind`, and errors returned (a runtime that cannot start: a message and
+/// exit status 1, as `#[runtime::main]` does).
+///
+/// With N > 1: the address is resolved to one socket address, whose port
+/// (a real one, also for port 0) is held by a socket bound with
+/// `SO_REUSEPORT` but not listening, which receives no connections. Then a
+/// [`runtime::Pool`] of N workers each binds its own listener there with
+/// [`TcpListener::bind_reuseport`] (the kernel spreads connections over
+/// them), makes its own [`Shutdown`] (named `"<name> worker <i>"` in the log
+/// lines) and runs `serve`; the last worker ready drops the placeholder
+/// socket and prints the one `announce` line. On a signal every worker
+/// stops accepting and drains its own connections, then prints how many
+/// connections it served (`<name> worker <i>: served <n> connections`);
+/// this returns when every worker is done. A worker that cannot listen
+/// ends the process with status 1.
+///
+/// # Errors
+///
+/// With one thread, those of the bind, of [`Shutdown::on_signals`] and of
+/// printing the address. With more: an address that does not resolve or
+/// cannot be bound, and the pool's.
+pub fn run_server<S, Fut>(
+    name: &'static str,
+    args: &ServerArgs,
+    announce: fn(SocketAddr) -> String,
+    serve: S,
+) -> io::Result<()>
+where
+    S: Fn(TcpListener, Shutdown) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    if args.threads == 1 {
+        let rt = match runtime::Runtime::builder().build() {
+            Ok(rt) => rt,
+            Err(error) => {
+                eprintln!("error: cannot start the runtime: {error}");
+                std::process::exit(1)
+            }
+        };
+        return rt.block_on(async {
+            let listener = TcpListener::bind(args.addr.as_str())?;
+            // Before the line that says we listen: a signal after it is
+            // caught.
+            let shutdown = Shutdown::on_signals(name, args.shutdown_timeout)?;
+            println!("{}", announce(listener.local_addr()?));
+            serve(listener, shutdown.clone()).await;
+            shutdown.drain().await;
+            Ok(())
+        });
+    }
+    let (placeholder, addr) = hold_port(&args.addr)?;
+    let placeholder = Arc::new(Mutex::new(Some(placeholder)));
+    let ready = Arc::new(AtomicUsize::new(0));
+    let serve = Arc::new(serve);
+    let threads = args.threads;
+    let timeout = args.shutdown_timeout;
+    let pool = runtime::Pool::builder().threads(threads).build()?;
+    pool.run(|i| {
+        let (placeholder, ready, serve) = (placeholder.clone(), ready.clone(), serve.clone());
+        async move {
+            let worker = format!("{name} worker {i}");
+            let listener = TcpListener::bind_reuseport(addr).unwrap_or_else(|e| {
+                eprintln!("{worker}: cannot listen on {addr}: {e}");
+                std::process::exit(1)
+            });
+            let shutdown = Shutdown::on_signals(worker.clone(), timeout).unwrap_or_else(|e| {
+                eprintln!("{worker}: cannot listen for signals: {e}");
+                std::process::exit(1)
+            });
+            // Every worker listens and hears signals: say so, once.
+            if ready.fetch_add(1, Ordering::AcqRel) + 1 == threads {
+                drop(placeholder.lock().unwrap().take());
+                println!("{}", announce(addr));
+            }
+            serve(listener, shutdown.clone()).await;
+            shutdown.drain().await;
+            eprintln!("{worker}: served {} connections", shutdown.served());
+        }
+    });
+    Ok(())
+}
+
+/// Resolves `addr` and binds a TCP socket to the first of its addresses
+/// that can be bound, with `SO_REUSEADDR` and `SO_REUSEPORT` and without
+/// listening: it holds the port (the real one, if `addr`'s port is 0) for
+/// the workers' listeners, and no connection is ever queued on it.
+fn hold_port(addr: &str) -> io::Result<(socket2::Socket, SocketAddr)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        let bound = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|s| {
+                s.set_reuse_address(true)?;
+                s.set_reuse_port(true)?;
+                s.bind(&a.into())?;
+                let local = s.local_addr()?.as_socket().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address")
+                })?;
+                Ok((s, local))
+            });
+        match bound {
+            Ok(held) => return Ok(held),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr} resolves to no address"),
+        )
+    }))
 }

@@ -18,8 +18,13 @@
 //! way, then closes. The server exits 0 when every connection is closed,
 //! or after `--shutdown-timeout SECS` (default 5).
 //!
+//! `--threads N` serves on N workers (threads with a ring each), each with
+//! its own listener on the same port (`SO_REUSEPORT`, the kernel spreading
+//! connections), its own connections and its own graceful shutdown: see
+//! `examples::shutdown::run_server`. Nothing is shared between them.
+//!
 //! ```text
-//! cargo run --release -p examples --example http -- 127.0.0.1:8080
+//! cargo run --release -p examples --example http -- 127.0.0.1:8080 [--threads 2]
 //! curl -i http://127.0.0.1:8080/
 //! wrk -t1 -c256 -d10s http://127.0.0.1:8080/
 //! ```
@@ -34,23 +39,23 @@ use std::net::Shutdown as Direction;
 use std::pin::pin;
 use std::time::Duration;
 
-use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown, IDLE_GRACE};
+use examples::shutdown::{
+    or_stopped, run_server, stop_listening, ServerArgs, Shutdown, IDLE_GRACE,
+};
 use net::{TcpListener, TcpStream};
 
 use conn::{Conn, Next};
 
 /// Binds the address from the first argument (default `127.0.0.1:8080`) and
 /// serves until SIGINT or SIGTERM.
-#[runtime::main]
-async fn main() -> io::Result<()> {
+fn main() -> io::Result<()> {
     let args = ServerArgs::parse("http", "127.0.0.1:8080");
-    let listener = TcpListener::bind(args.addr.as_str())?;
-    // Before the line that says we listen: a signal after it is caught.
-    let shutdown = Shutdown::on_signals("http", args.shutdown_timeout)?;
-    println!("http: listening on http://{}", listener.local_addr()?);
-    accept_loop(listener, &shutdown).await;
-    shutdown.drain().await;
-    Ok(())
+    run_server(
+        "http",
+        &args,
+        |addr| format!("http: listening on http://{addr}"),
+        |listener, shutdown| async move { accept_loop(listener, &shutdown).await },
+    )
 }
 
 /// Accepts connections until the shutdown starts; then the listener is
