@@ -399,7 +399,9 @@ impl ServerArgs {
                     .parse::<usize>()
                     .ok()
                     .filter(|&n| n > 0)
-                    .ok_or(format!("--threads: not a number of workers (1 or more): {value}"))?;
+                    .ok_or(format!(
+                        "--threads: not a number of workers (1 or more): {value}"
+                    ))?;
             } else if arg.starts_with('-') {
                 return Err(format!("unknown option {arg}"));
             } else if addr.is_none() {

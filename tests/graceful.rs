@@ -16,148 +16,24 @@
 //! and no non-2xx response. Connection errors after the server stopped
 //! listening are expected: that is the server no longer accepting.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+mod example_process;
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use example_process::{Server, IO_TIMEOUT, LIMIT};
 use examples::shutdown::{or_stopped, stop_listening, ServerArgs, Shutdown, DEFAULT_TIMEOUT};
 use integration_tests::{on_runtime, with_deadline};
-
-/// Generous limit for a whole test, building the examples included.
-const LIMIT: Duration = Duration::from_secs(300);
-
-/// How long a client waits for bytes before failing.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `http` example's answer to `GET /`, while serving and when closing.
 const OK: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
 const OK_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!";
-
-/// A running example server; killed (and reaped) if the test ends first.
-struct Server {
-    child: std::process::Child,
-    addr: SocketAddr,
-    /// The server's stderr lines, as they come.
-    stderr: mpsc::Receiver<String>,
-    /// Every stderr line so far, for failure messages.
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Starts example `name` on a free port with `args` after the address.
-    fn start(name: &str, args: &[&str]) -> Server {
-        let binary = integration_tests::example_binary(env!("CARGO_TARGET_TMPDIR"), name);
-        let mut child = Command::new(binary)
-            .arg("127.0.0.1:0")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the {name} example: {e}"));
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("reading the listening line");
-        let addr = line
-            .trim_end()
-            .rsplit(' ')
-            .next()
-            .map(|a| a.trim_start_matches("http://"))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{name}: no address in its first line {line:?}"));
-        let (tx, stderr) = mpsc::channel();
-        let log = Arc::new(Mutex::new(String::new()));
-        let err = child.stderr.take().unwrap();
-        let log2 = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { return };
-                log2.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        Server {
-            child,
-            addr,
-            stderr,
-            log,
-        }
-    }
-
-    /// Sends `sig` to the server.
-    fn signal(&self, sig: i32) {
-        // SAFETY: plain syscall on our own child, not yet reaped (so its pid
-        // cannot have been reused); checked.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    }
-
-    /// Waits until the server writes a stderr line containing `what`.
-    fn wait_for(&self, what: &str) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if line.contains(what) => return line,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "the server never said {what:?}; its stderr:\n{}",
-                    self.log.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    /// Sends `sig` and waits until the server says it is shutting down.
-    fn shut_down(&self, sig: i32) {
-        self.signal(sig);
-        self.wait_for("shutting down");
-    }
-
-    /// Waits (bounded) for the server to exit and returns its status.
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the server did not exit");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits for the server to exit and checks it exited 0.
-    fn expect_clean_exit(&mut self) {
-        let status = self.wait();
-        assert!(
-            status.success(),
-            "the server exited with {status}; its stderr:\n{}",
-            self.log.lock().unwrap()
-        );
-    }
-
-    /// A client connection to the server.
-    fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Reads until the peer closes; fails on a timeout.
 fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
@@ -299,17 +175,21 @@ fn stop_listening_refuses_connections() {
 
 /// Idle connections do not hold a server up: after SIGTERM (or SIGINT) it
 /// closes them and exits 0, each of echo, http and kv, with connections
-/// that never sent anything and ones that did.
+/// that never sent anything and ones that did; also on several workers
+/// (`--threads`), where every worker must hear the signal.
 #[test]
 fn servers_exit_0_with_idle_connections() {
     with_deadline(LIMIT, || {
-        for (name, sig) in [
-            ("echo", libc::SIGTERM),
-            ("http", libc::SIGTERM),
-            ("kv", libc::SIGTERM),
-            ("http", libc::SIGINT),
+        for (name, sig, args) in [
+            ("echo", libc::SIGTERM, &[][..]),
+            ("http", libc::SIGTERM, &[]),
+            ("kv", libc::SIGTERM, &[]),
+            ("http", libc::SIGINT, &[]),
+            ("echo", libc::SIGINT, &["--threads", "2"]),
+            ("http", libc::SIGTERM, &["--threads", "2"]),
+            ("kv", libc::SIGTERM, &["--threads", "3"]),
         ] {
-            let mut server = Server::start(name, &[]);
+            let mut server = Server::start(name, args);
             let mut silent: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
             let mut used = server.connect();
             let (request, answer): (&[u8], &[u8]) = match name {
@@ -536,8 +416,28 @@ fn wrk_socket_errors(report: &str) -> [u64; 4] {
 /// are its attempts to reconnect once the server stopped listening).
 #[test]
 fn http_shuts_down_gracefully_under_wrk_load() {
+    shut_down_under_load(&[]);
+}
+
+/// The same with two workers, each with its own listener and connections:
+/// each stops accepting and finishes its own, and the process exits 0
+/// once both are done.
+#[test]
+fn http_on_two_workers_shuts_down_gracefully_under_wrk_load() {
+    let log = shut_down_under_load(&["--threads", "2"]);
+    for worker in 0..2 {
+        assert!(
+            log.contains(&format!("http worker {worker}: SIGTERM: shutting down")),
+            "{log}"
+        );
+    }
+}
+
+/// Loads `http ARGS` with our clients and wrk, stops it with SIGTERM and
+/// checks everything they got; returns the server's stderr.
+fn shut_down_under_load(args: &'static [&'static str]) -> String {
     with_deadline(LIMIT, || {
-        let mut server = Server::start("http", &[]);
+        let mut server = Server::start("http", args);
         let addr = server.addr;
         let clients: Vec<_> = (0..8)
             .map(|i| {
@@ -581,5 +481,6 @@ fn http_shuts_down_gracefully_under_wrk_load() {
             assert!(!report.contains("Non-2xx"), "{report}");
             assert!(report.contains(" requests in "), "{report}");
         }
-    });
+        server.log()
+    })
 }

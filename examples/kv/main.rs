@@ -216,8 +216,7 @@ async fn connection(
         // one write; usually that is everything this read brought.
         let mut start = 0;
         loop {
-            let progress =
-                store.with(|store| serve(store, &mut parser, &input[start..], &mut out));
+            let progress = store.with(|store| serve(store, &mut parser, &input[start..], &mut out));
             start += progress.consumed;
             if !out.is_empty() {
                 let (res, buf) = stream.write_all(out).await;
