@@ -10,7 +10,9 @@
 //! redis-server), `files` (random reads vs tokio::fs and fio; 1 GiB copy vs
 //! cp), `executor` (micro-benchmarks and callgrind instructions per op),
 //! `uring` (each io_uring facility of the runtime measured both ways),
-//! `ecosystem` (hyper, TLS and idle connections, ours vs tokio).
+//! `ecosystem` (hyper, TLS and idle connections, ours vs tokio), `threads`
+//! (HTTP on 2 workers: hyper on our pool vs tokio's multi-thread runtime,
+//! unpinned).
 //!
 //! Servers run pinned to core 0, load generators to core 1; every cell runs
 //! several rounds with the peers interleaved, and the ratios quoted are the
@@ -35,7 +37,7 @@ use harness::{chart, proc, report, Ctx};
 use scenarios::SCENARIOS;
 
 const USAGE: &str = "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--plan]
-  scenarios: echo, http, arch, kv, files, executor, uring, ecosystem (default: all)
+  scenarios: echo, http, arch, kv, files, executor, uring, ecosystem, threads (default: all)
   --only     run some scenarios; the report then goes to target/bench-partial/BENCHMARKS.md
              (bench/BENCHMARKS.md is written only by a run of every scenario)
   --plan     print the planned time and exit

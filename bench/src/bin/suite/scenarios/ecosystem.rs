@@ -179,14 +179,14 @@ pub(crate) fn parse_h2load(out: &str) -> Option<H2load> {
 }
 
 /// The server's CPU so far: (total with ns resolution, user, system).
-fn server_cpu(pid: i32) -> Option<(f64, f64, f64)> {
+pub(crate) fn server_cpu(pid: i32) -> Option<(f64, f64, f64)> {
     let (u, s) = proc::proc_user_system_secs(pid)?;
     Some((proc::cpu_secs_precise(pid)?, u, s))
 }
 
 /// The server's CPU between `before` and `after`, in µs per `per` units:
 /// (total, user, system).
-fn cpu_per(before: (f64, f64, f64), after: (f64, f64, f64), per: f64) -> (f64, f64, f64) {
+pub(crate) fn cpu_per(before: (f64, f64, f64), after: (f64, f64, f64), per: f64) -> (f64, f64, f64) {
     let us = |a: f64, b: f64| (b - a) * 1e6 / per.max(1e-9);
     (
         us(before.0, after.0),
@@ -664,18 +664,18 @@ fn idle_cell(ctx: &Ctx, out: &mut Outcome) -> Cell {
 
 /// ours/tokio of a figure beside the noise floor ours'/ours, and whether
 /// the first lies beyond the second.
-struct NoiseRow {
-    what: String,
-    ours: Option<f64>,
-    tokio: Option<f64>,
-    vs_tokio: Option<Ratio>,
-    noise: Option<Ratio>,
+pub(crate) struct NoiseRow {
+    pub what: String,
+    pub ours: Option<f64>,
+    pub tokio: Option<f64>,
+    pub vs_tokio: Option<Ratio>,
+    pub noise: Option<Ratio>,
     higher_is_better: bool,
     goal: Option<(f64, &'static str)>,
 }
 
 impl NoiseRow {
-    fn new(
+    pub(crate) fn new(
         cell: &Cell,
         key: Option<&'static str>,
         what: String,
@@ -703,7 +703,7 @@ impl NoiseRow {
     /// "ours better" / "ours worse" when every round's ours/tokio lies
     /// outside the noise floor's range (widened to include 1.00x, and by
     /// 0.5%), "within the noise" otherwise.
-    fn verdict(&self) -> String {
+    pub(crate) fn verdict(&self) -> String {
         let (Some(r), Some(n)) = (self.vs_tokio, self.noise) else {
             return "not measured".into();
         };
@@ -760,7 +760,7 @@ impl NoiseRow {
     }
 }
 
-fn fmt(v: Option<f64>) -> String {
+pub(crate) fn fmt(v: Option<f64>) -> String {
     match v {
         Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
         Some(v) => format!("{v:.2}"),

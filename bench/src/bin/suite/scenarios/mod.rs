@@ -7,6 +7,7 @@ pub(crate) mod executor;
 pub(crate) mod files;
 pub(crate) mod http;
 pub(crate) mod kv;
+pub(crate) mod threads;
 pub(crate) mod uring;
 pub(crate) mod uring_cells;
 
@@ -14,7 +15,7 @@ use crate::harness::model::Outcome;
 use crate::harness::Ctx;
 
 /// The scenarios, in the order a full run goes through them.
-pub(crate) const SCENARIOS: [&str; 8] = [
+pub(crate) const SCENARIOS: [&str; 9] = [
     "echo",
     "http",
     "arch",
@@ -23,6 +24,7 @@ pub(crate) const SCENARIOS: [&str; 8] = [
     "executor",
     "uring",
     "ecosystem",
+    "threads",
 ];
 
 /// The planned seconds of scenario `name`.
@@ -36,6 +38,7 @@ pub(crate) fn plan(ctx: &Ctx, name: &str) -> f64 {
         "executor" => executor::plan(ctx),
         "uring" => uring::plan(ctx),
         "ecosystem" => ecosystem::plan(ctx),
+        "threads" => threads::plan(ctx),
         _ => 0.0,
     }
 }
@@ -50,6 +53,7 @@ pub(crate) fn run(ctx: &Ctx, name: &str) -> Outcome {
         "files" => files::run(ctx),
         "uring" => uring::run(ctx),
         "ecosystem" => ecosystem::run(ctx),
+        "threads" => threads::run(ctx),
         _ => executor::run(ctx),
     }
 }
