@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bench/run [--quick] [--only <scenario,...>]     (builds, then runs this)
-//! target/release/suite [--quick] [--only <scenario,...>] [--rounds N]
+//! target/release/suite [--quick] [--only <scenario,...>] [--rounds N] [--threads N]
 //! ```
 //!
 //! Scenarios: `echo` (TCP echo, seven runtimes), `http` (ours vs tokio,
@@ -36,18 +36,21 @@ use std::time::Instant;
 use harness::{chart, proc, report, Ctx};
 use scenarios::SCENARIOS;
 
-const USAGE: &str = "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--plan]
+const USAGE: &str =
+    "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--threads N] [--plan]
   scenarios: echo, http, arch, kv, files, executor, uring, ecosystem, threads (default: all)
   --only     run some scenarios; the report then goes to target/bench-partial/BENCHMARKS.md
              (bench/BENCHMARKS.md is written only by a run of every scenario)
   --plan     print the planned time and exit
-  --quick    2 rounds and a reduced matrix; default: 5 rounds";
+  --quick    2 rounds and a reduced matrix; default: 5 rounds
+  --threads  workers of the servers of the threads scenario (default 2)";
 
 struct Args {
     quick: bool,
     plan_only: bool,
     only: Vec<String>,
     rounds: Option<usize>,
+    threads: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         plan_only: false,
         only: Vec::new(),
         rounds: None,
+        threads: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -91,6 +95,13 @@ fn parse_args() -> Result<Args, String> {
                         .filter(|&n: &usize| n >= 1)
                         .ok_or("--rounds needs a positive number")?,
                 )
+            }
+            "--threads" => {
+                a.threads = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n >= 1)
+                    .ok_or("--threads needs a positive number")?
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -235,6 +246,7 @@ fn main() -> ExitCode {
         charts: true,
         out_dir,
         start: Instant::now(),
+        threads: args.threads,
     };
     if partial {
         if let Err(e) = std::fs::create_dir_all(ctx.out_dir.join("charts")) {

@@ -186,7 +186,11 @@ pub(crate) fn server_cpu(pid: i32) -> Option<(f64, f64, f64)> {
 
 /// The server's CPU between `before` and `after`, in µs per `per` units:
 /// (total, user, system).
-pub(crate) fn cpu_per(before: (f64, f64, f64), after: (f64, f64, f64), per: f64) -> (f64, f64, f64) {
+pub(crate) fn cpu_per(
+    before: (f64, f64, f64),
+    after: (f64, f64, f64),
+    per: f64,
+) -> (f64, f64, f64) {
     let us = |a: f64, b: f64| (b - a) * 1e6 / per.max(1e-9);
     (
         us(before.0, after.0),
@@ -1017,6 +1021,7 @@ time for connect:       19us        21us        20us         1us   100.00%
             charts: false,
             out_dir: std::env::temp_dir(),
             start: Instant::now(),
+            threads: 2,
         };
         let p = plan(&ctx);
         assert!((150.0..=210.0).contains(&p), "{p}");

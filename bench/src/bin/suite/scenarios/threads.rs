@@ -1,18 +1,19 @@
-//! Scenario `threads` (issue 14): HTTP on two workers. hyper on a
-//! `runtime::Pool` of 2 workers (one `SO_REUSEPORT` listener each) against
-//! hyper on tokio's multi-thread runtime with 2 workers, the native `http`
-//! example with `--threads 2` beside them, and `ours'`, a second copy of our
-//! hyper server, for the A-vs-A noise floor.
+//! Scenario `threads` (issue 14): HTTP on N workers (the suite's
+//! `--threads N`, default 2). hyper on a `runtime::Pool` of N workers (one
+//! `SO_REUSEPORT` listener each) against hyper on tokio's multi-thread
+//! runtime with N workers, the native `http` example with `--threads N`
+//! beside them, and `ours'`, a second copy of our hyper server, for the
+//! A-vs-A noise floor.
 //!
 //! Nothing is pinned: the servers' two workers and h2load share the
 //! machine's cores, as they would on a host where the load comes from
 //! elsewhere but other work competes. Two cells:
 //!
-//! 1. the closed-loop peak: `h2load -t 2 -c 64 -m 1` as fast as it goes,
+//! 1. the closed-loop peak: `h2load -t N -c 32N -m 1` as fast as it goes,
 //!    req/s (and server CPU per request);
-//! 2. a fixed rate below every server's peak, 30k req/s (`h2load -t 1 -c 50
-//!    --rps 600`): server CPU µs per request (all the process's threads),
-//!    req/s served, the client's p50/p99.
+//! 2. a fixed rate below every server's peak, 15k req/s per worker (N = 2:
+//!    `h2load -t 1 -c 50 --rps 600`, 30k req/s): server CPU µs per request
+//!    (all the process's threads), req/s served, the client's p50/p99.
 //!
 //! Full mode adds the native example on one worker, the single-core
 //! reference. At most 3 rounds per cell, 3 s runs, about 2 minutes.
@@ -25,8 +26,6 @@ use crate::harness::model::{human, Cell, Outcome, Sample, SATURATED};
 use crate::harness::rounds::Rounds;
 use crate::harness::{proc, Ctx};
 
-/// Workers of every server (the machine's 2 cores).
-pub(crate) const THREADS: usize = 2;
 /// Seconds of every measured run (h2load `-D`).
 const SECS: u32 = 3;
 /// Seconds of each server's warm-up run.
@@ -52,31 +51,37 @@ struct Load {
     rps: Option<usize>,
 }
 
-/// The closed-loop peak: two h2load threads (it needs both cores to keep
-/// two workers busy), one request in flight per connection.
-const PEAK: Load = Load {
-    threads: 2,
-    conns: 64,
-    rps: None,
-};
+/// The closed-loop peak against `n` workers: as many h2load threads (on
+/// 2 cores it needs both to keep two workers busy), 32 connections per
+/// worker, one request in flight on each.
+fn peak(n: usize) -> Load {
+    Load {
+        threads: n,
+        conns: 32 * n,
+        rps: None,
+    }
+}
 
-/// The fixed rate: 50 connections × 600 req/s = 30k req/s, under half of
-/// every server's peak on the development VM.
-const FIXED: Load = Load {
-    threads: 1,
-    conns: 50,
-    rps: Some(600),
-};
+/// The fixed rate against `n` workers: 25 connections per worker × 600
+/// req/s, 15k req/s per worker (30k with 2, under half of every server's
+/// peak on the development VM), one h2load thread per 2 workers.
+fn fixed(n: usize) -> Load {
+    Load {
+        threads: n.div_ceil(2),
+        conns: 25 * n,
+        rps: Some(600),
+    }
+}
 
 impl Load {
-    fn label(&self) -> String {
+    fn label(&self, n: usize) -> String {
         match self.rps {
             None => format!(
-                "HTTP/1.1 on {THREADS} workers, closed loop, {} conns, h2load -t {}",
+                "HTTP/1.1 on {n} workers, closed loop, {} conns, h2load -t {}",
                 self.conns, self.threads
             ),
             Some(r) => format!(
-                "HTTP/1.1 on {THREADS} workers, {} req/s fixed, {} conns",
+                "HTTP/1.1 on {n} workers, {} req/s fixed, {} conns",
                 human((r * self.conns) as f64),
                 self.conns
             ),
@@ -113,6 +118,7 @@ fn unpinned(ctx: &Ctx) -> Ctx {
         charts: ctx.charts,
         out_dir: ctx.out_dir.clone(),
         start: ctx.start,
+        threads: ctx.threads,
     }
 }
 
@@ -181,7 +187,7 @@ fn cell(ctx: &Ctx, out: &mut Outcome, fleet: &mut Fleet, names: &[&str], load: L
         ("server CPU µs/req", |v| format!("{v:.1}µs"))
     };
     let offered = load.rps.map_or(0, |r| r * load.conns) as f64;
-    let mut cell = Cell::new(load.label(), offered, names, unit);
+    let mut cell = Cell::new(load.label(ctx.threads), offered, names, unit);
     cell.higher_is_better = peak;
     let peers = fleet.peers();
     let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
@@ -209,6 +215,8 @@ fn cell(ctx: &Ctx, out: &mut Outcome, fleet: &mut Fleet, names: &[&str], load: L
                     s.extras.push((key, v));
                 }
             }
+            // Per h2load thread: 1.0 = each of them kept a core busy.
+            let loader = loader / load.threads as f64;
             s.loader_cpu = Some(loader);
             // The closed loop shares the cores with h2load by design;
             // at the fixed rate a saturated h2load measured itself.
@@ -236,13 +244,15 @@ fn cell(ctx: &Ctx, out: &mut Outcome, fleet: &mut Fleet, names: &[&str], load: L
 pub(crate) fn run(ctx: &Ctx) -> Outcome {
     let mut out = Outcome {
         name: "threads",
-        title: format!("More cores: HTTP on {THREADS} workers"),
+        title: format!("More cores: HTTP on {} workers", ctx.threads),
         no_targets: true,
         ..Default::default()
     };
     let ctx = &unpinned(ctx);
     let n = rounds(ctx);
-    let threads = THREADS.to_string();
+    let workers = ctx.threads;
+    let threads = workers.to_string();
+    let (peak_load, fixed_load) = (peak(workers), fixed(workers));
     let hyper = ctx.bin("hyper_http");
     let http = ctx.example("http");
     for bin in [&hyper, &http] {
@@ -273,19 +283,24 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     let mut fleet = Fleet::start(ctx, &mut out, specs);
     for peer in fleet.peers() {
         if let Ok(addr) = fleet.addr(&peer, &mut out) {
-            if let Err(e) = h2load(ctx, &mut out, addr, &FIXED, WARM_SECS) {
+            if let Err(e) = h2load(ctx, &mut out, addr, &fixed_load, WARM_SECS) {
                 eprintln!("suite: {TAG} warm-up {peer}: {e}");
             }
         }
     }
-    let peak = cell(ctx, &mut out, &mut fleet, &names, PEAK);
-    let fixed = cell(ctx, &mut out, &mut fleet, &names, FIXED);
+    let peak = cell(ctx, &mut out, &mut fleet, &names, peak_load);
+    let fixed = cell(ctx, &mut out, &mut fleet, &names, fixed_load);
     fleet.stop();
 
     out.notes.push(format!(
-        "Servers on {THREADS} workers: `hyper_http --rt ours --threads {THREADS}` (hyper 1 on a `runtime::Pool` of {THREADS} workers, each with its own `SO_REUSEPORT` listener), `hyper_http --rt tokio --threads {THREADS}` (the same hyper service on tokio's multi-thread runtime with {THREADS} workers, its accept loop a task on them), `ours'` (a second process of the first: the noise floor), the native `examples/http --threads {THREADS}`{}. Nothing is pinned: the servers and h2load share the machine's cores (this VM: 2), so the servers never have {THREADS} cores to themselves and the peak measures the server and h2load together. A {WARM_SECS} s warm-up per server at the fixed rate, then {n} rounds per cell, the variants interleaved and their order rotated, {SECS} s runs. Server CPU = the server process's CPU-time clock (every thread) over the run / requests succeeded; user and system apart from /proc/<pid>/stat (10 ms ticks). p50/p99: the time per request from h2load's per-request log. At the fixed rate a round is rejected if h2load (1 thread) used {:.0}% of a core; in the closed loop h2load uses what it can by design (its CPU share is shown).",
+        "Servers on {workers} workers: `hyper_http --rt ours --threads {workers}` (hyper 1 on a `runtime::Pool` of {workers} workers, each with its own `SO_REUSEPORT` listener), `hyper_http --rt tokio --threads {workers}` (the same hyper service on tokio's multi-thread runtime with {workers} workers, its accept loop a task on them), `ours'` (a second process of the first: the noise floor), the native `examples/http --threads {workers}`{}. Nothing is pinned: the servers and h2load share the machine's {} cores, so on 2 cores the servers never have their workers' cores to themselves and the peak measures the server and h2load together. A {WARM_SECS} s warm-up per server at the fixed rate, then {n} rounds per cell, the variants interleaved and their order rotated, {SECS} s runs. Server CPU = the server process's CPU-time clock (every thread) over the run / requests succeeded; user and system apart from /proc/<pid>/stat (10 ms ticks). p50/p99: the time per request from h2load's per-request log. At the fixed rate a round is rejected if h2load used {:.0}% of a core per thread; in the closed loop h2load uses what it can by design (its CPU share per thread is shown).",
         if ctx.quick { "" } else { ", and the native example on one worker (`examples/http`, the single-core reference)" },
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
         SATURATED * 100.0
+    ));
+    out.notes.push(format!(
+        "On a bigger machine: `target/release/suite --only threads --threads 16` (after `bench/run --only threads` has built the binaries) on 32 or more cores, so that h2load's threads have cores of their own; `--threads 1, 2, 4, 8, 16` in turn give a scaling curve. On this machine ({} cores) the servers' workers share the cores with h2load and the kernel's loopback path: the peak measures server and client together, and CPU per request is the figure to compare (bench/README.md, `threads`).",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
     ));
     let rows = [
         NoiseRow::new(&peak, None, "closed-loop req/s".into(), true, None),
@@ -338,12 +353,55 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     }
     out.extra_md.push(md);
     out.tables.push((
-        format!("HTTP/1.1 on {THREADS} workers: closed-loop peak"),
+        format!("HTTP/1.1 on {workers} workers: closed-loop peak"),
         vec![peak],
     ));
     out.tables.push((
-        format!("HTTP/1.1 on {THREADS} workers: server CPU per request at a fixed rate"),
+        format!("HTTP/1.1 on {workers} workers: server CPU per request at a fixed rate"),
         vec![fixed],
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn ctx(quick: bool, threads: usize) -> Ctx {
+        Ctx {
+            quick,
+            rounds: if quick { 2 } else { 5 },
+            server_core: Some(0),
+            loader_core: Some(1),
+            charts: false,
+            out_dir: std::env::temp_dir(),
+            start: Instant::now(),
+            threads,
+        }
+    }
+
+    #[test]
+    fn loads_scale_with_the_workers() {
+        let f = fixed(2);
+        assert_eq!((f.threads, f.conns, f.rps), (1, 50, Some(600)));
+        assert_eq!(
+            f.label(2),
+            "HTTP/1.1 on 2 workers, 30.0k req/s fixed, 50 conns"
+        );
+        let f = fixed(16);
+        assert_eq!((f.threads, f.conns), (8, 400));
+        let p = peak(16);
+        assert_eq!((p.threads, p.conns, p.rps), (16, 512, None));
+        assert!(p.label(16).contains("closed loop, 512 conns, h2load -t 16"));
+    }
+
+    #[test]
+    fn unpinned_and_about_two_minutes() {
+        let c = unpinned(&ctx(false, 4));
+        assert_eq!((c.server_core, c.loader_core, c.threads), (None, None, 4));
+        let full = plan(&ctx(false, 2));
+        assert!((90.0..=130.0).contains(&full), "{full}");
+        assert!(plan(&ctx(true, 2)) < full);
+    }
 }
