@@ -437,11 +437,18 @@ pub(crate) fn rss_bytes(pid: i32) -> Option<f64> {
 /// with `prefix` (e.g. `iou-sqp`, io_uring's SQPOLL thread), from
 /// `/proc/<pid>/task/*/stat`; `None` if there is no such thread.
 pub(crate) fn threads_cpu_secs(pid: i32, prefix: &str) -> Option<f64> {
-    let mut total = None;
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
+    let threads = threads_cpu_by_tid(pid, prefix);
+    (!threads.is_empty()).then(|| threads.iter().map(|t| t.1).sum())
+}
+
+/// (thread id, utime + stime in seconds) of each thread of `pid` whose
+/// name starts with `prefix`, from `/proc/<pid>/task/*/stat`.
+pub(crate) fn threads_cpu_by_tid(pid: i32, prefix: &str) -> Vec<(i32, f64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in dir.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         if !comm.trim().starts_with(prefix) {
             continue;
@@ -451,10 +458,10 @@ pub(crate) fn threads_cpu_secs(pid: i32, prefix: &str) -> Option<f64> {
         };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok();
         if let Some(v) = stat.as_deref().and_then(stat_cpu_secs) {
-            *total.get_or_insert(0.0) += v;
+            out.push((tid, v));
         }
     }
-    total
+    out
 }
 
 /// utime + stime in seconds from the text of a `stat` file.

@@ -178,6 +178,33 @@ fn h2load(
     Ok((h, f.cpu_secs / f.wall_secs.max(1e-3)))
 }
 
+/// The worker threads of a server process and their CPU seconds so far:
+/// ours are `runtime-worker-<i>` (cut to 15 bytes by the kernel), tokio's
+/// multi-thread runtime's `tokio-rt-worker`.
+fn workers_cpu(pid: i32) -> Vec<(i32, f64)> {
+    let mut v = proc::threads_cpu_by_tid(pid, "runtime-worker");
+    v.extend(proc::threads_cpu_by_tid(pid, "tokio-rt-worker"));
+    v
+}
+
+/// The busiest worker's share of the workers' CPU between two readings
+/// (0.5 with 2 workers = evenly spread, 1.0 = one worker did everything);
+/// `None` without at least two workers or without CPU used.
+fn busiest_share(before: &[(i32, f64)], after: &[(i32, f64)]) -> Option<f64> {
+    let used: Vec<f64> = after
+        .iter()
+        .map(|&(tid, a)| {
+            let b = before.iter().find(|t| t.0 == tid).map_or(0.0, |t| t.1);
+            (a - b).max(0.0)
+        })
+        .collect();
+    let total: f64 = used.iter().sum();
+    if used.len() < 2 || total <= 0.0 {
+        return None;
+    }
+    Some(used.iter().copied().fold(0.0, f64::max) / total)
+}
+
 /// The rounds of one cell over the running `fleet`.
 fn cell(ctx: &Ctx, out: &mut Outcome, fleet: &mut Fleet, names: &[&str], load: Load) -> Cell {
     let peak = load.rps.is_none();
@@ -198,9 +225,11 @@ fn cell(ctx: &Ctx, out: &mut Outcome, fleet: &mut Fleet, names: &[&str], load: L
         .run(out, &mut cell, &peers, |out, peer| {
             let addr = fleet.addr(peer, out)?;
             let pid = fleet.pid(peer).ok_or("the server is not running")?;
+            let workers_before = workers_cpu(pid);
             let before = server_cpu(pid).ok_or("cannot read the server's CPU time")?;
             let (h, loader) = h2load(ctx, out, addr, &load, SECS)?;
             let after = server_cpu(pid).ok_or("cannot read the server's CPU time")?;
+            let busiest = busiest_share(&workers_before, &workers_cpu(pid));
             let (total, user, sys) = cpu_per(before, after, h.succeeded as f64);
             let mut s = Sample::new(if peak { h.rps } else { total });
             if peak {
@@ -210,7 +239,11 @@ fn cell(ctx: &Ctx, out: &mut Outcome, fleet: &mut Fleet, names: &[&str], load: L
             }
             s.extras.push(("user µs/req", user));
             s.extras.push(("sys µs/req", sys));
-            for (key, v) in [("p50 µs", h.p50_us), ("p99 µs", h.p99_us)] {
+            for (key, v) in [
+                ("p50 µs", h.p50_us),
+                ("p99 µs", h.p99_us),
+                ("busiest worker %", busiest.map(|b| b * 100.0)),
+            ] {
                 if let Some(v) = v {
                     s.extras.push((key, v));
                 }
@@ -293,7 +326,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     fleet.stop();
 
     out.notes.push(format!(
-        "Servers on {workers} workers: `hyper_http --rt ours --threads {workers}` (hyper 1 on a `runtime::Pool` of {workers} workers, each with its own `SO_REUSEPORT` listener), `hyper_http --rt tokio --threads {workers}` (the same hyper service on tokio's multi-thread runtime with {workers} workers, its accept loop a task on them), `ours'` (a second process of the first: the noise floor), the native `examples/http --threads {workers}`{}. Nothing is pinned: the servers and h2load share the machine's {} cores, so on 2 cores the servers never have their workers' cores to themselves and the peak measures the server and h2load together. A {WARM_SECS} s warm-up per server at the fixed rate, then {n} rounds per cell, the variants interleaved and their order rotated, {SECS} s runs. Server CPU = the server process's CPU-time clock (every thread) over the run / requests succeeded; user and system apart from /proc/<pid>/stat (10 ms ticks). p50/p99: the time per request from h2load's per-request log. At the fixed rate a round is rejected if h2load used {:.0}% of a core per thread; in the closed loop h2load uses what it can by design (its CPU share per thread is shown).",
+        "Servers on {workers} workers: `hyper_http --rt ours --threads {workers}` (hyper 1 on a `runtime::Pool` of {workers} workers, each with its own `SO_REUSEPORT` listener), `hyper_http --rt tokio --threads {workers}` (the same hyper service on tokio's multi-thread runtime with {workers} workers, its accept loop a task on them), `ours'` (a second process of the first: the noise floor), the native `examples/http --threads {workers}`{}. Nothing is pinned: the servers and h2load share the machine's {} cores, so on 2 cores the servers never have their workers' cores to themselves and the peak measures the server and h2load together. A {WARM_SECS} s warm-up per server at the fixed rate, then {n} rounds per cell, the variants interleaved and their order rotated, {SECS} s runs. Server CPU = the server process's CPU-time clock (every thread) over the run / requests succeeded; user and system apart from /proc/<pid>/stat (10 ms ticks). busiest worker %: the busiest worker thread's share of the worker threads' CPU over the run (/proc/<pid>/task/*/stat; 50% with 2 workers = evenly spread): ours spreads connections by the kernel's SO_REUSEPORT hash, tokio moves tasks between workers. p50/p99: the time per request from h2load's per-request log. At the fixed rate a round is rejected if h2load used {:.0}% of a core per thread; in the closed loop h2load uses what it can by design (its CPU share per thread is shown).",
         if ctx.quick { "" } else { ", and the native example on one worker (`examples/http`, the single-core reference)" },
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         SATURATED * 100.0
@@ -394,6 +427,16 @@ mod tests {
         let p = peak(16);
         assert_eq!((p.threads, p.conns, p.rps), (16, 512, None));
         assert!(p.label(16).contains("closed loop, 512 conns, h2load -t 16"));
+    }
+
+    #[test]
+    fn busiest_share_of_the_workers() {
+        let before = [(1, 1.0), (2, 2.0)];
+        assert_eq!(busiest_share(&before, &[(1, 4.0), (2, 3.0)]), Some(0.75));
+        // A thread that appeared meanwhile counts from 0.
+        assert_eq!(busiest_share(&before, &[(1, 2.0), (3, 1.0)]), Some(0.5));
+        assert_eq!(busiest_share(&before, &[(1, 2.0)]), None);
+        assert_eq!(busiest_share(&before, &before), None);
     }
 
     #[test]
