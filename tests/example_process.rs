@@ -119,6 +119,22 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Every stderr line, once the server has closed its stderr (it
+    /// exited): waits (bounded) for the reader to reach the end.
+    pub(crate) fn full_log(&self) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.log(),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the server's stderr never ended:\n{}", self.log())
+                }
+            }
+        }
+    }
+
     /// Waits for the server to exit and checks it exited 0.
     pub(crate) fn expect_clean_exit(&mut self) {
         let status = self.wait();

@@ -89,7 +89,7 @@ fn worker_threads(pid: u32) -> usize {
 fn stop_and_count(mut server: Server, name: &str, workers: usize) -> Vec<usize> {
     server.shut_down(libc::SIGTERM);
     server.expect_clean_exit();
-    let log = server.log();
+    let log = server.full_log();
     (0..workers)
         .map(|i| {
             let prefix = format!("{name} worker {i}: served ");
