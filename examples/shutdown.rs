@@ -41,7 +41,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -439,10 +439,11 @@ impl ServerArgs {
 /// [`TcpListener::bind_reuseport`] (the kernel spreads connections over
 /// them), makes its own [`Shutdown`] (named `"<name> worker <i>"` in the log
 /// lines) and runs `serve`; the last worker ready drops the placeholder
-/// socket and prints the one `announce` line. On a signal every worker
-/// stops accepting and drains its own connections, then prints how many
-/// connections it served (`<name> worker <i>: served <n> connections`);
-/// this returns when every worker is done. A worker that cannot listen
+/// socket and prints the one `announce` line. On a signal the first worker
+/// to hear it stops every worker's listener at once (new connections are
+/// refused from then on), and every worker drains its own connections,
+/// then prints how many it served (`<name> worker <i>: served <n>
+/// connections`); this returns when every worker is done. A worker that cannot listen
 /// ends the process with status 1.
 ///
 /// # Errors
@@ -481,6 +482,9 @@ where
     }
     let (placeholder, addr) = hold_port(&args.addr)?;
     let placeholder = Arc::new(Mutex::new(Some(placeholder)));
+    // A duplicate of every worker's listener, so that the first worker to
+    // start its shutdown stops every listener at once (see below).
+    let doors: Arc<Mutex<Vec<OwnedFd>>> = Arc::new(Mutex::new(Vec::new()));
     let ready = Arc::new(AtomicUsize::new(0));
     let serve = Arc::new(serve);
     let threads = args.threads;
@@ -488,15 +492,39 @@ where
     let pool = runtime::Pool::builder().threads(threads).build()?;
     pool.run(|i| {
         let (placeholder, ready, serve) = (placeholder.clone(), ready.clone(), serve.clone());
+        let doors = doors.clone();
         async move {
             let worker = format!("{name} worker {i}");
-            let listener = TcpListener::bind_reuseport(addr).unwrap_or_else(|e| {
-                eprintln!("{worker}: cannot listen on {addr}: {e}");
-                std::process::exit(1)
-            });
+            let listener = TcpListener::bind_reuseport(addr)
+                .and_then(|l| {
+                    // SAFETY: the listener's descriptor is open for this
+                    // borrow, which only duplicates it.
+                    let fd = unsafe { BorrowedFd::borrow_raw(l.as_raw_fd()) };
+                    doors.lock().unwrap().push(fd.try_clone_to_owned()?);
+                    Ok(l)
+                })
+                .unwrap_or_else(|e| {
+                    eprintln!("{worker}: cannot listen on {addr}: {e}");
+                    std::process::exit(1)
+                });
             let shutdown = Shutdown::on_signals(worker.clone(), timeout).unwrap_or_else(|e| {
                 eprintln!("{worker}: cannot listen for signals: {e}");
                 std::process::exit(1)
+            });
+            // The workers hear a signal one after the other. Were each to
+            // stop only its own listener, the connections the first one
+            // closes (`Connection: close`) would reconnect to a listener
+            // still open, and be reset when that one stops with them in
+            // its queue. So the first to start stops them all (shutdown(2)
+            // on a duplicate acts on the shared socket; the duplicates
+            // stay open until this function returns, so no descriptor
+            // number here is ever reused).
+            let started = shutdown.started();
+            runtime::spawn(async move {
+                started.await;
+                for door in doors.lock().unwrap().iter() {
+                    stop_listening(door);
+                }
             });
             // Every worker listens and hears signals: say so, once.
             if ready.fetch_add(1, Ordering::AcqRel) + 1 == threads {
