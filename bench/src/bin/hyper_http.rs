@@ -27,9 +27,7 @@
 //! task per connection): the same HTTP stack on both runtimes, so the
 //! difference is the runtime's I/O. `--h2` serves HTTP/2 over cleartext with
 //! prior knowledge (hyper's HTTP/2 builder, the runtime's executor) instead
-//! of HTTP/1.1. `--buffered` (with `--rt ours`) switches the streams'
-//! poll-style reads to the other candidate mechanism (a ring receive into
-//! a stream-owned buffer, copied out), for the measurement of the two.
+//! of HTTP/1.1.
 //!
 //! ```text
 //! cargo run --release -p bench --bin hyper_http -- 127.0.0.1:9308 [--rt ours|tokio] [--h2]
@@ -51,7 +49,7 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut addr, mut ours, mut h2, mut buffered) = (None, false, false, false);
+    let (mut addr, mut ours, mut h2) = (None, false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -61,7 +59,6 @@ fn main() -> ExitCode {
                 _ => addr = None,
             },
             "--h2" => h2 = true,
-            "--buffered" => buffered = true,
             other if addr.is_none() && !other.starts_with("--") => addr = Some(other.to_owned()),
             _ => {
                 addr = None;
@@ -70,7 +67,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(addr) = addr else {
-        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2] [--buffered]");
+        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2]");
         return ExitCode::from(2);
     };
     if let Err(e) = bench::raise_nofile_limit() {
@@ -87,7 +84,7 @@ fn main() -> ExitCode {
         }
     };
     if ours {
-        return serve_ours(std_listener, h2, buffered);
+        return serve_ours(std_listener, h2);
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -154,7 +151,7 @@ fn http1_builder() -> http1::Builder {
 }
 
 /// The same service on this runtime (`--rt ours`).
-fn serve_ours(std_listener: std::net::TcpListener, h2: bool, buffered: bool) -> ExitCode {
+fn serve_ours(std_listener: std::net::TcpListener, h2: bool) -> ExitCode {
     let rt = match runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -179,11 +176,7 @@ fn serve_ours(std_listener: std::net::TcpListener, h2: bool, buffered: bool) -> 
                     continue;
                 }
             };
-            let mut stream = stream;
             let _ = stream.set_nodelay(true);
-            if buffered {
-                stream.use_buffered_poll_reads();
-            }
             if h2 {
                 let conn = h2_builder.serve_connection(stream, service_fn(hello));
                 runtime::spawn(async move {
