@@ -603,7 +603,77 @@ fn main_with_threads_runs_the_body_on_every_worker() {
     assert_eq!(two_ok().unwrap(), 100);
 }
 
+static TEST_BODIES: AtomicUsize = AtomicUsize::new(0);
+
+/// `#[runtime::test(threads = 2)]` runs the body once on each of two
+/// workers, at the same time: each body waits (bounded) until both have
+/// arrived, which a single body never sees.
 #[runtime::test(threads = 2)]
 async fn test_attribute_with_threads() {
     assert!(runtime::worker_index().unwrap() < 2);
+    TEST_BODIES.fetch_add(1, Ordering::SeqCst);
+    let start = std::time::Instant::now();
+    while TEST_BODIES.load(Ordering::SeqCst) < 2 && start.elapsed() < LIMIT {
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        TEST_BODIES.load(Ordering::SeqCst),
+        2,
+        "the body ran once only"
+    );
+}
+
+/// A panic in `spawn_on`'s closure is the task's JoinError also when the
+/// caller is on the target worker itself (the closure runs in the task).
+#[test]
+fn spawn_on_own_worker_with_a_panicking_closure_is_a_join_error() {
+    with_deadline(LIMIT, || {
+        let pool = pool(2);
+        let handle = pool.handle();
+        let out = pool.run(move |i| {
+            let handle = handle.clone();
+            async move {
+                let own = handle.spawn_on(i, || -> std::future::Ready<()> {
+                    panic!("closure panics on its own worker");
+                });
+                let err = own.await.unwrap_err();
+                err.is_panic()
+            }
+        });
+        assert_eq!(out, [true, true]);
+    });
+}
+
+/// A wake-up a worker owes another (queued for its next MSG_RING) must not
+/// hold back wakes of that worker from plain threads: worker 0 queues one
+/// to worker 1 and then blocks its thread; meanwhile a plain thread's
+/// `spawn_on(1, ..)` must still run.
+#[test]
+fn a_queued_msg_ring_wake_does_not_hold_back_other_threads_wakes() {
+    with_deadline(LIMIT, || {
+        let pool = pool_with(2, CrossWake::MsgRing);
+        let handle = pool.handle();
+        let (blocked_tx, blocked_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (ran_tx, ran_rx) = mpsc::channel::<&str>();
+        let on_0 = handle.clone();
+        let first = handle.spawn_on(0, move || async move {
+            // Queued in worker 0's outbox, sent at its next turn...
+            let queued = on_0.spawn_on(1, || async {});
+            // ...which does not come while this task blocks the thread.
+            blocked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            queued.await.unwrap();
+        });
+        blocked_rx.recv().unwrap();
+        let ran = ran_tx.clone();
+        let plain = handle.spawn_on(1, move || async move {
+            ran.send("plain thread's task ran").unwrap();
+        });
+        let got = ran_rx.recv_timeout(Duration::from_secs(20));
+        release_tx.send(()).unwrap();
+        assert_eq!(got, Ok("plain thread's task ran"));
+        park_on(plain).unwrap();
+        park_on(first).unwrap();
+    });
 }

@@ -125,6 +125,11 @@ use expand::Kind;
 /// 0's `Ok`. A panic in a body is resumed once every worker has finished.
 /// `#[runtime::test(threads = N)]` does the same for a test.
 ///
+/// Every body must return for `main` to return: a worker whose body fails
+/// early (say its `bind_reuseport` is refused) does not stop the others,
+/// so a server whose workers loop forever should stop them itself on an
+/// error (for example by raising a shutdown signal they all listen for).
+///
 /// The function does not have to be named `main`; it must be an `async fn`
 /// without arguments or generics.
 #[proc_macro_attribute]

@@ -600,19 +600,6 @@ impl Accepted for TcpStream {
     }
 }
 
-impl TcpStream {
-    /// Switches this stream's poll-style reads (the `tokio-io`,
-    /// `futures-io` and `hyper` traits) from readiness plus a system call
-    /// to a ring receive into a buffer the stream owns, copied out: the
-    /// other candidate mechanism, kept for the measurement in
-    /// `bench/hyper_cpu --buffered`. Not a supported setting.
-    #[doc(hidden)]
-    #[cfg(any(feature = "tokio-io", feature = "futures-io", feature = "hyper"))]
-    pub fn use_buffered_poll_reads(&mut self) {
-        self.stream.use_buffered_poll_reads();
-    }
-}
-
 // The ecosystem's poll-style I/O traits (cargo features `tokio-io`,
 // `futures-io`, `hyper`), on the stream core: see `poll_io.rs`.
 crate::poll_io::poll_traits!(TcpStream);

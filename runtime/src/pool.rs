@@ -510,7 +510,9 @@ impl PoolHandle {
         };
         if let Some(core) = current() {
             if Arc::ptr_eq(&core.shared, target) {
-                return core.spawn(f());
+                // Built inside the task, so that a panic in `f` is the
+                // task's JoinError, as on another worker.
+                return core.spawn(BuildThen::Build(Some(f)));
             }
         }
         JoinHandle::new(raw::spawn_remote(BuildThen::Build(Some(f)), target))

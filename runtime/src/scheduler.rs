@@ -61,9 +61,17 @@ pub(crate) struct Core {
     pub(crate) outbox: Outbox,
     /// Spare vector swapped with the outbox to avoid reallocating.
     outbox_spare: RefCell<Vec<Pending<TaskRef>>>,
-    /// Scratch space for MSG_RING sends that failed.
-    msg_failures: RefCell<Vec<usize>>,
+    /// Scratch space for MSG_RING sends that failed: (batch, index).
+    msg_failures: RefCell<Vec<(u64, usize)>>,
+    /// The last batches of MSG_RING sends, by batch number: their ring
+    /// descriptors stay open while the kernel may still hold the SQEs, and
+    /// a failure the kernel reports a turn late still finds its target.
+    msg_sent: RefCell<VecDeque<(u64, Vec<Pending<TaskRef>>)>>,
 }
+
+/// How many batches of MSG_RING sends are remembered (more while the
+/// submission queue still holds SQEs).
+const MSG_BATCHES_KEPT: usize = 2;
 
 thread_local! {
     /// The core of the runtime running on this thread, or null. Points into
@@ -253,6 +261,7 @@ impl Core {
             outbox: Outbox::new(msg_ring),
             outbox_spare: RefCell::new(Vec::new()),
             msg_failures: RefCell::new(Vec::new()),
+            msg_sent: RefCell::new(VecDeque::new()),
         })
     }
 
@@ -264,10 +273,14 @@ impl Core {
             return;
         };
         let pending = std::mem::take(&mut *pending);
+        let mut n = 0;
         for (target, _ring) in &pending {
-            target.ring_eventfd();
+            // Queued wakes have not set the flag (see `Outbox`).
+            if !target.notified_swap() {
+                target.ring_eventfd();
+                n += 1;
+            }
         }
-        let n = pending.len() as u64;
         self.outbox
             .eventfd_wakes
             .set(self.outbox.eventfd_wakes.get() + n);
@@ -353,31 +366,55 @@ impl Core {
         // ring descriptors stay open (the `Arc`s) until it is done.
         let mut msgs = std::mem::take(&mut *self.outbox_spare.borrow_mut());
         std::mem::swap(&mut msgs, &mut *self.outbox.pending.borrow_mut());
+        // Only targets nobody has notified since the wake was queued need
+        // one; sending sets the flag (see `Outbox`).
+        msgs.retain(|(target, _)| !target.notified_swap());
         let mut failures = self.msg_failures.borrow_mut();
-        let released = {
+        let mut sent = self.msg_sent.borrow_mut();
+        let (released, sq_empty) = {
             let mut driver = self.driver.borrow_mut();
             for slot in self.direct_closes.borrow_mut().drain(..) {
                 driver.close_direct(slot);
             }
             if !msgs.is_empty() {
-                driver.push_msg_rings(msgs.iter().map(|(_, ring)| ring.as_raw_fd()));
+                let batch = driver.push_msg_rings(msgs.iter().map(|(_, ring)| ring.as_raw_fd()));
+                sent.push_back((batch, std::mem::take(&mut msgs)));
             }
             driver.turn(idle, timeout);
             driver.take_msg_failures(&mut failures);
             driver.swap_wakers(&mut wakers);
-            driver.take_released()
+            (driver.take_released(), driver.sq_is_empty())
         };
         // A MSG_RING the kernel refused: wake that runtime with its eventfd.
-        for index in failures.drain(..) {
-            match msgs.get(index) {
+        for (batch, index) in failures.drain(..) {
+            let target = sent
+                .iter()
+                .find(|(b, _)| *b == batch)
+                .and_then(|(_, batch)| batch.get(index));
+            match target {
                 Some((target, _)) => target.ring_eventfd(),
-                // A failure from an earlier batch, whose target is unknown:
-                // stop using MSG_RING on this runtime.
-                None => self.outbox.enabled.set(false),
+                // A batch too old to be remembered: wake every target still
+                // known and stop using MSG_RING on this runtime.
+                None => {
+                    self.outbox.enabled.set(false);
+                    for (_, batch) in sent.iter() {
+                        for (target, _) in batch {
+                            target.ring_eventfd();
+                        }
+                    }
+                }
             }
         }
         drop(failures);
-        msgs.clear();
+        // Forget the oldest batches once the kernel has every SQE (it then
+        // holds its own reference to each target ring's file).
+        while sq_empty && sent.len() > MSG_BATCHES_KEPT {
+            if let Some((_, mut old)) = sent.pop_front() {
+                old.clear();
+                msgs = old;
+            }
+        }
+        drop(sent);
         *self.outbox_spare.borrow_mut() = msgs;
         for waker in wakers.drain(..) {
             waker.wake();

@@ -27,9 +27,7 @@
 //! task per connection): the same HTTP stack on both runtimes, so the
 //! difference is the runtime's I/O. `--h2` serves HTTP/2 over cleartext with
 //! prior knowledge (hyper's HTTP/2 builder, the runtime's executor) instead
-//! of HTTP/1.1. `--buffered` (with `--rt ours`) switches the streams'
-//! poll-style reads to the other candidate mechanism (a ring receive into
-//! a stream-owned buffer, copied out), for the measurement of the two.
+//! of HTTP/1.1.
 //!
 //! `--threads N` (default 1) serves on N threads, for the scaling scenario
 //! (`threads`): with `--rt tokio`, tokio's multi-thread runtime with N
@@ -61,7 +59,7 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut addr, mut ours, mut h2, mut buffered) = (None, false, false, false);
+    let (mut addr, mut ours, mut h2) = (None, false, false);
     let mut threads = 1;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -79,7 +77,6 @@ fn main() -> ExitCode {
                 _ => addr = None,
             },
             "--h2" => h2 = true,
-            "--buffered" => buffered = true,
             other if addr.is_none() && !other.starts_with("--") => addr = Some(other.to_owned()),
             _ => {
                 addr = None;
@@ -88,14 +85,14 @@ fn main() -> ExitCode {
         }
     }
     let Some(addr) = addr else {
-        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2] [--buffered] [--threads N]");
+        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2] [--threads N]");
         return ExitCode::from(2);
     };
     if let Err(e) = bench::raise_nofile_limit() {
         eprintln!("hyper_http: cannot raise the descriptor limit (continuing): {e}");
     }
     if ours && threads > 1 {
-        return serve_ours_pool(&addr, threads, h2, buffered);
+        return serve_ours_pool(&addr, threads, h2);
     }
     let std_listener = match bench::listen(&addr).and_then(|l| {
         l.set_nonblocking(true)?;
@@ -108,7 +105,7 @@ fn main() -> ExitCode {
         }
     };
     if ours {
-        return serve_ours(std_listener, h2, buffered);
+        return serve_ours(std_listener, h2);
     }
     let rt = if threads > 1 {
         tokio::runtime::Builder::new_multi_thread()
@@ -188,7 +185,7 @@ fn http1_builder() -> http1::Builder {
 }
 
 /// The same service on this runtime (`--rt ours`).
-fn serve_ours(std_listener: std::net::TcpListener, h2: bool, buffered: bool) -> ExitCode {
+fn serve_ours(std_listener: std::net::TcpListener, h2: bool) -> ExitCode {
     let rt = match runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -202,7 +199,7 @@ fn serve_ours(std_listener: std::net::TcpListener, h2: bool, buffered: bool) -> 
             Ok(local) => println!("hyper_http (ours): listening on http://{local}"),
             Err(_) => println!("hyper_http (ours): listening"),
         }
-        accept_loop(listener, h2, buffered).await;
+        accept_loop(listener, h2).await;
         ExitCode::SUCCESS
     })
 }
@@ -212,7 +209,7 @@ fn serve_ours(std_listener: std::net::TcpListener, h2: bool, buffered: bool) -> 
 /// `addr`'s is 0) is learnt from a first socket bound with `SO_REUSEPORT`
 /// and not listening (so it never receives a connection), dropped once
 /// every worker listens.
-fn serve_ours_pool(addr: &str, threads: usize, h2: bool, buffered: bool) -> ExitCode {
+fn serve_ours_pool(addr: &str, threads: usize, h2: bool) -> ExitCode {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::net::{SocketAddr, ToSocketAddrs};
     let held = addr
@@ -256,7 +253,7 @@ fn serve_ours_pool(addr: &str, threads: usize, h2: bool, buffered: bool) -> Exit
             println!("hyper_http (ours, {threads} workers): listening on http://{local}");
         }
         async move {
-            accept_loop(bound?, h2, buffered).await;
+            accept_loop(bound?, h2).await;
             Ok::<(), std::io::Error>(())
         }
     });
@@ -271,7 +268,7 @@ fn serve_ours_pool(addr: &str, threads: usize, h2: bool, buffered: bool) -> Exit
 
 /// Serves every connection `listener` accepts, each on its own task of
 /// this runtime.
-async fn accept_loop(listener: net::TcpListener, h2: bool, buffered: bool) {
+async fn accept_loop(listener: net::TcpListener, h2: bool) {
     let builder = http1_builder();
     let h2_builder = http2::Builder::new(runtime::hyper::Executor);
     let mut incoming = listener.incoming();
@@ -283,11 +280,7 @@ async fn accept_loop(listener: net::TcpListener, h2: bool, buffered: bool) {
                 continue;
             }
         };
-        let mut stream = stream;
         let _ = stream.set_nodelay(true);
-        if buffered {
-            stream.use_buffered_poll_reads();
-        }
         if h2 {
             let conn = h2_builder.serve_connection(stream, service_fn(hello));
             runtime::spawn(async move {

@@ -19,11 +19,8 @@
 //! End of stream ends the connection.
 //!
 //! ```text
-//! target/release/tls_server 127.0.0.1:9443 --rt ours|tokio [--buffered]
+//! target/release/tls_server 127.0.0.1:9443 --rt ours|tokio
 //! ```
-//!
-//! `--buffered` (with `--rt ours`) switches the streams' poll-style reads
-//! to the stream-owned receive buffer (see `hyper_http --buffered`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,12 +37,11 @@ const CHUNK: usize = 64 << 10;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut addr, mut rt, mut buffered) = (None, None, false);
+    let (mut addr, mut rt) = (None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--rt" => rt = it.next().cloned(),
-            "--buffered" => buffered = true,
             other if addr.is_none() && !other.starts_with("--") => addr = Some(other.to_owned()),
             _ => {
                 addr = None;
@@ -54,7 +50,7 @@ fn main() -> ExitCode {
         }
     }
     let (Some(addr), Some(rt)) = (addr, rt.filter(|r| r == "ours" || r == "tokio")) else {
-        eprintln!("usage: tls_server <addr> --rt ours|tokio [--buffered]");
+        eprintln!("usage: tls_server <addr> --rt ours|tokio");
         return ExitCode::from(2);
     };
     if let Err(e) = bench::raise_nofile_limit() {
@@ -79,7 +75,7 @@ fn main() -> ExitCode {
     };
     let acceptor = TlsAcceptor::from(config);
     if rt == "ours" {
-        serve_ours(listener, acceptor, buffered)
+        serve_ours(listener, acceptor)
     } else {
         serve_tokio(listener, acceptor)
     }
@@ -142,7 +138,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(mut tls: S) -> std::io::Resu
 }
 
 /// The server on this runtime.
-fn serve_ours(listener: std::net::TcpListener, acceptor: TlsAcceptor, buffered: bool) -> ExitCode {
+fn serve_ours(listener: std::net::TcpListener, acceptor: TlsAcceptor) -> ExitCode {
     let rt = match runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -158,7 +154,7 @@ fn serve_ours(listener: std::net::TcpListener, acceptor: TlsAcceptor, buffered: 
         }
         let mut incoming = listener.incoming();
         while let Some(conn) = incoming.next().await {
-            let mut stream = match conn {
+            let stream = match conn {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("tls_server: accept failed: {e}");
@@ -167,9 +163,6 @@ fn serve_ours(listener: std::net::TcpListener, acceptor: TlsAcceptor, buffered: 
                 }
             };
             let _ = stream.set_nodelay(true);
-            if buffered {
-                stream.use_buffered_poll_reads();
-            }
             let acceptor = acceptor.clone();
             runtime::spawn(async move {
                 // A failed handshake or a reset ends that connection only.

@@ -77,9 +77,8 @@ pub(crate) struct Driver {
     setup_flags: u32,
     /// The number of the current batch of MSG_RING sends (wrapping, 16 bits).
     msg_batch: u64,
-    /// Indices (in the current batch) of MSG_RING sends that failed; an
-    /// index of `usize::MAX` for a failure of an earlier batch.
-    msg_failures: Vec<usize>,
+    /// MSG_RING sends that failed: (batch, index in that batch).
+    msg_failures: Vec<(u64, usize)>,
     /// MSG_RING wake-ups sent to other rings, and received from them.
     msg_sent: u64,
     msg_received: u64,
@@ -225,11 +224,12 @@ impl Driver {
     }
 
     /// Pushes one `IORING_OP_MSG_RING` per target ring descriptor, a new
-    /// batch: they go to the kernel with the next submission, and the
-    /// descriptors must stay open until it returns. Failures are reported
-    /// by [`take_msg_failures`](Self::take_msg_failures) with the
-    /// target's index in `targets`.
-    pub(crate) fn push_msg_rings(&mut self, targets: impl Iterator<Item = RawFd>) {
+    /// batch, whose number it returns: they go to the kernel with the next
+    /// submission, and the descriptors must stay open until the submission
+    /// queue has been consumed ([`sq_is_empty`](Self::sq_is_empty)).
+    /// Failures are reported by [`take_msg_failures`](Self::take_msg_failures)
+    /// with the batch number and the target's index in `targets`.
+    pub(crate) fn push_msg_rings(&mut self, targets: impl Iterator<Item = RawFd>) -> u64 {
         self.msg_batch = (self.msg_batch + 1) & 0xffff;
         for (index, fd) in targets.enumerate() {
             let user_data = MSG_SEND_UD | (self.msg_batch << 32) | index as u64;
@@ -239,16 +239,24 @@ impl Driver {
                 .flags(squeue::Flags::SKIP_SUCCESS);
             // SAFETY: a MSG_RING data message refers to no memory; the
             // target descriptor is held open by the caller until the
-            // submission is done.
+            // kernel has taken the SQE (the scheduler keeps each batch
+            // until the submission queue is empty; the kernel then holds
+            // its own reference to the target ring's file).
             unsafe { self.push(&entry) };
             self.msg_sent += 1;
         }
+        self.msg_batch
     }
 
-    /// Moves the indices of failed MSG_RING sends of the current batch into
-    /// `out` (`usize::MAX` for one of an earlier batch).
-    pub(crate) fn take_msg_failures(&mut self, out: &mut Vec<usize>) {
+    /// Moves the failed MSG_RING sends (batch, index) into `out`.
+    pub(crate) fn take_msg_failures(&mut self, out: &mut Vec<(u64, usize)>) {
         out.append(&mut self.msg_failures);
+    }
+
+    /// Whether every pushed SQE has been handed to the kernel (a transient
+    /// `EBUSY`/`EAGAIN` from `io_uring_enter` leaves them queued).
+    pub(crate) fn sq_is_empty(&mut self) -> bool {
+        self.ring.submission().is_empty()
     }
 
     /// MSG_RING wake-ups sent and received.
@@ -582,7 +590,6 @@ impl Driver {
                 to_wake,
                 wake_armed,
                 reaped,
-                msg_batch,
                 msg_failures,
                 msg_received,
                 ..
@@ -594,12 +601,7 @@ impl Driver {
                     // Only failures post a CQE (SKIP_SUCCESS).
                     if cqe.result() < 0 {
                         let batch = (user_data >> 32) & 0xffff;
-                        let index = if batch == *msg_batch {
-                            (user_data & 0xffff_ffff) as usize
-                        } else {
-                            usize::MAX
-                        };
-                        msg_failures.push(index);
+                        msg_failures.push((batch, (user_data & 0xffff_ffff) as usize));
                     }
                     continue;
                 }

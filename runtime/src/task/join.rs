@@ -22,7 +22,15 @@ use crate::task::raw::{self as task, Header, CANCELLED, COMPLETE, JOIN_INTEREST}
 /// [`Pool`](crate::Pool) worker awaiting a task of another, or a plain
 /// thread blocking on it with any executor. The task itself stays on the
 /// runtime that runs it. With a `T` that is not `Send`, the handle is bound
-/// to the thread of the runtime that spawned the task.
+/// to the thread of the runtime that spawned the task:
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// runtime::block_on(async {
+///     let handle = runtime::spawn(async { std::rc::Rc::new(1) });
+///     send(handle); // JoinHandle<Rc<i32>> is not Send
+/// });
+/// ```
 pub struct JoinHandle<T> {
     raw: NonNull<Header>,
     _marker: PhantomData<(T, *const ())>,

@@ -94,6 +94,12 @@ impl<T> Remote<T> {
         };
     }
 
+    /// Sets the `notified` flag and says whether it was set already (then
+    /// whoever set it wakes the runtime, and nothing more is needed).
+    pub(crate) fn notified_swap(&self) -> bool {
+        self.notified.swap(true, Ordering::SeqCst)
+    }
+
     /// Whether a wake from another thread is waiting to be looked at.
     pub(crate) fn is_notified(&self) -> bool {
         self.notified.load(Ordering::SeqCst)
@@ -110,8 +116,8 @@ impl<T> Remote<T> {
         }
         remote.tasks.push(task);
         // Under the lock, after the push: a drain that cleared the flag
-        // before we set it takes our task, or we see the flag clear.
-        if self.notified.swap(true, Ordering::SeqCst) {
+        // before we looked takes our task, or we see the flag clear.
+        if self.notified.load(Ordering::SeqCst) {
             return Ok(());
         }
         let ring = match outbox {
@@ -120,12 +126,23 @@ impl<T> Remote<T> {
         };
         drop(remote);
         match (outbox, ring) {
-            (Some(outbox), Some(ring)) => outbox.pending.borrow_mut().push((self, ring)),
-            _ => {
-                if let Some(outbox) = outbox {
-                    outbox.eventfd_wakes.set(outbox.eventfd_wakes.get() + 1);
+            (Some(outbox), Some(ring)) => {
+                // `notified` is set only when the MSG_RING is sent (see
+                // `Outbox`): until then other threads' wakes still write
+                // the eventfd, so a sender that is slow to reach its next
+                // turn delays nobody else's wake-ups.
+                let mut pending = outbox.pending.borrow_mut();
+                if !pending.last().is_some_and(|(t, _)| Arc::ptr_eq(t, &self)) {
+                    pending.push((self, ring));
                 }
-                self.ring_eventfd();
+            }
+            _ => {
+                if !self.notified.swap(true, Ordering::SeqCst) {
+                    if let Some(outbox) = outbox {
+                        outbox.eventfd_wakes.set(outbox.eventfd_wakes.get() + 1);
+                    }
+                    self.ring_eventfd();
+                }
             }
         }
         Ok(())
@@ -156,6 +173,10 @@ impl<T> Remote<T> {
 /// The wake-ups a runtime's thread owes other runtimes, sent as
 /// `IORING_OP_MSG_RING` SQEs with its next submission (so a task that wakes
 /// another worker costs no system call of its own). Runtime thread.
+///
+/// A queued wake-up does not set the target's `notified` flag: the turn
+/// that sends it does (and sends nothing if the flag was set meanwhile), so
+/// wakes from other threads are never held back by this one.
 pub(crate) struct Outbox<T> {
     /// Whether wakes from this thread may use MSG_RING at all (the kernel
     /// has it, the ring is not SQPOLL, the runtime was not told to use the

@@ -6,8 +6,7 @@
 //! 1. hyper (`hyper_http --rt ours|tokio`, the `http` example's answer),
 //!    HTTP/1.1 and HTTP/2 (h2c prior knowledge), under h2load at a fixed
 //!    offered rate (`--rps`): the server's CPU per request, user and system
-//!    apart; the native `http` example beside it (HTTP/1.1 only), and our
-//!    server with the other read mechanism (`--buffered`).
+//!    apart; the native `http` example beside it (HTTP/1.1 only).
 //! 2. TLS (`tls_server --rt ours|tokio`, tokio-rustls with the ring
 //!    provider): full handshakes at a fixed rate (half the slower peak of a
 //!    calibration run): server CPU per handshake; and bulk throughput over
@@ -18,7 +17,7 @@
 //! Every run is at least 3 s (the idle cell's runs excepted: they measure
 //! memory), the variants interleaved and rotated from round to round; at
 //! most 3 rounds, about 3 minutes in all. Quick mode (2 rounds) leaves out
-//! `ours_buffered` and the native example.
+//! the native example.
 
 use std::time::{Duration, Instant};
 
@@ -51,8 +50,6 @@ const TAG: &str = "ecosystem";
 const OURS: &str = "ours";
 const OURS2: &str = "ours'";
 const TOKIO: &str = "tokio";
-/// Our server with the stream-owned receive buffer (`--buffered`).
-const BUFFERED: &str = "ours_buffered";
 /// The native `http` example.
 const NATIVE: &str = "http";
 
@@ -112,14 +109,14 @@ fn rounds(ctx: &Ctx) -> usize {
 /// Planned seconds of the scenario.
 pub(crate) fn plan(ctx: &Ctx) -> f64 {
     let r = rounds(ctx) as f64;
-    // Quick mode leaves out ours_buffered and the native example.
+    // Quick mode leaves out the native example.
     let extra = if ctx.quick { 0.0 } else { 1.0 };
     let run = SECS as f64 + 0.2;
     let warm = WARM_SECS as f64 + 0.2;
-    let h1 = (3.0 + 2.0 * extra) * (warm + r * run);
-    let h2 = (3.0 + extra) * (warm + r * run);
+    let h1 = (3.0 + extra) * (warm + r * run);
+    let h2 = 3.0 * (warm + r * run);
     let tls = 2.0 * (CALIBRATION_SECS + 0.6) + r * 3.0 * run * 2.0;
-    let idle = r * (3.0 + extra) * 2.2;
+    let idle = r * 3.0 * 2.2;
     h1 + h2 + tls + idle
 }
 
@@ -288,17 +285,13 @@ fn hyper_cell(ctx: &Ctx, out: &mut Outcome, load: Load) -> Cell {
         .into_iter()
         .chain(load.h2.then_some("--h2"))
         .collect();
-    let buffered_args: Vec<&str> = args.iter().copied().chain(["--buffered"]).collect();
     let mut specs = vec![
         Spec::new(OURS, &bin, &args),
         Spec::new(TOKIO, &bin, &tokio_args),
         Spec::new(OURS2, &bin, &args),
     ];
-    if !ctx.quick {
-        specs.push(Spec::new(BUFFERED, &bin, &buffered_args));
-        if !load.h2 {
-            specs.push(Spec::new(NATIVE, &ctx.example("http"), &[]));
-        }
+    if !ctx.quick && !load.h2 {
+        specs.push(Spec::new(NATIVE, &ctx.example("http"), &[]));
     }
     let names: Vec<String> = specs.iter().map(|s| s.peer.clone()).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -633,13 +626,11 @@ fn idle_run(ctx: &Ctx, out: &mut Outcome, args: &[&str]) -> Result<Sample, Strin
 /// The idle cell: RSS per idle keep-alive connection, a fresh server per
 /// run.
 fn idle_cell(ctx: &Ctx, out: &mut Outcome) -> Cell {
-    let all: [(&str, &[&str]); 4] = [
+    let variants: [(&str, &[&str]); 3] = [
         (OURS, &["--rt", "ours"]),
         (TOKIO, &["--rt", "tokio"]),
         (OURS2, &["--rt", "ours"]),
-        (BUFFERED, &["--rt", "ours", "--buffered"]),
     ];
-    let variants = &all[..if ctx.quick { 3 } else { 4 }];
     let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
     let mut cell = Cell::new(
         format!(
@@ -845,7 +836,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         hyper_cells.push(cell);
     }
     out.notes.push(format!(
-        "hyper: `hyper_http --rt ours|tokio [--h2]` (hyper 1's connection builders; `--buffered`: our streams' poll-style reads through a stream-owned receive buffer, the other candidate mechanism) and the native `http` example (HTTP/1.1 only), each started once; a {WARM_SECS} s h2load warm-up per server, then `h2load [--h1] -c C -m M --rps R -D {SECS}` (h2load's --rps is per connection; HTTP/2 is h2c with prior knowledge). CPU per request = the server's CPU over the h2load run / requests succeeded. p50/p99 µs: the time per request from h2load's per-request log (`--log-file`), max from its summary. A round is rejected if h2load used {:.0}% of its core.",
+        "hyper: `hyper_http --rt ours|tokio [--h2]` (hyper 1's connection builders) and the native `http` example (HTTP/1.1 only), each started once; a {WARM_SECS} s h2load warm-up per server, then `h2load [--h1] -c C -m M --rps R -D {SECS}` (h2load's --rps is per connection; HTTP/2 is h2c with prior knowledge). CPU per request = the server's CPU over the h2load run / requests succeeded. p50/p99 µs: the time per request from h2load's per-request log (`--log-file`), max from its summary. A round is rejected if h2load used {:.0}% of its core.",
         SATURATED * 100.0
     ));
     out.tables.push((
