@@ -1,5 +1,6 @@
-//! Helpers shared by the example programs in this directory, and the
-//! server logic of the ecosystem examples (`axum`, `tls`, `chat`), which
+//! Helpers shared by the example programs in this directory (among them
+//! the graceful shutdown of the `echo`, `http` and `kv` servers), and the
+//! server logic of the ecosystem examples (`axum`, `tls`, `chat`, `grpc`), which
 //! the integration tests run in-process.
 
 use std::net::SocketAddr;
@@ -9,9 +10,12 @@ use std::time::Duration;
 /// arguments and calls one of these.
 pub mod servers {
     pub mod chat;
+    pub mod grpc;
     pub mod tls;
     pub mod todo;
 }
+
+pub mod shutdown;
 
 /// The first command-line argument, or `default` if there is none.
 pub fn arg_or(default: &str) -> String {

@@ -1,7 +1,7 @@
 //! Runtime-agnostic crates on this runtime, as a new user writes them:
 //! tokio's `sync` module (mpsc, oneshot, broadcast, `Mutex`, `Semaphore`,
-//! `Notify`) and `select!`, and the futures crate's combinators, with no
-//! tokio runtime anywhere.
+//! `Notify`) and `select!`, the futures crate's combinators, and the
+//! `async-channel` crate, with no tokio runtime anywhere.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -106,5 +106,51 @@ fn select_between_a_channel_and_a_timer() {
         };
         assert_eq!(winner, "sleep", "nothing was sent");
         drop(tx);
+    });
+}
+
+/// async-channel (an MPMC channel of no runtime): several consumer tasks
+/// share one receiver, producers are tasks and a plain thread; every value
+/// arrives exactly once, and closing ends every consumer.
+#[test]
+fn async_channel_between_tasks_and_threads() {
+    on_runtime(LIMIT, || async {
+        let (tx, rx) = async_channel::bounded::<u32>(4);
+        let thread_tx = tx.clone();
+        let thread = std::thread::spawn(move || {
+            for i in 0..500 {
+                thread_tx.send_blocking(10_000 + i).unwrap();
+            }
+        });
+        let producer = runtime::spawn(async move {
+            for i in 0..500 {
+                tx.send(i).await.unwrap();
+            }
+        });
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let rx = rx.clone();
+                runtime::spawn(async move {
+                    let mut got = Vec::new();
+                    while let Ok(v) = rx.recv().await {
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        drop(rx);
+        producer.await.unwrap();
+        // The channel closes when the thread's sender goes too.
+        runtime::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        for c in consumers {
+            all.extend(c.await.unwrap());
+        }
+        all.sort_unstable();
+        let want: Vec<u32> = (0..500).chain(10_000..10_500).collect();
+        assert_eq!(all, want);
     });
 }

@@ -30,22 +30,8 @@ async fn tcp_pair() -> (TcpStream, std::net::TcpStream) {
 /// arrive once, in order: a read that was given up took nothing.
 #[test]
 fn reads_given_up_under_a_timeout_lose_nothing() {
-    given_up_reads_lose_nothing(false);
-}
-
-/// The same with the buffered read mechanism (a ring receive into the
-/// stream's buffer, measured against readiness).
-#[test]
-fn buffered_reads_given_up_under_a_timeout_lose_nothing() {
-    given_up_reads_lose_nothing(true);
-}
-
-fn given_up_reads_lose_nothing(buffered: bool) {
     on_runtime(LIMIT, move || async move {
         let (mut server, mut client) = tcp_pair().await;
-        if buffered {
-            server.use_buffered_poll_reads();
-        }
         const N: u32 = 20_000;
         let writer = std::thread::spawn(move || {
             for chunk in (0..N).collect::<Vec<_>>().chunks(97) {

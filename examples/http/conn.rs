@@ -51,6 +51,10 @@ pub(crate) struct Conn {
     skip: u64,
     /// How far the parse of the partial head at the start of the input got.
     head: HeadParser,
+    /// The server is shutting down: the next response says
+    /// `Connection: close` and ends the connection, whatever the request
+    /// asked for.
+    pub(crate) closing: bool,
 }
 
 impl Conn {
@@ -59,6 +63,7 @@ impl Conn {
         Conn {
             skip: 0,
             head: HeadParser::new(),
+            closing: false,
         }
     }
 
@@ -79,7 +84,8 @@ impl Conn {
             }
             match self.head.parse(&input[pos..]) {
                 Ok(Status::Partial) => break Next::Read,
-                Ok(Status::Complete(req)) => {
+                Ok(Status::Complete(mut req)) => {
+                    req.keep_alive &= !self.closing;
                     respond(&req, out);
                     pos += req.head_len;
                     self.skip = req.content_length;
@@ -439,6 +445,28 @@ mod tests {
                 assert_eq!(answer(data, size), whole, "case {i} in chunks of {size}");
             }
         }
+    }
+
+    #[test]
+    fn closing_answers_one_request_with_connection_close() {
+        let mut conn = Conn::new();
+        conn.closing = true;
+        let mut input = b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n".to_vec();
+        let mut out = Vec::new();
+        assert_eq!(conn.process(&mut input, &mut out), Next::Close);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!"
+        );
+        // An HTTP/1.0 keep-alive request is closed too.
+        let mut conn = Conn::new();
+        conn.closing = true;
+        let mut input = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec();
+        let mut out = Vec::new();
+        assert_eq!(conn.process(&mut input, &mut out), Next::Close);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("Connection: close\r\n"));
     }
 
     #[test]

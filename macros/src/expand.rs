@@ -3,7 +3,8 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
-use syn::{Attribute, Ident, ItemFn, Signature};
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, Ident, ItemFn, Signature};
 
 use crate::settings::Settings;
 
@@ -36,7 +37,7 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
         return error;
     };
 
-    let (settings, settings_error) = match syn::parse2::<Settings>(args) {
+    let (mut settings, settings_error) = match syn::parse2::<Settings>(args) {
         Ok(settings) => (settings, None),
         Err(error) => (Settings::default(), Some(error.to_compile_error())),
     };
@@ -47,9 +48,10 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
         return quote!(#settings_error #error #stub);
     }
 
+    let threads = settings.take_threads();
     let expanded = match kind {
-        Kind::Main => expand_main(&function, &settings),
-        Kind::Test => expand_test(&function, &settings),
+        Kind::Main => expand_main(&function, &settings, threads.as_ref()),
+        Kind::Test => expand_test(&function, &settings, threads.as_ref()),
     };
     quote!(#settings_error #expanded)
 }
@@ -164,6 +166,8 @@ struct Parts<'a> {
     body: TokenStream,
     /// `__runtime_body()`: the future to block on.
     future: TokenStream,
+    /// `__runtime_body`: the function, for a pool to call on every worker.
+    body_fn: Ident,
     /// `::runtime::Runtime::builder().setting(value)...`
     builder: TokenStream,
 }
@@ -190,29 +194,55 @@ fn parts<'a>(function: &'a ItemFn, settings: &Settings) -> Parts<'a> {
         sig,
         body,
         future,
+        body_fn,
         builder,
     }
 }
 
+/// With `threads = N`: `::runtime::Pool::builder().threads(N).runtime(builder)`.
+fn pool_builder(threads: &Expr, builder: &TokenStream) -> TokenStream {
+    let span = threads.span();
+    quote_spanned! {span=>
+        ::runtime::Pool::builder().threads(#threads).runtime(#builder)
+    }
+}
+
+/// With `threads = N`: runs the body once on every worker of `pool` and
+/// combines the outputs (the first `Err` wins).
+fn run_on_pool(pool: &Ident, body_fn: &Ident) -> TokenStream {
+    quote! {
+        <_ as ::runtime::PoolMainOutput>::combine(#pool.run(|_| #body_fn()))
+    }
+}
+
 /// `#[runtime::main]`: a sync fn that exits with status 1 if the runtime
-/// cannot start, and otherwise returns what the body returns.
-fn expand_main(function: &ItemFn, settings: &Settings) -> TokenStream {
+/// cannot start, and otherwise returns what the body returns. With
+/// `threads = N`, the body runs on each worker of a pool of N.
+fn expand_main(function: &ItemFn, settings: &Settings, threads: Option<&Expr>) -> TokenStream {
     let vis = &function.vis;
     let Parts {
         attrs,
         sig,
         body,
         future,
+        body_fn,
         builder,
     } = parts(function, settings);
     let runtime = Ident::new("runtime", Span::mixed_site());
     let error = Ident::new("error", Span::mixed_site());
+    let (build, run) = match threads {
+        Some(threads) => (
+            pool_builder(threads, &builder),
+            run_on_pool(&runtime, &body_fn),
+        ),
+        None => (builder, quote!(#runtime.block_on(#future))),
+    };
     quote! {
         #(#attrs)*
         #vis #sig {
             #body
-            match #builder.build() {
-                ::core::result::Result::Ok(#runtime) => #runtime.block_on(#future),
+            match #build.build() {
+                ::core::result::Result::Ok(#runtime) => #run,
                 ::core::result::Result::Err(#error) => {
                     ::std::eprintln!("error: cannot start the runtime: {}", #error);
                     ::std::process::exit(1)
@@ -224,24 +254,39 @@ fn expand_main(function: &ItemFn, settings: &Settings) -> TokenStream {
 
 /// `#[runtime::test]`: a `#[test]` fn on a fresh runtime; failing to start
 /// the runtime fails the test.
-fn expand_test(function: &ItemFn, settings: &Settings) -> TokenStream {
+fn expand_test(function: &ItemFn, settings: &Settings, threads: Option<&Expr>) -> TokenStream {
     let vis = &function.vis;
     let Parts {
         attrs,
         sig,
         body,
         future,
+        body_fn,
         builder,
     } = parts(function, settings);
+    let run = match threads {
+        Some(threads) => {
+            let pool = Ident::new("pool", Span::mixed_site());
+            let build = pool_builder(threads, &builder);
+            let run = run_on_pool(&pool, &body_fn);
+            quote! {
+                let #pool = #build.build().expect("cannot start the runtime");
+                #run
+            }
+        }
+        None => quote! {
+            #builder
+                .build()
+                .expect("cannot start the runtime")
+                .block_on(#future)
+        },
+    };
     quote! {
         #[::core::prelude::v1::test]
         #(#attrs)*
         #vis #sig {
             #body
-            #builder
-                .build()
-                .expect("cannot start the runtime")
-                .block_on(#future)
+            #run
         }
     }
 }

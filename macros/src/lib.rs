@@ -18,6 +18,9 @@
 //! async fn main() { /* ... */ }
 //! ```
 //!
+//! `threads = N` is the exception: it runs the body on each worker of a
+//! `runtime::Pool` of N (see [`macro@main`]).
+//!
 //! An unknown setting is a compile error at its name; a setting given twice,
 //! or an argument that is not `name = value`, is a compile error at it.
 //!
@@ -88,6 +91,44 @@ use expand::Kind;
 ///     runtime::yield_now().await;
 /// }
 /// ```
+///
+/// # Several workers: `threads = N`
+///
+/// `threads = N` is not a Builder call: main starts a `runtime::Pool` of N
+/// workers (the other settings apply to every worker's runtime), runs the
+/// body once on each and returns when every body has returned:
+///
+/// ```ignore
+/// #[runtime::main(threads = 4, entries = 1024)]
+/// async fn main() -> std::io::Result<()> {
+///     let listener = net::TcpListener::bind_reuseport("127.0.0.1:7000")?;
+///     // ... one accept loop per worker
+///     Ok(())
+/// }
+/// ```
+///
+/// becomes, roughly,
+///
+/// ```ignore
+/// fn main() -> std::io::Result<()> {
+///     async fn __runtime_body() -> std::io::Result<()> { /* the body */ }
+///     let builder = ::runtime::Runtime::builder().entries(1024);
+///     match ::runtime::Pool::builder().threads(4).runtime(builder).build() {
+///         Ok(pool) => PoolMainOutput::combine(pool.run(|_| __runtime_body())),
+///         Err(error) => { /* as above: print, exit(1) */ }
+///     }
+/// }
+/// ```
+///
+/// The return type must then be `()` or a `Result` whose `Ok` and `Err`
+/// are `Send`: the first `Err` in worker order is the result, else worker
+/// 0's `Ok`. A panic in a body is resumed once every worker has finished.
+/// `#[runtime::test(threads = N)]` does the same for a test.
+///
+/// Every body must return for `main` to return: a worker whose body fails
+/// early (say its `bind_reuseport` is refused) does not stop the others,
+/// so a server whose workers loop forever should stop them itself on an
+/// error (for example by raising a shutdown signal they all listen for).
 ///
 /// The function does not have to be named `main`; it must be an `async fn`
 /// without arguments or generics.

@@ -17,6 +17,13 @@ pub(crate) struct Setting {
 pub(crate) struct Settings(Vec<Setting>);
 
 impl Settings {
+    /// Takes out the `threads = N` setting, which is not a Builder call but
+    /// asks for a pool of N workers.
+    pub(crate) fn take_threads(&mut self) -> Option<Expr> {
+        let index = self.0.iter().position(|s| s.name == "threads")?;
+        Some(self.0.remove(index).value)
+    }
+
     /// The Builder calls `.name(value)...`, each spanned at the user's `name`
     /// so that an unknown setting is reported at that name.
     pub(crate) fn builder_calls(&self) -> TokenStream {

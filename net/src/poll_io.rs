@@ -31,8 +31,12 @@
 //!   side.
 //!
 //! The price is one system call per read or write that finds data or
-//! room (as with epoll); when it does not, one SQE. See
-//! `bench/BENCHMARKS.md` for what it costs against tokio.
+//! room (as with epoll). Measured against the other candidate (the
+//! `ecosystem` scenario of the benchmark suite, hyper on both, a fixed
+//! offered rate): it was not cheaper per request beyond the noise floor
+//! (0.96x over HTTP/1.1, 1.06x over HTTP/2), and an idle connection cost
+//! 1.36x the memory (15.3 against 11.2 KiB), so only readiness is left.
+//! See `bench/BENCHMARKS.md` for what it costs against tokio.
 //!
 //! # Skipping the system call that would find nothing
 //!
@@ -78,7 +82,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use runtime::op::{
-    Multishot, MultishotOperation, Operation, PollAdd, PollMulti, Recv, SharedFd, Submitted,
+    Multishot, MultishotOperation, Operation, PollAdd, PollMulti, SharedFd, Submitted,
 };
 use socket2::SockRef;
 
@@ -100,33 +104,6 @@ pub(crate) struct PollState {
     read_drained: bool,
     /// The last write was taken only in part: the send buffer was full.
     write_full: bool,
-    /// The other read mechanism, measured against this one (see
-    /// [`Buffered`]); `None`: readiness.
-    buffered: Option<Buffered>,
-}
-
-/// Size of the receive buffer of the buffered read mechanism.
-const BUFFERED_SIZE: usize = 8 * 1024;
-
-/// Candidate (b) of the choice of mechanism, kept for the measurement: a
-/// ring receive (`IORING_OP_RECV`) into a buffer the stream owns, copied
-/// out by `poll_read`. No system call per read, one copy, and a buffer per
-/// connection while a receive waits.
-#[derive(Default)]
-struct Buffered {
-    /// Received bytes not read yet (`data[pos..]`); its allocation is
-    /// reused for the next receive.
-    data: Vec<u8>,
-    pos: usize,
-    recv: Option<Submitted<Recv<Vec<u8>>>>,
-}
-
-impl PollState {
-    /// Switches this stream's poll-style reads to the buffered mechanism
-    /// (for the measurement of the two; bytes already received stay).
-    pub(crate) fn use_buffered_reads(&mut self) {
-        self.buffered.get_or_insert_with(Buffered::default);
-    }
 }
 
 impl std::fmt::Debug for PollState {
@@ -137,7 +114,6 @@ impl std::fmt::Debug for PollState {
             .field("write_armed", &self.write.is_some())
             .field("read_drained", &self.read_drained)
             .field("write_full", &self.write_full)
-            .field("buffered", &self.buffered.is_some())
             .finish()
     }
 }
@@ -227,9 +203,6 @@ impl PollIo<'_> {
     ) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
-        }
-        if let Some(b) = self.state.buffered.as_mut() {
-            return b.poll_read(self.fd, cx, buf);
         }
         if !self.state.no_multishot {
             return self.poll_read_subscribed(cx, buf);
@@ -351,46 +324,6 @@ impl PollIo<'_> {
     /// to flush first.
     pub(crate) fn poll_shutdown(&mut self) -> Poll<io::Result<()>> {
         Poll::Ready(SockRef::from(self.fd).shutdown(std::net::Shutdown::Write))
-    }
-}
-
-impl Buffered {
-    fn poll_read(
-        &mut self,
-        fd: &SharedFd,
-        cx: &mut Context<'_>,
-        out: &mut [MaybeUninit<u8>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            if self.pos < self.data.len() {
-                let n = out.len().min(self.data.len() - self.pos);
-                for (o, &b) in out[..n].iter_mut().zip(&self.data[self.pos..self.pos + n]) {
-                    o.write(b);
-                }
-                self.pos += n;
-                return Poll::Ready(Ok(n));
-            }
-            match self.recv.as_mut() {
-                Some(recv) => {
-                    let (res, data) = std::task::ready!(Pin::new(recv).poll(cx));
-                    self.recv = None;
-                    self.data = data;
-                    self.pos = 0;
-                    match res {
-                        // The end of the stream: 0, as a plain read says.
-                        Ok(0) => return Poll::Ready(Ok(0)),
-                        Ok(_) => {}
-                        Err(e) => return Poll::Ready(Err(e)),
-                    }
-                }
-                None => {
-                    let mut data = std::mem::take(&mut self.data);
-                    data.clear();
-                    data.reserve(BUFFERED_SIZE);
-                    self.recv = Some(Recv::new(fd, data).submit());
-                }
-            }
-        }
     }
 }
 

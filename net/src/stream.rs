@@ -80,16 +80,6 @@ impl Stream {
         }
     }
 
-    /// Switches the poll-style reads to the buffered mechanism (see
-    /// `poll_io.rs`), for the measurement of the two.
-    #[cfg_attr(
-        not(any(feature = "tokio-io", feature = "futures-io", feature = "hyper")),
-        allow(dead_code)
-    )]
-    pub(crate) fn use_buffered_poll_reads(&mut self) {
-        self.poll.use_buffered_reads();
-    }
-
     /// The descriptor number; `-1` for a direct descriptor.
     pub(crate) fn raw(&self) -> RawFd {
         self.fd.raw()

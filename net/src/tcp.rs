@@ -51,6 +51,41 @@ impl TcpListener {
         })
     }
 
+    /// Like [`bind`](Self::bind), with `SO_REUSEPORT` as well as
+    /// `SO_REUSEADDR`: several listeners (one per worker of a
+    /// `runtime::Pool`, or one per process) can bind the same address and
+    /// port, and the kernel spreads incoming connections among them. Every
+    /// listener sharing the port must set `SO_REUSEPORT` and belong to the
+    /// same user; a plain [`bind`](Self::bind) on the port fails with
+    /// `AddrInUse`, and so does this one if a listener without the option
+    /// holds the port.
+    ///
+    /// With port 0 the kernel picks a free port for the first listener;
+    /// bind the others to that listener's
+    /// [`local_addr`](Self::local_addr).
+    ///
+    /// ```
+    /// let first = net::TcpListener::bind_reuseport("127.0.0.1:0")?;
+    /// let second = net::TcpListener::bind_reuseport(first.local_addr()?)?;
+    /// assert_eq!(first.local_addr()?, second.local_addr()?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind`](Self::bind); `AddrInUse` if the port is held by a
+    /// socket without `SO_REUSEPORT` (or by another user).
+    pub fn bind_reuseport<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        each_addr_now(resolve_now(addr)?, |addr| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(BACKLOG)?;
+            Ok(TcpListener::from_owned(socket.into()))
+        })
+    }
+
     fn from_owned(fd: OwnedFd) -> TcpListener {
         TcpListener {
             listener: Listener::new(fd),
@@ -562,19 +597,6 @@ impl Accepted for TcpStream {
         TcpStream {
             stream: Stream::new(fd),
         }
-    }
-}
-
-impl TcpStream {
-    /// Switches this stream's poll-style reads (the `tokio-io`,
-    /// `futures-io` and `hyper` traits) from readiness plus a system call
-    /// to a ring receive into a buffer the stream owns, copied out: the
-    /// other candidate mechanism, kept for the measurement in
-    /// `bench/hyper_cpu --buffered`. Not a supported setting.
-    #[doc(hidden)]
-    #[cfg(any(feature = "tokio-io", feature = "futures-io", feature = "hyper"))]
-    pub fn use_buffered_poll_reads(&mut self) {
-        self.stream.use_buffered_poll_reads();
     }
 }
 

@@ -14,6 +14,30 @@ fn invalid_setting(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
+/// How a runtime's thread wakes another runtime's ring, e.g. when a task
+/// of one [`Pool`](crate::Pool) worker wakes a task of another, or
+/// [`PoolHandle::spawn_on`](crate::PoolHandle::spawn_on) is called from
+/// inside a worker (see [`Builder::cross_wake`]).
+///
+/// Wakes from threads that run no runtime always write the target's
+/// eventfd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CrossWake {
+    /// `IORING_OP_MSG_RING` where the kernel has it (5.18+, with
+    /// `IOSQE_CQE_SKIP_SUCCESS`; not from an SQPOLL ring): the waking
+    /// runtime adds one SQE to its next submission, which posts a CQE
+    /// straight into the target's ring, so waking costs no system call of
+    /// its own. The eventfd otherwise, and if the kernel refuses a message.
+    #[default]
+    MsgRing,
+    /// Always the target's eventfd: one `write(2)` per wake-up, at once.
+    /// This runtime also refuses MSG_RING wake-ups, so that other runtimes
+    /// wake it with its eventfd too. For measuring, and for programs whose
+    /// tasks block their thread (which they should not): a MSG_RING owed
+    /// by a blocked thread is only sent when it turns its ring again.
+    EventFd,
+}
+
 /// Settings of a [`Runtime`], checked when [`build`](Builder::build) is
 /// called.
 ///
@@ -36,6 +60,7 @@ pub struct Builder {
     event_interval: u32,
     shutdown_timeout: Duration,
     driver: Option<DriverKind>,
+    cross_wake: CrossWake,
 }
 
 /// The environment variable that overrides the default driver.
@@ -50,6 +75,7 @@ pub(crate) struct Config {
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) event_interval: usize,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) cross_wake: CrossWake,
 }
 
 impl Default for Builder {
@@ -66,6 +92,7 @@ impl Default for Builder {
             event_interval: 128,
             shutdown_timeout: Duration::from_secs(2),
             driver: None,
+            cross_wake: CrossWake::MsgRing,
         }
     }
 }
@@ -239,6 +266,37 @@ impl Builder {
         }
     }
 
+    /// How this runtime wakes other runtimes' rings, and lets them wake
+    /// its own: [`CrossWake::MsgRing`] (the default) or
+    /// [`CrossWake::EventFd`]. [`Metrics`](crate::Metrics) counts the
+    /// wake-ups sent each way.
+    ///
+    /// ```
+    /// use runtime::{CrossWake, Pool, Runtime};
+    ///
+    /// let pool = Pool::builder()
+    ///     .threads(2)
+    ///     .runtime(Runtime::builder().cross_wake(CrossWake::EventFd))
+    ///     .build()?;
+    /// let handle = pool.handle();
+    /// let sent = pool.run(|i| {
+    ///     let handle = handle.clone();
+    ///     async move {
+    ///         if i == 0 {
+    ///             // Wakes worker 1 from worker 0: with the eventfd.
+    ///             handle.spawn_on(1, || async { 7 }).await.unwrap();
+    ///         }
+    ///         runtime::metrics().msg_ring_wakes_sent
+    ///     }
+    /// });
+    /// assert_eq!(sent, [0, 0]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn cross_wake(mut self, how: CrossWake) -> Self {
+        self.cross_wake = how;
+        self
+    }
+
     pub(crate) fn config(&self) -> io::Result<Config> {
         if self.entries == 0 || self.entries > MAX_ENTRIES {
             return Err(invalid_setting(format!(
@@ -312,6 +370,7 @@ impl Builder {
             blocking_keep_alive: self.blocking_keep_alive,
             event_interval: self.event_interval as usize,
             shutdown_timeout: self.shutdown_timeout,
+            cross_wake: self.cross_wake,
         })
     }
 

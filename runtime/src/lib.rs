@@ -24,7 +24,10 @@
 //!   ([`Runtime::block_on`], the [`main`] and [`test`] attributes).
 //! - [`spawn`], [`spawn_blocking`], [`yield_now`], [`JoinHandle`] and
 //!   [`JoinError`] manage tasks.
+//! - [`Pool`], [`PoolBuilder`], [`PoolHandle`] and [`worker_index`] run
+//!   one runtime per core (thread-per-core, no work stealing).
 //! - [`time`] has sleeps, timeouts and intervals.
+//! - [`signal`] turns Unix signals (SIGINT, SIGTERM, ...) into futures.
 //! - [`buf`] has the buffer traits that let the kernel own a buffer.
 //! - [`op`] is the documented submission API on which every I/O type is
 //!   built; third parties can submit their own io_uring operations with it.
@@ -46,17 +49,22 @@ pub mod hyper;
 pub mod io;
 mod metrics;
 pub mod op;
+mod pool;
 mod runtime;
 mod scheduler;
 #[path = "buf/send_ring.rs"]
 pub mod sendring;
+pub mod signal;
 mod task;
 pub mod time;
 
-pub use builder::Builder;
+pub use builder::{Builder, CrossWake};
 pub use driver::kind::DriverKind;
 pub use driver::probe::Features;
 pub use metrics::{features, metrics, Metrics};
+#[doc(hidden)]
+pub use pool::PoolMainOutput;
+pub use pool::{worker_index, Pool, PoolBuilder, PoolHandle};
 pub use runtime::{block_on, Runtime};
 pub use scheduler::{spawn, spawn_blocking, yield_now};
 pub use task::{JoinError, JoinHandle};
@@ -66,6 +74,23 @@ pub use task::{JoinError, JoinHandle};
 /// Any [`Builder`] setting can be given by name:
 /// `#[runtime::main(entries = 4096)]`. The function may return a value (for
 /// example `std::io::Result<()>`), which becomes `main`'s return value.
+///
+/// With `threads = N`, main starts a [`Pool`] of N workers (the other
+/// settings apply to every worker's runtime) and runs the body once on
+/// each; it returns when every worker's body has returned. The function
+/// then returns `()` or a `Result` whose `Ok` and `Err` are `Send`: the
+/// first `Err` in worker order is main's result, else worker 0's `Ok`.
+///
+/// ```
+/// #[runtime::main(threads = 2)]
+/// async fn main() -> std::io::Result<()> {
+///     // Runs twice, once on each worker. A server binds one listener per
+///     // worker here (`net::TcpListener::bind_reuseport`).
+///     let me = runtime::worker_index().expect("on a pool worker");
+///     assert!(me < 2);
+///     Ok(())
+/// }
+/// ```
 pub use runtime_macros::main;
 
 /// Marks an `async fn` as a test, run on a fresh [`Runtime`].

@@ -29,12 +29,21 @@ pub struct Metrics {
     /// Slots of the direct-descriptor table held by handles (direct and
     /// registered descriptors; see `runtime::op::direct_table`).
     pub direct_descriptors: u32,
+    /// Wake-ups this runtime sent to other runtimes' rings with
+    /// `IORING_OP_MSG_RING` (see [`CrossWake`](crate::CrossWake)).
+    pub msg_ring_wakes_sent: u64,
+    /// Wake-ups this runtime's thread sent to other runtimes by writing
+    /// their eventfd (MSG_RING unavailable, refused or turned off).
+    pub eventfd_wakes_sent: u64,
+    /// MSG_RING wake-ups other runtimes posted into this ring.
+    pub msg_ring_wakes_received: u64,
 }
 
 /// The counters of `core`'s runtime.
 pub(crate) fn of(core: &Core) -> Metrics {
     let driver = core.driver.borrow();
     let (ops_submitted, cqes_reaped) = driver.counters();
+    let (msg_ring_wakes_sent, msg_ring_wakes_received) = driver.msg_counters();
     Metrics {
         ops_submitted,
         cqes_reaped,
@@ -43,6 +52,9 @@ pub(crate) fn of(core: &Core) -> Metrics {
         tasks_alive: core.tasks.len(),
         setup_flags: driver.setup_flags(),
         direct_descriptors: driver.direct_held(),
+        msg_ring_wakes_sent,
+        eventfd_wakes_sent: core.outbox.eventfd_wakes.get(),
+        msg_ring_wakes_received,
     }
 }
 

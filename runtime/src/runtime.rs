@@ -67,6 +67,11 @@ impl Runtime {
         Builder::new()
     }
 
+    /// The queue other threads reach this runtime through.
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.core.shared.clone()
+    }
+
     pub(crate) fn from_config(config: Config) -> io::Result<Runtime> {
         Ok(Runtime {
             core: Rc::new(Core::new(&config)?),

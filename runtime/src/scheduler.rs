@@ -11,20 +11,25 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::blocking::{self, Pool};
 use crate::builder::Config;
+use crate::builder::CrossWake;
 use crate::driver::kind::AnyDriver as Driver;
 use crate::task::raw::{
-    self, LocalGuard, OwnedTasks, RunQueue, Shared, TaskRef, JOIN_INTEREST, SCHEDULED,
+    self, LocalGuard, Outbox, OwnedTasks, RunQueue, Shared, TaskRef, COMPLETE, JOIN_INTEREST,
+    SCHEDULED,
 };
+use crate::task::remote::{self, Pending};
 use crate::task::JoinHandle;
 use crate::time::timers::Timers;
 
@@ -51,7 +56,22 @@ pub(crate) struct Core {
     /// Direct-descriptor slots whose last handle went while the driver was
     /// borrowed: closed at the next turn.
     pub(crate) direct_closes: RefCell<Vec<u32>>,
+    /// Wake-ups this runtime owes other runtimes, sent as MSG_RING with
+    /// the next turn (while `block_on` runs).
+    pub(crate) outbox: Outbox,
+    /// Spare vector swapped with the outbox to avoid reallocating.
+    outbox_spare: RefCell<Vec<Pending<TaskRef>>>,
+    /// Scratch space for MSG_RING sends that failed: (batch, index).
+    msg_failures: RefCell<Vec<(u64, usize)>>,
+    /// The last batches of MSG_RING sends, by batch number: their ring
+    /// descriptors stay open while the kernel may still hold the SQEs, and
+    /// a failure the kernel reports a turn late still finds its target.
+    msg_sent: RefCell<VecDeque<(u64, Vec<Pending<TaskRef>>)>>,
 }
+
+/// How many batches of MSG_RING sends are remembered (more while the
+/// submission queue still holds SQEs).
+const MSG_BATCHES_KEPT: usize = 2;
 
 thread_local! {
     /// The core of the runtime running on this thread, or null. Points into
@@ -63,12 +83,14 @@ thread_local! {
 pub(crate) struct Enter {
     previous: *const Core,
     _queues: LocalGuard,
-    _core: Rc<Core>,
+    core: Rc<Core>,
 }
 
 impl Enter {
-    /// Makes `core` current. With `nested_ok` false, panics if a runtime is
-    /// already running on this thread.
+    /// Makes `core` current. With `nested_ok` false (`block_on`), panics if
+    /// a runtime is already running on this thread, and wakes of other
+    /// runtimes' tasks go to the core's outbox (sent as MSG_RING with the
+    /// next turn); with `nested_ok` true (shutdown) they use the eventfd.
     pub(crate) fn new(core: &Rc<Core>, nested_ok: bool) -> Enter {
         let previous = CURRENT.with(|c| c.get());
         if !nested_ok && !previous.is_null() {
@@ -78,13 +100,14 @@ impl Enter {
             );
         }
         CURRENT.with(|c| c.set(Rc::as_ptr(core)));
+        let outbox = (!nested_ok).then_some(&core.outbox);
         // SAFETY: the queues live in the core, which the guard keeps alive
         // (the `Rc` below) and which never moves (it is in an `Rc`).
-        let queues = unsafe { raw::enter(&core.queue, &core.shared) };
+        let queues = unsafe { raw::enter(&core.queue, &core.shared, outbox) };
         Enter {
             previous,
             _queues: queues,
-            _core: core.clone(),
+            core: core.clone(),
         }
     }
 }
@@ -92,6 +115,10 @@ impl Enter {
 impl Drop for Enter {
     fn drop(&mut self) {
         CURRENT.with(|c| c.set(self.previous));
+        // Wakes queued after the last turn (by `block_on`'s own future as
+        // it finished, or by a panic unwinding) must not wait for a turn
+        // that may never come.
+        self.core.flush_outbox_to_eventfd();
     }
 }
 
@@ -212,6 +239,12 @@ impl Core {
     pub(crate) fn new(config: &Config) -> io::Result<Core> {
         let shared = Arc::new(Shared::new()?);
         let driver = Driver::new(&config.ring, shared.wake_fd())?;
+        let msg_ring = config.cross_wake == CrossWake::MsgRing && driver.msg_ring_usable();
+        if config.cross_wake == CrossWake::MsgRing && driver.msg_ring_receivable() {
+            // Other runtimes may wake this one with MSG_RING sent to a
+            // duplicate of its ring descriptor (see `Remote::set_ring`).
+            shared.set_ring(remote::dup(driver.ring_fd())?);
+        }
         Ok(Core {
             driver: RefCell::new(driver),
             timers: RefCell::new(Timers::new()),
@@ -225,7 +258,32 @@ impl Core {
             wake_spare: RefCell::new(Vec::new()),
             remote_spare: RefCell::new(Vec::new()),
             direct_closes: RefCell::new(Vec::new()),
+            outbox: Outbox::new(msg_ring),
+            outbox_spare: RefCell::new(Vec::new()),
+            msg_failures: RefCell::new(Vec::new()),
+            msg_sent: RefCell::new(VecDeque::new()),
         })
+    }
+
+    /// Sends the outbox's wake-ups with the eventfd instead (at the end of
+    /// `block_on`, and at shutdown).
+    pub(crate) fn flush_outbox_to_eventfd(&self) {
+        // (A borrow held by code that is unwinding leaves it for later.)
+        let Ok(mut pending) = self.outbox.pending.try_borrow_mut() else {
+            return;
+        };
+        let pending = std::mem::take(&mut *pending);
+        let mut n = 0;
+        for (target, _ring) in &pending {
+            // Queued wakes have not set the flag (see `Outbox`).
+            if !target.notified_swap() {
+                target.ring_eventfd();
+                n += 1;
+            }
+        }
+        self.outbox
+            .eventfd_wakes
+            .set(self.outbox.eventfd_wakes.get() + n);
     }
 
     pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
@@ -266,12 +324,21 @@ impl Core {
         }
     }
 
-    /// Moves tasks woken on other threads into the run queue.
+    /// Moves tasks woken on other threads into the run queue, adopting
+    /// those spawned from other threads into the set of live tasks.
     fn pull_remote(&self) -> bool {
         let mut spare = self.remote_spare.borrow_mut();
         self.shared.drain(&mut spare);
         if spare.is_empty() {
             return false;
+        }
+        for task in spare.iter() {
+            let header = task.header();
+            if header.owned_key.load(Ordering::Relaxed) == usize::MAX
+                && header.state.load(Ordering::Acquire) & COMPLETE == 0
+            {
+                self.tasks.insert(task.clone_ref());
+            }
         }
         self.queue.borrow_mut().extend(spare.drain(..));
         true
@@ -295,15 +362,60 @@ impl Core {
             }
         }
         let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
-        let released = {
+        // Wake-ups owed to other runtimes go out with this submission; their
+        // ring descriptors stay open (the `Arc`s) until it is done.
+        let mut msgs = std::mem::take(&mut *self.outbox_spare.borrow_mut());
+        std::mem::swap(&mut msgs, &mut *self.outbox.pending.borrow_mut());
+        // Only targets nobody has notified since the wake was queued need
+        // one; sending sets the flag (see `Outbox`).
+        msgs.retain(|(target, _)| !target.notified_swap());
+        let mut failures = self.msg_failures.borrow_mut();
+        let mut sent = self.msg_sent.borrow_mut();
+        let (released, sq_empty) = {
             let mut driver = self.driver.borrow_mut();
             for slot in self.direct_closes.borrow_mut().drain(..) {
                 driver.close_direct(slot);
             }
+            if !msgs.is_empty() {
+                let batch = driver.push_msg_rings(msgs.iter().map(|(_, ring)| ring.as_raw_fd()));
+                sent.push_back((batch, std::mem::take(&mut msgs)));
+            }
             driver.turn(idle, timeout);
+            driver.take_msg_failures(&mut failures);
             driver.swap_wakers(&mut wakers);
-            driver.take_released()
+            (driver.take_released(), driver.sq_is_empty())
         };
+        // A MSG_RING the kernel refused: wake that runtime with its eventfd.
+        for (batch, index) in failures.drain(..) {
+            let target = sent
+                .iter()
+                .find(|(b, _)| *b == batch)
+                .and_then(|(_, batch)| batch.get(index));
+            match target {
+                Some((target, _)) => target.ring_eventfd(),
+                // A batch too old to be remembered: wake every target still
+                // known and stop using MSG_RING on this runtime.
+                None => {
+                    self.outbox.enabled.set(false);
+                    for (_, batch) in sent.iter() {
+                        for (target, _) in batch {
+                            target.ring_eventfd();
+                        }
+                    }
+                }
+            }
+        }
+        drop(failures);
+        // Forget the oldest batches once the kernel has every SQE (it then
+        // holds its own reference to each target ring's file).
+        while sq_empty && sent.len() > MSG_BATCHES_KEPT {
+            if let Some((_, mut old)) = sent.pop_front() {
+                old.clear();
+                msgs = old;
+            }
+        }
+        drop(sent);
+        *self.outbox_spare.borrow_mut() = msgs;
         for waker in wakers.drain(..) {
             waker.wake();
         }
@@ -342,6 +454,8 @@ impl Core {
         // Futures are dropped first: their in-flight ops get cancelled and
         // park their resources in the driver. Dropping a future can spawn or
         // wake tasks, so repeat until nothing is left.
+        self.outbox.enabled.set(false);
+        self.flush_outbox_to_eventfd();
         loop {
             let tasks = self.tasks.drain();
             let queued: Vec<_> = self.queue.borrow_mut().drain(..).collect();
@@ -349,9 +463,15 @@ impl Core {
             if tasks.is_empty() && queued.is_empty() && remote.is_empty() {
                 break;
             }
-            for task in &tasks {
-                task.drop_stage();
-                task.finish_cancelled();
+            // Every task not complete: the live ones, and those spawned
+            // from other threads that never ran (only in the remote queue).
+            // A complete task may still be queued; its output is its
+            // JoinHandle's, maybe on another thread: leave it alone.
+            for task in tasks.iter().chain(&queued).chain(&remote) {
+                if task.header().state.load(Ordering::Acquire) & COMPLETE == 0 {
+                    task.drop_stage();
+                    task.finish_cancelled();
+                }
             }
             drop(tasks);
             drop(queued);
@@ -372,5 +492,74 @@ impl Core {
             driver.take_released()
         };
         drop(released);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Runtime;
+
+    /// Whether `fd` has something to read, without blocking.
+    fn readable(fd: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, no wait.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn a_refused_msg_ring_falls_back_to_the_eventfd() {
+        let rt = Runtime::new().unwrap();
+        if !rt.features().msg_ring {
+            return;
+        }
+        // A target whose "ring" is its own eventfd: the kernel refuses the
+        // MSG_RING (EBADFD), and the sender writes the eventfd instead.
+        let target: Arc<Shared> = Arc::new(Shared::new().unwrap());
+        target.set_ring(remote::dup(target.wake_fd()).unwrap());
+        let raw = TaskRef::allocate(async {}, target.clone(), 1, SCHEDULED);
+        // SAFETY: takes over the one reference.
+        let task = unsafe { TaskRef::from_raw(raw) };
+        rt.block_on(async {
+            let core = current().unwrap();
+            assert!(target.clone().push(task, Some(&core.outbox)).is_ok());
+            assert_eq!(core.outbox.pending.borrow().len(), 1);
+            assert!(!readable(target.wake_fd()));
+            // One turn of the ring sends it.
+            crate::yield_now().await;
+            assert!(core.outbox.pending.borrow().is_empty());
+            assert_eq!(crate::metrics().msg_ring_wakes_sent, 1);
+        });
+        assert!(readable(target.wake_fd()));
+        for task in target.close() {
+            task.drop_stage();
+        }
+    }
+
+    #[test]
+    fn wakes_owed_when_block_on_returns_go_by_eventfd() {
+        let rt = Runtime::new().unwrap();
+        if !rt.features().msg_ring {
+            return;
+        }
+        let other = Runtime::new().unwrap();
+        let target = other.shared();
+        let raw = TaskRef::allocate(async {}, target.clone(), 1, SCHEDULED);
+        // SAFETY: takes over the one reference.
+        let task = unsafe { TaskRef::from_raw(raw) };
+        // Queued by block_on's own future just before it returns: no turn
+        // follows, so leaving block_on writes the eventfd.
+        rt.block_on(async {
+            let core = current().unwrap();
+            assert!(target.clone().push(task, Some(&core.outbox)).is_ok());
+            assert_eq!(core.outbox.pending.borrow().len(), 1);
+        });
+        assert!(readable(target.wake_fd()));
+        assert_eq!(rt.metrics().eventfd_wakes_sent, 1);
+        assert_eq!(rt.metrics().msg_ring_wakes_sent, 0);
     }
 }

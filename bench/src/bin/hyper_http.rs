@@ -27,12 +27,20 @@
 //! task per connection): the same HTTP stack on both runtimes, so the
 //! difference is the runtime's I/O. `--h2` serves HTTP/2 over cleartext with
 //! prior knowledge (hyper's HTTP/2 builder, the runtime's executor) instead
-//! of HTTP/1.1. `--buffered` (with `--rt ours`) switches the streams'
-//! poll-style reads to the other candidate mechanism (a ring receive into
-//! a stream-owned buffer, copied out), for the measurement of the two.
+//! of HTTP/1.1.
+//!
+//! `--threads N` (default 1) serves on N threads, for the scaling scenario
+//! (`threads`): with `--rt tokio`, tokio's multi-thread runtime with N
+//! workers (work stealing), the accept loop itself a task on it, so that
+//! the N workers are the only threads doing the work; with `--rt ours`, a
+//! `runtime::Pool` of N workers, each with its own `SO_REUSEPORT`
+//! listener on the same port (`net::TcpListener::bind_reuseport`, the
+//! kernel spreading connections) serving its own connections. `--threads
+//! 1` is the single-threaded server above (tokio's current-thread
+//! runtime; one `runtime::Runtime`).
 //!
 //! ```text
-//! cargo run --release -p bench --bin hyper_http -- 127.0.0.1:9308 [--rt ours|tokio] [--h2]
+//! cargo run --release -p bench --bin hyper_http -- 127.0.0.1:9308 [--rt ours|tokio] [--h2] [--threads N]
 //! curl -i http://127.0.0.1:9308/
 //! ```
 
@@ -51,17 +59,24 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut addr, mut ours, mut h2, mut buffered) = (None, false, false, false);
+    let (mut addr, mut ours, mut h2) = (None, false, false);
+    let mut threads = 1;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--threads" => match it.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n > 0 => threads = n,
+                _ => {
+                    addr = None;
+                    break;
+                }
+            },
             "--rt" => match it.next().map(String::as_str) {
                 Some("ours") => ours = true,
                 Some("tokio") => ours = false,
                 _ => addr = None,
             },
             "--h2" => h2 = true,
-            "--buffered" => buffered = true,
             other if addr.is_none() && !other.starts_with("--") => addr = Some(other.to_owned()),
             _ => {
                 addr = None;
@@ -70,11 +85,14 @@ fn main() -> ExitCode {
         }
     }
     let Some(addr) = addr else {
-        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2] [--buffered]");
+        eprintln!("usage: hyper_http <addr> [--rt ours|tokio] [--h2] [--threads N]");
         return ExitCode::from(2);
     };
     if let Err(e) = bench::raise_nofile_limit() {
         eprintln!("hyper_http: cannot raise the descriptor limit (continuing): {e}");
+    }
+    if ours && threads > 1 {
+        return serve_ours_pool(&addr, threads, h2);
     }
     let std_listener = match bench::listen(&addr).and_then(|l| {
         l.set_nonblocking(true)?;
@@ -87,19 +105,26 @@ fn main() -> ExitCode {
         }
     };
     if ours {
-        return serve_ours(std_listener, h2, buffered);
+        return serve_ours(std_listener, h2);
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = if threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hyper_http: cannot start tokio: {e}");
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async {
+    let serve = async move {
         let listener = match TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -139,7 +164,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-    })
+    };
+    if threads > 1 {
+        // The accept loop on a worker too, not on this thread.
+        rt.block_on(async { tokio::spawn(serve).await.unwrap_or(ExitCode::FAILURE) })
+    } else {
+        rt.block_on(serve)
+    }
 }
 
 /// hyper's HTTP/1.1 builder with the settings of both runtimes.
@@ -154,7 +185,7 @@ fn http1_builder() -> http1::Builder {
 }
 
 /// The same service on this runtime (`--rt ours`).
-fn serve_ours(std_listener: std::net::TcpListener, h2: bool, buffered: bool) -> ExitCode {
+fn serve_ours(std_listener: std::net::TcpListener, h2: bool) -> ExitCode {
     let rt = match runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -168,36 +199,100 @@ fn serve_ours(std_listener: std::net::TcpListener, h2: bool, buffered: bool) -> 
             Ok(local) => println!("hyper_http (ours): listening on http://{local}"),
             Err(_) => println!("hyper_http (ours): listening"),
         }
-        let builder = http1_builder();
-        let h2_builder = http2::Builder::new(runtime::hyper::Executor);
-        let mut incoming = listener.incoming();
-        while let Some(conn) = incoming.next().await {
-            let stream = match conn {
-                Ok(stream) => stream,
-                Err(e) => {
-                    eprintln!("hyper_http: accept failed: {e}");
-                    continue;
-                }
-            };
-            let mut stream = stream;
-            let _ = stream.set_nodelay(true);
-            if buffered {
-                stream.use_buffered_poll_reads();
-            }
-            if h2 {
-                let conn = h2_builder.serve_connection(stream, service_fn(hello));
-                runtime::spawn(async move {
-                    let _ = conn.await;
-                });
-            } else {
-                let conn = builder.serve_connection(stream, service_fn(hello));
-                runtime::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        }
+        accept_loop(listener, h2).await;
         ExitCode::SUCCESS
     })
+}
+
+/// `--rt ours --threads N`: a pool of N workers, each with its own
+/// `SO_REUSEPORT` listener on `addr`'s port. The port (the real one if
+/// `addr`'s is 0) is learnt from a first socket bound with `SO_REUSEPORT`
+/// and not listening (so it never receives a connection), dropped once
+/// every worker listens.
+fn serve_ours_pool(addr: &str, threads: usize, h2: bool) -> ExitCode {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::{SocketAddr, ToSocketAddrs};
+    let held = addr
+        .to_socket_addrs()
+        .and_then(|mut a| {
+            a.next()
+                .ok_or_else(|| std::io::Error::other("the address resolves to nothing"))
+        })
+        .and_then(|a| {
+            let s = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))?;
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
+            s.bind(&a.into())?;
+            let local: SocketAddr = s
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| std::io::Error::other("not an IP address"))?;
+            Ok((s, local))
+        });
+    let (held, local) = match held {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("hyper_http: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pool = match runtime::Pool::builder().threads(threads).build() {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("hyper_http: cannot start the pool: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ready = std::sync::atomic::AtomicUsize::new(0);
+    let held = std::sync::Mutex::new(Some(held));
+    let listeners = pool.run(|_| {
+        // On the worker: its own listener.
+        let bound = net::TcpListener::bind_reuseport(local);
+        if ready.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1 == threads {
+            drop(held.lock().unwrap().take());
+            println!("hyper_http (ours, {threads} workers): listening on http://{local}");
+        }
+        async move {
+            accept_loop(bound?, h2).await;
+            Ok::<(), std::io::Error>(())
+        }
+    });
+    for l in listeners {
+        if let Err(e) = l {
+            eprintln!("hyper_http: a worker cannot listen on {local}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Serves every connection `listener` accepts, each on its own task of
+/// this runtime.
+async fn accept_loop(listener: net::TcpListener, h2: bool) {
+    let builder = http1_builder();
+    let h2_builder = http2::Builder::new(runtime::hyper::Executor);
+    let mut incoming = listener.incoming();
+    while let Some(conn) = incoming.next().await {
+        let stream = match conn {
+            Ok(stream) => stream,
+            Err(e) => {
+                eprintln!("hyper_http: accept failed: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if h2 {
+            let conn = h2_builder.serve_connection(stream, service_fn(hello));
+            runtime::spawn(async move {
+                let _ = conn.await;
+            });
+        } else {
+            let conn = builder.serve_connection(stream, service_fn(hello));
+            runtime::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    }
 }
 
 /// Answers one request: `Hello, World!` for `GET /` and `HEAD /`, 405 for

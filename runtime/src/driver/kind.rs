@@ -151,6 +151,45 @@ impl AnyDriver {
         }
     }
 
+    /// See [`Driver::msg_ring_usable`]. On epoll: never (wakes go by the
+    /// eventfd).
+    pub(crate) fn msg_ring_usable(&self) -> bool {
+        either!(self, |d| d.msg_ring_usable(), |_e| false)
+    }
+
+    /// See [`Driver::msg_ring_receivable`]. On epoll: never.
+    pub(crate) fn msg_ring_receivable(&self) -> bool {
+        either!(self, |d| d.msg_ring_receivable(), |_e| false)
+    }
+
+    /// See [`Driver::ring_fd`]. On epoll there is no ring: `-1` (never
+    /// asked for, since [`msg_ring_receivable`](Self::msg_ring_receivable)
+    /// is false there).
+    pub(crate) fn ring_fd(&self) -> RawFd {
+        either!(self, |d| d.ring_fd(), |_e| -1)
+    }
+
+    /// See [`Driver::push_msg_rings`]. On epoll: nothing is sent (never
+    /// called, since [`msg_ring_usable`](Self::msg_ring_usable) is false).
+    pub(crate) fn push_msg_rings(&mut self, targets: impl Iterator<Item = RawFd>) -> u64 {
+        either!(self, |d| d.push_msg_rings(targets), |_e| 0)
+    }
+
+    /// See [`Driver::take_msg_failures`]. On epoll: none.
+    pub(crate) fn take_msg_failures(&mut self, out: &mut Vec<(u64, usize)>) {
+        either!(self, |d| d.take_msg_failures(out), |_e| ())
+    }
+
+    /// See [`Driver::sq_is_empty`]. On epoll there is no queue: true.
+    pub(crate) fn sq_is_empty(&mut self) -> bool {
+        either!(self, |d| d.sq_is_empty(), |_e| true)
+    }
+
+    /// See [`Driver::msg_counters`]. On epoll: none sent or received.
+    pub(crate) fn msg_counters(&self) -> (u64, u64) {
+        either!(self, |d| d.msg_counters(), |_e| (0, 0))
+    }
+
     /// The epoll driver, if this is it.
     pub(crate) fn epoll(&mut self) -> Option<&mut EpollDriver> {
         match self {

@@ -114,6 +114,15 @@ pub(crate) const CLOSE_UD: u64 = INTERNAL | 3;
 /// need no slot; their CQE (`-ETIME` or `-ECANCELED`, or none with
 /// `IOSQE_CQE_SKIP_SUCCESS`) is consumed and dropped.
 pub(crate) const LINK_TIMEOUT_UD: u64 = INTERNAL | 4;
+/// `user_data` of the CQE that another runtime's `IORING_OP_MSG_RING`
+/// posts into this ring to wake it: nothing to do but look at the remote
+/// queue, which the run loop does after every turn.
+pub(crate) const MSG_WAKE_UD: u64 = INTERNAL | 5;
+/// Bit 62 (with bit 63) marks this ring's own `IORING_OP_MSG_RING` SQEs;
+/// their CQE comes only on failure (`IOSQE_CQE_SKIP_SUCCESS`). The low 32
+/// bits are the index of the target in the batch sent with one turn, bits
+/// 32 to 47 that batch's number.
+pub(crate) const MSG_SEND_UD: u64 = INTERNAL | (1 << 62);
 
 /// Resources parked in a slot after their future was dropped.
 pub(crate) type Parked = Box<dyn Any>;

@@ -12,7 +12,7 @@
 //!   kernel does not finish in time.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use lifecycle::{
     Completion, CqeOutcome, Creates, Lifecycle, Orphan, Parked, CANCEL_UD, CLOSE_UD, INTERNAL,
-    LINK_TIMEOUT_UD, WAKE_UD,
+    LINK_TIMEOUT_UD, MSG_SEND_UD, MSG_WAKE_UD, WAKE_UD,
 };
 use probe::Features;
 use resources::{BufGroups, Buffers, Files, GroupKind};
@@ -77,6 +77,13 @@ pub(crate) struct Driver {
     abandoned: bool,
     /// Setup flags the kernel accepted, for diagnostics.
     setup_flags: u32,
+    /// The number of the current batch of MSG_RING sends (wrapping, 16 bits).
+    msg_batch: u64,
+    /// MSG_RING sends that failed: (batch, index in that batch).
+    msg_failures: Vec<(u64, usize)>,
+    /// MSG_RING wake-ups sent to other rings, and received from them.
+    msg_sent: u64,
+    msg_received: u64,
     /// Operations submitted (awaited, multishot and detached), for metrics.
     submitted: u64,
     /// CQEs reaped (including the runtime's internal ones), for metrics.
@@ -119,6 +126,10 @@ impl Driver {
             shutting_down: false,
             abandoned: false,
             setup_flags,
+            msg_batch: 0,
+            msg_failures: Vec::new(),
+            msg_sent: 0,
+            msg_received: 0,
             submitted: 0,
             reaped: 0,
         };
@@ -194,6 +205,65 @@ impl Driver {
             }
         }
         self.features
+    }
+
+    /// Whether this ring can send MSG_RING wake-ups: the kernel has the
+    /// opcode and `IOSQE_CQE_SKIP_SUCCESS` (so that success costs no CQE
+    /// here), and no SQPOLL thread reads the SQEs after the submit returns
+    /// (the targets' descriptors are only held open until then).
+    pub(crate) fn msg_ring_usable(&self) -> bool {
+        self.features.msg_ring && self.skip_success && !self.sqpoll
+    }
+
+    /// Whether other rings can wake this one with MSG_RING.
+    pub(crate) fn msg_ring_receivable(&self) -> bool {
+        self.features.msg_ring
+    }
+
+    /// This ring's descriptor.
+    pub(crate) fn ring_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+
+    /// Pushes one `IORING_OP_MSG_RING` per target ring descriptor, a new
+    /// batch, whose number it returns: they go to the kernel with the next
+    /// submission, and the descriptors must stay open until the submission
+    /// queue has been consumed ([`sq_is_empty`](Self::sq_is_empty)).
+    /// Failures are reported by [`take_msg_failures`](Self::take_msg_failures)
+    /// with the batch number and the target's index in `targets`.
+    pub(crate) fn push_msg_rings(&mut self, targets: impl Iterator<Item = RawFd>) -> u64 {
+        self.msg_batch = (self.msg_batch + 1) & 0xffff;
+        for (index, fd) in targets.enumerate() {
+            let user_data = MSG_SEND_UD | (self.msg_batch << 32) | index as u64;
+            let entry = opcode::MsgRingData::new(types::Fd(fd), 0, MSG_WAKE_UD, None)
+                .build()
+                .user_data(user_data)
+                .flags(squeue::Flags::SKIP_SUCCESS);
+            // SAFETY: a MSG_RING data message refers to no memory; the
+            // target descriptor is held open by the caller until the
+            // kernel has taken the SQE (the scheduler keeps each batch
+            // until the submission queue is empty; the kernel then holds
+            // its own reference to the target ring's file).
+            unsafe { self.push(&entry) };
+            self.msg_sent += 1;
+        }
+        self.msg_batch
+    }
+
+    /// Moves the failed MSG_RING sends (batch, index) into `out`.
+    pub(crate) fn take_msg_failures(&mut self, out: &mut Vec<(u64, usize)>) {
+        out.append(&mut self.msg_failures);
+    }
+
+    /// Whether every pushed SQE has been handed to the kernel (a transient
+    /// `EBUSY`/`EAGAIN` from `io_uring_enter` leaves them queued).
+    pub(crate) fn sq_is_empty(&mut self) -> bool {
+        self.ring.submission().is_empty()
+    }
+
+    /// MSG_RING wake-ups sent and received.
+    pub(crate) fn msg_counters(&self) -> (u64, u64) {
+        (self.msg_sent, self.msg_received)
     }
 
     /// The most SQEs one chain may have: the submission queue's size.
@@ -522,14 +592,27 @@ impl Driver {
                 to_wake,
                 wake_armed,
                 reaped,
+                msg_failures,
+                msg_received,
                 ..
             } = self;
             for cqe in ring.completion() {
                 *reaped += 1;
                 let user_data = cqe.user_data();
+                if user_data & MSG_SEND_UD == MSG_SEND_UD {
+                    // Only failures post a CQE (SKIP_SUCCESS).
+                    if cqe.result() < 0 {
+                        let batch = (user_data >> 32) & 0xffff;
+                        msg_failures.push((batch, (user_data & 0xffff_ffff) as usize));
+                    }
+                    continue;
+                }
                 if user_data & INTERNAL != 0 {
                     match user_data {
                         WAKE_UD => *wake_armed = false,
+                        // Another runtime woke us: the run loop looks at the
+                        // remote queue after every turn.
+                        MSG_WAKE_UD => *msg_received += 1,
                         // A cancel that did not succeed: its target had
                         // already completed (ENOENT) or is completing
                         // (EALREADY). A multishot target that goes on is

@@ -83,6 +83,11 @@ pub struct Features {
     /// Per-op deadlines as a linked `IORING_OP_LINK_TIMEOUT` (5.5+), used by
     /// [`crate::op::Op::submit_with_timeout`].
     pub link_timeout: bool,
+    /// One ring can post a CQE into another (`IORING_OP_MSG_RING`, 5.18+):
+    /// the runtime uses it to wake another runtime's ring (a
+    /// [`Pool`](crate::Pool) worker waking another) unless told otherwise
+    /// with [`Builder::cross_wake`](crate::Builder::cross_wake).
+    pub msg_ring: bool,
     /// The `IORING_SETUP_*` flags the kernel accepted for this ring (the
     /// same as `Metrics::setup_flags`).
     pub setup_flags: u32,
@@ -126,6 +131,7 @@ impl Features {
             send_zc: supports(opcode::SendZc::CODE),
             direct_descriptors: supports(opcode::Socket::CODE),
             link_timeout: supports(opcode::LinkTimeout::CODE),
+            msg_ring: supports(opcode::MsgRingData::CODE),
             setup_flags,
             feature_bits,
             ops,
@@ -147,6 +153,7 @@ impl Features {
             send_zc: false,
             direct_descriptors: false,
             link_timeout: false,
+            msg_ring: false,
             setup_flags: 0,
             feature_bits: 0,
             ops: [0; 4],
@@ -255,6 +262,7 @@ impl fmt::Debug for Features {
             .field("send_zc", &self.send_zc)
             .field("direct_descriptors", &self.direct_descriptors)
             .field("link_timeout", &self.link_timeout)
+            .field("msg_ring", &self.msg_ring)
             .field("setup_flags", &format_args!("{:#x}", self.setup_flags))
             .field("feature_bits", &format_args!("{:#x}", self.feature_bits))
             .field("opcodes", &self.opcode_count())

@@ -17,12 +17,33 @@ use crate::task::raw::{self as task, Header, CANCELLED, COMPLETE, JOIN_INTEREST}
 /// or was aborted. Dropping it detaches the task, which keeps running; its
 /// output is then dropped when it finishes.
 ///
-/// A `JoinHandle` is bound to the thread of the runtime that spawned the
-/// task (it is neither `Send` nor `Sync`).
+/// When the output `T` is `Send`, so is the handle (and `Sync`): it can be
+/// awaited on any thread or runtime, e.g. a task of one
+/// [`Pool`](crate::Pool) worker awaiting a task of another, or a plain
+/// thread blocking on it with any executor. The task itself stays on the
+/// runtime that runs it. With a `T` that is not `Send`, the handle is bound
+/// to the thread of the runtime that spawned the task:
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// runtime::block_on(async {
+///     let handle = runtime::spawn(async { std::rc::Rc::new(1) });
+///     send(handle); // JoinHandle<Rc<i32>> is not Send
+/// });
+/// ```
 pub struct JoinHandle<T> {
     raw: NonNull<Header>,
     _marker: PhantomData<(T, *const ())>,
 }
+
+// SAFETY: the handle touches the task's atomic state, its mutex-guarded
+// join waker and, once COMPLETE is seen (Acquire, after the runtime wrote
+// it), the output, which it moves or drops: allowed on any thread when `T`
+// is Send. The future itself is never touched by the handle.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: `&JoinHandle` only gives `abort` and `is_finished`, which use
+// the atomic state and the thread-safe `schedule`.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
 
 impl<T> JoinHandle<T> {
     /// Takes over one reference to the task.
@@ -62,19 +83,17 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.is_finished() {
-            let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
-            // SAFETY: this handle is !Send, so we are on the runtime's thread;
-            // `out` has the type the task's vtable writes.
-            unsafe { task::read_output(self.raw, (&mut out as *mut Poll<_>).cast()) };
-            return out;
+        if !self.is_finished() && !self.header().set_join_waker(cx.waker()) {
+            // Not complete when the waker was stored: the completion wakes it.
+            return Poll::Pending;
         }
-        // SAFETY: runtime thread (the handle is !Send); task live.
-        unsafe { task::set_join_waker(self.raw, cx.waker()) };
-        // The task may have completed between the check and storing the
-        // waker only if it ran, which cannot happen during this poll on this
-        // single thread.
-        Poll::Pending
+        let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
+        // SAFETY: COMPLETE was seen with Acquire; the handle is on the
+        // runtime's thread, or `T` is Send (otherwise the handle could not
+        // have left that thread); `out` has the type the task's vtable
+        // writes.
+        unsafe { task::read_output(self.raw, (&mut out as *mut Poll<_>).cast()) };
+        out
     }
 }
 
@@ -85,8 +104,9 @@ impl<T> Drop for JoinHandle<T> {
             .state
             .fetch_and(!JOIN_INTEREST, Ordering::AcqRel);
         if prev & COMPLETE != 0 {
-            // SAFETY: runtime thread (the handle is !Send); drops the unread
-            // output, if any.
+            // SAFETY: complete, so only this handle touches the stage; on the
+            // runtime's thread or `T` is Send. Drops the unread output, if
+            // any.
             unsafe { task::drop_stage(self.raw) };
         }
         // SAFETY: the handle owns one reference.

@@ -1,15 +1,20 @@
 //! Tasks: one heap allocation each, holding the future, its output and the
 //! join waker, with a reference-counted, thread-safe waker.
 //!
-//! Threading rules. A task's future and output are `!Send` in general and
-//! are only ever touched on the runtime's thread: polled by the run loop,
-//! read or dropped by the `JoinHandle` (which is `!Send`), dropped at
-//! shutdown. Other threads only ever touch the reference count and the
-//! atomic state (through wakers). The allocation itself may be freed on any
-//! thread by the last reference, so freeing it never drops the stage: by
-//! then the runtime thread has dropped the future and the output (the one
-//! exception, a `JoinHandle` that was `mem::forget`-ed over a finished task,
-//! leaks the output instead).
+//! Threading rules. A task's future is `!Send` in general and is only ever
+//! touched on the runtime's thread: polled by the run loop, dropped there
+//! (or at shutdown). Other threads touch the reference count, the atomic
+//! state (through wakers) and the join waker (behind its mutex). The
+//! output is written on the runtime's thread before `COMPLETE` is set and
+//! only read or dropped after it is seen set: by the runtime's thread, or
+//! by a `JoinHandle` on any thread, which is `Send` only when the output
+//! is. The one exception is a task spawned from another thread
+//! ([`spawn_remote`]): until it reaches its runtime its stage holds only a
+//! `Send` closure, which the spawning thread drops if the runtime is gone.
+//! The allocation itself may be freed on any thread by the last reference,
+//! so freeing it never drops the stage: by then the stage was dropped (the
+//! one exception, a `JoinHandle` that was `mem::forget`-ed over a finished
+//! task, leaks the output instead).
 
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -18,7 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use std::cell::{Cell as StdCell, RefCell};
@@ -27,10 +32,13 @@ use std::collections::VecDeque;
 use slab::Slab;
 
 use crate::task::error::JoinError;
-use crate::task::remote::Remote;
+use crate::task::remote::{Outbox as GenericOutbox, Remote};
 
 /// The queue other threads push this runtime's woken tasks to.
 pub(crate) type Shared = Remote<TaskRef>;
+
+/// The cross-ring wake-ups a runtime's thread owes other runtimes.
+pub(crate) type Outbox = GenericOutbox<TaskRef>;
 
 /// A runtime's queue of tasks ready to run, in wake order. Runtime thread.
 pub(crate) type RunQueue = RefCell<VecDeque<TaskRef>>;
@@ -50,7 +58,11 @@ pub(crate) struct Header {
     vtable: &'static Vtable,
     pub(crate) shared: Arc<Shared>,
     /// Key in the runtime's slab of live tasks; runtime thread only.
+    /// `usize::MAX` for a task spawned from another thread that has not
+    /// yet reached its runtime.
     pub(crate) owned_key: AtomicUsize,
+    /// The waker of the task's `JoinHandle`, which may be on any thread.
+    join_waker: Mutex<Option<Waker>>,
 }
 
 struct Vtable {
@@ -62,8 +74,6 @@ struct Vtable {
     /// Drops whatever the stage holds (future or output). Runtime thread
     /// only.
     drop_stage: unsafe fn(NonNull<Header>),
-    /// Stores the join waker. Runtime thread only.
-    set_join_waker: unsafe fn(NonNull<Header>, &Waker),
     /// Frees the allocation. Any thread.
     dealloc: unsafe fn(NonNull<Header>),
 }
@@ -78,7 +88,6 @@ enum Stage<F: Future> {
 struct Cell<F: Future> {
     header: Header,
     stage: UnsafeCell<ManuallyDrop<Stage<F>>>,
-    join_waker: UnsafeCell<Option<Waker>>,
 }
 
 /// An owned reference to a task (one count of `refs`).
@@ -105,9 +114,9 @@ impl TaskRef {
                 vtable: vtable::<F>(),
                 shared,
                 owned_key: AtomicUsize::new(usize::MAX),
+                join_waker: Mutex::new(None),
             },
             stage: UnsafeCell::new(ManuallyDrop::new(Stage::Running(future))),
-            join_waker: UnsafeCell::new(None),
         });
         NonNull::from(Box::leak(cell)).cast()
     }
@@ -119,6 +128,12 @@ impl TaskRef {
     /// `ptr` is a live task and the caller owns one of its references.
     pub(crate) unsafe fn from_raw(ptr: NonNull<Header>) -> TaskRef {
         TaskRef(ptr)
+    }
+
+    /// One more reference to the same task.
+    pub(crate) fn clone_ref(&self) -> TaskRef {
+        // SAFETY: we hold a reference.
+        unsafe { clone_ref(self.0) }
     }
 
     pub(crate) fn header(&self) -> &Header {
@@ -133,16 +148,19 @@ impl TaskRef {
         unsafe { (self.header().vtable.poll)(self.0, owned) }
     }
 
-    /// Drops the task's future or output. Runtime thread only (shutdown).
+    /// Drops the task's future or output. Runtime thread only (shutdown),
+    /// or the thread of [`spawn_remote`] for a task that never reached its
+    /// runtime.
     pub(crate) fn drop_stage(&self) {
-        // SAFETY: called by the runtime on its thread.
+        // SAFETY: called by the runtime on its thread, or by spawn_remote on
+        // a stage that holds only Send state nobody else can reach.
         unsafe { (self.header().vtable.drop_stage)(self.0) }
     }
 
     /// Marks the task complete without output (it was cancelled at
     /// shutdown) and wakes its JoinHandle, after its stage was dropped.
     pub(crate) fn finish_cancelled(&self) {
-        // SAFETY: runtime thread; the stage was just dropped (Consumed).
+        // SAFETY: the stage was just dropped (Consumed) by this thread.
         unsafe { finish_cancelled_erased(self.0) }
     }
 }
@@ -188,8 +206,10 @@ pub(crate) unsafe fn drop_ref(ptr: NonNull<Header>) {
 ///
 /// # Safety
 ///
-/// Runtime thread only; `dst` points at a `Poll<Result<T, JoinError>>` where
-/// `T` is the task's output type.
+/// The task is complete (its `COMPLETE` bit seen set with `Acquire`); on
+/// the runtime's thread, or on any thread if the output type is `Send`;
+/// `dst` points at a `Poll<Result<T, JoinError>>` where `T` is the task's
+/// output type.
 pub(crate) unsafe fn read_output(ptr: NonNull<Header>, dst: *mut ()) {
     // SAFETY: forwarded from the caller.
     unsafe { (ptr.as_ref().vtable.read_output)(ptr, dst) }
@@ -199,20 +219,39 @@ pub(crate) unsafe fn read_output(ptr: NonNull<Header>, dst: *mut ()) {
 ///
 /// # Safety
 ///
-/// Runtime thread only; `ptr` is live.
+/// `ptr` is live and nobody else touches its stage: the runtime's thread,
+/// or any thread for a complete task whose output type is `Send`.
 pub(crate) unsafe fn drop_stage(ptr: NonNull<Header>) {
     // SAFETY: forwarded from the caller.
     unsafe { (ptr.as_ref().vtable.drop_stage)(ptr) }
 }
 
-/// Stores the waker of the task's JoinHandle.
-///
-/// # Safety
-///
-/// Runtime thread only; `ptr` is live.
-pub(crate) unsafe fn set_join_waker(ptr: NonNull<Header>, waker: &Waker) {
-    // SAFETY: forwarded from the caller.
-    unsafe { (ptr.as_ref().vtable.set_join_waker)(ptr, waker) }
+impl Header {
+    /// Stores the waker of the task's JoinHandle (any thread) and returns
+    /// whether the task completed meanwhile: if it did, the waker may never
+    /// be woken, and the caller reads the output instead.
+    pub(crate) fn set_join_waker(&self, waker: &Waker) -> bool {
+        let mut slot = self.join_waker.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+        // Under the lock: a completion that set COMPLETE after this load
+        // takes the lock after us and finds the waker.
+        self.state.load(Ordering::Acquire) & COMPLETE != 0
+    }
+
+    /// Wakes the JoinHandle's waker, if any (after `COMPLETE` was set).
+    fn wake_join(&self) {
+        let waker = self
+            .join_waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 /// Puts the task in a run queue unless it is already queued or complete.
@@ -238,24 +277,47 @@ pub(crate) unsafe fn schedule(ptr: NonNull<Header>) {
 struct Local {
     queue: *const RunQueue,
     shared: *const Shared,
+    /// The runtime's cross-ring wake-ups to other runtimes (null: none,
+    /// wakes of other runtimes' tasks use their eventfd).
+    outbox: *const Outbox,
 }
 
 thread_local! {
     /// The queues of the runtime running on this thread (null if none).
     static LOCAL: StdCell<Local> = const {
-        StdCell::new(Local { queue: ptr::null(), shared: ptr::null() })
+        StdCell::new(Local { queue: ptr::null(), shared: ptr::null(), outbox: ptr::null() })
     };
 }
 
 /// Makes `queue` and `shared` the queues that wakes on this thread push to
-/// (for tasks of that runtime), until the guard is dropped.
+/// (for tasks of that runtime), and `outbox` (if any) where wakes of other
+/// runtimes' tasks go, until the guard is dropped.
 ///
 /// # Safety
 ///
-/// Both stay alive, at the same address, until the guard is dropped.
-pub(crate) unsafe fn enter(queue: &RunQueue, shared: &Shared) -> LocalGuard {
-    let previous = LOCAL.with(|l| l.replace(Local { queue, shared }));
+/// All three stay alive, at the same address, until the guard is dropped.
+pub(crate) unsafe fn enter(
+    queue: &RunQueue,
+    shared: &Shared,
+    outbox: Option<&Outbox>,
+) -> LocalGuard {
+    let outbox = outbox.map_or(ptr::null(), |o| o as *const Outbox);
+    let previous = LOCAL.with(|l| {
+        l.replace(Local {
+            queue,
+            shared,
+            outbox,
+        })
+    });
     LocalGuard { previous }
+}
+
+/// The outbox of the runtime running on this thread, if it sends MSG_RING.
+fn current_outbox<'a>(local: Local) -> Option<&'a Outbox> {
+    // SAFETY: a non-null outbox is alive while its guard is current (the
+    // `enter` contract), which outlasts any use on this thread: the
+    // reference is used only within the caller's call.
+    unsafe { local.outbox.as_ref() }
 }
 
 /// Restores the queues that were current before [`enter`].
@@ -280,8 +342,41 @@ fn push(task: TaskRef) {
         // thread while it is current; runtime thread.
         unsafe { (*local.queue).borrow_mut().push_back(task) };
     } else {
-        task.header().shared.clone().push(task);
+        // A runtime that is gone drops the wake (and its reference).
+        let _ = task
+            .header()
+            .shared
+            .clone()
+            .push(task, current_outbox(local));
     }
+}
+
+/// Allocates a task running `future` for the runtime owning `shared`, from
+/// any thread, and queues it there; the runtime adopts it (adds it to its
+/// live tasks) when it takes it from its remote queue. If that runtime is
+/// gone, the task is cancelled at once. Returns the task for its
+/// `JoinHandle` (one reference).
+///
+/// `F` need not be `Send`, but at this point it must be safe to create and
+/// drop on this thread: the caller makes sure it holds only `Send` state
+/// until its first poll (see `pool::BuildThen`).
+pub(crate) fn spawn_remote<F>(future: F, shared: &Arc<Shared>) -> NonNull<Header>
+where
+    F: Future + 'static,
+{
+    // Two references: the queue and the handle.
+    let raw = TaskRef::allocate(future, shared.clone(), 2, SCHEDULED | JOIN_INTEREST);
+    // SAFETY: takes over the queue's reference.
+    let task = unsafe { TaskRef::from_raw(raw) };
+    let local = LOCAL.with(StdCell::get);
+    if let Err(task) = shared.clone().push(task, current_outbox(local)) {
+        // The runtime is gone. Nobody else has touched the task: drop the
+        // future (the caller's promise: only Send state so far) and finish
+        // it as cancelled.
+        task.drop_stage();
+        task.finish_cancelled();
+    }
+    raw
 }
 
 /// The tasks of a runtime that are not complete, so that shutdown can drop
@@ -330,7 +425,6 @@ fn vtable<F: Future + 'static>() -> &'static Vtable {
         poll: poll::<F>,
         read_output: read_output_typed::<F>,
         drop_stage: drop_stage_typed::<F>,
-        set_join_waker: set_join_waker_typed::<F>,
         dealloc: dealloc::<F>,
     }
 }
@@ -414,10 +508,7 @@ unsafe fn complete<F: Future>(
     let prev = cell.header.state.fetch_or(COMPLETE, Ordering::AcqRel);
     let owned = owned.forget(cell.header.owned_key.load(Ordering::Relaxed), ptr);
     if prev & JOIN_INTEREST != 0 {
-        // SAFETY: runtime thread.
-        if let Some(waker) = unsafe { (*cell.join_waker.get()).take() } {
-            waker.wake();
-        }
+        cell.header.wake_join();
     } else {
         // SAFETY: runtime thread; nobody will read the output.
         unsafe { set_stage(cell, Stage::Consumed) };
@@ -426,18 +517,20 @@ unsafe fn complete<F: Future>(
 }
 
 unsafe fn finish_cancelled_erased(ptr: NonNull<Header>) {
-    // SAFETY: runtime thread; the task is live.
+    // SAFETY: the task is live (the caller holds a reference).
     let header = unsafe { ptr.as_ref() };
-    let prev = header
+    header
         .state
         .fetch_or(COMPLETE | CANCELLED, Ordering::AcqRel);
-    let _ = prev;
+    // A JoinHandle on another thread (or runtime) may be waiting.
+    header.wake_join();
 }
 
 unsafe fn read_output_typed<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
-    // SAFETY: runtime thread, task live (caller's promise).
+    // SAFETY: task live (caller's promise).
     let cell = unsafe { ptr.cast::<Cell<F>>().as_ref() };
-    // SAFETY: runtime thread; the stage is not borrowed elsewhere.
+    // SAFETY: the task is complete, so the runtime no longer touches the
+    // stage, and only the JoinHandle (this caller) reads it.
     let stage = unsafe { &mut **cell.stage.get() };
     let out = match std::mem::replace(stage, Stage::Consumed) {
         Stage::Finished(result) => Poll::Ready(result),
@@ -450,22 +543,10 @@ unsafe fn read_output_typed<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
 }
 
 unsafe fn drop_stage_typed<F: Future>(ptr: NonNull<Header>) {
-    // SAFETY: runtime thread, task live (caller's promise).
+    // SAFETY: task live (caller's promise).
     let cell = unsafe { ptr.cast::<Cell<F>>().as_ref() };
-    // SAFETY: runtime thread, stage not borrowed.
+    // SAFETY: nobody else touches the stage (caller's promise).
     unsafe { set_stage(cell, Stage::Consumed) };
-}
-
-unsafe fn set_join_waker_typed<F: Future>(ptr: NonNull<Header>, waker: &Waker) {
-    // SAFETY: runtime thread, task live (caller's promise).
-    let cell = unsafe { ptr.cast::<Cell<F>>().as_ref() };
-    // SAFETY: runtime thread; the join waker is only touched there while the
-    // task lives.
-    let slot = unsafe { &mut *cell.join_waker.get() };
-    match slot {
-        Some(w) if w.will_wake(waker) => {}
-        _ => *slot = Some(waker.clone()),
-    }
 }
 
 unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {

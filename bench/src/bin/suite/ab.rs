@@ -251,6 +251,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         charts: false,
         out_dir: a.out.parent().map(PathBuf::from).unwrap_or_default(),
         start: Instant::now(),
+        threads: 2,
     };
     let bin = |i: usize, name: &str| format!("{}/{name}", a.dirs[i]);
     for i in 0..3 {

@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! bench/run [--quick] [--only <scenario,...>]     (builds, then runs this)
-//! target/release/suite [--quick] [--only <scenario,...>] [--rounds N]
+//! target/release/suite [--quick] [--only <scenario,...>] [--rounds N] [--threads N]
 //! ```
 //!
 //! Scenarios: `echo` (TCP echo, seven runtimes), `http` (ours vs tokio,
 //! hyper, monoio), `arch` (seven server architectures), `kv` (vs
 //! redis-server), `files` (random reads vs tokio::fs and fio; 1 GiB copy vs
 //! cp), `executor` (micro-benchmarks and callgrind instructions per op),
-//! `uring` (each io_uring facility of the runtime measured both ways).
+//! `uring` (each io_uring facility of the runtime measured both ways),
+//! `ecosystem` (hyper, TLS and idle connections, ours vs tokio), `threads`
+//! (HTTP on 2 workers: hyper on our pool vs tokio's multi-thread runtime,
+//! unpinned).
 //!
 //! Servers run pinned to core 0, load generators to core 1; every cell runs
 //! several rounds with the peers interleaved, and the ratios quoted are the
@@ -33,18 +36,21 @@ use std::time::Instant;
 use harness::{chart, proc, report, Ctx};
 use scenarios::SCENARIOS;
 
-const USAGE: &str = "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--plan]
-  scenarios: echo, http, arch, kv, files, executor, uring (default: all)
+const USAGE: &str =
+    "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--threads N] [--plan]
+  scenarios: echo, http, arch, kv, files, executor, uring, ecosystem, threads (default: all)
   --only     run some scenarios; the report then goes to target/bench-partial/BENCHMARKS.md
              (bench/BENCHMARKS.md is written only by a run of every scenario)
   --plan     print the planned time and exit
-  --quick    2 rounds and a reduced matrix; default: 5 rounds";
+  --quick    2 rounds and a reduced matrix; default: 5 rounds
+  --threads  workers of the servers of the threads scenario (default 2)";
 
 struct Args {
     quick: bool,
     plan_only: bool,
     only: Vec<String>,
     rounds: Option<usize>,
+    threads: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         plan_only: false,
         only: Vec::new(),
         rounds: None,
+        threads: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -88,6 +95,13 @@ fn parse_args() -> Result<Args, String> {
                         .filter(|&n: &usize| n >= 1)
                         .ok_or("--rounds needs a positive number")?,
                 )
+            }
+            "--threads" => {
+                a.threads = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n >= 1)
+                    .ok_or("--threads needs a positive number")?
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -161,6 +175,7 @@ fn machine() -> report::Machine {
         ("redis-server", &["--version"][..]),
         ("fio", &["--version"][..]),
         ("valgrind", &["--version"][..]),
+        ("h2load", &["--version"][..]),
     ] {
         if proc::program_in_path(t) {
             if let Some(v) = version(t, args) {
@@ -231,6 +246,7 @@ fn main() -> ExitCode {
         charts: true,
         out_dir,
         start: Instant::now(),
+        threads: args.threads,
     };
     if partial {
         if let Err(e) = std::fs::create_dir_all(ctx.out_dir.join("charts")) {
@@ -255,6 +271,7 @@ fn main() -> ExitCode {
         "redis-server",
         "fio",
         "valgrind",
+        "h2load",
     ]
     .into_iter()
     .filter(|t| !proc::program_in_path(t))

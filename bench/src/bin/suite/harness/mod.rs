@@ -30,6 +30,8 @@ pub(crate) struct Ctx {
     pub out_dir: PathBuf,
     /// When the run started (for the progress lines).
     pub start: Instant,
+    /// Workers of the servers of the `threads` scenario (`--threads`).
+    pub threads: usize,
 }
 
 impl Ctx {

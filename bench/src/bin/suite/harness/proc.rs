@@ -437,11 +437,18 @@ pub(crate) fn rss_bytes(pid: i32) -> Option<f64> {
 /// with `prefix` (e.g. `iou-sqp`, io_uring's SQPOLL thread), from
 /// `/proc/<pid>/task/*/stat`; `None` if there is no such thread.
 pub(crate) fn threads_cpu_secs(pid: i32, prefix: &str) -> Option<f64> {
-    let mut total = None;
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
+    let threads = threads_cpu_by_tid(pid, prefix);
+    (!threads.is_empty()).then(|| threads.iter().map(|t| t.1).sum())
+}
+
+/// (thread id, utime + stime in seconds) of each thread of `pid` whose
+/// name starts with `prefix`, from `/proc/<pid>/task/*/stat`.
+pub(crate) fn threads_cpu_by_tid(pid: i32, prefix: &str) -> Vec<(i32, f64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in dir.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         if !comm.trim().starts_with(prefix) {
             continue;
@@ -451,14 +458,19 @@ pub(crate) fn threads_cpu_secs(pid: i32, prefix: &str) -> Option<f64> {
         };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok();
         if let Some(v) = stat.as_deref().and_then(stat_cpu_secs) {
-            *total.get_or_insert(0.0) += v;
+            out.push((tid, v));
         }
     }
-    total
+    out
 }
 
 /// utime + stime in seconds from the text of a `stat` file.
 fn stat_cpu_secs(stat: &str) -> Option<f64> {
+    stat_user_system(stat).map(|(u, s)| u + s)
+}
+
+/// (utime, stime) in seconds from the text of a `stat` file.
+fn stat_user_system(stat: &str) -> Option<(f64, f64)> {
     // The command name (field 2) may contain spaces: count from its ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -468,7 +480,14 @@ fn stat_cpu_secs(stat: &str) -> Option<f64> {
     // SAFETY: sysconf takes no pointers.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as f64 } else { 100.0 };
-    Some((utime + stime) / hz)
+    Some((utime / hz, stime / hz))
+}
+
+/// The user and the system CPU seconds of `pid` so far, apart (utime and
+/// stime of `/proc/<pid>/stat`, in clock ticks of usually 10 ms).
+pub(crate) fn proc_user_system_secs(pid: i32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_user_system(&stat)
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
@@ -580,4 +599,24 @@ pub(crate) fn run(
     let cmdline = child.cmdline.clone();
     let f = child.wait(timeout);
     Ok((cmdline, f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_and_system_apart_from_a_stat_line() {
+        // SAFETY: sysconf takes no pointers.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        // A command name with a space and a ')' in it, utime 250, stime 50.
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
+        let (u, s) = stat_user_system(stat).unwrap();
+        assert!((u - 250.0 / hz).abs() < 1e-9 && (s - 50.0 / hz).abs() < 1e-9);
+        assert!((stat_cpu_secs(stat).unwrap() - 300.0 / hz).abs() < 1e-9);
+        assert!(stat_user_system("42 (x) S 1").is_none());
+        let me = std::process::id() as i32;
+        assert!(proc_user_system_secs(me).is_some());
+        assert!(proc_user_system_secs(-1).is_none());
+    }
 }

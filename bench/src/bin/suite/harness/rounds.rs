@@ -114,6 +114,7 @@ mod tests {
             charts: false,
             out_dir: std::env::temp_dir(),
             start: Instant::now(),
+            threads: 2,
         }
     }
 

@@ -124,7 +124,7 @@ fn quick_warm_up(addr: SocketAddr) -> Result<(), String> {
 }
 
 /// Converts wrk's "123.45us" / "1.20ms" / "2.00s" to microseconds.
-fn wrk_time_us(s: &str) -> Option<f64> {
+pub(crate) fn wrk_time_us(s: &str) -> Option<f64> {
     let s = s.trim();
     let (num, mul) = if let Some(v) = s.strip_suffix("us") {
         (v, 1.0)

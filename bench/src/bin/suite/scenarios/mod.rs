@@ -2,10 +2,12 @@
 //! peers, and what the report says about it.
 
 pub(crate) mod echo;
+pub(crate) mod ecosystem;
 pub(crate) mod executor;
 pub(crate) mod files;
 pub(crate) mod http;
 pub(crate) mod kv;
+pub(crate) mod threads;
 pub(crate) mod uring;
 pub(crate) mod uring_cells;
 
@@ -13,8 +15,17 @@ use crate::harness::model::Outcome;
 use crate::harness::Ctx;
 
 /// The scenarios, in the order a full run goes through them.
-pub(crate) const SCENARIOS: [&str; 7] =
-    ["echo", "http", "arch", "kv", "files", "executor", "uring"];
+pub(crate) const SCENARIOS: [&str; 9] = [
+    "echo",
+    "http",
+    "arch",
+    "kv",
+    "files",
+    "executor",
+    "uring",
+    "ecosystem",
+    "threads",
+];
 
 /// The planned seconds of scenario `name`.
 pub(crate) fn plan(ctx: &Ctx, name: &str) -> f64 {
@@ -26,6 +37,8 @@ pub(crate) fn plan(ctx: &Ctx, name: &str) -> f64 {
         "files" => files::plan(ctx),
         "executor" => executor::plan(ctx),
         "uring" => uring::plan(ctx),
+        "ecosystem" => ecosystem::plan(ctx),
+        "threads" => threads::plan(ctx),
         _ => 0.0,
     }
 }
@@ -39,6 +52,8 @@ pub(crate) fn run(ctx: &Ctx, name: &str) -> Outcome {
         "kv" => kv::run(ctx),
         "files" => files::run(ctx),
         "uring" => uring::run(ctx),
+        "ecosystem" => ecosystem::run(ctx),
+        "threads" => threads::run(ctx),
         _ => executor::run(ctx),
     }
 }
