@@ -42,6 +42,12 @@ async fn serve(listener: TcpListener, shutdown: &Shutdown) {
         };
         let stream = match conn {
             Ok(stream) => stream,
+            // EINVAL: the listener was shut down (by another worker of a
+            // pool that heard the signal first): stop as on the signal.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                stop_listening(&listener);
+                return;
+            }
             Err(e) => {
                 // Out of descriptors and the like: the listener backs off
                 // and keeps going.

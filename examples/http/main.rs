@@ -69,6 +69,12 @@ async fn accept_loop(listener: TcpListener, shutdown: &Shutdown) {
             Some(Some(Ok(stream))) => {
                 runtime::spawn(serve(stream, shutdown.clone()));
             }
+            // EINVAL: the listener was shut down (by another worker of a
+            // pool that heard the signal first): stop as on the signal.
+            Some(Some(Err(e))) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                stop_listening(&listener);
+                return;
+            }
             // Out of descriptors, say: the listener backs off by itself and
             // keeps accepting once descriptors free up.
             Some(Some(Err(e))) => eprintln!("http: accept failed: {e}"),
