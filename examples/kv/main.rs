@@ -153,6 +153,12 @@ async fn accept_loop(listener: TcpListener, shutdown: Shutdown, store: impl Shar
                     }
                 });
             }
+            // EINVAL: the listener was shut down (by another worker of a
+            // pool that heard the signal first): stop as on the signal.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                stop_listening(&listener);
+                break;
+            }
             Err(e) => {
                 // Out of descriptors (EMFILE) and the like: say so, wait a
                 // moment for some to be freed, and go on serving.

@@ -77,6 +77,20 @@ const READ: u8 = 1;
 const WRITE: u8 = 2;
 /// How many events one `epoll_wait` takes.
 const EVENTS: usize = 1024;
+/// How many operations may complete on the spot (no waiting: the
+/// descriptor was ready, or the call failed at once) between two turns of
+/// the driver. On io_uring every operation waits for a completion, so a
+/// task looping over operations yields each time; here one whose
+/// operations keep succeeding or failing at once (an accept loop on a
+/// listener another thread shut down answers `EINVAL` forever) would
+/// never yield and starve every other task on the thread, signal
+/// listeners included. Past this many, an operation wakes its task and
+/// answers `Pending` without running: the task goes to the back of the
+/// run queue and the driver turns before it runs again. Large enough that
+/// a busy connection is not slowed (one turn per 128 operations is what
+/// the scheduler's own `event_interval` allows for tasks), small enough
+/// that the others run within microseconds.
+const SYNC_BUDGET: u32 = 128;
 
 /// A direction of readiness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +193,9 @@ pub(crate) struct EpollDriver {
     completed: u64,
     shutting_down: bool,
     abandoned: bool,
+    /// Operations that may still complete without waiting before the
+    /// next turn (see [`EpollDriver::spend_budget`]).
+    budget: u32,
     /// `epoll_pwait2` works here (see [`EpollDriver::wait`]).
     pwait2: bool,
 }
@@ -219,6 +236,7 @@ impl EpollDriver {
             completed: 0,
             shutting_down: false,
             abandoned: false,
+            budget: SYNC_BUDGET,
             pwait2: true,
         })
     }
@@ -389,6 +407,17 @@ impl EpollDriver {
         self.parked.push(job);
     }
 
+    /// Whether an operation may run on the spot now; `false` once
+    /// [`SYNC_BUDGET`] operations did since the last turn (the caller then
+    /// wakes its task and answers `Pending`). Each `true` spends one.
+    pub(crate) fn spend_budget(&mut self) -> bool {
+        if self.budget == 0 {
+            return false;
+        }
+        self.budget -= 1;
+        true
+    }
+
     /// An operation was first polled.
     pub(crate) fn op_started(&mut self) {
         self.started += 1;
@@ -427,6 +456,7 @@ impl EpollDriver {
     /// One look at epoll: with `park`, wait for an event, at most
     /// `timeout` (if any).
     pub(crate) fn turn(&mut self, park: bool, timeout: Option<Duration>) {
+        self.budget = SYNC_BUDGET;
         self.reap_parked();
         let wait = park && self.to_wake.is_empty() && self.released.is_empty();
         let timeout = if wait { timeout } else { Some(Duration::ZERO) };

@@ -161,6 +161,11 @@ impl<O: Operation> ReadyOp<O> {
         loop {
             match &mut self.state {
                 State::Idle(op) => {
+                    if !with_epoll(&self.core, EpollDriver::spend_budget) {
+                        // Others' turn first (see `SYNC_BUDGET`); nothing ran.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                     if !self.begun {
                         self.begun = true;
                         with_epoll(&self.core, EpollDriver::op_started);
@@ -486,6 +491,11 @@ impl<T> ReadyMulti<T> {
         if self.cancelled.get() {
             return Poll::Ready((Completion::new(-libc::ECANCELED, 0), true));
         }
+        if !with_epoll(core, EpollDriver::spend_budget) {
+            // Others' turn first (see `SYNC_BUDGET`); nothing ran.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let perform = self.perform;
         match attempt(core, self.fd, self.dir, cx, || perform(data)) {
             Poll::Ready(res) => Poll::Ready((Completion::from_io(res), false)),
@@ -627,6 +637,38 @@ mod tests {
             let (n, buf) = Recv::new(&a, Vec::with_capacity(8)).submit().await;
             assert_eq!((n.unwrap(), &buf[..]), (2, &b"de"[..]));
             drop(writer.await.unwrap());
+        });
+    }
+
+    #[test]
+    fn a_task_whose_operations_fail_at_once_still_lets_others_run() {
+        let rt = Builder::new().driver(DriverKind::Epoll).build().unwrap();
+        rt.block_on(async {
+            // A listener shut down for reading: every accept fails with
+            // EINVAL at once, without waiting (as when another worker
+            // shuts a shared listener).
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            // SAFETY: plain system call on a descriptor `listener` owns.
+            let rc = unsafe {
+                libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&listener), libc::SHUT_RDWR)
+            };
+            assert_eq!(rc, 0);
+            let fd = SharedFd::new(listener.into());
+            let flag = std::rc::Rc::new(std::cell::Cell::new(false));
+            let other = crate::spawn({
+                let flag = flag.clone();
+                async move { flag.set(true) }
+            });
+            // Without a budget this loop would run all its rounds before
+            // the other task is ever polled.
+            let mut rounds = 0u32;
+            while !flag.get() {
+                rounds += 1;
+                assert!(rounds < 100_000, "the other task never ran");
+                let res = crate::op::Accept::new(&fd).submit().await;
+                assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+            }
+            other.await.unwrap();
         });
     }
 }
