@@ -202,3 +202,25 @@ pub fn connected_fds_on_port(port: u16) -> usize {
         .filter(|target| inodes.contains(target.to_str().unwrap_or("")))
         .count()
 }
+
+/// Runs `future` to completion on the calling thread with no runtime at
+/// all: the waker unparks the thread (it may be woken from any thread).
+pub fn park_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
