@@ -5,39 +5,17 @@
 //! No timing assertions: every wait is bounded by `with_deadline`.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::io::{Read, Write};
-use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
-use integration_tests::with_deadline;
+use integration_tests::{park_on, with_deadline};
 use runtime::{CrossWake, JoinHandle, Pool, PoolHandle, Runtime};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// A tiny executor for plain threads: polls, parks until woken.
-fn park_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        thread::park();
-    }
-}
 
 fn pool(threads: usize) -> Pool {
     Pool::builder().threads(threads).build().expect("pool")

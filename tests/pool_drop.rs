@@ -3,33 +3,11 @@
 //! threads go back to what they were. One test in this binary, so that no
 //! other test's threads or descriptors come and go meanwhile.
 
-use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use integration_tests::with_deadline;
+use integration_tests::{park_on, with_deadline};
 use runtime::{CrossWake, JoinHandle, Pool, Runtime};
-
-fn park_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        thread::park();
-    }
-}
 
 fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).unwrap().count()

@@ -24,11 +24,11 @@ use std::pin::pin;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
-use integration_tests::with_deadline;
+use integration_tests::{park_on, with_deadline};
 use runtime::signal::{ctrl_c, signal, Signal};
 use runtime::time::timeout;
 
@@ -94,26 +94,6 @@ async fn expect_delivery(sig: &mut Signal, what: &str) {
         Ok(Some(())) => {}
         Ok(None) => panic!("{what}: recv returned None"),
         Err(_) => panic!("{what}: no delivery within {DELIVERY:?} (lost?)"),
-    }
-}
-
-/// Runs `fut` to completion on the calling thread with no runtime at all:
-/// the waker unparks the thread (it is woken from the dispatcher thread).
-fn block_on_plain<F: Future>(fut: F) -> F::Output {
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        thread::park();
     }
 }
 
@@ -314,7 +294,7 @@ fn kill_from_another_process_wakes_every_listener() {
             let mut s = signal(libc::SIGTERM).unwrap();
             r.wait();
             for _ in 0..rounds {
-                assert_eq!(block_on_plain(s.recv()), Some(()));
+                assert_eq!(park_on(s.recv()), Some(()));
                 d.wait();
             }
         }));

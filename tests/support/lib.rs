@@ -235,3 +235,25 @@ pub fn skip_on_epoll(reason: &str) -> bool {
     eprintln!("skipped on the epoll driver: {name}: {reason}");
     true
 }
+
+/// Runs `future` to completion on the calling thread with no runtime at
+/// all: the waker unparks the thread (it may be woken from any thread).
+pub fn park_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

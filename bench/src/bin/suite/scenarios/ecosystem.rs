@@ -239,8 +239,22 @@ fn h2load(
         "-D".into(),
         secs.to_string(),
     ]);
-    // The per-request log, for the percentiles h2load does not print.
-    let log = std::env::temp_dir().join(format!("suite-h2load-{}.tsv", std::process::id()));
+    run_h2load(ctx, out, args, addr, secs, "h2load")
+}
+
+/// Runs h2load with `args` (the load, `-D` included) against `addr` for
+/// `secs`, logging each request to a temporary file named after `tag` for
+/// the p50/p99 h2load does not print; returns what it printed and its CPU
+/// share (1.0 = one core).
+pub(super) fn run_h2load(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    mut args: Vec<String>,
+    addr: std::net::SocketAddr,
+    secs: u32,
+    tag: &str,
+) -> Result<(H2load, f64), String> {
+    let log = std::env::temp_dir().join(format!("suite-{tag}-{}.tsv", std::process::id()));
     args.extend([
         "--log-file".into(),
         log.display().to_string(),

@@ -18,9 +18,7 @@
 //! Full mode adds the native example on one worker, the single-core
 //! reference. At most 3 rounds per cell, 3 s runs, about 2 minutes.
 
-use std::time::Duration;
-
-use super::ecosystem::{cpu_per, fmt, log_percentiles, parse_h2load, server_cpu, NoiseRow};
+use super::ecosystem::{cpu_per, fmt, server_cpu, NoiseRow};
 use crate::harness::fleet::{Fleet, Spec};
 use crate::harness::model::{human, Cell, Outcome, Sample, SATURATED};
 use crate::harness::rounds::Rounds;
@@ -142,40 +140,8 @@ fn h2load(
     if let Some(r) = load.rps {
         args.extend(["--rps".into(), r.to_string()]);
     }
-    let log = std::env::temp_dir().join(format!("suite-threads-{}.tsv", std::process::id()));
-    args.extend([
-        "-D".into(),
-        secs.to_string(),
-        "--log-file".into(),
-        log.display().to_string(),
-        format!("http://{addr}/"),
-    ]);
-    let run = proc::run(
-        ctx.loader_core,
-        "h2load",
-        &args,
-        Duration::from_secs(u64::from(secs) + 30),
-    );
-    let times = std::fs::read_to_string(&log).ok();
-    let _ = std::fs::remove_file(&log);
-    let (cmd, f) = run?;
-    out.command(&cmd);
-    if !f.success() {
-        return Err(format!("h2load: {}", f.describe()));
-    }
-    let mut h = parse_h2load(&f.stdout)
-        .ok_or_else(|| format!("no req/s in h2load's output: {}", f.describe()))?;
-    if let Some((p50, p99)) = times.as_deref().and_then(log_percentiles) {
-        h.p50_us = Some(p50);
-        h.p99_us = Some(p99);
-    }
-    if h.succeeded == 0 {
-        return Err(format!(
-            "h2load: no request succeeded ({} failed)",
-            h.failed
-        ));
-    }
-    Ok((h, f.cpu_secs / f.wall_secs.max(1e-3)))
+    args.extend(["-D".into(), secs.to_string()]);
+    super::ecosystem::run_h2load(ctx, out, args, addr, secs, "threads")
 }
 
 /// The worker threads of a server process and their CPU seconds so far:
