@@ -406,10 +406,11 @@ fn nowait_reads_can_be_turned_off() {
 }
 
 /// `Read::cached_first` on a direct descriptor (a ring-only slot, no
-/// descriptor number) skips the attempt and reads through the ring.
-/// io_uring only: the epoll driver has no direct descriptors.
+/// descriptor number) and reads of a registered file (whose operations
+/// name its slot) skip the attempt and read through the ring. io_uring
+/// only: the epoll driver has no direct descriptors.
 #[test]
-fn direct_descriptors_skip_the_attempt() {
+fn direct_and_registered_descriptors_skip_the_attempt() {
     run(|| async {
         if runtime::features().driver != DriverKind::IoUring {
             eprintln!("skipping: direct descriptors need io_uring");
@@ -430,6 +431,14 @@ fn direct_descriptors_skip_the_attempt() {
         assert_eq!(res.unwrap(), 5000);
         assert!(buf[..] == data[1000..6000]);
         assert_eq!(nowait_count(), before);
+
+        let file = File::open(&path).await.unwrap().register().unwrap();
+        assert!(file.is_registered());
+        let (res, buf) = file.read_at(Vec::with_capacity(3000), 2000).await;
+        assert_eq!(res.unwrap(), 3000);
+        assert!(buf[..] == data[2000..5000]);
+        assert_eq!(nowait_count(), before);
+        file.close().await.unwrap();
     });
 }
 

@@ -307,7 +307,8 @@ impl Builder {
     /// every read of an `fs::File` and to any
     /// [`op::Read`](crate::op::Read) or [`op::Readv`](crate::op::Readv)
     /// built with `cached_first`; it is skipped for files opened with
-    /// `O_DIRECT`, for direct descriptors and for anything but regular
+    /// `O_DIRECT`, for direct and registered descriptors (whose operations
+    /// name a slot of the ring's table) and for anything but regular
     /// files. A cached 4 KiB read then costs one system call instead of a
     /// trip through the ring and back to the task; turn it off to measure
     /// the difference, or to keep every read on the ring.

@@ -50,8 +50,9 @@ enum Nowait {
     Unknown,
     /// A regular file opened without `O_DIRECT`: worth trying.
     Yes,
-    /// Not a regular file, `O_DIRECT`, a direct descriptor, or the kernel
-    /// or file system refused `RWF_NOWAIT`: never tried again.
+    /// Not a regular file, `O_DIRECT`, a direct or registered descriptor,
+    /// or the kernel or file system refused `RWF_NOWAIT`: never tried
+    /// again.
     No,
 }
 
@@ -276,9 +277,10 @@ impl SharedFd {
     }
 
     /// Whether reads at once (`preadv2` with `RWF_NOWAIT`) are worth
-    /// trying on this descriptor: a regular file opened without
-    /// `O_DIRECT` (which would wait for the device), with a descriptor
-    /// number. Asked of the kernel once per handle (`fstat` and
+    /// trying on this descriptor: an ordinary descriptor (not a direct or
+    /// registered one, whose operations name a slot of the ring's table)
+    /// of a regular file opened without `O_DIRECT` (which would wait for
+    /// the device). Asked of the kernel once per handle (`fstat` and
     /// `F_GETFL`) and remembered, as is
     /// [`no_nowait_reads`](Self::no_nowait_reads).
     pub(crate) fn nowait_reads(&self) -> bool {
@@ -287,8 +289,11 @@ impl SharedFd {
             Nowait::No => return false,
             Nowait::Unknown => {}
         }
-        let worth = self.borrow_fd().is_some_and(|fd| {
-            let fd = fd.as_raw_fd();
+        let plain = match self.inner.kind {
+            Kind::Fd(fd) => Some(fd),
+            Kind::Direct { .. } | Kind::Registered { .. } => None,
+        };
+        let worth = plain.is_some_and(|fd| {
             let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
             // SAFETY: fstat fills the stat struct it is given; `fd` is
             // open while this handle lives.

@@ -209,7 +209,7 @@ impl<B: IoBufMut> Read<B> {
     /// ([`Operation::perform_nowait`]), and send only the rest (if any)
     /// through the ring, or on the epoll driver to the blocking pool. For
     /// regular files: anything else (and a file opened with `O_DIRECT`,
-    /// or a direct descriptor) goes the usual way, as does every read when
+    /// or a direct or registered descriptor) goes the usual way, as does every read when
     /// [`Builder::nowait_reads`](crate::Builder::nowait_reads) is off. The
     /// result is the one the usual way gives: the bytes up to the end of
     /// the file or of the buffer; if the rest fails after some bytes were
