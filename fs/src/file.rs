@@ -91,8 +91,9 @@ impl File {
         rw::read_exact(&self.fd, buf, pos).await
     }
 
-    /// Reads once at `pos`, filling the buffers in order
-    /// (`IORING_OP_READV`), and returns the total count read. At most 1024
+    /// Reads once at `pos`, filling the buffers in order (what the page
+    /// cache holds at once, the rest with `IORING_OP_READV`), and returns
+    /// the total count read. At most 1024
     /// buffers take part in one call. If no buffer has room, `Ok(0)` at
     /// once.
     pub async fn readv_at<B: IoBufMut>(&self, bufs: Vec<B>, pos: u64) -> BufResult<usize, Vec<B>> {

@@ -10,6 +10,15 @@
 //! that reads a directory, so `std::fs::read_dir` runs on the runtime's
 //! blocking pool, 64 entries per call.
 //!
+//! Reads first take what the page cache holds at once: one
+//! `preadv2(RWF_NOWAIT)` on the runtime's thread, which costs less than a
+//! trip through the ring when the bytes are cached; only the rest (a page
+//! the cache lacks) goes through the ring. Files opened with `O_DIRECT`
+//! skip that attempt, and `runtime::Builder::nowait_reads(false)` turns it
+//! off. A task reading cached bytes in a loop still lets the others run:
+//! past a budget of such reads between two turns of the ring, its reads
+//! go through the ring.
+//!
 //! ```
 //! # runtime::block_on(async {
 //! let dir = std::env::temp_dir().join(format!("fs-doc-{}", std::process::id()));
@@ -64,7 +73,7 @@
 //!
 //! On the epoll driver (`runtime::DriverKind::Epoll`, where io_uring is
 //! refused) every operation runs on the runtime's blocking pool with the
-//! same results; `File::write_all_at_synced` writes and syncs one after
+//! same results (but reads the page cache serves at once); `File::write_all_at_synced` writes and syncs one after
 //! the other (no chain), registered files (`File::register`) answer
 //! `ErrorKind::Unsupported`, and `read_fixed_at` / `write_fixed_at` are
 //! plain reads and writes (a `FixedBufPool` is never registered there).

@@ -35,14 +35,16 @@ fn advance(pos: u64, done: usize) -> io::Result<u64> {
     check_pos(next).map(|()| next)
 }
 
-/// One `IORING_OP_READ` into `buf[read_start()..bytes_total()]` at `pos`
-/// ([`CURSOR`] for the file position); `Ok(0)` at once, with nothing
-/// submitted, if `buf` has no room.
+/// One read into `buf[read_start()..bytes_total()]` at `pos` ([`CURSOR`]
+/// for the file position): what the page cache holds at once
+/// (`preadv2(RWF_NOWAIT)`, see `runtime::op::Read::cached_first`), the rest
+/// with one `IORING_OP_READ`; `Ok(0)` at once, with nothing submitted, if
+/// `buf` has no room.
 pub(crate) async fn read<B: IoBufMut>(fd: &SharedFd, buf: B, pos: u64) -> BufResult<usize, B> {
     if buf.bytes_room() == 0 {
         return (Ok(0), buf);
     }
-    Read::new(fd, buf, pos).submit().await
+    Read::new(fd, buf, pos).cached_first().submit().await
 }
 
 /// One `IORING_OP_WRITE` of `buf[..bytes_init()]` at `pos` ([`CURSOR`] for
@@ -51,8 +53,9 @@ pub(crate) async fn write<B: IoBuf>(fd: &SharedFd, buf: B, pos: u64) -> BufResul
     Write::new(fd, buf, pos).submit().await
 }
 
-/// One `IORING_OP_READV` scattering into each buffer's writable region, in
-/// order; `Ok(0)` at once if no buffer has room.
+/// One read scattering into each buffer's writable region, in order
+/// (what the page cache holds at once, the rest with one
+/// `IORING_OP_READV`); `Ok(0)` at once if no buffer has room.
 pub(crate) async fn readv<B: IoBufMut>(
     fd: &SharedFd,
     bufs: Vec<B>,
@@ -61,7 +64,7 @@ pub(crate) async fn readv<B: IoBufMut>(
     if bufs.iter().all(|b| b.bytes_room() == 0) {
         return (Ok(0), bufs);
     }
-    Readv::new(fd, bufs, pos).submit().await
+    Readv::new(fd, bufs, pos).cached_first().submit().await
 }
 
 /// One `IORING_OP_WRITEV` gathering each buffer's initialised bytes, in

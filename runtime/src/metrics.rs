@@ -37,6 +37,11 @@ pub struct Metrics {
     pub eventfd_wakes_sent: u64,
     /// MSG_RING wake-ups other runtimes posted into this ring.
     pub msg_ring_wakes_received: u64,
+    /// Operations that completed at once, without the ring or the
+    /// blocking pool: file reads the page cache served with
+    /// `preadv2(RWF_NOWAIT)` (see
+    /// [`Builder::nowait_reads`](crate::Builder::nowait_reads)).
+    pub nowait_completions: u64,
 }
 
 /// The counters of `core`'s runtime.
@@ -55,6 +60,7 @@ pub(crate) fn of(core: &Core) -> Metrics {
         msg_ring_wakes_sent,
         eventfd_wakes_sent: core.outbox.eventfd_wakes.get(),
         msg_ring_wakes_received,
+        nowait_completions: core.nowait_count.get(),
     }
 }
 

@@ -49,6 +49,15 @@ pub(crate) struct Core {
     pub(crate) budget: usize,
     /// Wakers of tasks that yielded, woken after the next turn of the ring.
     pub(crate) deferred: RefCell<Vec<std::task::Waker>>,
+    /// Whether operations may first be tried at once
+    /// ([`Operation::perform_nowait`](crate::op::Operation::perform_nowait);
+    /// `Builder::nowait_reads`).
+    nowait_reads: bool,
+    /// How many more operations may complete at once on the io_uring
+    /// driver before the next turn of the ring (see [`NOWAIT_BUDGET`]).
+    nowait_budget: Cell<u32>,
+    /// Operations that completed at once, for metrics.
+    pub(crate) nowait_count: Cell<u64>,
     /// Spare vector for wakers collected under a borrow and woken after.
     pub(crate) wake_spare: RefCell<Vec<std::task::Waker>>,
     /// Spare vector swapped with the remote queue to avoid reallocating.
@@ -68,6 +77,18 @@ pub(crate) struct Core {
     /// a failure the kernel reports a turn late still finds its target.
     msg_sent: RefCell<VecDeque<(u64, Vec<Pending<TaskRef>>)>>,
 }
+
+/// How many operations may complete at once
+/// ([`Operation::perform_nowait`](crate::op::Operation::perform_nowait): a
+/// file read the page cache serves) between two turns of the ring. Such an
+/// operation never makes its task wait, so a task reading a cached file in
+/// a loop would never yield; past the budget its reads go through the ring
+/// (and it waits for their completions like any task) until the next turn.
+/// The same number as the epoll driver's budget for operations completing
+/// on the spot and the default `event_interval`: one trip through the ring
+/// per 128 reads costs little, and other tasks wait at most that many
+/// reads (about a hundred microseconds) for their turn.
+const NOWAIT_BUDGET: u32 = 128;
 
 /// How many batches of MSG_RING sends are remembered (more while the
 /// submission queue still holds SQEs).
@@ -255,6 +276,13 @@ impl Core {
             spawned: Cell::new(0),
             budget: config.event_interval,
             deferred: RefCell::new(Vec::new()),
+            nowait_reads: config.nowait_reads,
+            nowait_budget: Cell::new(if config.nowait_reads {
+                NOWAIT_BUDGET
+            } else {
+                0
+            }),
+            nowait_count: Cell::new(0),
             wake_spare: RefCell::new(Vec::new()),
             remote_spare: RefCell::new(Vec::new()),
             direct_closes: RefCell::new(Vec::new()),
@@ -263,6 +291,26 @@ impl Core {
             msg_failures: RefCell::new(Vec::new()),
             msg_sent: RefCell::new(VecDeque::new()),
         })
+    }
+
+    /// Whether an operation may be tried at once on the io_uring driver
+    /// now: allowed, and within this turn's budget.
+    pub(crate) fn nowait_allowed(&self) -> bool {
+        self.nowait_budget.get() > 0
+    }
+
+    /// Whether operations may be tried at once at all (the epoll driver
+    /// has a budget of its own for operations completing on the spot).
+    pub(crate) fn nowait_enabled(&self) -> bool {
+        self.nowait_reads
+    }
+
+    /// An operation completed at once: counted, and one less in the
+    /// budget.
+    pub(crate) fn nowait_done(&self) {
+        self.nowait_count.set(self.nowait_count.get() + 1);
+        self.nowait_budget
+            .set(self.nowait_budget.get().saturating_sub(1));
     }
 
     /// Sends the outbox's wake-ups with the eventfd instead (at the end of
@@ -348,6 +396,9 @@ impl Core {
     /// operations completed and drops the resources of finished ignored
     /// ops, both outside the driver's borrow.
     pub(crate) fn turn(&self, idle: bool) {
+        if self.nowait_reads {
+            self.nowait_budget.set(NOWAIT_BUDGET);
+        }
         let mut idle = idle;
         let mut timeout = None;
         if idle {

@@ -1,11 +1,17 @@
 //! 4 KiB random reads of a 1 GiB file at 1, 32 and 128 reads in flight:
 //! this runtime (through the page cache and with `O_DIRECT`) against
-//! `tokio::fs` and a pool of threads doing `pread`.
+//! `tokio::fs`, a pool of threads doing `pread` and a plain `pread` loop.
 //!
 //! ```text
-//! fs_randread [--file F] [--rounds N] [--secs S]    warm-up, then N rounds
+//! fs_randread [--file F] [--rounds N] [--secs S] [--peers P,...] [--depths D,...]
+//!                                                   warm-up, then N rounds
 //! fs_randread [--file F] --only <rt> --depth D [--secs S]   one measurement
 //! ```
+//!
+//! `--peers` picks the peers of a full run and their order (default: all
+//! but `ours_fixed`); a peer named twice is measured twice per round (the
+//! second as `<peer>#2`), which gives the noise floor beside the ratios.
+//! `--depths` picks the depths (default 1, 32, 128).
 //!
 //! `F` (default `/var/tmp/fs_randread.dat`) is created with 1 GiB of
 //! pseudo-random data (written, not a sparse file) if it is missing or
@@ -18,7 +24,11 @@
 //! over the time from the start to the last worker's end.
 //!
 //! - `ours`: `D` tasks on this runtime sharing one `fs::File`, each read a
-//!   `File::read_at` (one `IORING_OP_READ`) into an owned 4 KiB `Vec`.
+//!   `File::read_at` into an owned 4 KiB `Vec`: what the page cache holds
+//!   at once with `preadv2(RWF_NOWAIT)`, the rest as an `IORING_OP_READ`.
+//! - `ours_ring`: the same on a runtime built with
+//!   `Builder::nowait_reads(false)`: every read an `IORING_OP_READ` (the
+//!   behaviour before reads at once).
 //! - `ours_direct`: the same with `O_DIRECT` and an `fs::AlignedBuf`; this
 //!   bypasses the page cache (the device's IOPS). If the file system
 //!   refuses `O_DIRECT`, it prints `RESULT ... rt=ours_direct ... skipped=1`.
@@ -32,6 +42,8 @@
 //!   tokio's blocking thread pool).
 //! - `std_pool`: `D` threads sharing one `std::fs::File`, each doing
 //!   `pread` (`FileExt::read_exact_at`).
+//! - `pread`: a plain loop of `pread` on the calling thread, one read in
+//!   flight (depth 1 only: at other depths it prints `skipped=1`).
 //!
 //! Output: one line per measurement, `RESULT bench=randread depth=<D>
 //! rt=<peer> round=<i> ops=<reads> secs=<s> rate=<IOPS>`, then (full run) a
@@ -49,7 +61,25 @@ const FILE_LEN: u64 = 1 << 30;
 const BLOCK: usize = 4096;
 const BLOCKS: u64 = FILE_LEN / BLOCK as u64;
 const DEPTHS: [usize; 3] = [1, 32, 128];
-const PEERS: [&str; 4] = ["ours", "ours_direct", "tokio", "std_pool"];
+/// Every peer `--only` and `--peers` know.
+const ALL_PEERS: [&str; 7] = [
+    "ours",
+    "ours_ring",
+    "ours_direct",
+    "ours_fixed",
+    "tokio",
+    "std_pool",
+    "pread",
+];
+/// The peers of a full run without `--peers`.
+const PEERS: [&str; 6] = [
+    "ours",
+    "ours_ring",
+    "ours_direct",
+    "tokio",
+    "std_pool",
+    "pread",
+];
 /// The length of each warm-up measurement.
 const WARMUP: Duration = Duration::from_millis(250);
 
@@ -87,6 +117,8 @@ enum Outcome {
 /// The peers' runtimes, built once and reused by every measurement.
 struct Peers {
     ours: Option<runtime::Runtime>,
+    /// Ours with `nowait_reads(false)`.
+    ours_ring: Option<runtime::Runtime>,
     tokio: Option<tokio::runtime::Runtime>,
 }
 
@@ -94,6 +126,16 @@ impl Peers {
     fn new(need_ours: bool, need_tokio: bool) -> Result<Peers, String> {
         let ours = if need_ours {
             Some(runtime::Runtime::new().map_err(|e| format!("cannot start ours: {e}"))?)
+        } else {
+            None
+        };
+        let ours_ring = if need_ours {
+            Some(
+                runtime::Runtime::builder()
+                    .nowait_reads(false)
+                    .build()
+                    .map_err(|e| format!("cannot start ours_ring: {e}"))?,
+            )
         } else {
             None
         };
@@ -107,7 +149,11 @@ impl Peers {
         } else {
             None
         };
-        Ok(Peers { ours, tokio })
+        Ok(Peers {
+            ours,
+            ours_ring,
+            tokio,
+        })
     }
 
     /// Runs one measurement of `rt` at `depth` for `dur`.
@@ -124,11 +170,16 @@ impl Peers {
                 let ours = self.ours.as_ref().ok_or("ours not started")?;
                 ours.block_on(run_ours(rt, path, depth, dur, round))
             }
+            "ours_ring" => {
+                let ours = self.ours_ring.as_ref().ok_or("ours_ring not started")?;
+                ours.block_on(run_ours(rt, path, depth, dur, round))
+            }
             "tokio" => {
                 let tokio = self.tokio.as_ref().ok_or("tokio not started")?;
                 run_tokio(tokio, path, depth, dur, round)
             }
             "std_pool" => run_std_pool(path, depth, dur, round),
+            "pread" => run_pread(path, depth, dur, round),
             other => Err(format!("unknown peer {other}")),
         }
     }
@@ -363,6 +414,31 @@ fn run_std_pool(path: &Path, depth: usize, dur: Duration, round: usize) -> Resul
     })
 }
 
+/// A plain `pread` loop on this thread: one read in flight.
+fn run_pread(path: &Path, depth: usize, dur: Duration, round: usize) -> Result<Outcome, String> {
+    if depth != 1 {
+        return Ok(Outcome::Skipped(format!(
+            "a plain loop has one read in flight, not {depth}"
+        )));
+    }
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut rng = Rng::new(round, 0);
+    let mut buf = vec![0u8; BLOCK];
+    let mut ops = 0u64;
+    let start = Instant::now();
+    let end = start + dur;
+    while Instant::now() < end {
+        file.read_exact_at(&mut buf, rng.offset())
+            .map_err(|e| format!("read failed: {e}"))?;
+        ops += 1;
+    }
+    Ok(Outcome::Done {
+        ops,
+        secs: start.elapsed().as_secs_f64(),
+    })
+}
+
 /// Creates the file if it is missing or short, then reads it once in full
 /// to warm the page cache.
 fn prepare(path: &Path) -> std::io::Result<()> {
@@ -445,9 +521,20 @@ struct Args {
     secs: f64,
     only: Option<String>,
     depth: Option<usize>,
+    peers: Vec<String>,
+    depths: Vec<usize>,
 }
 
-const USAGE: &str = "usage: fs_randread [--file F] [--rounds N] [--secs S]\n       fs_randread [--file F] --only <ours|ours_direct|ours_fixed|tokio|std_pool> --depth D [--secs S]";
+const USAGE: &str = "usage: fs_randread [--file F] [--rounds N] [--secs S] [--peers P,...] [--depths D,...]\n       fs_randread [--file F] --only <ours|ours_ring|ours_direct|ours_fixed|tokio|std_pool|pread> --depth D [--secs S]";
+
+/// A known peer name, or an error.
+fn peer_name(name: &str) -> Result<String, String> {
+    if ALL_PEERS.contains(&name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("unknown peer {name}"))
+    }
+}
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -456,6 +543,8 @@ fn parse_args() -> Result<Args, String> {
         secs: 2.0,
         only: None,
         depth: None,
+        peers: PEERS.iter().map(|p| p.to_string()).collect(),
+        depths: DEPTHS.to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -476,12 +565,19 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|&s: &f64| s > 0.0 && s.is_finite())
                     .ok_or("--secs needs a positive number")?
             }
-            "--only" => {
-                let rt = value()?;
-                if !PEERS.contains(&rt.as_str()) && rt != "ours_fixed" {
-                    return Err(format!("unknown peer {rt}"));
-                }
-                args.only = Some(rt);
+            "--only" => args.only = Some(peer_name(&value()?)?),
+            "--peers" => {
+                args.peers = value()?
+                    .split(',')
+                    .map(peer_name)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--depths" => {
+                args.depths = value()?
+                    .split(',')
+                    .map(|d| d.parse().ok().filter(|&n: &usize| n > 0))
+                    .collect::<Option<_>>()
+                    .ok_or("--depths needs positive numbers, comma-separated")?;
             }
             "--depth" => {
                 args.depth = Some(
@@ -535,20 +631,34 @@ fn run() -> Result<(), String> {
         return Ok(());
     }
 
-    let peers = Peers::new(true, true)?;
+    let need_ours = args.peers.iter().any(|p| p.starts_with("ours"));
+    let need_tokio = args.peers.iter().any(|p| p == "tokio");
+    let peers = Peers::new(need_ours, need_tokio)?;
+    // A peer named again is measured again, under the label `<peer>#k`.
+    let labels: Vec<String> = args
+        .peers
+        .iter()
+        .enumerate()
+        .map(
+            |(i, p)| match args.peers[..i].iter().filter(|q| *q == p).count() {
+                0 => p.clone(),
+                k => format!("{p}#{}", k + 1),
+            },
+        )
+        .collect();
     eprintln!("fs_randread: warm-up");
-    for depth in DEPTHS {
-        for rt in PEERS {
+    for &depth in &args.depths {
+        for rt in &args.peers {
             peers.measure(rt, &args.path, depth, WARMUP.min(dur), 0)?;
         }
     }
     // rates[depth][peer] = per-round rates (empty when skipped).
-    let mut rates = vec![vec![Vec::new(); PEERS.len()]; DEPTHS.len()];
+    let mut rates = vec![vec![Vec::new(); args.peers.len()]; args.depths.len()];
     for round in 0..args.rounds {
-        for (d, depth) in DEPTHS.into_iter().enumerate() {
-            for (p, rt) in PEERS.into_iter().enumerate() {
+        for (d, &depth) in args.depths.iter().enumerate() {
+            for (p, rt) in args.peers.iter().enumerate() {
                 let outcome = peers.measure(rt, &args.path, depth, dur, round)?;
-                if let Some(rate) = print_result(depth, rt, round, &outcome) {
+                if let Some(rate) = print_result(depth, &labels[p], round, &outcome) {
                     rates[d][p].push(rate);
                 }
             }
@@ -557,31 +667,33 @@ fn run() -> Result<(), String> {
 
     println!();
     println!(
-        "4 KiB random reads (IOPS), {} (page cache warm), median of {} rounds of {} s; ratio = ours/peer per round, median [min..max]",
+        "4 KiB random reads (IOPS), {} (page cache warm), median of {} rounds of {} s; ratio = {}/peer per round, median [min..max]",
         args.path.display(),
         args.rounds,
-        args.secs
+        args.secs,
+        labels[0]
     );
-    println!(
-        "{:<6} {:>10} {:>12} {:>10} {:>10}   {:<22} {:<22}",
-        "depth", "ours", "ours_direct", "tokio", "std_pool", "ours/tokio", "ours/std_pool"
-    );
-    for (d, depth) in DEPTHS.into_iter().enumerate() {
-        let med = |p: usize| match bench::stats(&rates[d][p]) {
-            Some((m, _, _)) => format!("{m:.0}"),
-            None => "skipped".to_string(),
-        };
-        let ratio = |p: usize| bench::ratio_text(&rates[d][0], &rates[d][p]);
-        println!(
-            "{:<6} {:>10} {:>12} {:>10} {:>10}   {:<22} {:<22}",
-            depth,
-            med(0),
-            med(1),
-            med(2),
-            med(3),
-            ratio(2),
-            ratio(3)
-        );
+    print!("{:<6}", "depth");
+    for l in &labels {
+        print!(" {l:>12}");
+    }
+    for l in &labels[1..] {
+        print!("   {:<24}", format!("{}/{l}", labels[0]));
+    }
+    println!();
+    for (d, depth) in args.depths.iter().enumerate() {
+        print!("{depth:<6}");
+        for peer in &rates[d] {
+            let med = match bench::stats(peer) {
+                Some((m, _, _)) => format!("{m:.0}"),
+                None => "skipped".to_string(),
+            };
+            print!(" {med:>12}");
+        }
+        for peer in &rates[d][1..] {
+            print!("   {:<24}", bench::ratio_text(&rates[d][0], peer));
+        }
+        println!();
     }
     Ok(())
 }

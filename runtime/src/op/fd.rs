@@ -1,6 +1,7 @@
 //! `SharedFd`: a descriptor that stays open while any operation on it is in
 //! the kernel.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -37,6 +38,31 @@ pub struct SharedFd {
 
 struct Inner {
     kind: Kind,
+    /// Whether reads at once (`preadv2` with `RWF_NOWAIT`, see
+    /// [`SharedFd::nowait_reads`]) are worth trying on this descriptor.
+    nowait: Cell<Nowait>,
+}
+
+/// What is known about reads at once on a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Nowait {
+    /// Not asked yet.
+    Unknown,
+    /// A regular file opened without `O_DIRECT`: worth trying.
+    Yes,
+    /// Not a regular file, `O_DIRECT`, a direct or registered descriptor,
+    /// or the kernel or file system refused `RWF_NOWAIT`: never tried
+    /// again.
+    No,
+}
+
+impl Inner {
+    fn new(kind: Kind) -> Inner {
+        Inner {
+            kind,
+            nowait: Cell::new(Nowait::Unknown),
+        }
+    }
 }
 
 enum Kind {
@@ -74,9 +100,7 @@ impl SharedFd {
     /// Takes ownership of a descriptor.
     pub fn new(fd: OwnedFd) -> SharedFd {
         SharedFd {
-            inner: Rc::new(Inner {
-                kind: Kind::Fd(fd.into_raw_fd()),
-            }),
+            inner: Rc::new(Inner::new(Kind::Fd(fd.into_raw_fd()))),
         }
     }
 
@@ -94,12 +118,10 @@ impl SharedFd {
         let core = expect_current("runtime::op::SharedFd::from_direct");
         core.driver.borrow_mut().claim_direct();
         SharedFd {
-            inner: Rc::new(Inner {
-                kind: Kind::Direct {
-                    slot,
-                    owner: Rc::downgrade(&core),
-                },
-            }),
+            inner: Rc::new(Inner::new(Kind::Direct {
+                slot,
+                owner: Rc::downgrade(&core),
+            })),
         }
     }
 
@@ -204,13 +226,11 @@ impl SharedFd {
             }
         };
         Ok(SharedFd {
-            inner: Rc::new(Inner {
-                kind: Kind::Registered {
-                    fd,
-                    slot,
-                    owner: Rc::downgrade(&core),
-                },
-            }),
+            inner: Rc::new(Inner::new(Kind::Registered {
+                fd,
+                slot,
+                owner: Rc::downgrade(&core),
+            })),
         })
     }
 
@@ -234,12 +254,10 @@ impl SharedFd {
         // (and, for a registered one, its other slot) can go.
         drop(self);
         Ok(SharedFd {
-            inner: Rc::new(Inner {
-                kind: Kind::Direct {
-                    slot,
-                    owner: Rc::downgrade(&core),
-                },
-            }),
+            inner: Rc::new(Inner::new(Kind::Direct {
+                slot,
+                owner: Rc::downgrade(&core),
+            })),
         })
     }
 
@@ -256,6 +274,48 @@ impl SharedFd {
             }
             _ => None,
         }
+    }
+
+    /// Whether reads at once (`preadv2` with `RWF_NOWAIT`) are worth
+    /// trying on this descriptor: an ordinary descriptor (not a direct or
+    /// registered one, whose operations name a slot of the ring's table)
+    /// of a regular file opened without `O_DIRECT` (which would wait for
+    /// the device). Asked of the kernel once per handle (`fstat` and
+    /// `F_GETFL`) and remembered, as is
+    /// [`no_nowait_reads`](Self::no_nowait_reads).
+    pub(crate) fn nowait_reads(&self) -> bool {
+        match self.inner.nowait.get() {
+            Nowait::Yes => return true,
+            Nowait::No => return false,
+            Nowait::Unknown => {}
+        }
+        let plain = match self.inner.kind {
+            Kind::Fd(fd) => Some(fd),
+            Kind::Direct { .. } | Kind::Registered { .. } => None,
+        };
+        let worth = plain.is_some_and(|fd| {
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: fstat fills the stat struct it is given; `fd` is
+            // open while this handle lives.
+            let stat = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+            // SAFETY: F_GETFL takes no memory argument.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            stat == 0
+                && flags >= 0
+                && flags & libc::O_DIRECT == 0
+                // SAFETY: fstat returned 0, so it initialised the struct.
+                && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
+        });
+        self.inner
+            .nowait
+            .set(if worth { Nowait::Yes } else { Nowait::No });
+        worth
+    }
+
+    /// Remembers that reads at once do not work on this descriptor (the
+    /// kernel or the file system refused `RWF_NOWAIT`).
+    pub(crate) fn no_nowait_reads(&self) {
+        self.inner.nowait.set(Nowait::No);
     }
 
     /// The descriptor as an io_uring SQE target, for an ordinary

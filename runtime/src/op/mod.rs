@@ -104,7 +104,10 @@
 //! - [`Operation::complete`]: the result as the caller wants it, with the
 //!   buffers handed back;
 //! - [`Operation::readiness`] and [`Operation::perform`]: the same
-//!   operation as a plain system call, for a readiness (epoll) driver.
+//!   operation as a plain system call, for a readiness (epoll) driver;
+//! - [`Operation::perform_nowait`]: an optional first attempt that never
+//!   waits, made before the operation goes to the ring or the blocking
+//!   pool (a file read the page cache can serve: [`Read::cached_first`]).
 //!
 //! On the epoll driver ([`crate::DriverKind::Epoll`], where io_uring is
 //! refused) [`Operation::submit`] runs the operation with those two

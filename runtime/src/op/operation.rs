@@ -68,7 +68,11 @@ pub enum Readiness {
 /// - [`perform`](Self::perform) touches only the same memory and
 ///   descriptors, and no thread-local or reference-counted state, so that a
 ///   readiness driver may run a [`Readiness::Blocking`] operation on another
-///   thread while the value stays parked.
+///   thread while the value stays parked;
+/// - [`perform_nowait`](Self::perform_nowait) touches only the same memory
+///   and descriptors (it runs on the runtime's thread, before
+///   [`sqe`](Self::sqe) and `perform`), never waits, and leaves the value
+///   such that its SQE and `perform` do only the rest of the work.
 ///
 /// [`creates`](Self::creates) is not a safety matter (a wrong answer leaks
 /// or double-closes a descriptor), but it must be right for correctness.
@@ -104,6 +108,27 @@ pub unsafe trait Operation: 'static {
     /// `ErrorKind::Unsupported`.
     fn perform(&mut self) -> io::Result<u32> {
         Err(unsupported_on_readiness())
+    }
+
+    /// A first attempt at the operation here and now that never waits,
+    /// made by [`submit`](Self::submit) before the operation goes to the
+    /// ring or (on the epoll driver) to the blocking pool: `Some(result)`
+    /// when it is done, and `result` is what [`complete`](Self::complete)
+    /// gets; `None` to go the usual way. An attempt that did part of the
+    /// work (a read that got the first bytes it asked for) returns `None`
+    /// and leaves the operation so that its SQE and `perform` do the rest
+    /// and `complete` counts both parts. The default: `None`, nothing
+    /// tried.
+    ///
+    /// The runtime calls it at most once per operation, and not at all
+    /// past a budget of such completions between two turns of the ring
+    /// (so that a task looping over operations that complete at once
+    /// still lets the others run), nor when
+    /// [`Builder::nowait_reads`](crate::Builder::nowait_reads) turned it
+    /// off. [`Read::cached_first`](crate::op::Read::cached_first) uses it
+    /// for reads the page cache can serve.
+    fn perform_nowait(&mut self) -> Option<io::Result<u32>> {
+        None
     }
 
     /// Runs the operation here and now with [`perform`](Self::perform)
@@ -356,10 +381,13 @@ pub struct Submitted<O: Operation> {
     op: Way<O>,
 }
 
-/// How a typed operation runs: on the ring, or on the epoll driver.
+/// How a typed operation runs: on the ring, or on the epoll driver; or it
+/// was done at once ([`Operation::perform_nowait`]) and its output waits
+/// for the first poll.
 enum Way<O: Operation> {
     Ring(Op<O>),
     Ready(ReadyOp<O>),
+    Done(Option<O::Output>),
 }
 
 impl<O: Operation> Submitted<O> {
@@ -370,6 +398,16 @@ impl<O: Operation> Submitted<O> {
         // happen on the epoll driver.
         let ring = matches!(*core.driver.borrow(), AnyDriver::Uring(_));
         let op = if ring {
+            let mut op = op;
+            if core.nowait_allowed() {
+                if let Some(result) = op.perform_nowait() {
+                    core.nowait_done();
+                    let out = op.complete(Completion::from_io(result));
+                    return Submitted {
+                        op: Way::Done(Some(out)),
+                    };
+                }
+            }
             Way::Ring(Op::start_on(core, op))
         } else {
             Way::Ready(ReadyOp::new(core, op))
@@ -383,6 +421,10 @@ impl<O: Operation> Submitted<O> {
     }
 }
 
+// The output of an operation done at once is only ever moved out whole,
+// never pinned, and the other ways are `Unpin` themselves.
+impl<O: Operation> Unpin for Submitted<O> {}
+
 impl<O: Operation> Future for Submitted<O> {
     type Output = O::Output;
 
@@ -393,6 +435,10 @@ impl<O: Operation> Future for Submitted<O> {
                 Poll::Pending => Poll::Pending,
             },
             Way::Ready(op) => op.poll_op(cx),
+            Way::Done(out) => Poll::Ready(
+                out.take()
+                    .expect("a runtime::op future polled after it completed"),
+            ),
         }
     }
 }
@@ -404,6 +450,10 @@ impl<O: Operation> fmt::Debug for Submitted<O> {
             Way::Ready(_) => f
                 .debug_struct("Submitted")
                 .field("driver", &"epoll")
+                .finish(),
+            Way::Done(_) => f
+                .debug_struct("Submitted")
+                .field("done_at_once", &true)
                 .finish(),
         }
     }

@@ -185,8 +185,24 @@ impl<O: Operation> ReadyOp<O> {
                             }
                         }
                         Readiness::Blocking => {
-                            self.start_on_pool();
-                            continue;
+                            // A read the page cache can serve needs no
+                            // pool thread (the budget above was spent on
+                            // it already).
+                            let at_once = if self.core.nowait_enabled() {
+                                op.perform_nowait()
+                            } else {
+                                None
+                            };
+                            match at_once {
+                                Some(result) => {
+                                    self.core.nowait_done();
+                                    result
+                                }
+                                None => {
+                                    self.start_on_pool();
+                                    continue;
+                                }
+                            }
                         }
                     };
                     let State::Idle(op) = std::mem::replace(&mut self.state, State::Done) else {

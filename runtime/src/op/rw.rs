@@ -32,22 +32,109 @@ fn clamp_len(len: usize) -> u32 {
 /// past it are left out (a short count).
 const IOV_MAX: usize = 1024;
 
-/// The result of a read of `n` bytes into `buf` from `start`.
+/// The result of a read of `n` bytes into `buf` from `start`, after
+/// `done` bytes read at once before `start` (see [`nowait_read`]): an error
+/// after some bytes were read at once is reported as the short count, as
+/// `read(2)` would (the next read meets the error again).
 fn finish_read<B: IoBufMut>(
     completion: Completion,
     mut buf: B,
     start: usize,
+    done: u32,
 ) -> BufResult<usize, B> {
     match completion.result() {
         Ok(n) => {
             // SAFETY: the kernel (or the system call) initialised `n` bytes
             // from `start`, no more than the `bytes_total - start` it was
-            // given.
+            // given, and the read at once the `done` bytes before `start`.
             unsafe { buf.set_init(start + n as usize) };
-            (Ok(n as usize), buf)
+            (Ok(done as usize + n as usize), buf)
+        }
+        Err(_) if done > 0 => {
+            // SAFETY: the read at once initialised the `done` bytes before
+            // `start`.
+            unsafe { buf.set_init(start) };
+            (Ok(done as usize), buf)
         }
         Err(e) => (Err(e), buf),
     }
+}
+
+/// What a read at once ([`nowait_read`]) got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtOnce {
+    /// Every byte asked for, or all up to the end of the file: this many.
+    Done(u32),
+    /// This many bytes (`0` or more), then the page cache lacked the next
+    /// ones (or the attempt failed): the rest goes the usual way.
+    Partly(u32),
+}
+
+/// Reads at once into `iovs` at `pos` (`u64::MAX`: the file position) from
+/// the page cache of `fd`, with `preadv2(RWF_NOWAIT)` until the iovecs are
+/// full, the file ends, or a page is missing; `iovs` are advanced past the
+/// bytes read. `None` if `fd` is not worth trying (see
+/// [`SharedFd::nowait_reads`]); a refusal of `RWF_NOWAIT` (an old kernel, a
+/// file system without it) is remembered on `fd`.
+///
+/// A regular file gives a short count only at its end or where its cached
+/// pages stop, so a short count is followed by another attempt for the
+/// rest: `0` means the end, `EAGAIN` a missing page.
+fn nowait_read(fd: &SharedFd, iovs: &mut [libc::iovec], pos: u64) -> Option<AtOnce> {
+    if !fd.nowait_reads() {
+        return None;
+    }
+    let total: usize = iovs.iter().map(|v| v.iov_len).sum();
+    let mut done = 0usize;
+    let mut first = 0;
+    while done < total {
+        while iovs[first].iov_len == 0 {
+            first += 1;
+        }
+        let rest = &iovs[first..];
+        let at = if pos == u64::MAX {
+            -1
+        } else {
+            (pos + done as u64) as libc::off_t
+        };
+        // SAFETY: the iovecs point at writable bytes owned by the calling
+        // operation (its buffers' stable memory, not otherwise used while
+        // it runs); `fd` is open while the handle lives.
+        let ret = unsafe {
+            libc::preadv2(
+                fd.raw(),
+                rest.as_ptr(),
+                rest.len().min(IOV_MAX) as i32,
+                at,
+                libc::RWF_NOWAIT,
+            )
+        };
+        if ret == 0 {
+            return Some(AtOnce::Done(done as u32));
+        }
+        if ret < 0 {
+            let errno = io::Error::last_os_error().raw_os_error();
+            if matches!(errno, Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS)) {
+                fd.no_nowait_reads();
+            }
+            // EAGAIN (a page not cached), or anything else: the usual way
+            // gives its own answer.
+            return Some(AtOnce::Partly(done as u32));
+        }
+        let mut n = ret as usize;
+        done += n;
+        for v in iovs[first..].iter_mut() {
+            let step = n.min(v.iov_len);
+            // SAFETY: `step <= iov_len`: still inside the same buffer.
+            v.iov_base = unsafe { v.iov_base.cast::<u8>().add(step) }.cast();
+            v.iov_len -= step;
+            n -= step;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    Some(AtOnce::Done(done as u32))
 }
 
 /// `pread(2)`/`read(2)` (`pos == u64::MAX`).
@@ -93,6 +180,10 @@ pub struct Read<B> {
     start: usize,
     len: u32,
     index_of: IndexOf<B>,
+    /// Try the page cache at once first ([`Read::cached_first`]).
+    nowait: bool,
+    /// Bytes read at once, before `start`.
+    done: u32,
 }
 
 impl<B: IoBufMut> Read<B> {
@@ -108,7 +199,39 @@ impl<B: IoBufMut> Read<B> {
             start,
             len,
             index_of: None,
+            nowait: false,
+            done: 0,
         }
+    }
+
+    /// Makes [`submit`](Operation::submit) first read what the page cache
+    /// holds at once, with `preadv2(RWF_NOWAIT)` on the runtime's thread
+    /// ([`Operation::perform_nowait`]), and send only the rest (if any)
+    /// through the ring, or on the epoll driver to the blocking pool. For
+    /// regular files: anything else (and a file opened with `O_DIRECT`,
+    /// or a direct or registered descriptor) goes the usual way, as does every read when
+    /// [`Builder::nowait_reads`](crate::Builder::nowait_reads) is off. The
+    /// result is the one the usual way gives: the bytes up to the end of
+    /// the file or of the buffer; if the rest fails after some bytes were
+    /// read at once, the count of those.
+    ///
+    /// ```
+    /// use runtime::op::{Operation, Read, SharedFd};
+    ///
+    /// # runtime::block_on(async {
+    /// let path = std::env::temp_dir().join(format!("cached-first-doc-{}", std::process::id()));
+    /// std::fs::write(&path, b"in the page cache")?;
+    /// let fd = SharedFd::new(std::fs::File::open(&path)?.into());
+    /// let (n, buf) = Read::new(&fd, Vec::with_capacity(64), 7).cached_first().submit().await;
+    /// assert_eq!(n?, 10);
+    /// assert_eq!(buf, b"page cache");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn cached_first(mut self) -> Read<B> {
+        self.nowait = true;
+        self
     }
 
     /// A read into a registered buffer ([`FixedBuf`](crate::fixed::FixedBuf)):
@@ -148,7 +271,33 @@ unsafe impl<B: IoBufMut> Operation for Read<B> {
     }
 
     fn complete(self, completion: Completion) -> Self::Output {
-        finish_read(completion, self.buf, self.start)
+        finish_read(completion, self.buf, self.start, self.done)
+    }
+
+    /// With [`cached_first`](Read::cached_first): the bytes the page cache
+    /// holds, at once; the SQE and `perform` then read the rest.
+    fn perform_nowait(&mut self) -> Option<io::Result<u32>> {
+        if !std::mem::take(&mut self.nowait) || self.len == 0 {
+            return None;
+        }
+        // SAFETY: start <= bytes_total: inside the buffer's allocation.
+        let ptr = unsafe { self.buf.stable_mut_ptr().add(self.start) };
+        let mut iov = [libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: self.len as usize,
+        }];
+        match nowait_read(&self.fd, &mut iov, self.pos)? {
+            AtOnce::Done(n) => Some(Ok(n)),
+            AtOnce::Partly(n) => {
+                self.done = n;
+                self.start += n as usize;
+                self.len -= n;
+                if self.pos != u64::MAX {
+                    self.pos += u64::from(n);
+                }
+                None
+            }
+        }
     }
 
     /// A read on the blocking pool; also for a registered buffer, which is
@@ -245,6 +394,13 @@ pub struct Readv<B> {
     bufs: Vec<B>,
     iovecs: Vec<libc::iovec>,
     pos: u64,
+    /// Try the page cache at once first ([`Readv::cached_first`]).
+    nowait: bool,
+    /// Bytes read at once (the iovecs were advanced past them).
+    done: u32,
+    /// How many buffers take part (iovecs emptied by the read at once
+    /// stay in the array).
+    count: usize,
 }
 
 impl<B: IoBufMut> Readv<B> {
@@ -258,7 +414,17 @@ impl<B: IoBufMut> Readv<B> {
             bufs,
             iovecs,
             pos,
+            nowait: false,
+            done: 0,
+            count,
         }
+    }
+
+    /// As [`Read::cached_first`]: the bytes the page cache holds are read
+    /// at once (`preadv2(RWF_NOWAIT)`), the rest the usual way.
+    pub fn cached_first(mut self) -> Readv<B> {
+        self.nowait = true;
+        self
     }
 }
 
@@ -279,15 +445,35 @@ unsafe impl<B: IoBufMut> Operation for Readv<B> {
 
     fn complete(self, completion: Completion) -> Self::Output {
         let mut bufs = self.bufs;
-        match completion.result() {
-            Ok(n) => {
-                let count = self.iovecs.len();
-                // SAFETY: the kernel filled n bytes through the iovecs made
-                // from these first `count` buffers by `read_iovecs`.
-                unsafe { mark_read(&mut bufs[..count], n as usize) };
-                (Ok(n as usize), bufs)
+        let total = match completion.result() {
+            Ok(n) => self.done as usize + n as usize,
+            // Some bytes were read at once: their count (as in `Read`).
+            Err(_) if self.done > 0 => self.done as usize,
+            Err(e) => return (Err(e), bufs),
+        };
+        // SAFETY: the read at once filled the first `done` bytes and then
+        // the kernel the next `n` through the iovecs made from these first
+        // `count` buffers by `read_iovecs`, in order.
+        unsafe { mark_read(&mut bufs[..self.count], total) };
+        (Ok(total), bufs)
+    }
+
+    /// With [`cached_first`](Readv::cached_first): the bytes the page
+    /// cache holds, at once; the SQE and `perform` then read the rest
+    /// through the advanced iovecs.
+    fn perform_nowait(&mut self) -> Option<io::Result<u32>> {
+        if !std::mem::take(&mut self.nowait) || self.iovecs.iter().all(|v| v.iov_len == 0) {
+            return None;
+        }
+        match nowait_read(&self.fd, &mut self.iovecs, self.pos)? {
+            AtOnce::Done(n) => Some(Ok(n)),
+            AtOnce::Partly(n) => {
+                self.done = n;
+                if self.pos != u64::MAX {
+                    self.pos += u64::from(n);
+                }
+                None
             }
-            Err(e) => (Err(e), bufs),
         }
     }
 

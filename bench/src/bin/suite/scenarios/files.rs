@@ -1,7 +1,8 @@
 //! Scenario 5, files: 4 KiB random reads from a warm 1 GiB file
-//! (`fs_randread` for our runtime, tokio::fs and a std thread pool, plus fio's
-//! io_uring engine), and a sequential 1 GiB copy (our `cp` example against
-//! coreutils' `cp`).
+//! (`fs_randread` for our runtime, tokio::fs and a std thread pool;
+//! `tokio_uring_randread` for tokio::fs on tokio's own io_uring driver; fio's
+//! io_uring engine), through the page cache and with `O_DIRECT`, and a
+//! sequential 1 GiB copy (our `cp` example against coreutils' `cp`).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -18,7 +19,30 @@ pub(crate) const DATA: &str = "/var/tmp/fs_randread.dat";
 const DST: &str = "/var/tmp/suite_cp_dst.dat";
 const LEN: u64 = 1 << 30;
 
-const PEERS: [&str; 5] = ["ours", "ours_direct", "tokio", "std_pool", "fio"];
+const PEERS: [&str; 8] = [
+    "ours",
+    "ours_direct",
+    "tokio",
+    "tokio_uring",
+    "tokio_uring_direct",
+    "std_pool",
+    "fio",
+    "fio_direct",
+];
+
+/// The program of tokio's io_uring peers, built by bench/run from the crate
+/// bench/tokio-uring-fs (outside the workspace: it needs
+/// `--cfg tokio_unstable`) into a target directory of its own.
+const TOKIO_URING_BIN: &str = "target/tokio-uring/release/tokio_uring_randread";
+
+/// The program that measures peer `rt` (all but fio).
+fn randread_program(ctx: &Ctx, rt: &str) -> String {
+    if rt.starts_with("tokio_uring") {
+        TOKIO_URING_BIN.to_string()
+    } else {
+        ctx.bin("fs_randread")
+    }
+}
 
 fn depths(ctx: &Ctx) -> Vec<usize> {
     if ctx.quick {
@@ -73,9 +97,10 @@ pub(crate) fn prepare() -> Result<(), String> {
     Ok(())
 }
 
-/// One `fs_randread --only <rt> --depth <depth> --secs <secs>` run. A
-/// variant fs_randread skips (O_DIRECT refused, buffers that cannot be
-/// registered) is marked unavailable in `out`, with its reason.
+/// One `fs_randread --only <rt> --depth <depth> --secs <secs>` run (or
+/// `tokio_uring_randread` for the `tokio_uring` peers). A variant the
+/// program skips (O_DIRECT refused, buffers that cannot be registered) is
+/// marked unavailable in `out`, with its reason.
 pub(crate) fn randread(
     ctx: &Ctx,
     out: &mut Outcome,
@@ -91,15 +116,16 @@ pub(crate) fn randread(
         "--secs".into(),
         secs.to_string(),
     ];
+    let program = randread_program(ctx, rt);
     let (cmd, f) = proc::run(
         ctx.loader_core,
-        &ctx.bin("fs_randread"),
+        &program,
         &args,
         Duration::from_secs(secs as u64 + 120),
     )?;
     out.command(&cmd);
     if !f.success() {
-        return Err(format!("fs_randread: {}", f.describe()));
+        return Err(format!("{program}: {}", f.describe()));
     }
     let lines = result_lines(&f.stdout);
     let line = lines
@@ -131,8 +157,8 @@ pub(crate) fn fio_iops(json: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-/// One fio run.
-fn fio(ctx: &Ctx, out: &mut Outcome, depth: usize) -> Result<Sample, String> {
+/// One fio run, through the page cache or (`direct`) with `O_DIRECT`.
+fn fio(ctx: &Ctx, out: &mut Outcome, depth: usize, direct: bool) -> Result<Sample, String> {
     let args: Vec<String> = vec![
         "--name=randread".into(),
         format!("--filename={DATA}"),
@@ -140,7 +166,7 @@ fn fio(ctx: &Ctx, out: &mut Outcome, depth: usize) -> Result<Sample, String> {
         "--bs=4k".into(),
         format!("--iodepth={depth}"),
         "--ioengine=io_uring".into(),
-        "--direct=0".into(),
+        format!("--direct={}", u8::from(direct)),
         "--size=1G".into(),
         format!("--runtime={}", secs(ctx)),
         "--time_based".into(),
@@ -200,21 +226,21 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     }
     let ds = depths(ctx);
     out.notes.push(format!(
-        "Random 4 KiB reads of {DATA} (1 GiB, read once beforehand so the page cache is warm): `fs_randread --only <rt> --depth D --secs {}` for rt in ours, ours_direct, tokio, std_pool, and fio's io_uring engine (buffered, --invalidate=0), all pinned to core 1, depths {}, {} rounds interleaved. Rate = reads per second.{}",
-        secs(ctx),
+        "Random 4 KiB reads of {DATA} (1 GiB, read once beforehand so the page cache is warm): `fs_randread --only <rt> --depth D --secs {s}` for rt in ours, ours_direct, tokio, std_pool; `tokio_uring_randread --only <rt> --depth D --secs {s}` for tokio_uring and tokio_uring_direct (tokio::fs on tokio 1.54's io_uring driver, `--cfg tokio_unstable`: the open and the reads are io_uring operations, each read is `seek` (blocking pool) + `read_exact`); fio's io_uring engine buffered (fio, --invalidate=0) and with O_DIRECT (fio_direct, --direct=1); the `_direct` peers bypass the page cache (the device's IOPS). All pinned to core 1, depths {}, {} rounds interleaved. Rate = reads per second.{}",
         ds.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
         ctx.rounds,
-        if ctx.quick { " Quick mode: depth 32 only (full: 1, 32, 128)." } else { "" }
+        if ctx.quick { " Quick mode: depth 32 only (full: 1, 32, 128)." } else { "" },
+        s = secs(ctx),
     ));
-    let fs_ok = Path::new(&ctx.bin("fs_randread")).exists();
     let fio_ok = proc::program_in_path("fio");
     if !fio_ok {
         out.unavailable("fio", "fio is not installed");
+        out.unavailable("fio_direct", "fio is not installed");
     }
     // fio is left out when it is not installed (it is then unavailable).
     let peers: Vec<&str> = PEERS
         .into_iter()
-        .filter(|&p| p != "fio" || fio_ok)
+        .filter(|&p| !p.starts_with("fio") || fio_ok)
         .collect();
     let mut cells = Vec::new();
     // A peer failing its very first run (placeholder, unknown --only) is
@@ -227,12 +253,13 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             if let Some((_, why)) = down.iter().find(|(p, _)| p == peer) {
                 return Err(why.clone());
             }
-            let r = if peer == "fio" {
-                fio(ctx, out, d)
-            } else if fs_ok {
+            let program = randread_program(ctx, peer);
+            let r = if peer.starts_with("fio") {
+                fio(ctx, out, d, peer == "fio_direct")
+            } else if Path::new(&program).exists() {
                 randread(ctx, out, peer, d, secs(ctx))
             } else {
-                Err("target/release/fs_randread is missing".to_string())
+                Err(format!("{program} is missing (bench/run builds it)"))
             };
             let first = !ran.iter().any(|p| p == peer);
             if first {
@@ -245,6 +272,14 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             r
         });
         cells.push(cell);
+    }
+    // At depth 1, std_pool is one thread in a plain `pread` loop.
+    for cell in cells.iter().filter(|c| c.x == 1.0) {
+        out.targets.push(Target::ratio(
+            "files depth 1: ≥ 0.8x a pread loop (std_pool)".to_string(),
+            cell.ratio("ours", "std_pool"),
+            0.8,
+        ));
     }
     for cell in cells.iter().filter(|c| c.x == 32.0) {
         out.targets.push(Target::ratio(
