@@ -13,8 +13,10 @@
 //! Reads first take what the page cache holds at once: one
 //! `preadv2(RWF_NOWAIT)` on the runtime's thread, which costs less than a
 //! trip through the ring when the bytes are cached; only the rest (a page
-//! the cache lacks) goes through the ring. Files opened with `O_DIRECT`
-//! skip that attempt, and `runtime::Builder::nowait_reads(false)` turns it
+//! the cache lacks) goes through the ring. A file whose reads keep
+//! finding nothing cached rests from the attempt for a while (1, 2, 4, ...
+//! up to 64 reads after 4 misses in a row), so reads from the device cost
+//! almost nothing more. Files opened with `O_DIRECT` skip that attempt, and `runtime::Builder::nowait_reads(false)` turns it
 //! off. A task reading cached bytes in a loop still lets the others run:
 //! past a budget of such reads between two turns of the ring, its reads
 //! go through the ring.

@@ -48,13 +48,25 @@ struct Inner {
 enum Nowait {
     /// Not asked yet.
     Unknown,
-    /// A regular file opened without `O_DIRECT`: worth trying.
-    Yes,
+    /// A regular file opened without `O_DIRECT`: worth trying; the last
+    /// `misses` attempts found none of their bytes cached.
+    Yes { misses: u8 },
+    /// As `Yes`, but the last attempts kept missing: the next `left`
+    /// reads go the usual way without trying (see
+    /// [`SharedFd::nowait_missed`]).
+    Resting { left: u16, misses: u8 },
     /// Not a regular file, `O_DIRECT`, a direct or registered descriptor,
     /// or the kernel or file system refused `RWF_NOWAIT`: never tried
     /// again.
     No,
 }
+
+/// Reads at once that find nothing cached, in a row, before a descriptor
+/// rests from them ([`SharedFd::nowait_missed`]).
+const MISSES_BEFORE_REST: u8 = 4;
+/// The most reads a descriptor that keeps missing skips the attempt for
+/// (a power of two).
+const MAX_REST: u16 = 64;
 
 impl Inner {
     fn new(kind: Kind) -> Inner {
@@ -285,7 +297,18 @@ impl SharedFd {
     /// [`no_nowait_reads`](Self::no_nowait_reads).
     pub(crate) fn nowait_reads(&self) -> bool {
         match self.inner.nowait.get() {
-            Nowait::Yes => return true,
+            Nowait::Yes { .. } => return true,
+            Nowait::Resting { left, misses } => {
+                self.inner.nowait.set(if left > 1 {
+                    Nowait::Resting {
+                        left: left - 1,
+                        misses,
+                    }
+                } else {
+                    Nowait::Yes { misses }
+                });
+                return false;
+            }
             Nowait::No => return false,
             Nowait::Unknown => {}
         }
@@ -306,10 +329,47 @@ impl SharedFd {
                 // SAFETY: fstat returned 0, so it initialised the struct.
                 && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
         });
-        self.inner
-            .nowait
-            .set(if worth { Nowait::Yes } else { Nowait::No });
+        self.inner.nowait.set(if worth {
+            Nowait::Yes { misses: 0 }
+        } else {
+            Nowait::No
+        });
         worth
+    }
+
+    /// Notes an attempt at a read at once that found none of its bytes in
+    /// the page cache. A file read mostly from the device (larger than the
+    /// cache, or read once) would otherwise pay a failed `preadv2` before
+    /// every read: after [`MISSES_BEFORE_REST`] misses in a row the next
+    /// reads go the usual way without trying, 1 read after the first
+    /// such streak, then 2, 4, ... up to [`MAX_REST`] while the misses go
+    /// on, so a file whose pages come back into the cache is tried again
+    /// soon, and one that stays cold costs a failed attempt per
+    /// [`MAX_REST`] reads at most.
+    pub(crate) fn nowait_missed(&self) {
+        let Nowait::Yes { misses } = self.inner.nowait.get() else {
+            return;
+        };
+        let misses = misses.saturating_add(1);
+        self.inner.nowait.set(if misses >= MISSES_BEFORE_REST {
+            let shift = u32::from(misses - MISSES_BEFORE_REST).min(MAX_REST.trailing_zeros());
+            Nowait::Resting {
+                left: 1 << shift,
+                misses,
+            }
+        } else {
+            Nowait::Yes { misses }
+        });
+    }
+
+    /// Notes an attempt at a read at once that got bytes: the misses in a
+    /// row are over.
+    pub(crate) fn nowait_hit(&self) {
+        if let Nowait::Yes { misses } = self.inner.nowait.get() {
+            if misses != 0 {
+                self.inner.nowait.set(Nowait::Yes { misses: 0 });
+            }
+        }
     }
 
     /// Remembers that reads at once do not work on this descriptor (the
@@ -517,5 +577,74 @@ fn raw_of_inner(inner: &Inner) -> RawFd {
     match inner.kind {
         Kind::Fd(fd) | Kind::Registered { fd, .. } => fd,
         Kind::Direct { .. } => -1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SharedFd, MAX_REST, MISSES_BEFORE_REST};
+
+    /// How many calls of `nowait_reads` in a row say no, then the next
+    /// says yes (bounded).
+    fn rest_length(fd: &SharedFd) -> u32 {
+        let mut skipped = 0;
+        while !fd.nowait_reads() {
+            skipped += 1;
+            assert!(skipped <= 1000, "the descriptor never tries again");
+        }
+        skipped
+    }
+
+    #[test]
+    fn reads_at_once_rest_after_misses_in_a_row_and_resume_after_a_hit() {
+        let path = std::env::temp_dir().join(format!("fd-nowait-{}", std::process::id()));
+        std::fs::write(&path, b"x").unwrap();
+        let fd = SharedFd::new(std::fs::File::open(&path).unwrap().into());
+        std::fs::remove_file(&path).unwrap();
+        assert!(fd.nowait_reads(), "a regular file is worth trying");
+        // Fewer misses than the limit, then a hit: no rest at all.
+        for _ in 1..MISSES_BEFORE_REST {
+            fd.nowait_missed();
+            assert!(fd.nowait_reads());
+        }
+        fd.nowait_hit();
+        for _ in 1..MISSES_BEFORE_REST {
+            fd.nowait_missed();
+            assert!(fd.nowait_reads());
+        }
+        // The streak reaches the limit: rests of 1, 2, 4, ... reads, each
+        // after one more miss, up to the cap.
+        let mut rests = Vec::new();
+        for _ in 0..10 {
+            fd.nowait_missed();
+            rests.push(rest_length(&fd));
+        }
+        assert_eq!(rests, [1, 2, 4, 8, 16, 32, 64, 64, 64, 64]);
+        assert_eq!(*rests.last().unwrap(), u32::from(MAX_REST));
+        // A hit ends the streak: the limit counts again from zero.
+        fd.nowait_hit();
+        for _ in 1..MISSES_BEFORE_REST {
+            fd.nowait_missed();
+            assert!(fd.nowait_reads());
+        }
+        fd.nowait_missed();
+        assert_eq!(rest_length(&fd), 1);
+    }
+
+    #[test]
+    fn descriptors_never_worth_trying_stay_so() {
+        let (r, _w) = std::io::pipe().unwrap();
+        let fd = SharedFd::new(r.into());
+        assert!(!fd.nowait_reads(), "a pipe is not a regular file");
+        fd.nowait_missed();
+        fd.nowait_hit();
+        assert!(!fd.nowait_reads());
+        let path = std::env::temp_dir().join(format!("fd-nowait-no-{}", std::process::id()));
+        std::fs::write(&path, b"x").unwrap();
+        let file = SharedFd::new(std::fs::File::open(&path).unwrap().into());
+        std::fs::remove_file(&path).unwrap();
+        file.no_nowait_reads();
+        file.nowait_hit();
+        assert!(!file.nowait_reads(), "a refusal is remembered");
     }
 }

@@ -110,12 +110,17 @@ fn nowait_read(fd: &SharedFd, iovs: &mut [libc::iovec], pos: u64) -> Option<AtOn
             )
         };
         if ret == 0 {
+            fd.nowait_hit();
             return Some(AtOnce::Done(done as u32));
         }
         if ret < 0 {
             let errno = io::Error::last_os_error().raw_os_error();
             if matches!(errno, Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS)) {
                 fd.no_nowait_reads();
+            } else if done == 0 {
+                fd.nowait_missed();
+            } else {
+                fd.nowait_hit();
             }
             // EAGAIN (a page not cached), or anything else: the usual way
             // gives its own answer.
@@ -134,6 +139,7 @@ fn nowait_read(fd: &SharedFd, iovs: &mut [libc::iovec], pos: u64) -> Option<AtOn
             }
         }
     }
+    fd.nowait_hit();
     Some(AtOnce::Done(done as u32))
 }
 
