@@ -671,21 +671,38 @@ fn idle_cell(ctx: &Ctx, out: &mut Outcome) -> Cell {
     cell
 }
 
-/// ours/tokio of a figure beside the noise floor ours'/ours, and whether
+/// ours/peer of a figure (the peer: tokio, unless made with
+/// [`NoiseRow::against`]) beside the noise floor ours'/ours, and whether
 /// the first lies beyond the second.
 pub(crate) struct NoiseRow {
     pub what: String,
     pub ours: Option<f64>,
-    pub tokio: Option<f64>,
-    pub vs_tokio: Option<Ratio>,
+    pub peer: Option<f64>,
+    pub vs_peer: Option<Ratio>,
     pub noise: Option<Ratio>,
+    /// The peer's name.
+    pub peer_name: String,
     higher_is_better: bool,
     goal: Option<(f64, &'static str)>,
 }
 
 impl NoiseRow {
+    /// The row of ours against tokio.
     pub(crate) fn new(
         cell: &Cell,
+        key: Option<&'static str>,
+        what: String,
+        higher_is_better: bool,
+        goal: Option<(f64, &'static str)>,
+    ) -> Self {
+        Self::against(cell, TOKIO, key, what, higher_is_better, goal)
+    }
+
+    /// The row of ours against `peer`, of the headline figure (`key`
+    /// `None`) or of an extra one.
+    pub(crate) fn against(
+        cell: &Cell,
+        peer: &str,
         key: Option<&'static str>,
         what: String,
         higher_is_better: bool,
@@ -701,19 +718,20 @@ impl NoiseRow {
         NoiseRow {
             what,
             ours: median(OURS),
-            tokio: median(TOKIO),
-            vs_tokio: cell.ratio_of(TOKIO, OURS, key),
+            peer: median(peer),
+            vs_peer: cell.ratio_of(peer, OURS, key),
             noise: cell.ratio_of(OURS, OURS2, key),
+            peer_name: peer.to_string(),
             higher_is_better,
             goal,
         }
     }
 
-    /// "ours better" / "ours worse" when every round's ours/tokio lies
+    /// "ours better" / "ours worse" when every round's ours/peer lies
     /// outside the noise floor's range (widened to include 1.00x, and by
     /// 0.5%), "within the noise" otherwise.
     pub(crate) fn verdict(&self) -> String {
-        let (Some(r), Some(n)) = (self.vs_tokio, self.noise) else {
+        let (Some(r), Some(n)) = (self.vs_peer, self.noise) else {
             return "not measured".into();
         };
         let lo = n.min.min(1.0) - 0.005;
@@ -739,7 +757,7 @@ impl NoiseRow {
         let Some((limit, how)) = self.goal else {
             return "—".into();
         };
-        let Some(r) = self.vs_tokio else {
+        let Some(r) = self.vs_peer else {
             return format!("{how} {limit:.2}x: not measured");
         };
         let pass = if how == "≤" {
@@ -750,15 +768,15 @@ impl NoiseRow {
         format!("{how} {limit:.2}x: {}", if pass { "pass" } else { "MISS" })
     }
 
-    fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         let (limit, how) = self.goal.unwrap_or((1.0, "≥"));
         Target {
-            what: format!("{}: ours/tokio {how} {limit:.2}x", self.what),
+            what: format!("{}: ours/{} {how} {limit:.2}x", self.what, self.peer_name),
             measured: self
-                .vs_tokio
+                .vs_peer
                 .map(|r| r.show())
                 .unwrap_or_else(|| "not measured".into()),
-            pass: self.vs_tokio.map(|r| {
+            pass: self.vs_peer.map(|r| {
                 if how == "≤" {
                     r.median <= limit
                 } else {
@@ -788,8 +806,8 @@ fn noise_md(rows: &[NoiseRow]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.what,
             fmt(r.ours),
-            fmt(r.tokio),
-            r.vs_tokio.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+            fmt(r.peer),
+            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.verdict(),
             r.goal()
@@ -914,7 +932,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         measured: match (ours_idle, tokio_idle) {
             (Some(o), Some(t)) => format!(
                 "ours {o:.2} KiB, tokio {t:.2} KiB; ours/tokio {}, noise {}",
-                idle_row.vs_tokio.map(|r| r.show()).unwrap_or_default(),
+                idle_row.vs_peer.map(|r| r.show()).unwrap_or_default(),
                 idle_row.noise.map(|r| r.show()).unwrap_or_default()
             ),
             _ => "not measured".into(),
@@ -942,8 +960,8 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             "  [{TAG}] {}: ours {} tokio {} ours/tokio {} noise {} -> {}",
             r.what,
             fmt(r.ours),
-            fmt(r.tokio),
-            r.vs_tokio.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+            fmt(r.peer),
+            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.verdict()
         ));
@@ -995,7 +1013,7 @@ time for connect:       19us        21us        20us         1us   100.00%
         // ours 8 µs, tokio 10 µs: ours/tokio 0.8, noise 0.98–1.02.
         let c = cell(&[8.0, 8.0, 8.0], &[10.0, 10.0, 10.0], &[7.9, 8.1, 8.0]);
         let r = NoiseRow::new(&c, None, "cpu".into(), false, Some((0.9, "≤")));
-        assert!((r.vs_tokio.unwrap().median - 0.8).abs() < 1e-9);
+        assert!((r.vs_peer.unwrap().median - 0.8).abs() < 1e-9);
         assert_eq!(r.verdict(), "ours better");
         assert_eq!(r.goal(), "≤ 0.90x: pass");
         assert_eq!(r.target().pass, Some(true));

@@ -335,8 +335,8 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             "| {} | {} | {} | {} | {} | {} |\n",
             r.what,
             fmt(r.ours),
-            fmt(r.tokio),
-            r.vs_tokio.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+            fmt(r.peer),
+            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.verdict()
         ));
@@ -344,8 +344,8 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             "  [{TAG}] {}: ours {} tokio {} ours/tokio {} noise {} -> {}",
             r.what,
             fmt(r.ours),
-            fmt(r.tokio),
-            r.vs_tokio.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+            fmt(r.peer),
+            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.verdict()
         ));
