@@ -473,6 +473,7 @@ impl<'a> Args<'a> {
 }
 
 /// Appends a simple string reply: `+text\r\n`.
+#[inline]
 pub(crate) fn write_simple(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'+');
     push_line(out, text);
@@ -516,11 +517,18 @@ pub(crate) fn write_array_len(out: &mut Vec<u8>, len: usize) {
 }
 
 /// Appends `text` with CR and LF replaced by spaces, then `\r\n`.
+#[inline]
 fn push_line(out: &mut Vec<u8>, text: &[u8]) {
-    out.extend(
-        text.iter()
-            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
+    if text.iter().any(|&b| b == b'\r' || b == b'\n') {
+        out.extend(
+            text.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    } else {
+        // The usual case (and, for a constant such as `OK`, decided at
+        // compile time): the bytes as they are.
+        out.extend_from_slice(text);
+    }
     out.extend_from_slice(b"\r\n");
 }
 

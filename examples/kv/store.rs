@@ -48,39 +48,32 @@ impl Store {
     /// appends its reply to `out`.
     pub(crate) fn execute(&mut self, args: Args<'_>, out: &mut Vec<u8>) -> Flow {
         let name = args.get(0);
-        // Upper-case the name on the stack; no command is longer than 16.
-        let mut upper = [0u8; 16];
-        let Some(upper) = upper.get_mut(..name.len()) else {
-            unknown_command(args, out);
-            return Flow::Continue;
-        };
-        upper.copy_from_slice(name);
-        upper.make_ascii_uppercase();
+        let key = name_key(name);
         let n = args.len();
-        match &*upper {
-            b"GET" if n == 2 => match self.map.get(args.get(1)) {
+        match key {
+            cmd::GET if n == 2 => match self.map.get(args.get(1)) {
                 Some(v) => write_bulk(out, v),
                 None => write_null(out),
             },
-            b"SET" if n >= 3 => self.set(args, out),
-            b"PING" if n == 1 => write_simple(out, b"PONG"),
-            b"PING" if n == 2 => write_bulk(out, args.get(1)),
-            b"ECHO" if n == 2 => write_bulk(out, args.get(1)),
-            b"DEL" if n >= 2 => {
+            cmd::SET if n >= 3 => self.set(args, out),
+            cmd::PING if n == 1 => write_simple(out, b"PONG"),
+            cmd::PING if n == 2 => write_bulk(out, args.get(1)),
+            cmd::ECHO if n == 2 => write_bulk(out, args.get(1)),
+            cmd::DEL if n >= 2 => {
                 let removed = args
                     .iter()
                     .skip(1)
                     .filter(|k| self.map.remove(*k).is_some());
                 write_integer(out, removed.count() as i64);
             }
-            b"EXISTS" if n >= 2 => {
+            cmd::EXISTS if n >= 2 => {
                 let found = args.iter().skip(1).filter(|k| self.map.contains_key(*k));
                 write_integer(out, found.count() as i64);
             }
-            b"INCR" if n == 2 => self.incr_by(args.get(1), 1, out),
-            b"DECR" if n == 2 => self.incr_by(args.get(1), -1, out),
-            b"INCRBY" | b"DECRBY" if n == 3 => match parse_i64(args.get(2)) {
-                Some(by) if upper == b"INCRBY" => self.incr_by(args.get(1), by, out),
+            cmd::INCR if n == 2 => self.incr_by(args.get(1), 1, out),
+            cmd::DECR if n == 2 => self.incr_by(args.get(1), -1, out),
+            cmd::INCRBY | cmd::DECRBY if n == 3 => match parse_i64(args.get(2)) {
+                Some(by) if key == cmd::INCRBY => self.incr_by(args.get(1), by, out),
                 Some(by) => match by.checked_neg() {
                     Some(by) => self.incr_by(args.get(1), by, out),
                     None => write_error(out, b"ERR decrement would overflow"),
@@ -89,22 +82,31 @@ impl Store {
             },
             // Stock clients ask for the command table; an empty one is a
             // valid answer (for COMMAND DOCS, COMMAND INFO and the rest too).
-            b"COMMAND" => write_array_len(out, 0),
-            b"CONFIG" if n >= 2 && args.get(1).eq_ignore_ascii_case(b"GET") => {
+            cmd::COMMAND => write_array_len(out, 0),
+            cmd::CONFIG if n >= 2 && args.get(1).eq_ignore_ascii_case(b"GET") => {
                 config_get(args, out)
             }
-            b"CONFIG" if n >= 2 => {
+            cmd::CONFIG if n >= 2 => {
                 let mut msg = b"ERR unsupported CONFIG subcommand '".to_vec();
                 push_quoted(&mut msg, args.get(1));
                 msg.push(b'\'');
                 write_error(out, &msg);
             }
-            b"QUIT" => {
+            cmd::QUIT => {
                 write_simple(out, b"OK");
                 return Flow::Close;
             }
-            b"GET" | b"SET" | b"PING" | b"ECHO" | b"DEL" | b"EXISTS" | b"INCR" | b"DECR"
-            | b"INCRBY" | b"DECRBY" | b"CONFIG" => {
+            cmd::GET
+            | cmd::SET
+            | cmd::PING
+            | cmd::ECHO
+            | cmd::DEL
+            | cmd::EXISTS
+            | cmd::INCR
+            | cmd::DECR
+            | cmd::INCRBY
+            | cmd::DECRBY
+            | cmd::CONFIG => {
                 let mut msg = b"ERR wrong number of arguments for '".to_vec();
                 msg.extend(name.iter().map(u8::to_ascii_lowercase));
                 msg.extend_from_slice(b"' command");
@@ -199,6 +201,53 @@ impl Store {
         push_i64(value, next);
         write_integer(out, next);
     }
+}
+
+/// A command name of up to 7 bytes, upper-cased, with its length in the
+/// last byte, as one integer: the match on command names then compares
+/// integers instead of calling `memcmp` once per arm. 0 for a longer name
+/// (no command is).
+fn name_key(name: &[u8]) -> u64 {
+    if name.len() > 7 {
+        return 0;
+    }
+    let mut b = [0u8; 8];
+    for (dst, src) in b.iter_mut().zip(name) {
+        *dst = src.to_ascii_uppercase();
+    }
+    b[7] = name.len() as u8;
+    u64::from_le_bytes(b)
+}
+
+/// [`name_key`] of an upper-case name, at compile time.
+const fn key_of(name: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let mut i = 0;
+    while i < name.len() {
+        b[i] = name[i];
+        i += 1;
+    }
+    b[7] = name.len() as u8;
+    u64::from_le_bytes(b)
+}
+
+/// The [`name_key`]s of the commands.
+mod cmd {
+    use super::key_of;
+
+    pub(super) const GET: u64 = key_of(b"GET");
+    pub(super) const SET: u64 = key_of(b"SET");
+    pub(super) const PING: u64 = key_of(b"PING");
+    pub(super) const ECHO: u64 = key_of(b"ECHO");
+    pub(super) const DEL: u64 = key_of(b"DEL");
+    pub(super) const EXISTS: u64 = key_of(b"EXISTS");
+    pub(super) const INCR: u64 = key_of(b"INCR");
+    pub(super) const DECR: u64 = key_of(b"DECR");
+    pub(super) const INCRBY: u64 = key_of(b"INCRBY");
+    pub(super) const DECRBY: u64 = key_of(b"DECRBY");
+    pub(super) const COMMAND: u64 = key_of(b"COMMAND");
+    pub(super) const CONFIG: u64 = key_of(b"CONFIG");
+    pub(super) const QUIT: u64 = key_of(b"QUIT");
 }
 
 /// The reply to arithmetic on a value that is not a decimal `i64`.
