@@ -310,17 +310,41 @@ fn is_inline_space(b: u8) -> bool {
 /// negative decimal number, `\r\n`. Returns the number and the offset after
 /// the line, `None` if the line has not fully arrived, or `err` (or
 /// [`ProtocolError::ExpectedCrlf`]) if it is malformed.
+#[inline(always)]
 fn header(
     buf: &[u8],
     pos: usize,
     err: ProtocolError,
 ) -> Result<Option<(i64, usize)>, ProtocolError> {
     let digits_start = pos + 1;
+    // One digit or two, the most common lengths, without a loop or a call.
+    match *buf.get(digits_start..).unwrap_or_default() {
+        [d @ b'0'..=b'9', b'\r', b'\n', ..] => {
+            count_work(3);
+            Ok(Some((i64::from(d - b'0'), digits_start + 3)))
+        }
+        [d1 @ b'1'..=b'9', d2 @ b'0'..=b'9', b'\r', b'\n', ..] => {
+            count_work(4);
+            let n = i64::from(d1 - b'0') * 10 + i64::from(d2 - b'0');
+            Ok(Some((n, digits_start + 4)))
+        }
+        _ => header_slow(buf, digits_start, err),
+    }
+}
+
+/// [`header`] for the other lines, from the first byte after the type
+/// byte: up to 18 digits in one pass ([`short_header`]), and anything else
+/// (a sign, a leading zero, many digits, an unfinished or malformed line)
+/// the careful way.
+#[inline(never)]
+fn header_slow(
+    buf: &[u8],
+    digits_start: usize,
+    err: ProtocolError,
+) -> Result<Option<(i64, usize)>, ProtocolError> {
     if let Some(found) = short_header(buf.get(digits_start..).unwrap_or_default()) {
         return Ok(Some((found.0, digits_start + found.1)));
     }
-    // Anything else (a sign, a leading zero, many digits, an unfinished or
-    // malformed line) the careful way.
     let mut i = digits_start;
     loop {
         count_work(1);
@@ -344,26 +368,13 @@ fn header(
     Ok(Some((n, i + 2)))
 }
 
-/// The usual header in one pass: up to 18 digits, the first not `0`
+/// A usual header line in one pass: up to 18 digits, the first not `0`
 /// unless it is the only one, then `\r\n`; the number and the length of
 /// the line after the type byte. `None` for anything else, which
 /// [`header`] then parses the careful way (giving the same answer for
 /// these lines: 18 digits cannot overflow an `i64`, and no check of
 /// `parse_i64` fails on them).
-#[inline]
 fn short_header(line: &[u8]) -> Option<(i64, usize)> {
-    // One digit or two, the most common lengths, without a loop.
-    match *line {
-        [d @ b'0'..=b'9', b'\r', b'\n', ..] => {
-            count_work(3);
-            return Some((i64::from(d - b'0'), 3));
-        }
-        [d1 @ b'1'..=b'9', d2 @ b'0'..=b'9', b'\r', b'\n', ..] => {
-            count_work(4);
-            return Some((i64::from(d1 - b'0') * 10 + i64::from(d2 - b'0'), 4));
-        }
-        _ => {}
-    }
     let (&first, _) = line.split_first()?;
     if !first.is_ascii_digit() {
         return None;
@@ -1136,7 +1147,22 @@ mod tests {
                 ),
             }
         }
-        // And through `header`, with the type byte in front.
+        // And through `header` (its one- and two-digit cases, then the
+        // rest), with the type byte in front.
+        for line in &lines {
+            let careful = line
+                .iter()
+                .position(|&b| b == b'\r')
+                .filter(|&cr| line.get(cr + 1) == Some(&b'\n'))
+                .and_then(|cr| Some((parse_i64(&line[..cr])?, cr + 3)));
+            let mut buf = b"$".to_vec();
+            buf.extend_from_slice(line);
+            if let Ok(Some(found)) = header(&buf, 0, ProtocolError::InvalidBulkLen) {
+                assert_eq!(Some(found), careful, "{:?}", line.escape_ascii());
+            } else {
+                assert_eq!(careful, None, "{:?}", line.escape_ascii());
+            }
+        }
         let buf = b"$16\r\nkey:000000000012\r\n";
         assert_eq!(
             header(buf, 0, ProtocolError::InvalidBulkLen),
