@@ -734,14 +734,17 @@ impl NoiseRow {
     }
 
     /// "ours better" / "ours worse" when every round's ours/peer lies
-    /// outside the noise floor's range (widened to include 1.00x, and by
-    /// 0.5%), "within the noise" otherwise.
+    /// outside the noise floor's range, "within the noise" otherwise. The
+    /// range is made symmetric around 1.00x (which of two identical
+    /// servers is called ours' is arbitrary, so an A-vs-A ratio r says
+    /// they differ by r either way: [min(lo, 1/hi), max(hi, 1/lo)]) and
+    /// widened by 0.5%.
     pub(crate) fn verdict(&self) -> String {
         let (Some(r), Some(n)) = (self.vs_peer, self.noise) else {
             return "not measured".into();
         };
-        let lo = n.min.min(1.0) - 0.005;
-        let hi = n.max.max(1.0) + 0.005;
+        let lo = n.min.min(1.0 / n.max).min(1.0) - 0.005;
+        let hi = n.max.max(1.0 / n.min).max(1.0) + 0.005;
         let better = |above: bool| {
             if above == self.higher_is_better {
                 "ours better"
@@ -820,7 +823,7 @@ fn noise_md(rows: &[NoiseRow]) -> String {
         ));
     }
     s.push_str(
-        "\nours/tokio is the median of the per-round ratios of the figure (below 1 = ours lower; for CPU and memory lower is better, for MB/s higher). ours' is a second copy of our server measured in the same rounds: ours'/ours shows how far two identical servers differ on this machine, so a ours/tokio inside that range (widened to include 1.00x) is no difference. \"beyond the noise\" needs every round's ours/tokio outside it.\n",
+        "\nours/tokio is the median of the per-round ratios of the figure (below 1 = ours lower; for CPU and memory lower is better, for MB/s higher). ours' is a second copy of our server measured in the same rounds: ours'/ours shows how far two identical servers differ on this machine, so a ours/tokio inside that range (made symmetric around 1.00x: an A-vs-A ratio r means identical servers differ by r either way) is no difference. \"beyond the noise\" needs every round's ours/tokio outside it.\n",
     );
     s
 }
@@ -1027,6 +1030,16 @@ time for connect:       19us        21us        20us         1us   100.00%
         let r = NoiseRow::new(&c, None, "mb".into(), true, Some((1.0, "≥")));
         assert_eq!(r.verdict(), "ours worse");
         assert_eq!(r.goal(), "≥ 1.00x: MISS");
+        // Beyond a one-sided noise floor, but not beyond its mirror image:
+        // ours' 0.90x-0.98x of ours says identical servers differ by up to
+        // 11% either way, so ours 5% above tokio is no difference.
+        let c = cell(
+            &[10.5, 10.5, 10.5],
+            &[10.0, 10.0, 10.0],
+            &[9.45, 10.29, 9.8],
+        );
+        let r = NoiseRow::new(&c, None, "cpu".into(), false, None);
+        assert_eq!(r.verdict(), "within the noise");
         // A ratio inside the noise floor.
         let c = cell(&[10.0, 10.0], &[9.5, 10.5], &[9.0, 11.0]);
         let r = NoiseRow::new(&c, None, "cpu".into(), false, None);

@@ -582,7 +582,7 @@ fn noise_md(rows: &[NoiseRow]) -> String {
         ));
     }
     s.push_str(
-        "\nours/peer is the median of the per-round ratios (below 1: ours spends less). ours'/ours, two processes of the same server in the same rounds, is how far identical servers differ here; a ratio counts only when every round of it lies outside that range (widened to include 1.00x): \"within the noise\" otherwise.\n",
+        "\nours/peer is the median of the per-round ratios (below 1: ours spends less). ours'/ours, two processes of the same server in the same rounds, is how far identical servers differ here; a ratio counts only when every round of it lies outside that range, made symmetric around 1.00x (an A-vs-A ratio r means identical servers differ by r either way): \"within the noise\" otherwise.\n",
     );
     s
 }
