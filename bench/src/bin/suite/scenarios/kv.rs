@@ -47,6 +47,8 @@ const CLIENTS: u32 = 50;
 const OVERHEAD: f64 = 0.35;
 /// The tag of the progress lines.
 const TAG: &str = "kv";
+/// Samples per second of the server's CPU time for the user/system split.
+const SAMPLE_HZ: u32 = 2000;
 
 /// What one invocation of the scenario runs.
 struct Config {
@@ -291,6 +293,9 @@ fn fixed_run(
     let pid = fleet.pid(peer).ok_or("the server is not running")?;
     let mut args = load.args(addr);
     args.push("--marks".into());
+    // Sampling runs from before the warm-up (perf takes a while to attach)
+    // to the window's end: the warm-up is at the same offered rate.
+    let sampler = proc::ModeSampler::start(ctx.loader_core, pid, SAMPLE_HZ);
     let mut child =
         proc::spawn(ctx.loader_core, &ctx.bin("resp_load"), &args).map_err(|e| e.to_string())?;
     out.command(&child.cmdline.replace(&addr.to_string(), "<addr>"));
@@ -306,11 +311,12 @@ fn fixed_run(
                 at_end = server_cpu(pid);
             }
         }
-        if child.try_finished().is_some() || Instant::now() >= deadline {
+        if at_end.is_some() || child.try_finished().is_some() || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    let modes = sampler.and_then(proc::ModeSampler::finish);
     let f = child.wait(Duration::from_secs(5));
     let l = result_of(&f)?;
     let (before, after) = at_window
@@ -320,7 +326,13 @@ fn fixed_run(
     if cmds <= 0.0 {
         return Err("no command answered".into());
     }
-    let (total, user, sys) = cpu_per(before, after, cmds);
+    let (total, mut user, mut sys) = cpu_per(before, after, cmds);
+    if let Some((u, k)) = modes {
+        // perf's samples split the total (see `ModeSampler`); the ticks
+        // only where perf is missing.
+        user = total * u as f64 / (u + k) as f64;
+        sys = total - user;
+    }
     let mut s = Sample::new(total);
     s.extras.push(("user µs/cmd", user));
     s.extras.push(("sys µs/cmd", sys));
@@ -473,7 +485,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         }
     }
     out.notes.push(format!(
-        "Fixed rate (the primary table): `resp_load --conns {CLIENTS} --pipeline P --rate R --secs {} --warmup {} --marks` (open loop on the raw io-uring crate; commands PING, SET, GET in turn, 10,000 keys split between the connections, 32-byte values; every reply parsed and checked against what the connection last SET, any mismatch fails the run). R is {} of the slowest server's closed-loop peak from a calibration run just before (`resp_load` without `--rate`, {} s; cmds/s: {}). Server CPU = the server process's CPU over resp_load's measured window (sampled at its `MARK window` and `MARK end` lines; the CPU-time clock for the total, split into user and system by the share of the scheduler's ticks, 1/HZ each, that found the server in user mode over the window: raw per-thread counts from taskstats, so the split is a sample of a few hundred ticks per run) divided by the commands answered in it. p50/p99/p99.9: the latency of a batch from its scheduled send time to its last reply, as the client saw it. `ours'` is a second process of our server, its ratio to ours the noise floor. {} rounds per cell, the variants interleaved and their order rotated; a round is rejected if resp_load used {:.0}% of its core.{}",
+        "Fixed rate (the primary table): `resp_load --conns {CLIENTS} --pipeline P --rate R --secs {} --warmup {} --marks` (open loop on the raw io-uring crate; commands PING, SET, GET in turn, 10,000 keys split between the connections, 32-byte values; every reply parsed and checked against what the connection last SET, any mismatch fails the run). R is {} of the slowest server's closed-loop peak from a calibration run just before (`resp_load` without `--rate`, {} s; cmds/s: {}). Server CPU = the server process's CPU over resp_load's measured window (sampled at its `MARK window` and `MARK end` lines; the CPU-time clock for the total, split into user and system by the share of `perf record -e cpu-clock -F {SAMPLE_HZ}` samples of the server in user mode over the warm-up and the window (the same offered rate), a few hundred to a few thousand per run; without perf, by the scheduler's ticks from taskstats, which at low rates can miss user time entirely) divided by the commands answered in it. p50/p99/p99.9: the latency of a batch from its scheduled send time to its last reply, as the client saw it. `ours'` is a second process of our server, its ratio to ours the noise floor. {} rounds per cell, the variants interleaved and their order rotated; a round is rejected if resp_load used {:.0}% of its core.{}",
         super::echo::fmt_secs(c.fixed_secs),
         super::echo::fmt_secs(c.warmup),
         c.shares
