@@ -221,6 +221,15 @@ impl CommandParser {
                     (body, body + len as usize)
                 }
             };
+            if buf.get(end..end + 2) == Some(b"\r\n") {
+                // The usual case: the whole bulk string is here.
+                count_work(2);
+                self.args.push(body..end);
+                pos = end + 2;
+                remaining -= 1;
+                bulk = None;
+                continue;
+            }
             // Check the terminator as far as it has arrived, so garbage is
             // refused as soon as it is seen.
             let tail = buf.get(end..).unwrap_or_default();
@@ -301,12 +310,41 @@ fn is_inline_space(b: u8) -> bool {
 /// negative decimal number, `\r\n`. Returns the number and the offset after
 /// the line, `None` if the line has not fully arrived, or `err` (or
 /// [`ProtocolError::ExpectedCrlf`]) if it is malformed.
+#[inline(always)]
 fn header(
     buf: &[u8],
     pos: usize,
     err: ProtocolError,
 ) -> Result<Option<(i64, usize)>, ProtocolError> {
     let digits_start = pos + 1;
+    // One digit or two, the most common lengths, without a loop or a call.
+    match *buf.get(digits_start..).unwrap_or_default() {
+        [d @ b'0'..=b'9', b'\r', b'\n', ..] => {
+            count_work(3);
+            Ok(Some((i64::from(d - b'0'), digits_start + 3)))
+        }
+        [d1 @ b'1'..=b'9', d2 @ b'0'..=b'9', b'\r', b'\n', ..] => {
+            count_work(4);
+            let n = i64::from(d1 - b'0') * 10 + i64::from(d2 - b'0');
+            Ok(Some((n, digits_start + 4)))
+        }
+        _ => header_slow(buf, digits_start, err),
+    }
+}
+
+/// [`header`] for the other lines, from the first byte after the type
+/// byte: up to 18 digits in one pass ([`short_header`]), and anything else
+/// (a sign, a leading zero, many digits, an unfinished or malformed line)
+/// the careful way.
+#[inline(never)]
+fn header_slow(
+    buf: &[u8],
+    digits_start: usize,
+    err: ProtocolError,
+) -> Result<Option<(i64, usize)>, ProtocolError> {
+    if let Some(found) = short_header(buf.get(digits_start..).unwrap_or_default()) {
+        return Ok(Some((found.0, digits_start + found.1)));
+    }
     let mut i = digits_start;
     loop {
         count_work(1);
@@ -328,6 +366,36 @@ fn header(
     }
     let n = parse_i64(&buf[digits_start..i]).ok_or(err)?;
     Ok(Some((n, i + 2)))
+}
+
+/// A usual header line in one pass: up to 18 digits, the first not `0`
+/// unless it is the only one, then `\r\n`; the number and the length of
+/// the line after the type byte. `None` for anything else, which
+/// [`header`] then parses the careful way (giving the same answer for
+/// these lines: 18 digits cannot overflow an `i64`, and no check of
+/// `parse_i64` fails on them).
+fn short_header(line: &[u8]) -> Option<(i64, usize)> {
+    let (&first, _) = line.split_first()?;
+    if !first.is_ascii_digit() {
+        return None;
+    }
+    let mut n = i64::from(first - b'0');
+    let mut i = 1;
+    loop {
+        match *line.get(i)? {
+            d @ b'0'..=b'9' if i < 18 && first != b'0' => {
+                n = n * 10 + i64::from(d - b'0');
+                i += 1;
+            }
+            b'\r' => break,
+            _ => return None,
+        }
+    }
+    if *line.get(i + 1)? != b'\n' {
+        return None;
+    }
+    count_work(i + 2);
+    Some((n, i + 2))
 }
 
 #[cfg(test)]
@@ -416,6 +484,7 @@ impl<'a> Args<'a> {
 }
 
 /// Appends a simple string reply: `+text\r\n`.
+#[inline]
 pub(crate) fn write_simple(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'+');
     push_line(out, text);
@@ -459,11 +528,18 @@ pub(crate) fn write_array_len(out: &mut Vec<u8>, len: usize) {
 }
 
 /// Appends `text` with CR and LF replaced by spaces, then `\r\n`.
+#[inline]
 fn push_line(out: &mut Vec<u8>, text: &[u8]) {
-    out.extend(
-        text.iter()
-            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
+    if text.iter().any(|&b| b == b'\r' || b == b'\n') {
+        out.extend(
+            text.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    } else {
+        // The usual case (and, for a constant such as `OK`, decided at
+        // compile time): the bytes as they are.
+        out.extend_from_slice(text);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -1024,6 +1100,79 @@ mod tests {
             parse_value(deep.as_bytes()),
             Err(ProtocolError::InvalidArrayLen)
         );
+    }
+
+    #[test]
+    fn short_headers_agree_with_the_careful_parse() {
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for digits in [
+            "0",
+            "7",
+            "00",
+            "01",
+            "10",
+            "99",
+            "100",
+            "016",
+            "123456789012345678",
+            "999999999999999999",
+            "1234567890123456789",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-1",
+            "-0",
+            "",
+            "1a",
+            "12x",
+        ] {
+            for end in ["\r\n", "\r", "", "\rx", "\n"] {
+                lines.push(format!("{digits}{end}").into_bytes());
+            }
+        }
+        for line in &lines {
+            let careful = line
+                .iter()
+                .position(|&b| b == b'\r')
+                .filter(|&cr| line.get(cr + 1) == Some(&b'\n'))
+                .and_then(|cr| Some((parse_i64(&line[..cr])?, cr + 2)));
+            match short_header(line) {
+                // When it answers, it answers as the careful parse does.
+                Some(found) => assert_eq!(Some(found), careful, "{:?}", line.escape_ascii()),
+                // It may leave a valid line to the careful parse only when
+                // it is unusual (more than 18 digits or a sign).
+                None => assert!(
+                    careful.is_none() || line.len() > 20 || line.starts_with(b"-"),
+                    "{:?}",
+                    line.escape_ascii()
+                ),
+            }
+        }
+        // And through `header` (its one- and two-digit cases, then the
+        // rest), with the type byte in front.
+        for line in &lines {
+            let careful = line
+                .iter()
+                .position(|&b| b == b'\r')
+                .filter(|&cr| line.get(cr + 1) == Some(&b'\n'))
+                .and_then(|cr| Some((parse_i64(&line[..cr])?, cr + 3)));
+            let mut buf = b"$".to_vec();
+            buf.extend_from_slice(line);
+            if let Ok(Some(found)) = header(&buf, 0, ProtocolError::InvalidBulkLen) {
+                assert_eq!(Some(found), careful, "{:?}", line.escape_ascii());
+            } else {
+                assert_eq!(careful, None, "{:?}", line.escape_ascii());
+            }
+        }
+        let buf = b"$16\r\nkey:000000000012\r\n";
+        assert_eq!(
+            header(buf, 0, ProtocolError::InvalidBulkLen),
+            Ok(Some((16, 5)))
+        );
+        assert_eq!(
+            header(b"$01\r\n", 0, ProtocolError::InvalidBulkLen),
+            Err(ProtocolError::InvalidBulkLen)
+        );
+        assert_eq!(header(b"$12", 0, ProtocolError::InvalidBulkLen), Ok(None));
     }
 
     #[test]

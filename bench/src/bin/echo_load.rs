@@ -98,6 +98,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bench::hist::Histogram;
 use io_uring::{opcode, squeue, types, IoUring};
 
 /// `IORING_RECVSEND_POLL_FIRST` (in the SQE's `ioprio`): wait for data before
@@ -650,79 +651,5 @@ impl Client {
             );
             std::mem::forget(std::mem::take(&mut self.conns));
         }
-    }
-}
-
-/// A latency histogram with fixed log-linear buckets, in nanoseconds:
-/// values below 128 have a bucket each, larger ones 64 buckets per power
-/// of two (relative width at most 1/64).
-struct Histogram {
-    counts: Box<[u64]>,
-    total: u64,
-}
-
-/// Values below this have one bucket each.
-const LINEAR: u64 = 128;
-/// log2 of the buckets per power of two above `LINEAR`.
-const SUB_BITS: u32 = 6;
-/// 128 exact buckets, then 64 for each power of two from 2^7 to 2^63.
-const BUCKETS: usize = LINEAR as usize + (64 - 7) * (1 << SUB_BITS);
-
-impl Histogram {
-    fn new() -> Histogram {
-        Histogram {
-            counts: vec![0; BUCKETS].into_boxed_slice(),
-            total: 0,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.counts.fill(0);
-        self.total = 0;
-    }
-
-    fn index(v: u64) -> usize {
-        if v < LINEAR {
-            return v as usize;
-        }
-        let exp = 63 - v.leading_zeros(); // >= 7
-        let sub = (v >> (exp - SUB_BITS)) & ((1 << SUB_BITS) - 1);
-        LINEAR as usize + ((exp - 7) as usize) * (1 << SUB_BITS) + sub as usize
-    }
-
-    /// The smallest value of bucket `i` and its width.
-    fn bucket(i: usize) -> (u64, u64) {
-        if i < LINEAR as usize {
-            return (i as u64, 1);
-        }
-        let k = i - LINEAR as usize;
-        let exp = (k >> SUB_BITS) as u32 + 7;
-        let sub = (k & ((1 << SUB_BITS) - 1)) as u64;
-        let shift = exp - SUB_BITS;
-        (((1 << SUB_BITS) + sub) << shift, 1 << shift)
-    }
-
-    fn record(&mut self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.counts[Self::index(ns)] += 1;
-        self.total += 1;
-    }
-
-    /// The value (in ns, the middle of its bucket) below which a fraction
-    /// `q` of the samples lie; 0 without samples.
-    fn quantile(&self, q: f64) -> f64 {
-        if self.total == 0 {
-            return 0.0;
-        }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (i, &n) in self.counts.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                let (low, width) = Self::bucket(i);
-                return low as f64 + (width - 1) as f64 / 2.0;
-            }
-        }
-        0.0
     }
 }

@@ -175,25 +175,31 @@ pub(crate) fn parse_h2load(out: &str) -> Option<H2load> {
     Some(h)
 }
 
-/// The server's CPU so far: (total with ns resolution, user, system).
+/// The server's CPU so far: (total with ns resolution, user, system), the
+/// last two as the scheduler's raw tick counts (taskstats), or from
+/// `/proc/<pid>/stat` where taskstats cannot be read.
 pub(crate) fn server_cpu(pid: i32) -> Option<(f64, f64, f64)> {
-    let (u, s) = proc::proc_user_system_secs(pid)?;
+    let (u, s) = proc::user_system_ticks(pid).or_else(|| proc::proc_user_system_secs(pid))?;
     Some((proc::cpu_secs_precise(pid)?, u, s))
 }
 
 /// The server's CPU between `before` and `after`, in µs per `per` units:
-/// (total, user, system).
+/// (total, user, system). The total is the difference of the precise
+/// clock; it is split into user and system by the share of the ticks
+/// counted in user mode over the same interval (NaN, which medians skip,
+/// when no tick fell in it).
 pub(crate) fn cpu_per(
     before: (f64, f64, f64),
     after: (f64, f64, f64),
     per: f64,
 ) -> (f64, f64, f64) {
-    let us = |a: f64, b: f64| (b - a) * 1e6 / per.max(1e-9);
-    (
-        us(before.0, after.0),
-        us(before.1, after.1),
-        us(before.2, after.2),
-    )
+    let total = (after.0 - before.0) * 1e6 / per.max(1e-9);
+    let (du, ds) = (after.1 - before.1, after.2 - before.2);
+    if du + ds <= 0.0 {
+        return (total, f64::NAN, f64::NAN);
+    }
+    let user = total * du / (du + ds);
+    (total, user, total - user)
 }
 
 /// The value of extra `key` of a sample.
@@ -671,21 +677,38 @@ fn idle_cell(ctx: &Ctx, out: &mut Outcome) -> Cell {
     cell
 }
 
-/// ours/tokio of a figure beside the noise floor ours'/ours, and whether
+/// ours/peer of a figure (the peer: tokio, unless made with
+/// [`NoiseRow::against`]) beside the noise floor ours'/ours, and whether
 /// the first lies beyond the second.
 pub(crate) struct NoiseRow {
     pub what: String,
     pub ours: Option<f64>,
-    pub tokio: Option<f64>,
-    pub vs_tokio: Option<Ratio>,
+    pub peer: Option<f64>,
+    pub vs_peer: Option<Ratio>,
     pub noise: Option<Ratio>,
+    /// The peer's name.
+    pub peer_name: String,
     higher_is_better: bool,
     goal: Option<(f64, &'static str)>,
 }
 
 impl NoiseRow {
+    /// The row of ours against tokio.
     pub(crate) fn new(
         cell: &Cell,
+        key: Option<&'static str>,
+        what: String,
+        higher_is_better: bool,
+        goal: Option<(f64, &'static str)>,
+    ) -> Self {
+        Self::against(cell, TOKIO, key, what, higher_is_better, goal)
+    }
+
+    /// The row of ours against `peer`, of the headline figure (`key`
+    /// `None`) or of an extra one.
+    pub(crate) fn against(
+        cell: &Cell,
+        peer: &str,
         key: Option<&'static str>,
         what: String,
         higher_is_better: bool,
@@ -701,23 +724,27 @@ impl NoiseRow {
         NoiseRow {
             what,
             ours: median(OURS),
-            tokio: median(TOKIO),
-            vs_tokio: cell.ratio_of(TOKIO, OURS, key),
+            peer: median(peer),
+            vs_peer: cell.ratio_of(peer, OURS, key),
             noise: cell.ratio_of(OURS, OURS2, key),
+            peer_name: peer.to_string(),
             higher_is_better,
             goal,
         }
     }
 
-    /// "ours better" / "ours worse" when every round's ours/tokio lies
-    /// outside the noise floor's range (widened to include 1.00x, and by
-    /// 0.5%), "within the noise" otherwise.
+    /// "ours better" / "ours worse" when every round's ours/peer lies
+    /// outside the noise floor's range, "within the noise" otherwise. The
+    /// range is made symmetric around 1.00x (which of two identical
+    /// servers is called ours' is arbitrary, so an A-vs-A ratio r says
+    /// they differ by r either way: [min(lo, 1/hi), max(hi, 1/lo)]) and
+    /// widened by 0.5%.
     pub(crate) fn verdict(&self) -> String {
-        let (Some(r), Some(n)) = (self.vs_tokio, self.noise) else {
+        let (Some(r), Some(n)) = (self.vs_peer, self.noise) else {
             return "not measured".into();
         };
-        let lo = n.min.min(1.0) - 0.005;
-        let hi = n.max.max(1.0) + 0.005;
+        let lo = n.min.min(1.0 / n.max).min(1.0) - 0.005;
+        let hi = n.max.max(1.0 / n.min).max(1.0) + 0.005;
         let better = |above: bool| {
             if above == self.higher_is_better {
                 "ours better"
@@ -739,7 +766,7 @@ impl NoiseRow {
         let Some((limit, how)) = self.goal else {
             return "—".into();
         };
-        let Some(r) = self.vs_tokio else {
+        let Some(r) = self.vs_peer else {
             return format!("{how} {limit:.2}x: not measured");
         };
         let pass = if how == "≤" {
@@ -750,15 +777,15 @@ impl NoiseRow {
         format!("{how} {limit:.2}x: {}", if pass { "pass" } else { "MISS" })
     }
 
-    fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         let (limit, how) = self.goal.unwrap_or((1.0, "≥"));
         Target {
-            what: format!("{}: ours/tokio {how} {limit:.2}x", self.what),
+            what: format!("{}: ours/{} {how} {limit:.2}x", self.what, self.peer_name),
             measured: self
-                .vs_tokio
+                .vs_peer
                 .map(|r| r.show())
                 .unwrap_or_else(|| "not measured".into()),
-            pass: self.vs_tokio.map(|r| {
+            pass: self.vs_peer.map(|r| {
                 if how == "≤" {
                     r.median <= limit
                 } else {
@@ -788,15 +815,15 @@ fn noise_md(rows: &[NoiseRow]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.what,
             fmt(r.ours),
-            fmt(r.tokio),
-            r.vs_tokio.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+            fmt(r.peer),
+            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.verdict(),
             r.goal()
         ));
     }
     s.push_str(
-        "\nours/tokio is the median of the per-round ratios of the figure (below 1 = ours lower; for CPU and memory lower is better, for MB/s higher). ours' is a second copy of our server measured in the same rounds: ours'/ours shows how far two identical servers differ on this machine, so a ours/tokio inside that range (widened to include 1.00x) is no difference. \"beyond the noise\" needs every round's ours/tokio outside it.\n",
+        "\nours/tokio is the median of the per-round ratios of the figure (below 1 = ours lower; for CPU and memory lower is better, for MB/s higher). ours' is a second copy of our server measured in the same rounds: ours'/ours shows how far two identical servers differ on this machine, so a ours/tokio inside that range (made symmetric around 1.00x: an A-vs-A ratio r means identical servers differ by r either way) is no difference. \"beyond the noise\" needs every round's ours/tokio outside it.\n",
     );
     s
 }
@@ -810,7 +837,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     };
     let n = rounds(ctx);
     out.notes.push(format!(
-        "The same code above the stream on this runtime (`ours`) and on tokio's current-thread runtime (`tokio`); `ours'` is a second copy of our server, its ratio to `ours` the noise floor. {n} rounds per cell, the variants interleaved and their order rotated from round to round; measured runs of {SECS} s. Servers on core {}, load generators on core {}. Server CPU = utime + stime of the server process (its CPU-time clock for the total; user and system apart from /proc/<pid>/stat, 10 ms ticks) over the run, divided by the work done.",
+        "The same code above the stream on this runtime (`ours`) and on tokio's current-thread runtime (`tokio`); `ours'` is a second copy of our server, its ratio to `ours` the noise floor. {n} rounds per cell, the variants interleaved and their order rotated from round to round; measured runs of {SECS} s. Servers on core {}, load generators on core {}. Server CPU = the server process's CPU-time clock over the run, divided by the work done; split into user and system by the share of the scheduler's ticks (1/HZ each) that found it in user mode over the run (raw per-thread counts from taskstats).",
         ctx.server_core.map(|x| x.to_string()).unwrap_or_else(|| "–".into()),
         ctx.loader_core.map(|x| x.to_string()).unwrap_or_else(|| "–".into()),
     ));
@@ -914,7 +941,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         measured: match (ours_idle, tokio_idle) {
             (Some(o), Some(t)) => format!(
                 "ours {o:.2} KiB, tokio {t:.2} KiB; ours/tokio {}, noise {}",
-                idle_row.vs_tokio.map(|r| r.show()).unwrap_or_default(),
+                idle_row.vs_peer.map(|r| r.show()).unwrap_or_default(),
                 idle_row.noise.map(|r| r.show()).unwrap_or_default()
             ),
             _ => "not measured".into(),
@@ -942,8 +969,8 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             "  [{TAG}] {}: ours {} tokio {} ours/tokio {} noise {} -> {}",
             r.what,
             fmt(r.ours),
-            fmt(r.tokio),
-            r.vs_tokio.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+            fmt(r.peer),
+            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.verdict()
         ));
@@ -995,7 +1022,7 @@ time for connect:       19us        21us        20us         1us   100.00%
         // ours 8 µs, tokio 10 µs: ours/tokio 0.8, noise 0.98–1.02.
         let c = cell(&[8.0, 8.0, 8.0], &[10.0, 10.0, 10.0], &[7.9, 8.1, 8.0]);
         let r = NoiseRow::new(&c, None, "cpu".into(), false, Some((0.9, "≤")));
-        assert!((r.vs_tokio.unwrap().median - 0.8).abs() < 1e-9);
+        assert!((r.vs_peer.unwrap().median - 0.8).abs() < 1e-9);
         assert_eq!(r.verdict(), "ours better");
         assert_eq!(r.goal(), "≤ 0.90x: pass");
         assert_eq!(r.target().pass, Some(true));
@@ -1003,6 +1030,16 @@ time for connect:       19us        21us        20us         1us   100.00%
         let r = NoiseRow::new(&c, None, "mb".into(), true, Some((1.0, "≥")));
         assert_eq!(r.verdict(), "ours worse");
         assert_eq!(r.goal(), "≥ 1.00x: MISS");
+        // Beyond a one-sided noise floor, but not beyond its mirror image:
+        // ours' 0.90x-0.98x of ours says identical servers differ by up to
+        // 11% either way, so ours 5% above tokio is no difference.
+        let c = cell(
+            &[10.5, 10.5, 10.5],
+            &[10.0, 10.0, 10.0],
+            &[9.45, 10.29, 9.8],
+        );
+        let r = NoiseRow::new(&c, None, "cpu".into(), false, None);
+        assert_eq!(r.verdict(), "within the noise");
         // A ratio inside the noise floor.
         let c = cell(&[10.0, 10.0], &[9.5, 10.5], &[9.0, 11.0]);
         let r = NoiseRow::new(&c, None, "cpu".into(), false, None);
@@ -1014,6 +1051,19 @@ time for connect:       19us        21us        20us         1us   100.00%
             "not measured"
         );
         assert!(noise_md(&[r]).contains("| cpu | 10.00 | 10.00 |"));
+    }
+
+    #[test]
+    fn cpu_per_splits_the_precise_total_by_the_window_ticks() {
+        // 0.5 s of CPU over 1000 requests; 12 ms of user ticks, 16 ms of system.
+        let (t, u, s) = cpu_per((10.0, 5.0, 5.0), (10.5, 5.012, 5.016), 1000.0);
+        assert!((t - 500.0).abs() < 1e-6);
+        assert!((u - 500.0 * 0.012 / 0.028).abs() < 1e-6);
+        assert!((u + s - t).abs() < 1e-9);
+        // No tick in the window: the split is unknown.
+        let (t, u, s) = cpu_per((1.0, 2.0, 3.0), (1.001, 2.0, 3.0), 10.0);
+        assert!((t - 100.0).abs() < 1e-6);
+        assert!(u.is_nan() && s.is_nan());
     }
 
     #[test]

@@ -292,7 +292,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     fleet.stop();
 
     out.notes.push(format!(
-        "Servers on {workers} workers: `hyper_http --rt ours --threads {workers}` (hyper 1 on a `runtime::Pool` of {workers} workers, each with its own `SO_REUSEPORT` listener), `hyper_http --rt tokio --threads {workers}` (the same hyper service on tokio's multi-thread runtime with {workers} workers, its accept loop a task on them), `ours'` (a second process of the first: the noise floor), the native `examples/http --threads {workers}`{}. Nothing is pinned: the servers and h2load share the machine's {} cores, so on 2 cores the servers never have their workers' cores to themselves and the peak measures the server and h2load together. A {WARM_SECS} s warm-up per server at the fixed rate, then {n} rounds per cell, the variants interleaved and their order rotated, {SECS} s runs. Server CPU = the server process's CPU-time clock (every thread) over the run / requests succeeded; user and system apart from /proc/<pid>/stat (10 ms ticks). busiest worker %: the busiest worker thread's share of the worker threads' CPU over the run (/proc/<pid>/task/*/stat; 50% with 2 workers = evenly spread): ours spreads connections by the kernel's SO_REUSEPORT hash, tokio moves tasks between workers. p50/p99: the time per request from h2load's per-request log. At the fixed rate a round is rejected if h2load used {:.0}% of a core per thread; in the closed loop h2load uses what it can by design (its CPU share per thread is shown).",
+        "Servers on {workers} workers: `hyper_http --rt ours --threads {workers}` (hyper 1 on a `runtime::Pool` of {workers} workers, each with its own `SO_REUSEPORT` listener), `hyper_http --rt tokio --threads {workers}` (the same hyper service on tokio's multi-thread runtime with {workers} workers, its accept loop a task on them), `ours'` (a second process of the first: the noise floor), the native `examples/http --threads {workers}`{}. Nothing is pinned: the servers and h2load share the machine's {} cores, so on 2 cores the servers never have their workers' cores to themselves and the peak measures the server and h2load together. A {WARM_SECS} s warm-up per server at the fixed rate, then {n} rounds per cell, the variants interleaved and their order rotated, {SECS} s runs. Server CPU = the server process's CPU-time clock (every thread) over the run / requests succeeded; split into user and system by the share of the scheduler's ticks that found it in user mode over the run (raw per-thread counts from taskstats). busiest worker %: the busiest worker thread's share of the worker threads' CPU over the run (/proc/<pid>/task/*/stat; 50% with 2 workers = evenly spread): ours spreads connections by the kernel's SO_REUSEPORT hash, tokio moves tasks between workers. p50/p99: the time per request from h2load's per-request log. At the fixed rate a round is rejected if h2load used {:.0}% of a core per thread; in the closed loop h2load uses what it can by design (its CPU share per thread is shown).",
         if ctx.quick { "" } else { ", and the native example on one worker (`examples/http`, the single-core reference)" },
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         SATURATED * 100.0
@@ -335,8 +335,8 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             "| {} | {} | {} | {} | {} | {} |\n",
             r.what,
             fmt(r.ours),
-            fmt(r.tokio),
-            r.vs_tokio.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+            fmt(r.peer),
+            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.verdict()
         ));
@@ -344,8 +344,8 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             "  [{TAG}] {}: ours {} tokio {} ours/tokio {} noise {} -> {}",
             r.what,
             fmt(r.ours),
-            fmt(r.tokio),
-            r.vs_tokio.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+            fmt(r.peer),
+            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
             r.verdict()
         ));

@@ -1,0 +1,1150 @@
+//! The load generator of the key-value scenario: RESP commands at a fixed
+//! rate (or as fast as the server answers), with pipelining, every reply
+//! parsed and checked.
+//!
+//! ```text
+//! resp_load --addr A --conns N --secs S [--pipeline P] [--rate R] [--warmup W]
+//!           [--mix ping,set,get] [--keyspace K] [--value-size V] [--marks]
+//! ```
+//!
+//! Opens `N` connections to `A` up front (blocking `connect`,
+//! `TCP_NODELAY`). Each connection sends a batch of `P` commands (default 1)
+//! in one `send`, then waits until all `P` replies are in before it sends
+//! its next batch (redis-benchmark's `-P`). The commands cycle through the
+//! mix (default `ping,set,get`: `PING`, `SET key value`, `GET key`, as
+//! redis-benchmark's `-t ping,set,get` does one after the other), all sent
+//! as arrays of bulk strings. The keys are `key:` and 12 digits, like
+//! redis-benchmark's `key:__rand_int__`: `K` keys in all (default 10,000),
+//! split between the connections, each connection drawing from its own
+//! share at random (xorshift). Values are `V` bytes (default 32): the key's
+//! number, a per-connection counter of `SET`s, and padding.
+//!
+//! # Every reply is checked
+//!
+//! Replies are parsed as RESP (simple string, error, integer, bulk string;
+//! an array is wrong here) and must be, in order: `+PONG` for `PING`, `+OK`
+//! for `SET`, and for `GET` the value this connection last `SET` on that
+//! key. Because a connection owns its keys and its commands run in order,
+//! it knows exactly what each `GET` must return, also within one pipelined
+//! batch. A key this run has not yet set may hold a value from an earlier
+//! run against the same server: until the first `SET`, a `GET` must return
+//! nil or a value of the right size that names that key. Anything else (a
+//! wrong value, an error reply, a missing or extra byte, the server
+//! closing) counts as an error and ends that connection; the program then
+//! exits non-zero after printing its result.
+//!
+//! # The schedule and the latency
+//!
+//! As `echo_load`: without `--rate` every connection sends its next batch
+//! as soon as the last one is answered (closed loop). With `--rate R`
+//! (commands per second, across all connections) the load is open-loop:
+//! batches of `P` are due every `P / R` seconds, and an idle connection
+//! sends when the next slot has come. If no connection is idle when a slot
+//! comes, the slot waits for one, and the latency is still measured from
+//! the **scheduled** time, so a slow server is charged for the queueing it
+//! causes (no coordinated omission). The latency of a batch runs from then
+//! (or, closed loop, from when it went to the kernel) to the receipt of
+//! its last reply; every command of the batch has that latency. It goes
+//! into a log-linear histogram (within 1.6%).
+//!
+//! The first `W` seconds (default 1) are a warm-up; then the counts and the
+//! histogram are reset and the measured window of `S` seconds begins
+//! (errors are counted over the whole run).
+//!
+//! Output, on stdout:
+//!
+//! ```text
+//! RESULT cmds=<count> batches=<count> secs=<window> rate=<cmds per second> p50_us=<f> p99_us=<f> p999_us=<f> client_cpu=<f> errors=<count>
+//! ```
+//!
+//! `client_cpu` is this process's CPU time (user + system, `getrusage`)
+//! over the window divided by its wall time: near 1.0 the client was the
+//! limit, not the server. With `--marks` it also prints `MARK connected`,
+//! `MARK window` and `MARK end` (each flushed at once) so that a runner can
+//! sample the server's CPU time over exactly the measured window; the
+//! connections then stay open, quiet, for 150 ms more.
+//!
+//! # Why the client stays cheap
+//!
+//! As `echo_load`, from which it takes its structure: one thread, one
+//! io_uring ring (single issuer, deferred task work), no runtime, no
+//! allocation after the start. A batch costs two SQEs (its send, and a
+//! receive queued with it that polls first), two CQEs when the replies come
+//! in one piece, the encoding of `P` commands into a buffer and the parse
+//! of `P` replies; every SQE of a loop iteration goes to the kernel in the
+//! one `io_uring_enter` that also waits for the next completions.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bench::hist::Histogram;
+use io_uring::{opcode, squeue, types, IoUring};
+
+/// `IORING_RECVSEND_POLL_FIRST` (in the SQE's `ioprio`): wait for data
+/// before trying to receive (the replies are not there yet when the
+/// receive is queued with its send).
+const RECVSEND_POLL_FIRST: u16 = 1;
+
+/// Tag in the low bit of `user_data`: the operation is a receive (0: a send).
+const OP_RECV: u64 = 1;
+
+/// How many error messages go to stderr (the count goes on regardless).
+const MAX_LOGGED: u64 = 5;
+
+/// Digits of a key's number: `key:` and 12 digits, 16 bytes.
+const KEY_DIGITS: usize = 12;
+/// Length of a key.
+const KEY_LEN: usize = 4 + KEY_DIGITS;
+/// The shortest value: the key's number, `:`, the counter in 16 hex digits.
+const MIN_VALUE: usize = KEY_DIGITS + 1 + 16;
+/// The largest value accepted.
+const MAX_VALUE: usize = 1 << 20;
+/// The largest pipeline accepted.
+const MAX_PIPELINE: usize = 4096;
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("resp_load: {e}");
+            eprintln!(
+                "usage: resp_load --addr A --conns N --secs S [--pipeline P] [--rate R] [--warmup W] [--mix ping,set,get] [--keyspace K] [--value-size V] [--marks]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(r) => {
+            println!(
+                "RESULT cmds={} batches={} secs={:.4} rate={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} client_cpu={:.3} errors={}",
+                r.cmds,
+                r.batches,
+                r.secs,
+                r.cmds as f64 / r.secs,
+                r.p50_us,
+                r.p99_us,
+                r.p999_us,
+                r.client_cpu,
+                r.errors
+            );
+            if r.errors > 0 {
+                eprintln!("resp_load: {} errors", r.errors);
+                ExitCode::FAILURE
+            } else if r.cmds == 0 {
+                eprintln!("resp_load: no command was answered in the measured window");
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("resp_load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A command of the mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Ping,
+    Set,
+    Get,
+}
+
+/// The command line.
+struct Args {
+    addr: SocketAddr,
+    conns: usize,
+    pipeline: usize,
+    secs: f64,
+    warmup: f64,
+    rate: Option<f64>,
+    mix: Vec<Cmd>,
+    keyspace: usize,
+    value_size: usize,
+    marks: bool,
+}
+
+impl Args {
+    fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+        let (mut addr, mut conns, mut secs) = (None, None, None);
+        let (mut pipeline, mut warmup, mut rate, mut marks) = (1, 1.0, None, false);
+        let (mut mix, mut keyspace, mut value_size) =
+            (vec![Cmd::Ping, Cmd::Set, Cmd::Get], 10_000, 32);
+        while let Some(flag) = it.next() {
+            if flag == "--marks" {
+                marks = true;
+                continue;
+            }
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let bad = |e: &dyn std::fmt::Display| format!("bad value {value:?} for {flag}: {e}");
+            match flag.as_str() {
+                "--addr" => {
+                    let resolved = value
+                        .to_socket_addrs()
+                        .map_err(|e| bad(&e))?
+                        .next()
+                        .ok_or_else(|| bad(&"no address"))?;
+                    addr = Some(resolved);
+                }
+                "--conns" => conns = Some(value.parse::<usize>().map_err(|e| bad(&e))?),
+                "--pipeline" => pipeline = value.parse::<usize>().map_err(|e| bad(&e))?,
+                "--secs" => secs = Some(value.parse::<f64>().map_err(|e| bad(&e))?),
+                "--warmup" => warmup = value.parse::<f64>().map_err(|e| bad(&e))?,
+                "--rate" => rate = Some(value.parse::<f64>().map_err(|e| bad(&e))?),
+                "--keyspace" => keyspace = value.parse::<usize>().map_err(|e| bad(&e))?,
+                "--value-size" => value_size = value.parse::<usize>().map_err(|e| bad(&e))?,
+                "--mix" => {
+                    mix = value
+                        .split(',')
+                        .map(|c| match c.trim().to_ascii_lowercase().as_str() {
+                            "ping" => Ok(Cmd::Ping),
+                            "set" => Ok(Cmd::Set),
+                            "get" => Ok(Cmd::Get),
+                            other => Err(bad(&format!("unknown command {other:?}"))),
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                other => return Err(format!("unknown flag {other:?}")),
+            }
+        }
+        let args = Args {
+            addr: addr.ok_or("--addr is required")?,
+            conns: conns.ok_or("--conns is required")?,
+            secs: secs.ok_or("--secs is required")?,
+            pipeline,
+            warmup,
+            rate,
+            mix,
+            keyspace,
+            value_size,
+            marks,
+        };
+        if args.conns == 0 || args.conns > (u32::MAX >> 1) as usize {
+            return Err("--conns must be at least 1 (and fewer than 2^31)".into());
+        }
+        if !(1..=MAX_PIPELINE).contains(&args.pipeline) {
+            return Err(format!("--pipeline must be between 1 and {MAX_PIPELINE}"));
+        }
+        if !(args.secs > 0.0 && args.secs.is_finite()) {
+            return Err("--secs must be positive".into());
+        }
+        if !(args.warmup >= 0.0 && args.warmup.is_finite()) {
+            return Err("--warmup must be zero or positive".into());
+        }
+        if let Some(r) = args.rate {
+            if !(r > 0.0 && r.is_finite()) {
+                return Err("--rate must be positive".into());
+            }
+        }
+        if args.keyspace < args.conns || args.keyspace >= 10usize.pow(KEY_DIGITS as u32) {
+            return Err(format!(
+                "--keyspace must be at least --conns (every connection owns keys) and below 10^{KEY_DIGITS}"
+            ));
+        }
+        if !(MIN_VALUE..=MAX_VALUE).contains(&args.value_size) {
+            return Err(format!(
+                "--value-size must be between {MIN_VALUE} and {MAX_VALUE}"
+            ));
+        }
+        Ok(args)
+    }
+}
+
+/// What one run measured.
+struct Report {
+    cmds: u64,
+    batches: u64,
+    secs: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    client_cpu: f64,
+    errors: u64,
+}
+
+/// Prints a `MARK <what>` line and flushes it, if marks are on.
+fn mark(on: bool, what: &str) {
+    if on {
+        use std::io::Write as _;
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "MARK {what}");
+        let _ = out.flush();
+    }
+}
+
+fn run(args: &Args) -> io::Result<Report> {
+    // Not fatal: `connect` reports running out of descriptors clearly enough.
+    let _ = bench::raise_nofile_limit();
+    let proto = Protocol::new(args);
+    let per_conn = args.keyspace / args.conns;
+    let mut conns = Vec::with_capacity(args.conns);
+    for id in 0..args.conns {
+        let stream =
+            TcpStream::connect_timeout(&args.addr, Duration::from_secs(5)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("connection {id} of {} to {}: {e}", args.conns, args.addr),
+                )
+            })?;
+        stream.set_nodelay(true)?;
+        let first_key = (id * per_conn) as u64;
+        conns.push(Conn::new(
+            OwnedFd::from(stream),
+            id,
+            first_key,
+            per_conn,
+            &proto,
+        ));
+    }
+    mark(args.marks, "connected");
+    let mut client = Client::new(conns, proto, args.rate, args.marks)?;
+    let result = client.run(
+        Duration::from_secs_f64(args.warmup),
+        Duration::from_secs_f64(args.secs),
+    );
+    if args.marks {
+        // Leave the runner time to sample the server after `MARK end`,
+        // before the connections close (closing them costs it CPU).
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    client.shut_down();
+    result
+}
+
+/// The encoding of the commands and of the replies expected.
+struct Protocol {
+    pipeline: usize,
+    mix: Vec<Cmd>,
+    value_size: usize,
+    /// `$<value size>\r\n`: the header of a value, in a `SET` and in a
+    /// `GET`'s reply.
+    value_header: Vec<u8>,
+    /// The most bytes a batch of commands takes.
+    max_batch: usize,
+    /// The most bytes the replies to a batch take, plus room to see
+    /// what a wrong reply is.
+    max_replies: usize,
+}
+
+impl Protocol {
+    fn new(args: &Args) -> Protocol {
+        let value_header = format!("${}\r\n", args.value_size).into_bytes();
+        let set_len = b"*3\r\n$3\r\nSET\r\n$16\r\n".len()
+            + KEY_LEN
+            + 2
+            + value_header.len()
+            + args.value_size
+            + 2;
+        let max_batch = args.pipeline * set_len;
+        let max_reply = value_header.len() + args.value_size + 2;
+        Protocol {
+            pipeline: args.pipeline,
+            mix: args.mix.clone(),
+            value_size: args.value_size,
+            value_header,
+            max_batch,
+            max_replies: args.pipeline * max_reply.max(8) + 4096,
+        }
+    }
+}
+
+/// What a command's reply must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// `+PONG`.
+    Pong,
+    /// `+OK`.
+    Ok,
+    /// A `GET` of key number `key` (global), last set by this connection's
+    /// `SET` number `counter`, or not yet set by this run (`counter` 0).
+    Value { key: u64, counter: u64 },
+}
+
+/// One connection: its buffers, its keys, the batch in flight.
+///
+/// The buffers are boxed slices, allocated once when the connection opens
+/// and freed only when the `Client` is dropped; the kernel receives raw
+/// pointers into them. `Client::shut_down` makes sure no operation is in
+/// flight any more before that (or leaks them if some still are).
+struct Conn {
+    fd: OwnedFd,
+    id: usize,
+    send_buf: Box<[u8]>,
+    /// Bytes of the batch in `send_buf`, and how many have been sent.
+    send_len: usize,
+    sent: usize,
+    recv_buf: Box<[u8]>,
+    /// Bytes received of the batch's replies, and how many are parsed.
+    recvd: usize,
+    parsed: usize,
+    /// The replies the batch must get, in order, and how many came.
+    expect: Vec<Expect>,
+    answered: usize,
+    send_busy: bool,
+    recv_busy: bool,
+    /// The first of this connection's keys (a global number) and how many.
+    first_key: u64,
+    keys: usize,
+    /// Per key of this connection: the number of the last `SET` of it
+    /// (0: not set by this run).
+    last_set: Vec<u64>,
+    /// `SET`s sent so far.
+    sets: u64,
+    /// Position in the mix.
+    mix_pos: usize,
+    /// xorshift64 state for choosing keys.
+    rng: u64,
+    /// When the batch was sent (or, at a fixed rate, scheduled).
+    start: Instant,
+    alive: bool,
+}
+
+impl Conn {
+    fn new(fd: OwnedFd, id: usize, first_key: u64, keys: usize, p: &Protocol) -> Conn {
+        Conn {
+            fd,
+            id,
+            send_buf: vec![0u8; p.max_batch].into_boxed_slice(),
+            send_len: 0,
+            sent: 0,
+            recv_buf: vec![0u8; p.max_replies].into_boxed_slice(),
+            recvd: 0,
+            parsed: 0,
+            expect: Vec::with_capacity(p.pipeline),
+            answered: 0,
+            send_busy: false,
+            recv_busy: false,
+            first_key,
+            keys,
+            last_set: vec![0; keys],
+            sets: 0,
+            mix_pos: id,
+            // Any non-zero seed; distinct per connection.
+            rng: 0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 17),
+            start: Instant::now(),
+            alive: true,
+        }
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The next key of this connection: (index among its keys, global
+    /// number).
+    fn next_key(&mut self) -> (usize, u64) {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        let i = (x % self.keys as u64) as usize;
+        (i, self.first_key + i as u64)
+    }
+
+    /// Encodes the next batch of `p.pipeline` commands into `send_buf`
+    /// and notes the replies it must get.
+    fn build_batch(&mut self, p: &Protocol) {
+        self.expect.clear();
+        self.answered = 0;
+        self.recvd = 0;
+        self.parsed = 0;
+        self.sent = 0;
+        let mut at = 0;
+        for _ in 0..p.pipeline {
+            let cmd = p.mix[self.mix_pos % p.mix.len()];
+            self.mix_pos = self.mix_pos.wrapping_add(1);
+            let expect = match cmd {
+                Cmd::Ping => {
+                    put(&mut self.send_buf, &mut at, b"*1\r\n$4\r\nPING\r\n");
+                    Expect::Pong
+                }
+                Cmd::Get => {
+                    let (i, key) = self.next_key();
+                    let buf = &mut self.send_buf;
+                    put(buf, &mut at, b"*2\r\n$3\r\nGET\r\n$16\r\n");
+                    put(buf, &mut at, &key_bytes(key));
+                    put(buf, &mut at, b"\r\n");
+                    Expect::Value {
+                        key,
+                        counter: self.last_set[i],
+                    }
+                }
+                Cmd::Set => {
+                    let (i, key) = self.next_key();
+                    self.sets += 1;
+                    self.last_set[i] = self.sets;
+                    let buf = &mut self.send_buf;
+                    put(buf, &mut at, b"*3\r\n$3\r\nSET\r\n$16\r\n");
+                    put(buf, &mut at, &key_bytes(key));
+                    put(buf, &mut at, b"\r\n");
+                    put(buf, &mut at, &p.value_header);
+                    write_value(&mut buf[at..at + p.value_size], key, self.sets);
+                    at += p.value_size;
+                    put(buf, &mut at, b"\r\n");
+                    Expect::Ok
+                }
+            };
+            self.expect.push(expect);
+        }
+        self.send_len = at;
+    }
+
+    /// Parses and checks the replies received so far. `Ok(true)` when
+    /// every reply of the batch is in (and nothing more), `Ok(false)` when
+    /// more must come, `Err` with what was wrong.
+    fn check_replies(&mut self, p: &Protocol) -> Result<bool, String> {
+        while self.answered < self.expect.len() {
+            let Some((reply, used)) = parse_reply(&self.recv_buf[self.parsed..self.recvd])? else {
+                if self.recvd == self.recv_buf.len() {
+                    return Err("a reply longer than any expected".into());
+                }
+                return Ok(false);
+            };
+            let want = self.expect[self.answered];
+            if !reply_matches(want, &reply, p) {
+                return Err(format!(
+                    "reply {} of the batch: expected {}, got {}",
+                    self.answered + 1,
+                    describe_expect(want),
+                    describe_reply(&reply)
+                ));
+            }
+            self.parsed += used;
+            self.answered += 1;
+        }
+        if self.parsed < self.recvd {
+            return Err(format!(
+                "{} bytes after the batch's last reply: {:?}",
+                self.recvd - self.parsed,
+                String::from_utf8_lossy(
+                    &self.recv_buf[self.parsed..self.recvd.min(self.parsed + 64)]
+                )
+            ));
+        }
+        Ok(true)
+    }
+}
+
+/// Copies `bytes` into `buf` at `*at` and moves `*at` past them.
+fn put(buf: &mut [u8], at: &mut usize, bytes: &[u8]) {
+    buf[*at..*at + bytes.len()].copy_from_slice(bytes);
+    *at += bytes.len();
+}
+
+/// `key:` and the key's number in 12 digits.
+fn key_bytes(key: u64) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    k[..4].copy_from_slice(b"key:");
+    put_decimal(&mut k[4..], key);
+    k
+}
+
+/// Writes `v` in decimal, zero-padded to fill `dst`.
+fn put_decimal(dst: &mut [u8], mut v: u64) {
+    for b in dst.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Writes `v` in hexadecimal, zero-padded to fill `dst`.
+fn put_hex(dst: &mut [u8], mut v: u64) {
+    for b in dst.iter_mut().rev() {
+        *b = b"0123456789abcdef"[(v & 15) as usize];
+        v >>= 4;
+    }
+}
+
+/// The value of `SET` number `counter` of key number `key`: the key's
+/// number in 12 digits, `:`, the counter in 16 hex digits, then `.`s.
+fn write_value(dst: &mut [u8], key: u64, counter: u64) {
+    put_decimal(&mut dst[..KEY_DIGITS], key);
+    dst[KEY_DIGITS] = b':';
+    put_hex(&mut dst[KEY_DIGITS + 1..MIN_VALUE], counter);
+    dst[MIN_VALUE..].fill(b'.');
+}
+
+/// One decoded reply (the types a client of these commands can meet).
+#[derive(Debug, PartialEq, Eq)]
+enum Reply<'a> {
+    Simple(&'a [u8]),
+    Error(&'a [u8]),
+    Integer(&'a [u8]),
+    /// `None`: the null bulk string.
+    Bulk(Option<&'a [u8]>),
+    /// An array header: never a right answer here.
+    Array(&'a [u8]),
+}
+
+/// Decodes the reply at the start of `buf`: the reply and the bytes it
+/// takes, `None` if it has not fully arrived, `Err` if it is not RESP.
+fn parse_reply(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
+    let Some(&ty) = buf.first() else {
+        return Ok(None);
+    };
+    // The first line, without its type byte and `\r\n`.
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    if nl < 1 || buf[nl - 1] != b'\r' {
+        return Err(format!(
+            "a reply line not ended by CRLF: {:?}",
+            String::from_utf8_lossy(&buf[..nl.min(64)])
+        ));
+    }
+    let line = &buf[1..nl - 1];
+    let next = nl + 1;
+    match ty {
+        b'+' => Ok(Some((Reply::Simple(line), next))),
+        b'-' => Ok(Some((Reply::Error(line), next))),
+        b':' => Ok(Some((Reply::Integer(line), next))),
+        b'*' => Ok(Some((Reply::Array(line), next))),
+        b'$' => {
+            if line == b"-1" {
+                return Ok(Some((Reply::Bulk(None), next)));
+            }
+            let len = std::str::from_utf8(line)
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "a bad bulk string length: {:?}",
+                        String::from_utf8_lossy(line)
+                    )
+                })?;
+            let end = next
+                .checked_add(len)
+                .ok_or("a bulk string length out of range")?;
+            match buf.get(end..end + 2) {
+                None => {
+                    if end + 2 > MAX_VALUE + 64 + next {
+                        return Err(format!("a bulk string of {len} bytes"));
+                    }
+                    Ok(None)
+                }
+                Some(b"\r\n") => Ok(Some((Reply::Bulk(Some(&buf[next..end])), end + 2))),
+                Some(_) => Err("a bulk string not followed by CRLF".into()),
+            }
+        }
+        other => Err(format!(
+            "a reply starting with {:?}",
+            [other].escape_ascii().to_string()
+        )),
+    }
+}
+
+/// Whether `reply` is what `want` asks for.
+fn reply_matches(want: Expect, reply: &Reply<'_>, p: &Protocol) -> bool {
+    match (want, reply) {
+        (Expect::Pong, Reply::Simple(s)) => *s == b"PONG",
+        (Expect::Ok, Reply::Simple(s)) => *s == b"OK",
+        (Expect::Value { counter: 0, .. }, Reply::Bulk(None)) => true,
+        (Expect::Value { key, counter }, Reply::Bulk(Some(v))) => {
+            if v.len() != p.value_size {
+                return false;
+            }
+            let mut name = [0u8; KEY_DIGITS];
+            put_decimal(&mut name, key);
+            if counter == 0 {
+                // Set by an earlier run: it must name this key.
+                v[..KEY_DIGITS] == name && v[KEY_DIGITS] == b':'
+            } else {
+                let mut want = [0u8; MIN_VALUE];
+                write_value(&mut want, key, counter);
+                v[..MIN_VALUE] == want && v[MIN_VALUE..].iter().all(|&b| b == b'.')
+            }
+        }
+        _ => false,
+    }
+}
+
+fn describe_expect(want: Expect) -> String {
+    match want {
+        Expect::Pong => "+PONG".into(),
+        Expect::Ok => "+OK".into(),
+        Expect::Value { key, counter: 0 } => {
+            format!("nil or an earlier run's value of key {key}")
+        }
+        Expect::Value { key, counter } => format!("the value of SET {counter} of key {key}"),
+    }
+}
+
+fn describe_reply(r: &Reply<'_>) -> String {
+    let s = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(80)]).into_owned();
+    match r {
+        Reply::Simple(t) => format!("+{}", s(t)),
+        Reply::Error(t) => format!("-{}", s(t)),
+        Reply::Integer(t) => format!(":{}", s(t)),
+        Reply::Bulk(None) => "nil".into(),
+        Reply::Bulk(Some(v)) => format!("a bulk string of {} bytes {:?}", v.len(), s(v)),
+        Reply::Array(t) => format!("an array *{}", s(t)),
+    }
+}
+
+/// The event loop and its counters.
+struct Client {
+    ring: IoUring,
+    conns: Vec<Conn>,
+    proto: Protocol,
+    /// Interval between two scheduled batches, in fixed-rate mode.
+    interval: Option<Duration>,
+    /// Connections waiting for their slot of the schedule (fixed rate).
+    idle: VecDeque<u32>,
+    /// Connections whose batch was queued this iteration and gets its
+    /// start time just before the SQEs go to the kernel (closed loop).
+    to_stamp: Vec<u32>,
+    /// Completions copied out of the CQ, so handlers can queue SQEs.
+    cqes: Vec<(u64, i32)>,
+    /// SQEs pushed whose CQE has not been seen.
+    inflight: usize,
+    alive: usize,
+    batches: u64,
+    errors: u64,
+    hist: Histogram,
+    marks: bool,
+}
+
+impl Client {
+    fn new(
+        conns: Vec<Conn>,
+        proto: Protocol,
+        rate: Option<f64>,
+        marks: bool,
+    ) -> io::Result<Client> {
+        let n = conns.len();
+        // At most two operations per connection are in flight.
+        let sq = (2 * n).next_power_of_two().clamp(64, 32768) as u32;
+        let cq = (2 * n).next_power_of_two().clamp(2 * sq as usize, 65536) as u32;
+        let ring = bench::uring::ring(sq, cq)?;
+        let idle = if rate.is_some() {
+            (0..n as u32).collect()
+        } else {
+            VecDeque::new()
+        };
+        let interval = rate.map(|r| Duration::from_secs_f64(proto.pipeline as f64 / r));
+        Ok(Client {
+            ring,
+            proto,
+            interval,
+            idle,
+            to_stamp: Vec::with_capacity(n),
+            cqes: Vec::with_capacity(cq as usize),
+            inflight: 0,
+            alive: n,
+            batches: 0,
+            errors: 0,
+            hist: Histogram::new(),
+            marks,
+            conns,
+        })
+    }
+
+    fn run(&mut self, warmup: Duration, secs: Duration) -> io::Result<Report> {
+        let begin = Instant::now();
+        let warm_end = begin + warmup;
+        let mut window: Option<(Instant, f64)> = None;
+        let mut end = warm_end + secs;
+        let mut next_slot = begin;
+        if self.interval.is_none() {
+            for i in 0..self.conns.len() {
+                self.start_batch(i, None)?;
+            }
+        }
+        let stop = loop {
+            let now = Instant::now();
+            if window.is_none() && now >= warm_end {
+                // The measured window begins: reset what it measures.
+                self.batches = 0;
+                self.hist.clear();
+                window = Some((now, bench::cpu_secs(libc::RUSAGE_SELF)));
+                end = now + secs;
+                mark(self.marks, "window");
+            }
+            if (window.is_some() && now >= end) || self.alive == 0 {
+                break now;
+            }
+            if let Some(interval) = self.interval {
+                while next_slot <= now {
+                    let Some(i) = self.idle.pop_front() else {
+                        break;
+                    };
+                    self.start_batch(i as usize, Some(next_slot))?;
+                    next_slot += interval;
+                }
+            }
+            let mut deadline = if window.is_some() { end } else { warm_end };
+            if self.interval.is_some() && !self.idle.is_empty() {
+                deadline = deadline.min(next_slot);
+            }
+            // Submit, and wait for a completion until the deadline.
+            let now = Instant::now();
+            for &i in &self.to_stamp {
+                self.conns[i as usize].start = now;
+            }
+            self.to_stamp.clear();
+            let res = if deadline <= now {
+                self.ring.submit()
+            } else {
+                let ts = types::Timespec::from(deadline - now);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            };
+            if let Err(e) = res {
+                match e.raw_os_error() {
+                    Some(libc::ETIME | libc::EINTR | libc::EAGAIN | libc::EBUSY) => {}
+                    _ => return Err(io::Error::new(e.kind(), format!("io_uring_enter: {e}"))),
+                }
+            }
+            let now = Instant::now();
+            self.cqes.clear();
+            self.cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|cqe| (cqe.user_data(), cqe.result())),
+            );
+            for k in 0..self.cqes.len() {
+                let (user_data, res) = self.cqes[k];
+                self.complete(user_data, res, now)?;
+            }
+        };
+        let (window_start, cpu_start) = window.unwrap_or((begin, 0.0));
+        let secs = stop
+            .duration_since(window_start)
+            .max(Duration::from_nanos(1))
+            .as_secs_f64();
+        let cpu = bench::cpu_secs(libc::RUSAGE_SELF) - cpu_start;
+        mark(self.marks, "end");
+        Ok(Report {
+            cmds: self.batches * self.proto.pipeline as u64,
+            batches: self.batches,
+            secs,
+            p50_us: self.hist.quantile(0.50) / 1000.0,
+            p99_us: self.hist.quantile(0.99) / 1000.0,
+            p999_us: self.hist.quantile(0.999) / 1000.0,
+            client_cpu: cpu / secs,
+            errors: self.errors,
+        })
+    }
+
+    /// Starts connection `i`'s next batch: its send and a receive, queued
+    /// together. `start` is its scheduled time at a fixed rate; otherwise
+    /// the time it goes to the kernel is taken later.
+    fn start_batch(&mut self, i: usize, start: Option<Instant>) -> io::Result<()> {
+        self.conns[i].build_batch(&self.proto);
+        match start {
+            Some(t) => self.conns[i].start = t,
+            None => self.to_stamp.push(i as u32),
+        }
+        self.queue_send(i)?;
+        self.queue_recv(i, true)
+    }
+
+    fn queue_send(&mut self, i: usize) -> io::Result<()> {
+        let c = &mut self.conns[i];
+        let rest = &c.send_buf[c.sent..c.send_len];
+        let sqe = opcode::Send::new(types::Fd(c.raw()), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data((i as u64) << 1);
+        c.send_busy = true;
+        self.push(sqe)
+    }
+
+    fn queue_recv(&mut self, i: usize, poll_first: bool) -> io::Result<()> {
+        let c = &mut self.conns[i];
+        let fd = c.raw();
+        let rest = &mut c.recv_buf[c.recvd..];
+        let sqe = opcode::Recv::new(types::Fd(fd), rest.as_mut_ptr(), rest.len() as u32)
+            .ioprio(if poll_first { RECVSEND_POLL_FIRST } else { 0 })
+            .build()
+            .user_data((i as u64) << 1 | OP_RECV);
+        c.recv_busy = true;
+        self.push(sqe)
+    }
+
+    /// Queues one SQE, submitting what is queued first if the SQ is full.
+    fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
+        // SAFETY: every SQE built here points into the boxed buffers of a
+        // `Conn` in `self.conns`, which neither move (they are boxed) nor are
+        // freed before the operation's CQE has been seen: `shut_down` waits
+        // for all of them, or leaks the buffers.
+        unsafe { bench::uring::push(&mut self.ring, &sqe) }?;
+        self.inflight += 1;
+        Ok(())
+    }
+
+    /// Handles one completion.
+    fn complete(&mut self, user_data: u64, res: i32, now: Instant) -> io::Result<()> {
+        self.inflight -= 1;
+        let i = (user_data >> 1) as usize;
+        let is_recv = user_data & OP_RECV != 0;
+        let c = &mut self.conns[i];
+        if is_recv {
+            c.recv_busy = false;
+        } else {
+            c.send_busy = false;
+        }
+        if !c.alive {
+            return Ok(());
+        }
+        if res < 0 {
+            return match -res {
+                libc::EINTR | libc::EAGAIN => {
+                    if is_recv {
+                        self.queue_recv(i, false)
+                    } else {
+                        self.queue_send(i)
+                    }
+                }
+                errno => {
+                    let what = if is_recv { "recv" } else { "send" };
+                    let e = io::Error::from_raw_os_error(errno);
+                    self.fail(i, &format!("{what}: {e}"));
+                    Ok(())
+                }
+            };
+        }
+        let n = res as usize;
+        if is_recv {
+            if n == 0 {
+                self.fail(i, "the server closed the connection");
+                return Ok(());
+            }
+            c.recvd += n;
+            match c.check_replies(&self.proto) {
+                Err(why) => {
+                    self.fail(i, &why);
+                    return Ok(());
+                }
+                Ok(false) => return self.queue_recv(i, false),
+                Ok(true) => {}
+            }
+        } else {
+            if n == 0 {
+                self.fail(i, "send wrote nothing");
+                return Ok(());
+            }
+            c.sent += n;
+            if c.sent < c.send_len {
+                return self.queue_send(i);
+            }
+        }
+        if c.sent < c.send_len || c.answered < c.expect.len() || c.send_busy || c.recv_busy {
+            return Ok(());
+        }
+        // Every reply of the batch is in and checked.
+        self.batches += 1;
+        self.hist.record(now.saturating_duration_since(c.start));
+        if self.interval.is_some() {
+            self.idle.push_back(i as u32);
+            Ok(())
+        } else {
+            self.start_batch(i, None)
+        }
+    }
+
+    /// Counts connection `i` as failed and stops using it.
+    fn fail(&mut self, i: usize, why: &str) {
+        let c = &mut self.conns[i];
+        if !c.alive {
+            return;
+        }
+        c.alive = false;
+        self.alive -= 1;
+        self.errors += 1;
+        if self.errors <= MAX_LOGGED {
+            eprintln!("resp_load: connection {}: {why}", c.id);
+        }
+        // Ends the operation still in flight on this socket, if any.
+        // SAFETY: a plain syscall on a descriptor this connection owns.
+        unsafe { libc::shutdown(c.raw(), libc::SHUT_RDWR) };
+    }
+
+    /// Ends every connection and waits (up to two seconds) until the kernel
+    /// has finished with every buffer; if it has not, leaks the buffers
+    /// rather than free memory the kernel may still write.
+    fn shut_down(&mut self) {
+        for c in &self.conns {
+            // SAFETY: a plain syscall on a descriptor the connection owns;
+            // it ends the operations in flight on it.
+            unsafe { libc::shutdown(c.raw(), libc::SHUT_RDWR) };
+        }
+        let give_up = Instant::now() + Duration::from_secs(2);
+        while self.inflight > 0 {
+            let now = Instant::now();
+            if now >= give_up {
+                break;
+            }
+            let ts = types::Timespec::from((give_up - now).min(Duration::from_millis(100)));
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let seen = self.ring.completion().count();
+            self.inflight -= seen;
+        }
+        if self.inflight > 0 {
+            eprintln!(
+                "resp_load: {} operations still in flight at exit; leaking their buffers",
+                self.inflight
+            );
+            std::mem::forget(std::mem::take(&mut self.conns));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto(pipeline: usize, value_size: usize) -> Protocol {
+        let args = Args::parse(
+            [
+                "--addr",
+                "127.0.0.1:1",
+                "--conns",
+                "1",
+                "--secs",
+                "1",
+                "--pipeline",
+                &pipeline.to_string(),
+                "--value-size",
+                &value_size.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .unwrap();
+        Protocol::new(&args)
+    }
+
+    #[test]
+    fn parses_replies() {
+        assert_eq!(
+            parse_reply(b"+PONG\r\n+OK").unwrap(),
+            Some((Reply::Simple(b"PONG"), 7))
+        );
+        assert_eq!(
+            parse_reply(b"$-1\r\n").unwrap(),
+            Some((Reply::Bulk(None), 5))
+        );
+        assert_eq!(
+            parse_reply(b"$3\r\nabc\r\n").unwrap(),
+            Some((Reply::Bulk(Some(b"abc")), 9))
+        );
+        assert_eq!(
+            parse_reply(b"-ERR x\r\n").unwrap(),
+            Some((Reply::Error(b"ERR x"), 8))
+        );
+        // Incomplete.
+        for part in [&b""[..], b"+PON", b"+PONG\r", b"$3\r\nab", b"$3\r\nabc\r"] {
+            assert_eq!(parse_reply(part).unwrap(), None, "{part:?}");
+        }
+        // Not RESP.
+        for bad in [&b"+PONG\n"[..], b"$x\r\n", b"$3\r\nabcd\r\n", b"?\r\n"] {
+            assert!(parse_reply(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_checks_its_replies_in_order() {
+        let p = proto(3, 32);
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut c = Conn::new(OwnedFd::from(a), 0, 40, 1, &p);
+        c.build_batch(&p);
+        let sent = String::from_utf8(c.send_buf[..c.send_len].to_vec()).unwrap();
+        // One key (40): PING, SET key:000000000040, GET of it.
+        let value = "000000000040:0000000000000001...";
+        assert_eq!(
+            sent,
+            format!(
+                "*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000040\r\n$32\r\n{value}\r\n*2\r\n$3\r\nGET\r\n$16\r\nkey:000000000040\r\n"
+            )
+        );
+        let replies = format!("+PONG\r\n+OK\r\n$32\r\n{value}\r\n");
+        // Fed in two pieces.
+        let (first, second) = replies.as_bytes().split_at(10);
+        c.recv_buf[..first.len()].copy_from_slice(first);
+        c.recvd = first.len();
+        assert_eq!(c.check_replies(&p), Ok(false));
+        c.recv_buf[c.recvd..c.recvd + second.len()].copy_from_slice(second);
+        c.recvd += second.len();
+        assert_eq!(c.check_replies(&p), Ok(true));
+
+        // A stale value (an older SET of this connection) is an error.
+        c.build_batch(&p);
+        let stale = format!("+PONG\r\n+OK\r\n$32\r\n{value}\r\n");
+        c.recv_buf[..stale.len()].copy_from_slice(stale.as_bytes());
+        c.recvd = stale.len();
+        let e = c.check_replies(&p).unwrap_err();
+        assert!(e.contains("reply 3"), "{e}");
+
+        // An error reply, and bytes after the last reply.
+        c.build_batch(&p);
+        let err = b"-ERR nope\r\n";
+        c.recv_buf[..err.len()].copy_from_slice(err);
+        c.recvd = err.len();
+        assert!(c.check_replies(&p).unwrap_err().contains("-ERR nope"));
+        c.build_batch(&p);
+        let fresh = {
+            let mut v = [0u8; 32];
+            write_value(&mut v, 40, 4);
+            String::from_utf8(v.to_vec()).unwrap()
+        };
+        let extra = format!("+PONG\r\n+OK\r\n$32\r\n{fresh}\r\n+PONG\r\n");
+        c.recv_buf[..extra.len()].copy_from_slice(extra.as_bytes());
+        c.recvd = extra.len();
+        assert!(c.check_replies(&p).unwrap_err().contains("bytes after"));
+    }
+
+    #[test]
+    fn keys_not_set_by_this_run_accept_nil_or_their_own_old_value() {
+        let p = proto(1, 32);
+        let unknown = Expect::Value { key: 7, counter: 0 };
+        let mut old = [0u8; 32];
+        write_value(&mut old, 7, 99);
+        assert!(reply_matches(unknown, &Reply::Bulk(None), &p));
+        assert!(reply_matches(unknown, &Reply::Bulk(Some(&old)), &p));
+        let mut other = [0u8; 32];
+        write_value(&mut other, 8, 99);
+        assert!(!reply_matches(unknown, &Reply::Bulk(Some(&other)), &p));
+        assert!(!reply_matches(unknown, &Reply::Bulk(Some(&old[..31])), &p));
+        let known = Expect::Value {
+            key: 7,
+            counter: 99,
+        };
+        assert!(reply_matches(known, &Reply::Bulk(Some(&old)), &p));
+        assert!(!reply_matches(known, &Reply::Bulk(None), &p));
+        assert!(!reply_matches(Expect::Ok, &Reply::Simple(b"PONG"), &p));
+        assert!(!reply_matches(Expect::Pong, &Reply::Error(b"ERR"), &p));
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        let parse = |extra: &[&str]| {
+            let mut v: Vec<String> = ["--addr", "127.0.0.1:1", "--conns", "2", "--secs", "1"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            v.extend(extra.iter().map(|s| s.to_string()));
+            Args::parse(v.into_iter())
+        };
+        assert!(parse(&[]).is_ok());
+        for bad in [
+            &["--pipeline", "0"][..],
+            &["--keyspace", "1"],
+            &["--value-size", "8"],
+            &["--mix", "ping,del"],
+            &["--rate", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let a = parse(&["--mix", "GET,set"]).unwrap();
+        assert_eq!(a.mix, [Cmd::Get, Cmd::Set]);
+    }
+}
