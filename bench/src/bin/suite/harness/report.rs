@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{human, Cell, Outcome, Ratio, Target, SATURATED};
+use super::model::{beyond, human, Beyond, Cell, Outcome, Ratio, Target, OURS2, SATURATED};
 use super::Ctx;
 
 /// Facts about the machine and the build, for the report's header.
@@ -81,22 +81,34 @@ fn table_md(cells: &[Cell], unavailable: &[(String, String)]) -> String {
     for k in &keys {
         let _ = write!(s, " {k} |");
     }
+    // With a second copy of ours in the cells, each row says whether its
+    // ratio clears the cell's noise floor.
+    let noisy = cells.iter().any(|c| c.get(OURS2).is_some());
     let _ = writeln!(
         s,
-        " {} median [min–max] | rounds used / rejected / failed | notes |",
+        " {} median [min–max] |{} rounds used / rejected / failed | notes |",
         if vs_first {
             "B/A (this row / first row)"
         } else if lower {
             "peer/ours"
         } else {
             "ours/peer"
+        },
+        if noisy {
+            " beyond the noise floor (ours'/ours)? |"
+        } else {
+            ""
         }
     );
     let _ = write!(s, "|---|---|---:|");
     for _ in &keys {
         s.push_str("---:|");
     }
-    s.push_str("---:|---|---|\n");
+    s.push_str("---:|");
+    if noisy {
+        s.push_str("---|");
+    }
+    s.push_str("---|---|\n");
     for c in cells {
         let r = reference(c);
         for ser in &c.series {
@@ -132,9 +144,13 @@ fn table_md(cells: &[Cell], unavailable: &[(String, String)]) -> String {
                     notes.push("not measured".to_string());
                 }
             }
+            let _ = write!(s, " {ratio} |");
+            if noisy {
+                let _ = write!(s, " {} |", noise_cell(c, r, &ser.peer));
+            }
             let _ = writeln!(
                 s,
-                " {ratio} | {} / {} / {} | {} |",
+                " {} / {} / {} | {} |",
                 if sat { 0 } else { used.len() },
                 ser.rejected(),
                 ser.failed(),
@@ -143,6 +159,34 @@ fn table_md(cells: &[Cell], unavailable: &[(String, String)]) -> String {
         }
     }
     s
+}
+
+/// Whether `peer`'s ratio to the reference `r` of cell `c` clears the
+/// cell's noise floor (the band of ours'/ours, [`Ratio::band`]).
+fn noise_cell(c: &Cell, r: &str, peer: &str) -> String {
+    if peer == r {
+        return String::new();
+    }
+    let Some(noise) = c.noise() else {
+        return "no noise floor".to_string();
+    };
+    if peer == OURS2 {
+        let (lo, hi) = noise.band();
+        return format!("the noise floor: ±[{lo:.2}–{hi:.2}]");
+    }
+    let Some(x) = c.ratio(r, peer) else {
+        return String::new();
+    };
+    let (better, worse) = if c.vs_first {
+        ("B above", "B below")
+    } else {
+        ("ours better", "ours worse")
+    };
+    match beyond(&x, &noise, 1.0) {
+        Beyond::Above => better.to_string(),
+        Beyond::Below => worse.to_string(),
+        Beyond::Within => "within the noise".to_string(),
+    }
 }
 
 /// The rows of a scenario's ratio chart: "cell vs peer" and the ratio.
@@ -172,6 +216,7 @@ fn verdict_md(t: &Target) -> &'static str {
     match t.pass {
         Some(true) => "✅ pass",
         Some(false) => "❌ miss",
+        None if t.within_noise => "≈ within the noise: no verdict",
         None => "— not measured",
     }
 }
@@ -265,14 +310,21 @@ pub(crate) fn markdown(
     let _ = writeln!(s, "## Targets\n");
     let _ = writeln!(
         s,
-        "| target | measured (median [min–max]) | verdict |\n|---|---|---|"
+        "| target | measured (median [min–max]) | noise floor ours'/ours | verdict |\n|---|---|---|---|"
     );
     for o in outs {
         for t in &o.targets {
-            let _ = writeln!(s, "| {} | {} | {} |", t.what, t.measured, verdict_md(t));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                t.what,
+                t.measured,
+                t.noise.as_deref().unwrap_or("—"),
+                verdict_md(t)
+            );
         }
         if o.targets.is_empty() && !o.no_targets {
-            let _ = writeln!(s, "| {} | not measured | — |", o.title);
+            let _ = writeln!(s, "| {} | not measured | — | — |", o.title);
         }
     }
     let pass = outs
@@ -285,12 +337,20 @@ pub(crate) fn markdown(
         .flat_map(|o| &o.targets)
         .filter(|t| t.pass == Some(false))
         .count();
+    let within = outs
+        .iter()
+        .flat_map(|o| &o.targets)
+        .filter(|t| t.pass.is_none() && t.within_noise)
+        .count();
     let na = outs
         .iter()
         .flat_map(|o| &o.targets)
-        .filter(|t| t.pass.is_none())
+        .filter(|t| t.pass.is_none() && !t.within_noise)
         .count();
-    let _ = writeln!(s, "\n{pass} met, {miss} missed, {na} not measured.\n");
+    let _ = writeln!(
+        s,
+        "\n{pass} met, {miss} missed, {within} within the noise (no verdict), {na} not measured. A target with a noise floor is judged only when its ratio, taken relative to the threshold, lies outside the band that two copies of our server (`ours'`/`ours`, measured in the same rounds) gave.\n"
+    );
 
     for o in outs {
         let _ = writeln!(s, "## {} (`{}`, {})\n", o.title, o.name, duration(o.secs));
@@ -403,7 +463,17 @@ pub(crate) fn terminal(outs: &[Outcome]) -> String {
         if !o.targets.is_empty() {
             let _ = writeln!(s, "  Targets:");
             for t in &o.targets {
-                let _ = writeln!(s, "    [{}] {} — {}", t.verdict(), t.what, t.measured);
+                let _ = writeln!(
+                    s,
+                    "    [{}] {} — {}{}",
+                    t.verdict(),
+                    t.what,
+                    t.measured,
+                    t.noise
+                        .as_deref()
+                        .map(|n| format!("; noise floor {n}"))
+                        .unwrap_or_default()
+                );
             }
         }
     }
