@@ -242,6 +242,18 @@ impl Load {
     pub(crate) fn offered(&self) -> f64 {
         (self.conns * self.rps) as f64
     }
+
+    /// Seconds of h2load's warm-up before its main phase (its connections
+    /// are opened first: 10,000 take a while, more so with a process
+    /// forked for each; h2load starts its main phase only once it has
+    /// started them all).
+    pub(crate) fn warm_up(&self) -> f64 {
+        if self.conns <= 1000 {
+            0.25
+        } else {
+            1.0
+        }
+    }
 }
 
 /// What one [`fixed_rate`] run measured over its window.
@@ -309,7 +321,7 @@ fn epoch_us() -> u64 {
 }
 
 /// One fixed-rate run: `h2load --h1 -c C -m 1 --rps R --warm-up-time W
-/// -D secs` against `addr`, pinned to the loader core. Once h2load says
+/// -D secs` (W: [`Load::warm_up`]) against `addr`, pinned to the loader core. Once h2load says
 /// its main phase started (its connections are up and warm), the CPU of
 /// the server's process group `pgid` is read; again `secs` − 0.25 s later,
 /// while h2load still holds every connection (so that forked workers,
@@ -322,10 +334,10 @@ pub(crate) fn fixed_rate(
     addr: SocketAddr,
     pgid: i32,
     load: Load,
-    warm_up: f64,
     secs: u32,
     tag: &str,
 ) -> Result<FixedRun, String> {
+    let warm_up = load.warm_up();
     let log = log_path(tag);
     let _ = std::fs::remove_file(&log);
     let args: Vec<String> = vec![
@@ -348,7 +360,12 @@ pub(crate) fn fixed_rate(
         format!("http://{addr}/"),
     ];
     let mut child = proc::spawn(ctx.loader_core, "h2load", &args).map_err(|e| e.to_string())?;
-    out.command(&child.cmdline.replace(&addr.to_string(), "<addr>"));
+    out.command(
+        &child
+            .cmdline
+            .replace(&addr.to_string(), "<addr>")
+            .replace(&log.display().to_string(), "<log>"),
+    );
     let limit = Duration::from_secs_f64(warm_up + f64::from(secs) + 60.0);
     let t0 = Instant::now();
     // Wait for the main phase.
@@ -500,6 +517,8 @@ time for connect:       19us        21us        20us         1us   100.00%
             rps: 1,
         };
         assert_eq!(l.offered(), 10_000.0);
+        assert_eq!(l.warm_up(), 1.0);
+        assert_eq!(Load { conns: 50, rps: 9 }.warm_up(), 0.25);
         let run = FixedRun {
             window_secs: 2.0,
             window: Window {

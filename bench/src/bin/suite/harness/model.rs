@@ -313,15 +313,16 @@ pub(crate) enum Beyond {
     Within,
 }
 
-/// Where the median of `r`, relative to `at` (1.0 to compare two servers,
-/// a target's threshold to judge it), lies against the band of the noise
-/// floor `noise` ([`Ratio::band`]).
+/// Where the per-round ratios of `r`, relative to `at` (1.0 to compare two
+/// servers, a target's threshold to judge it), lie against the band of the
+/// noise floor `noise` ([`Ratio::band`], widened by 0.5% each way, as the
+/// `ab` tool and the `ecosystem` scenario do): above or below only when
+/// every round's ratio is.
 pub(crate) fn beyond(r: &Ratio, noise: &Ratio, at: f64) -> Beyond {
     let (lo, hi) = noise.band();
-    let x = r.median / at;
-    if x > hi {
+    if r.min / at > hi + 0.005 {
         Beyond::Above
-    } else if x < lo {
+    } else if r.max / at < lo - 0.005 {
         Beyond::Below
     } else {
         Beyond::Within
@@ -364,9 +365,10 @@ impl Target {
     }
 
     /// Checks a ratio against a threshold, counting the verdict only when
-    /// the ratio clears the noise floor: pass when its median over `min`
-    /// lies above the noise band ([`Ratio::band`]), miss when below it, no
-    /// verdict ("within the noise") inside it or without a noise floor.
+    /// the ratio clears the noise floor: pass when every round's ratio over
+    /// `min` lies above the noise band ([`beyond`]), miss when every one
+    /// lies below it, no verdict ("within the noise") otherwise or without
+    /// a noise floor.
     pub(crate) fn beyond_noise(
         what: String,
         r: Option<Ratio>,
@@ -612,7 +614,7 @@ mod tests {
         assert!((r.median - 1.35).abs() < 1e-9);
     }
 
-    fn ratio(median: f64, min: f64, max: f64) -> Ratio {
+    fn rt(median: f64, min: f64, max: f64) -> Ratio {
         Ratio {
             median,
             min,
@@ -623,32 +625,41 @@ mod tests {
 
     #[test]
     fn the_noise_band_is_symmetric_and_holds_one() {
-        assert_eq!(ratio(1.0, 0.95, 1.02).band(), (0.95, 1.0 / 0.95));
-        assert_eq!(ratio(1.1, 1.05, 1.2).band(), (1.0 / 1.2, 1.2));
-        assert_eq!(ratio(1.0, 1.0, 1.0).band(), (1.0, 1.0));
-        let noise = ratio(1.0, 0.96, 1.04);
-        assert_eq!(beyond(&ratio(1.10, 1.0, 1.2), &noise, 1.0), Beyond::Above);
-        assert_eq!(beyond(&ratio(0.90, 0.8, 1.0), &noise, 1.0), Beyond::Below);
-        assert_eq!(beyond(&ratio(1.03, 0.9, 1.1), &noise, 1.0), Beyond::Within);
-        // Against a threshold: 1.24 is within 4% of 1.2.
-        assert_eq!(beyond(&ratio(1.24, 1.2, 1.3), &noise, 1.2), Beyond::Within);
-        assert_eq!(beyond(&ratio(1.30, 1.2, 1.3), &noise, 1.2), Beyond::Above);
+        assert_eq!(rt(1.0, 0.95, 1.02).band(), (0.95, 1.0 / 0.95));
+        assert_eq!(rt(1.1, 1.05, 1.2).band(), (1.0 / 1.2, 1.2));
+        assert_eq!(rt(1.0, 1.0, 1.0).band(), (1.0, 1.0));
+        // Band 0.96–1.0417, and 0.5% more each way.
+        let noise = rt(1.0, 0.96, 1.04);
+        assert_eq!(beyond(&rt(1.10, 1.06, 1.2), &noise, 1.0), Beyond::Above);
+        assert_eq!(beyond(&rt(1.10, 1.04, 1.2), &noise, 1.0), Beyond::Within);
+        assert_eq!(beyond(&rt(0.90, 0.8, 0.95), &noise, 1.0), Beyond::Below);
+        assert_eq!(beyond(&rt(0.90, 0.8, 0.958), &noise, 1.0), Beyond::Within);
+        assert_eq!(beyond(&rt(1.03, 0.9, 1.1), &noise, 1.0), Beyond::Within);
+        // Against a threshold: every round of 1.2–1.3 is within 4% of 1.2.
+        assert_eq!(beyond(&rt(1.24, 1.2, 1.3), &noise, 1.2), Beyond::Within);
+        assert_eq!(beyond(&rt(1.30, 1.26, 1.4), &noise, 1.2), Beyond::Above);
     }
 
     #[test]
     fn targets_beyond_the_noise() {
-        let noise = Some(ratio(1.0, 0.96, 1.04));
-        let t = Target::beyond_noise("a".into(), Some(ratio(1.5, 1.4, 1.6)), noise, 1.2);
-        assert_eq!((t.pass, t.within_noise, t.verdict()), (Some(true), false, "pass"));
+        let noise = Some(rt(1.0, 0.96, 1.04));
+        let t = Target::beyond_noise("a".into(), Some(rt(1.5, 1.4, 1.6)), noise, 1.2);
+        assert_eq!(
+            (t.pass, t.within_noise, t.verdict()),
+            (Some(true), false, "pass")
+        );
         assert_eq!(t.noise.as_deref(), Some("1.00x [0.96–1.04]"));
-        let t = Target::beyond_noise("b".into(), Some(ratio(1.0, 0.9, 1.1)), noise, 1.2);
+        let t = Target::beyond_noise("b".into(), Some(rt(1.0, 0.9, 1.1)), noise, 1.2);
         assert_eq!((t.pass, t.verdict()), (Some(false), "MISS"));
-        let t = Target::beyond_noise("c".into(), Some(ratio(1.02, 0.9, 1.1)), noise, 1.0);
-        assert_eq!((t.pass, t.within_noise, t.verdict()), (None, true, "within noise"));
+        let t = Target::beyond_noise("c".into(), Some(rt(1.02, 0.9, 1.1)), noise, 1.0);
+        assert_eq!(
+            (t.pass, t.within_noise, t.verdict()),
+            (None, true, "within noise")
+        );
         let t = Target::beyond_noise("d".into(), None, noise, 1.0);
         assert_eq!((t.pass, t.within_noise, t.verdict()), (None, false, "n/a"));
         // No noise floor: no verdict.
-        let t = Target::beyond_noise("e".into(), Some(ratio(2.0, 2.0, 2.0)), None, 1.0);
+        let t = Target::beyond_noise("e".into(), Some(rt(2.0, 2.0, 2.0)), None, 1.0);
         assert_eq!((t.pass, t.within_noise), (None, true));
     }
 

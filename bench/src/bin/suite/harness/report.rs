@@ -349,7 +349,7 @@ pub(crate) fn markdown(
         .count();
     let _ = writeln!(
         s,
-        "\n{pass} met, {miss} missed, {within} within the noise (no verdict), {na} not measured. A target with a noise floor is judged only when its ratio, taken relative to the threshold, lies outside the band that two copies of our server (`ours'`/`ours`, measured in the same rounds) gave.\n"
+        "\n{pass} met, {miss} missed, {within} within the noise (no verdict), {na} not measured. A target with a noise floor is judged only when every round's ratio, taken relative to the threshold, lies on the same side outside the band that two copies of our server gave (`ours'`/`ours`, measured in the same rounds; made symmetric, widened to include 1.00x and by 0.5%).\n"
     );
 
     for o in outs {
@@ -478,4 +478,70 @@ pub(crate) fn terminal(outs: &[Outcome]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::model::Sample;
+
+    fn cell(values: &[(&str, [f64; 3])]) -> Cell {
+        let names: Vec<&str> = values.iter().map(|v| v.0).collect();
+        let mut c = Cell::new("10k req/s".into(), 1.0, &names, "server CPU µs/req");
+        c.higher_is_better = false;
+        for (p, v) in values {
+            for x in v {
+                c.get_mut(p).unwrap().rounds.push(Ok(Sample::new(*x)));
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn a_table_with_ours2_says_what_clears_the_noise() {
+        let c = cell(&[
+            ("ours", [10.0, 10.0, 10.0]),
+            ("tokio", [20.0, 20.0, 20.0]),
+            ("monoio", [10.2, 9.9, 10.1]),
+            ("fast", [5.0, 5.0, 5.0]),
+            (OURS2, [10.3, 9.8, 10.0]),
+        ]);
+        let md = table_md(std::slice::from_ref(&c), &[]);
+        assert!(md.contains("beyond the noise floor (ours'/ours)?"), "{md}");
+        let row = |peer: &str| {
+            md.lines()
+                .find(|l| l.contains(&format!("| {peer} |")))
+                .unwrap()
+                .to_string()
+        };
+        assert!(row("tokio").contains("| ours better |"), "{md}");
+        assert!(row("monoio").contains("| within the noise |"), "{md}");
+        assert!(row("fast").contains("| ours worse |"), "{md}");
+        assert!(row(OURS2).contains("the noise floor"), "{md}");
+        // Without ours' there is no such column.
+        let plain = cell(&[("ours", [1.0; 3]), ("tokio", [2.0; 3])]);
+        assert!(!table_md(&[plain], &[]).contains("noise floor"));
+    }
+
+    #[test]
+    fn targets_within_the_noise_are_counted_apart() {
+        let t = |pass, within_noise| Target {
+            what: "t".into(),
+            measured: "1.00x".into(),
+            pass,
+            noise: Some("1.00x [0.95–1.05]".into()),
+            within_noise,
+        };
+        assert_eq!(verdict_md(&t(Some(true), false)), "✅ pass");
+        assert_eq!(verdict_md(&t(None, true)), "≈ within the noise: no verdict");
+        assert_eq!(verdict_md(&t(None, false)), "— not measured");
+        let out = Outcome {
+            name: "x",
+            title: "X".into(),
+            targets: vec![t(Some(true), false), t(None, true), t(None, false)],
+            ..Default::default()
+        };
+        let term = terminal(std::slice::from_ref(&out));
+        assert!(term.contains("[within noise] t — 1.00x; noise floor 1.00x [0.95–1.05]"));
+    }
 }

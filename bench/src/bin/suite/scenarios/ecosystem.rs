@@ -22,11 +22,11 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::h2load::{self, H2load};
 use crate::harness::model::{
     human, num, result_lines, Cell, Outcome, Ratio, Sample, Target, SATURATED,
 };
 use crate::harness::rounds::Rounds;
-use crate::harness::h2load::{self, H2load};
 use crate::harness::{proc, Ctx};
 
 /// Seconds of every measured run (h2load `-D`, `eco_load --secs`).

@@ -61,7 +61,7 @@ const C10K_CONNS: [usize; 3] = [100, 1_000, 10_000];
 const HTTP_FRACTIONS: [f64; 2] = [0.25, 0.60];
 /// The architectures' first rate (the second is [`C10K_RATE`] over
 /// [`ARCH_CONNS`], the first point of the C10k chart).
-const ARCH_FRACTION: f64 = 0.25;
+const ARCH_FRACTION: f64 = 0.60;
 
 /// Rounds of the fixed-rate cells of `http`: the run's, at most 3.
 fn fixed_rounds(ctx: &Ctx) -> usize {
@@ -79,24 +79,16 @@ fn peak_rounds(_ctx: &Ctx, _arch: bool) -> usize {
     1
 }
 
-/// h2load's warm-up before its main phase at `conns` connections (its
-/// connections are opened during it: 10,000 take a while, more so with a
-/// process forked for each).
-fn warm_up(conns: usize) -> f64 {
-    match conns {
-        0..=1000 => 0.25,
-        _ => 1.0,
-    }
-}
-
 /// Seconds one fixed-rate run takes besides [`SECS`]: h2load's warm-up,
 /// start and tear-down.
 fn fixed_overhead(conns: usize) -> f64 {
-    warm_up(conns)
+    Load { conns, rps: 1 }.warm_up()
         + match conns {
             0..=100 => 0.15,
             101..=1000 => 0.4,
-            _ => 1.5,
+            // Opening and closing 10,000 connections, reading 10,000
+            // processes' CPU for arch_fork.
+            _ => 2.5,
         }
 }
 
@@ -149,7 +141,7 @@ pub(crate) fn plan_arch(ctx: &Ctx) -> f64 {
     let fixed = 2.0 * r * m * run(ARCH_CONNS);
     let c10k: f64 = C10K_CONNS[1..].iter().map(|&c| r * m * run(c)).sum();
     // Fork at 10,000 connections: 10,000 processes to start and end.
-    let fork = r * 3.0;
+    let fork = r * 5.0;
     n * 0.1 + peak + fixed + c10k + fork
 }
 
@@ -327,20 +319,30 @@ fn fixed_sample(run: &FixedRun, load: Load) -> Sample {
     s
 }
 
-/// A fixed-rate cell: `load` offered to each of `peers` (those of the
-/// fleet among them), `rounds` rounds, rotated.
-#[allow(clippy::too_many_arguments)]
+/// A fixed-rate cell: its label, its x in a chart, its load and rounds.
+struct Fixed {
+    label: String,
+    x: f64,
+    load: Load,
+    rounds: usize,
+}
+
+/// A fixed-rate cell: `f.load` offered to each of `peers` (those of the
+/// fleet among them), `f.rounds` rounds, rotated.
 fn fixed_cell(
     ctx: &Ctx,
     out: &mut Outcome,
     fleet: &mut Fleet,
     tag: &str,
-    label: String,
-    x: f64,
     peers: &[&str],
-    load: Load,
-    rounds: usize,
+    f: Fixed,
 ) -> Cell {
+    let Fixed {
+        label,
+        x,
+        load,
+        rounds,
+    } = f;
     let mut cell = Cell::new(label, x, peers, "server CPU µs/req");
     cell.higher_is_better = false;
     let up = fleet.peers();
@@ -357,16 +359,7 @@ fn fixed_cell(
         .run(out, &mut cell, &running, |out, peer| {
             let addr = fleet.addr(peer, out)?;
             let pgid = fleet.pid(peer).ok_or("the server is not running")?;
-            let run = h2load::fixed_rate(
-                ctx,
-                out,
-                addr,
-                pgid,
-                load,
-                warm_up(load.conns),
-                SECS,
-                tag,
-            )?;
+            let run = h2load::fixed_rate(ctx, out, addr, pgid, load, SECS, tag)?;
             Ok(fixed_sample(&run, load))
         });
     cell
@@ -393,7 +386,7 @@ fn slowest_peak(peak: &Cell, peers: &[&str]) -> Option<(String, f64)> {
 /// The noise note every table of both scenarios carries.
 fn noise_note() -> String {
     format!(
-        "`{OURS2}` is a second copy of our server, started the same way and measured in the same rounds: its ratio to `ours` is the cell's noise floor, and a ratio counts as a difference only outside that band (made symmetric and widened to include 1.00x; column \"beyond the noise floor\"). Every run lasts {SECS} s; the peers' order rotates from round to round."
+        "`{OURS2}` is a second copy of our server, started the same way and measured in the same rounds: its ratio to `ours` is the cell's noise floor, and a ratio counts as a difference only when every round's lies outside that band (made symmetric, widened to include 1.00x and by 0.5%; column \"beyond the noise floor\"). A target is judged the same way, the ratios taken relative to its threshold. Every run lasts {SECS} s; the peers' order rotates from round to round."
     )
 }
 
@@ -466,17 +459,13 @@ pub(crate) fn run_http(ctx: &Ctx) -> Outcome {
             f * 100.0,
             load.conns
         );
-        cells.push(fixed_cell(
-            ctx,
-            &mut out,
-            &mut fleet,
-            tag,
+        let f = Fixed {
             label,
-            load.offered(),
-            &names,
+            x: load.offered(),
             load,
             rounds,
-        ));
+        };
+        cells.push(fixed_cell(ctx, &mut out, &mut fleet, tag, &names, f));
     }
     fleet.stop();
     out.notes.push(format!(
@@ -612,17 +601,13 @@ pub(crate) fn run_arch(ctx: &Ctx) -> Outcome {
             human(load.offered()),
             load.conns
         );
-        fixed.push(fixed_cell(
-            ctx,
-            &mut out,
-            &mut fleet,
-            tag,
+        let f = Fixed {
             label,
-            load.offered(),
-            &fixed_peers,
+            x: load.offered(),
             load,
             rounds,
-        ));
+        };
+        fixed.push(fixed_cell(ctx, &mut out, &mut fleet, tag, &fixed_peers, f));
     }
     if C10K_RATE as f64 > 0.9 * base {
         out.notes.push(format!(
@@ -649,17 +634,13 @@ pub(crate) fn run_arch(ctx: &Ctx) -> Outcome {
             c10k.push(cell);
             continue;
         }
-        c10k.push(fixed_cell(
-            ctx,
-            &mut out,
-            &mut fleet,
-            tag,
+        let f = Fixed {
             label,
-            conns as f64,
-            &fixed_peers,
+            x: conns as f64,
             load,
             rounds,
-        ));
+        };
+        c10k.push(fixed_cell(ctx, &mut out, &mut fleet, tag, &fixed_peers, f));
     }
     fleet.stop();
 
@@ -761,7 +742,13 @@ Transfer/sec:     12.00MB
 
     #[test]
     fn loads_round_to_whole_rates_per_connection() {
-        assert_eq!(load_for(11_234.0, 50), Load { conns: 50, rps: 225 });
+        assert_eq!(
+            load_for(11_234.0, 50),
+            Load {
+                conns: 50,
+                rps: 225
+            }
+        );
         assert_eq!(load_for(10.0, 100), Load { conns: 100, rps: 1 });
         assert_eq!(load_for(10_000.0, 10_000).offered(), 10_000.0);
     }
@@ -772,14 +759,22 @@ Transfer/sec:     12.00MB
         for (p, v) in [("ours", 50.0), ("a", 10.0), ("b", 30.0)] {
             c.get_mut(p).unwrap().rounds.push(Ok(Sample::new(v)));
         }
-        assert_eq!(slowest_peak(&c, &["ours", "a", "b"]), Some(("a".into(), 10.0)));
+        assert_eq!(
+            slowest_peak(&c, &["ours", "a", "b"]),
+            Some(("a".into(), 10.0))
+        );
         assert_eq!(slowest_peak(&c, &["ours", "b"]), Some(("b".into(), 30.0)));
         assert_eq!(slowest_peak(&c, &["zzz"]), None);
     }
 
     #[test]
     fn cheapest_target_judges_beyond_the_noise() {
-        let mut c = Cell::new("x".into(), 1.0, &["ours", "arch_epoll", "arch_poll", OURS2], "µs");
+        let mut c = Cell::new(
+            "x".into(),
+            1.0,
+            &["ours", "arch_epoll", "arch_poll", OURS2],
+            "µs",
+        );
         c.higher_is_better = false;
         for (p, v) in [
             ("ours", [10.0, 10.2]),
