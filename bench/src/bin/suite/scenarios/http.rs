@@ -68,9 +68,14 @@ fn fixed_rounds(ctx: &Ctx) -> usize {
     ctx.rounds.min(3)
 }
 
-/// Rounds of the fixed-rate cells of `arch`: at most 2 (they are many).
+/// Rounds of the fixed-rate cells of `arch`: at most 2 (they are many),
+/// 1 in quick mode.
 fn arch_rounds(ctx: &Ctx) -> usize {
-    ctx.rounds.min(2)
+    if ctx.quick {
+        1
+    } else {
+        ctx.rounds.min(2)
+    }
 }
 
 /// Rounds of the peak tables: 1 (the fixed-rate tables come first; the
@@ -88,7 +93,7 @@ fn fixed_overhead(conns: usize) -> f64 {
             101..=1000 => 0.4,
             // Opening and closing 10,000 connections, reading 10,000
             // processes' CPU for arch_fork.
-            _ => 2.5,
+            _ => 2.0,
         }
 }
 
@@ -141,7 +146,7 @@ pub(crate) fn plan_arch(ctx: &Ctx) -> f64 {
     let fixed = 2.0 * r * m * run(ARCH_CONNS);
     let c10k: f64 = C10K_CONNS[1..].iter().map(|&c| r * m * run(c)).sum();
     // Fork at 10,000 connections: 10,000 processes to start and end.
-    let fork = r * 5.0;
+    let fork = r * 4.0;
     n * 0.1 + peak + fixed + c10k + fork
 }
 
