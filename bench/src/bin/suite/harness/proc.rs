@@ -571,6 +571,27 @@ pub(crate) fn group_cpu(pgid: i32) -> Option<GroupCpu> {
     (g.procs > 0).then_some(g)
 }
 
+/// Waits, at most `max`, until process group `pgid` has settled: over
+/// 100 ms it used under 3% of a core and its number of processes did not
+/// change (a server still closing thousands of connections, or its forked
+/// workers still exiting, would otherwise run into the next measurement).
+/// Returns whether it settled.
+pub(crate) fn wait_settled(pgid: i32, max: Duration) -> bool {
+    let start = Instant::now();
+    let mut last = group_cpu(pgid);
+    while start.elapsed() < max {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = group_cpu(pgid);
+        match (last, now) {
+            (Some(a), Some(b)) if a.procs == b.procs && b.total - a.total < 0.003 => return true,
+            (_, None) => return true,
+            _ => {}
+        }
+        last = now;
+    }
+    false
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 pub(crate) fn free_port() -> io::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
@@ -738,5 +759,14 @@ mod tests {
         let d = few.since(&before);
         assert!(d.user.is_nan() && d.system.is_nan());
         assert!((d.total - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_sleeping_group_settles_and_a_missing_one_too() {
+        let child = spawn(None, "sleep", &["5".to_string()]).unwrap();
+        assert!(wait_settled(child.pid(), Duration::from_secs(5)));
+        let f = child.kill();
+        assert!(!f.success());
+        assert!(wait_settled(-7, Duration::from_secs(1)));
     }
 }

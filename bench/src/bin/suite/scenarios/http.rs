@@ -97,6 +97,10 @@ fn fixed_overhead(conns: usize) -> f64 {
         }
 }
 
+/// At most this long after a run at 1,000 connections or more, the suite
+/// waits for the server to settle ([`proc::wait_settled`]).
+const SETTLE: Duration = Duration::from_secs(5);
+
 /// Seconds of one wrk run besides [`SECS`].
 const WRK_OVERHEAD: f64 = 0.25;
 
@@ -364,8 +368,16 @@ fn fixed_cell(
         .run(out, &mut cell, &running, |out, peer| {
             let addr = fleet.addr(peer, out)?;
             let pgid = fleet.pid(peer).ok_or("the server is not running")?;
-            let run = h2load::fixed_rate(ctx, out, addr, pgid, load, SECS, tag)?;
-            Ok(fixed_sample(&run, load))
+            let run = h2load::fixed_rate(ctx, out, addr, pgid, load, SECS, tag);
+            // Let the server finish closing the connections (and its
+            // workers exit) before the next run.
+            if load.conns >= 1000 && !proc::wait_settled(pgid, SETTLE) {
+                eprintln!(
+                    "suite: {tag}: {peer} still busy {} s after its run",
+                    SETTLE.as_secs()
+                );
+            }
+            Ok(fixed_sample(&run?, load))
         });
     cell
 }
