@@ -123,6 +123,34 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// Raises this process's `RLIMIT_NOFILE` to at least `want` descriptors
+/// where it can: the soft limit to the hard one, and the hard one too when
+/// it is lower than `want` and the process may raise it (root, or
+/// `CAP_SYS_RESOURCE`; up to the kernel's `fs.nr_open`). Returns the soft
+/// limit in force afterwards, which may still be below `want`.
+pub fn raise_nofile_limit_to(want: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_max < want {
+        let higher = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        // SAFETY: `higher` is a valid rlimit; the call fails without
+        // changing anything when the process may not raise the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &higher) } == 0 {
+            return Ok(want);
+        }
+    }
+    raise_nofile_limit()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -135,5 +163,19 @@ mod tests {
         );
         assert_eq!(super::ratio_text(&[1.0], &[]), "-");
         assert!(super::cpu_secs(libc::RUSAGE_THREAD) >= 0.0);
+    }
+
+    #[test]
+    fn nofile_limit_is_raised_to_the_hard_one_at_least() {
+        let got = super::raise_nofile_limit_to(64).unwrap();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(got, lim.rlim_cur);
+        assert_eq!(lim.rlim_cur, lim.rlim_max, "soft raised to hard");
+        assert!(got >= 64);
     }
 }

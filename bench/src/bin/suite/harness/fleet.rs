@@ -126,12 +126,6 @@ impl Fleet {
         Ok(e.server.as_ref().expect("running").addr)
     }
 
-    /// The server's CPU seconds so far (utime + stime from
-    /// `/proc/<pid>/stat`), if it runs.
-    pub(crate) fn cpu_secs(&self, peer: &str) -> Option<f64> {
-        self.pid(peer).and_then(proc::proc_cpu_secs)
-    }
-
     /// The process id of `peer`'s server, if it runs.
     pub(crate) fn pid(&self, peer: &str) -> Option<i32> {
         let e = self.entries.iter().find(|e| e.spec.peer == peer)?;

@@ -1,10 +1,12 @@
 //! The measuring machinery every scenario uses: child processes pinned to
-//! a core (`proc`), a scenario's servers (`fleet`), samples and their
+//! a core (`proc`), a scenario's servers (`fleet`), the HTTP load generator
+//! h2load at a fixed rate (`h2load`), samples and their
 //! statistics (`model`), the rounds of a cell (`rounds`), and the report
 //! (`report`, `chart`). Nothing here knows a scenario.
 
 pub(crate) mod chart;
 pub(crate) mod fleet;
+pub(crate) mod h2load;
 pub(crate) mod model;
 pub(crate) mod proc;
 pub(crate) mod report;

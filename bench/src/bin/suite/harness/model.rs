@@ -103,9 +103,10 @@ impl Series {
                 Ok(s) => s.note.clone(),
                 Err(e) => Some(format!("failed: {e}")),
             };
-            if let Some(n) = n {
-                if !v.contains(&n) {
-                    v.push(n);
+            // A note may join several ("a; b"): each part once.
+            for part in n.iter().flat_map(|n| n.split("; ")) {
+                if !v.iter().any(|x| x == part) {
+                    v.push(part.to_string());
                 }
             }
         }
@@ -252,6 +253,14 @@ impl Cell {
         self.series.iter_mut().find(|s| s.peer == peer)
     }
 
+    /// The cell's noise floor: its reference's (first series') ratio to
+    /// [`OURS2`], the second copy of the same server, oriented as every
+    /// ratio of the cell; `None` without that series.
+    pub(crate) fn noise(&self) -> Option<Ratio> {
+        let first = self.series.first()?.peer.clone();
+        self.ratio(&first, OURS2)
+    }
+
     /// Ratio of `ours` against `peer` in this cell (`peer`/`ours`, B/A,
     /// when the cell compares variants: [`vs_first`](Self::vs_first)).
     pub(crate) fn ratio(&self, ours: &str, peer: &str) -> Option<Ratio> {
@@ -276,15 +285,65 @@ impl Cell {
     }
 }
 
+/// The name of the second copy of our server in a cell: its ratio to
+/// `ours` is the cell's noise floor (two identical servers measured in the
+/// same rounds).
+pub(crate) const OURS2: &str = "ours'";
+
+impl Ratio {
+    /// The band of ratios that two identical servers gave: the noise
+    /// floor's per-round [min, max], made symmetric (which copy is "ours"
+    /// is arbitrary, so a ratio's inverse is as likely) and widened to
+    /// include 1.
+    pub(crate) fn band(&self) -> (f64, f64) {
+        let lo = self.min.min(1.0 / self.max).min(1.0);
+        let hi = self.max.max(1.0 / self.min).max(1.0);
+        (lo, hi)
+    }
+}
+
+/// Where a ratio lies against a noise floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Beyond {
+    /// Above the band: ours better (or the target cleared).
+    Above,
+    /// Below it: ours worse (or the target missed).
+    Below,
+    /// Inside it: no difference this machine can show.
+    Within,
+}
+
+/// Where the per-round ratios of `r`, relative to `at` (1.0 to compare two
+/// servers, a target's threshold to judge it), lie against the band of the
+/// noise floor `noise` ([`Ratio::band`], widened by 0.5% each way, as the
+/// `ab` tool and the `ecosystem` scenario do): above or below only when
+/// every round's ratio is.
+pub(crate) fn beyond(r: &Ratio, noise: &Ratio, at: f64) -> Beyond {
+    let (lo, hi) = noise.band();
+    if r.min / at > hi + 0.005 {
+        Beyond::Above
+    } else if r.max / at < lo - 0.005 {
+        Beyond::Below
+    } else {
+        Beyond::Within
+    }
+}
+
 /// A performance target and whether it was met.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Target {
     /// What is required ("echo 64 B × 100 conns: ≥ 1.2x tokio").
     pub what: String,
     /// What was measured ("1.31x [1.20–1.40]").
     pub measured: String,
-    /// `Some(true)` pass, `Some(false)` miss, `None` not measured.
+    /// `Some(true)` pass, `Some(false)` miss, `None` not measured (or
+    /// within the noise, see `within_noise`).
     pub pass: Option<bool>,
+    /// The noise floor the verdict was judged against ("ours'/ours
+    /// 1.02x [0.97–1.05]"), for targets judged that way.
+    pub noise: Option<String>,
+    /// Measured, but the ratio does not clear the noise floor: no verdict.
+    pub within_noise: bool,
 }
 
 impl Target {
@@ -295,20 +354,64 @@ impl Target {
                 what,
                 measured: r.show(),
                 pass: Some(r.median >= min),
+                ..Default::default()
             },
             None => Target {
                 what,
                 measured: "not measured".to_string(),
-                pass: None,
+                ..Default::default()
             },
         }
     }
 
-    /// "pass" / "MISS" / "n/a".
+    /// Checks a ratio against a threshold, counting the verdict only when
+    /// the ratio clears the noise floor: pass when every round's ratio over
+    /// `min` lies above the noise band ([`beyond`]), miss when every one
+    /// lies below it, no verdict ("within the noise") otherwise or without
+    /// a noise floor.
+    pub(crate) fn beyond_noise(
+        what: String,
+        r: Option<Ratio>,
+        noise: Option<Ratio>,
+        min: f64,
+    ) -> Self {
+        let Some(r) = r else {
+            return Target {
+                what,
+                measured: "not measured".to_string(),
+                noise: noise.map(|n| n.show()),
+                ..Default::default()
+            };
+        };
+        let Some(n) = noise else {
+            return Target {
+                what,
+                measured: r.show(),
+                noise: Some("not measured: no verdict".to_string()),
+                within_noise: true,
+                ..Default::default()
+            };
+        };
+        let b = beyond(&r, &n, min);
+        Target {
+            what,
+            measured: r.show(),
+            pass: match b {
+                Beyond::Above => Some(true),
+                Beyond::Below => Some(false),
+                Beyond::Within => None,
+            },
+            noise: Some(n.show()),
+            within_noise: b == Beyond::Within,
+        }
+    }
+
+    /// "pass" / "MISS" / "within noise" / "n/a".
     pub(crate) fn verdict(&self) -> &'static str {
         match self.pass {
             Some(true) => "pass",
             Some(false) => "MISS",
+            None if self.within_noise => "within noise",
             None => "n/a",
         }
     }
@@ -509,6 +612,69 @@ mod tests {
         c.higher_is_better = false;
         let r = c.ratio("a", "b").unwrap();
         assert!((r.median - 1.35).abs() < 1e-9);
+    }
+
+    fn rt(median: f64, min: f64, max: f64) -> Ratio {
+        Ratio {
+            median,
+            min,
+            max,
+            saturated: false,
+        }
+    }
+
+    #[test]
+    fn the_noise_band_is_symmetric_and_holds_one() {
+        assert_eq!(rt(1.0, 0.95, 1.02).band(), (0.95, 1.0 / 0.95));
+        assert_eq!(rt(1.1, 1.05, 1.2).band(), (1.0 / 1.2, 1.2));
+        assert_eq!(rt(1.0, 1.0, 1.0).band(), (1.0, 1.0));
+        // Band 0.96–1.0417, and 0.5% more each way.
+        let noise = rt(1.0, 0.96, 1.04);
+        assert_eq!(beyond(&rt(1.10, 1.06, 1.2), &noise, 1.0), Beyond::Above);
+        assert_eq!(beyond(&rt(1.10, 1.04, 1.2), &noise, 1.0), Beyond::Within);
+        assert_eq!(beyond(&rt(0.90, 0.8, 0.95), &noise, 1.0), Beyond::Below);
+        assert_eq!(beyond(&rt(0.90, 0.8, 0.958), &noise, 1.0), Beyond::Within);
+        assert_eq!(beyond(&rt(1.03, 0.9, 1.1), &noise, 1.0), Beyond::Within);
+        // Against a threshold: every round of 1.2–1.3 is within 4% of 1.2.
+        assert_eq!(beyond(&rt(1.24, 1.2, 1.3), &noise, 1.2), Beyond::Within);
+        assert_eq!(beyond(&rt(1.30, 1.26, 1.4), &noise, 1.2), Beyond::Above);
+    }
+
+    #[test]
+    fn targets_beyond_the_noise() {
+        let noise = Some(rt(1.0, 0.96, 1.04));
+        let t = Target::beyond_noise("a".into(), Some(rt(1.5, 1.4, 1.6)), noise, 1.2);
+        assert_eq!(
+            (t.pass, t.within_noise, t.verdict()),
+            (Some(true), false, "pass")
+        );
+        assert_eq!(t.noise.as_deref(), Some("1.00x [0.96–1.04]"));
+        let t = Target::beyond_noise("b".into(), Some(rt(1.0, 0.9, 1.1)), noise, 1.2);
+        assert_eq!((t.pass, t.verdict()), (Some(false), "MISS"));
+        let t = Target::beyond_noise("c".into(), Some(rt(1.02, 0.9, 1.1)), noise, 1.0);
+        assert_eq!(
+            (t.pass, t.within_noise, t.verdict()),
+            (None, true, "within noise")
+        );
+        let t = Target::beyond_noise("d".into(), None, noise, 1.0);
+        assert_eq!((t.pass, t.within_noise, t.verdict()), (None, false, "n/a"));
+        // No noise floor: no verdict.
+        let t = Target::beyond_noise("e".into(), Some(rt(2.0, 2.0, 2.0)), None, 1.0);
+        assert_eq!((t.pass, t.within_noise), (None, true));
+    }
+
+    #[test]
+    fn a_cells_noise_is_ours_against_ours2() {
+        let mut c = Cell::new("x".into(), 1.0, &["ours", "tokio", OURS2], "µs");
+        c.higher_is_better = false;
+        for (peer, v) in [("ours", 10.0), ("tokio", 12.0), (OURS2, 10.5)] {
+            c.get_mut(peer).unwrap().rounds.push(Ok(Sample::new(v)));
+        }
+        // A cost: peer/ours.
+        assert!((c.noise().unwrap().median - 1.05).abs() < 1e-9);
+        assert!((c.ratio("ours", "tokio").unwrap().median - 1.2).abs() < 1e-9);
+        let plain = Cell::new("y".into(), 1.0, &["ours", "tokio"], "µs");
+        assert!(plain.noise().is_none());
     }
 
     #[test]

@@ -490,6 +490,108 @@ pub(crate) fn proc_user_system_secs(pid: i32) -> Option<(f64, f64)> {
     stat_user_system(&stat)
 }
 
+/// The CPU time of a process group: every process whose group id is the
+/// group's (a server and the workers it forked), each with all its
+/// threads, live or exited (its CPU-time clock, ns resolution). The split
+/// into user and system time comes from the 10 ms ticks of
+/// `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct GroupCpu {
+    /// Seconds of CPU, user and system together.
+    pub total: f64,
+    /// Seconds of user time, NaN when unknown (see [`GroupCpu::since`]).
+    pub user: f64,
+    /// Seconds of system time, NaN when unknown.
+    pub system: f64,
+    /// The processes counted.
+    pub procs: usize,
+}
+
+impl GroupCpu {
+    /// The CPU used between `before` and this reading. The total is exact;
+    /// it is split into user and system time in the proportion of their
+    /// ticks, and that split is left unknown (NaN) when the ticks cover
+    /// less than half of the total: many processes that each ran for less
+    /// than a tick (a forking server's workers) show none.
+    pub(crate) fn since(&self, before: &GroupCpu) -> GroupCpu {
+        let total = self.total - before.total;
+        let (u, s) = (self.user - before.user, self.system - before.system);
+        let (user, system) = if u >= 0.0 && s >= 0.0 && u + s >= 0.5 * total && u + s > 0.0 {
+            (total * u / (u + s), total * s / (u + s))
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        GroupCpu {
+            total,
+            user,
+            system,
+            procs: self.procs.max(before.procs),
+        }
+    }
+}
+
+/// The process group id in the text of a `stat` file.
+fn stat_pgrp(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After ')': state, ppid, pgrp.
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The CPU time so far of process group `pgid` (see [`GroupCpu`]), from a
+/// scan of `/proc`; `None` when no process of the group is left.
+pub(crate) fn group_cpu(pgid: i32) -> Option<GroupCpu> {
+    let mut g = GroupCpu {
+        total: 0.0,
+        user: 0.0,
+        system: 0.0,
+        procs: 0,
+    };
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        // A process may exit between the listing and the reads: skip it.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if stat_pgrp(&stat) != Some(pgid) {
+            continue;
+        }
+        let Some((u, s)) = stat_user_system(&stat) else {
+            continue;
+        };
+        let Some(total) = cpu_secs_precise(pid) else {
+            continue;
+        };
+        g.total += total;
+        g.user += u;
+        g.system += s;
+        g.procs += 1;
+    }
+    (g.procs > 0).then_some(g)
+}
+
+/// Waits, at most `max`, until process group `pgid` has settled: over
+/// 100 ms it used under 3% of a core and its number of processes did not
+/// change (a server still closing thousands of connections, or its forked
+/// workers still exiting, would otherwise run into the next measurement).
+/// Returns whether it settled.
+pub(crate) fn wait_settled(pgid: i32, max: Duration) -> bool {
+    let start = Instant::now();
+    let mut last = group_cpu(pgid);
+    while start.elapsed() < max {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = group_cpu(pgid);
+        match (last, now) {
+            (Some(a), Some(b)) if a.procs == b.procs && b.total - a.total < 0.003 => return true,
+            (_, None) => return true,
+            _ => {}
+        }
+        last = now;
+    }
+    false
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 pub(crate) fn free_port() -> io::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
@@ -908,6 +1010,54 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(proc_user_system_secs(me).is_some());
         assert!(proc_user_system_secs(-1).is_none());
+        assert_eq!(stat_pgrp(stat), Some(42));
+        assert_eq!(stat_pgrp("42 (x) S"), None);
+    }
+
+    #[test]
+    fn group_cpu_counts_the_group_and_splits_since() {
+        // This test process leads no group of its own in general; its own
+        // group holds at least itself.
+        // SAFETY: getpgrp takes no arguments and cannot fail.
+        let pgid = unsafe { libc::getpgrp() };
+        let g = group_cpu(pgid).expect("this process's group");
+        assert!(g.procs >= 1 && g.total > 0.0);
+        assert!(group_cpu(-7).is_none());
+        let before = GroupCpu {
+            total: 1.0,
+            user: 0.5,
+            system: 0.5,
+            procs: 1,
+        };
+        let after = GroupCpu {
+            total: 2.0,
+            user: 0.8,
+            system: 1.4,
+            procs: 3,
+        };
+        let d = after.since(&before);
+        assert!((d.total - 1.0).abs() < 1e-9);
+        assert!((d.user - 0.25).abs() < 1e-9 && (d.system - 0.75).abs() < 1e-9);
+        assert_eq!(d.procs, 3);
+        // Ticks covering under half of the total: no split.
+        let few = GroupCpu {
+            total: 2.0,
+            user: 0.6,
+            system: 0.6,
+            procs: 3,
+        };
+        let d = few.since(&before);
+        assert!(d.user.is_nan() && d.system.is_nan());
+        assert!((d.total - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_sleeping_group_settles_and_a_missing_one_too() {
+        let child = spawn(None, "sleep", &["5".to_string()]).unwrap();
+        assert!(wait_settled(child.pid(), Duration::from_secs(5)));
+        let f = child.kill();
+        assert!(!f.success());
+        assert!(wait_settled(-7, Duration::from_secs(1)));
     }
 
     #[test]

@@ -21,8 +21,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::http::wrk_time_us;
 use crate::harness::fleet::{Fleet, Spec};
+use crate::harness::h2load::{self, H2load};
 use crate::harness::model::{
     human, num, result_lines, Cell, Outcome, Ratio, Sample, Target, SATURATED,
 };
@@ -120,61 +120,6 @@ pub(crate) fn plan(ctx: &Ctx) -> f64 {
     h1 + h2 + tls + idle
 }
 
-/// What h2load printed that the scenario uses.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct H2load {
-    /// req/s over the measured duration.
-    pub rps: f64,
-    /// Requests that got a 2xx or 3xx answer.
-    pub succeeded: u64,
-    /// Failed + errored + timed-out requests.
-    pub failed: u64,
-    /// Mean, standard deviation and max of the request times, µs.
-    pub mean_us: Option<f64>,
-    pub sd_us: Option<f64>,
-    pub max_us: Option<f64>,
-    /// 50th and 99th percentiles of the request times, µs, from the
-    /// per-request log (`--log-file`), when there is one.
-    pub p50_us: Option<f64>,
-    pub p99_us: Option<f64>,
-}
-
-/// Parses h2load's summary (nghttp2 1.52's format).
-pub(crate) fn parse_h2load(out: &str) -> Option<H2load> {
-    let mut h = H2load::default();
-    let mut rps = None;
-    for line in out.lines() {
-        let t = line.trim();
-        if let Some(rest) = t.strip_prefix("finished in ") {
-            rps = rest
-                .split(", ")
-                .find_map(|p| p.strip_suffix(" req/s"))
-                .and_then(|v| v.trim().parse::<f64>().ok());
-        } else if let Some(rest) = t.strip_prefix("requests:") {
-            for part in rest.split(',') {
-                let mut w = part.split_whitespace();
-                let (Some(n), Some(what)) = (w.next(), w.next()) else {
-                    continue;
-                };
-                let n: u64 = n.parse().unwrap_or(0);
-                match what {
-                    "succeeded" => h.succeeded = n,
-                    "failed" | "errored" | "timeout" => h.failed += n,
-                    _ => {}
-                }
-            }
-        } else if let Some(rest) = t.strip_prefix("time for request:") {
-            // min max mean sd +/-sd
-            let v: Vec<&str> = rest.split_whitespace().collect();
-            h.max_us = v.get(1).and_then(|s| wrk_time_us(s));
-            h.mean_us = v.get(2).and_then(|s| wrk_time_us(s));
-            h.sd_us = v.get(3).and_then(|s| wrk_time_us(s));
-        }
-    }
-    h.rps = rps?;
-    Some(h)
-}
-
 /// The server's CPU so far: (total with ns resolution, user, system), the
 /// last two as the scheduler's raw tick counts (taskstats), or from
 /// `/proc/<pid>/stat` where taskstats cannot be read.
@@ -207,22 +152,6 @@ fn extra(s: &Sample, key: &str) -> Option<f64> {
     s.extras.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
-/// The 50th and 99th percentiles of the request times in h2load's
-/// `--log-file` (one request a line, tab-separated: start in µs since the
-/// epoch, status code, µs until the end of the response).
-pub(crate) fn log_percentiles(log: &str) -> Option<(f64, f64)> {
-    let mut v: Vec<f64> = log
-        .lines()
-        .filter_map(|l| l.split('\t').nth(2)?.trim().parse().ok())
-        .collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    Some((at(0.50), at(0.99)))
-}
-
 /// One h2load run against `addr`.
 fn h2load(
     ctx: &Ctx,
@@ -245,53 +174,7 @@ fn h2load(
         "-D".into(),
         secs.to_string(),
     ]);
-    run_h2load(ctx, out, args, addr, secs, "h2load")
-}
-
-/// Runs h2load with `args` (the load, `-D` included) against `addr` for
-/// `secs`, logging each request to a temporary file named after `tag` for
-/// the p50/p99 h2load does not print; returns what it printed and its CPU
-/// share (1.0 = one core).
-pub(super) fn run_h2load(
-    ctx: &Ctx,
-    out: &mut Outcome,
-    mut args: Vec<String>,
-    addr: std::net::SocketAddr,
-    secs: u32,
-    tag: &str,
-) -> Result<(H2load, f64), String> {
-    let log = std::env::temp_dir().join(format!("suite-{tag}-{}.tsv", std::process::id()));
-    args.extend([
-        "--log-file".into(),
-        log.display().to_string(),
-        format!("http://{addr}/"),
-    ]);
-    let run = proc::run(
-        ctx.loader_core,
-        "h2load",
-        &args,
-        Duration::from_secs(u64::from(secs) + 30),
-    );
-    let times = std::fs::read_to_string(&log).ok();
-    let _ = std::fs::remove_file(&log);
-    let (cmd, f) = run?;
-    out.command(&cmd);
-    if !f.success() {
-        return Err(format!("h2load: {}", f.describe()));
-    }
-    let mut h = parse_h2load(&f.stdout)
-        .ok_or_else(|| format!("no req/s in h2load's output: {}", f.describe()))?;
-    if let Some((p50, p99)) = times.as_deref().and_then(log_percentiles) {
-        h.p50_us = Some(p50);
-        h.p99_us = Some(p99);
-    }
-    if h.succeeded == 0 {
-        return Err(format!(
-            "h2load: no request succeeded ({} failed)",
-            h.failed
-        ));
-    }
-    Ok((h, f.cpu_secs / f.wall_secs.max(1e-3)))
+    h2load::run(ctx, out, args, addr, secs, "h2load")
 }
 
 /// The hyper cell of `load`: server CPU per request at the fixed rate.
@@ -792,6 +675,7 @@ impl NoiseRow {
                     r.median >= limit
                 }
             }),
+            ..Default::default()
         }
     }
 }
@@ -952,6 +836,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             }
             _ => None,
         },
+        ..Default::default()
     });
     out.notes.push(format!(
         "idle: a fresh `hyper_http --rt <rt>` per run (HTTP/1.1, no header-read timeout); its VmRSS (/proc/<pid>/status) 100 ms after start, then `eco_load idle --conns {IDLE_CONNS} --request` (blocking std sockets, loader core) opens the connections and sends one `GET /` on each, reads the answer, and holds them; 300 ms after its READY the VmRSS again: KiB per connection = (after − before) / {IDLE_CONNS}. The socket buffers the kernel holds are not in the RSS. The issue's bar: tokio's echo server, {TOKIO_ECHO_IDLE_KIB} KiB per idle connection."
@@ -982,29 +867,6 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_h2load() {
-        let out = "finished in 3.00s, 9998.33 req/s, 1.23MB/s
-requests: 29995 total, 29995 started, 29995 done, 29990 succeeded, 3 failed, 2 errored, 0 timeout
-status codes: 29990 2xx, 0 3xx, 0 4xx, 0 5xx
-                     min         max         mean         sd        +/- sd
-time for request:      473us     17.18ms      3.85ms      3.04ms    71.46%
-time for connect:       19us        21us        20us         1us   100.00%
-";
-        let h = parse_h2load(out).unwrap();
-        assert_eq!(h.rps, 9998.33);
-        assert_eq!(h.succeeded, 29990);
-        assert_eq!(h.failed, 5);
-        assert_eq!(h.max_us, Some(17180.0));
-        assert_eq!(h.mean_us, Some(3850.0));
-        assert_eq!(h.sd_us, Some(3040.0));
-        assert!(parse_h2load("garbage").is_none());
-        let log =
-            "1700000000000000\t200\t300\n1700000000000100\t200\t100\n1700000000000200\t200\t200\n";
-        assert_eq!(log_percentiles(log), Some((200.0, 300.0)));
-        assert_eq!(log_percentiles("junk\n"), None);
-    }
 
     fn cell(ours: &[f64], tokio: &[f64], ours2: &[f64]) -> Cell {
         let mut c = Cell::new("x".into(), 1.0, &[OURS, TOKIO, OURS2], "u");

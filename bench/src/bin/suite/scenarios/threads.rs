@@ -22,7 +22,7 @@ use super::ecosystem::{cpu_per, fmt, server_cpu, NoiseRow};
 use crate::harness::fleet::{Fleet, Spec};
 use crate::harness::model::{human, Cell, Outcome, Sample, SATURATED};
 use crate::harness::rounds::Rounds;
-use crate::harness::{proc, Ctx};
+use crate::harness::{h2load, proc, Ctx};
 
 /// Seconds of every measured run (h2load `-D`).
 const SECS: u32 = 3;
@@ -127,7 +127,7 @@ fn h2load(
     addr: std::net::SocketAddr,
     load: &Load,
     secs: u32,
-) -> Result<(super::ecosystem::H2load, f64), String> {
+) -> Result<(h2load::H2load, f64), String> {
     let mut args: Vec<String> = vec![
         "--h1".into(),
         "-t".into(),
@@ -141,7 +141,7 @@ fn h2load(
         args.extend(["--rps".into(), r.to_string()]);
     }
     args.extend(["-D".into(), secs.to_string()]);
-    super::ecosystem::run_h2load(ctx, out, args, addr, secs, "threads")
+    h2load::run(ctx, out, args, addr, secs, "threads")
 }
 
 /// The worker threads of a server process and their CPU seconds so far:
