@@ -1091,19 +1091,28 @@ mod tests {
 
     #[test]
     fn mode_sampler_sees_a_busy_process() {
-        // This process, busy in user mode for 300 ms once sampling has
-        // begun (`start` waits for perf to attach). perf may be missing or
-        // not allowed here, and then there is nothing to check.
-        let Some(sampler) = ModeSampler::start(None, std::process::id() as i32, 1000) else {
+        // A child busy in user mode (a shell counting; bounded, and killed
+        // with its group at the end). Not this test process: `perf record
+        // -p` gives up when one of the process's threads exits while it
+        // attaches, and the other tests' threads come and go. perf may be
+        // missing or not allowed here, and then there is nothing to check.
+        let busy = spawn(
+            None,
+            "sh",
+            &[
+                "-c".to_string(),
+                "i=0; while [ $i -lt 50000000 ]; do i=$((i+1)); done".to_string(),
+            ],
+        )
+        .unwrap();
+        let Some(sampler) = ModeSampler::start(None, busy.pid(), 1000) else {
+            busy.kill();
             return;
         };
-        let start = Instant::now();
-        let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(300) {
-            x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(7));
-        }
-        std::hint::black_box(x);
-        let (user, _kernel) = sampler.finish().expect("samples of a busy process");
+        std::thread::sleep(Duration::from_millis(300));
+        let modes = sampler.finish();
+        busy.kill();
+        let (user, _kernel) = modes.expect("samples of a busy process");
         assert!(user > 0);
     }
 }
