@@ -333,12 +333,7 @@ impl Core {
             return false;
         }
         for task in spare.iter() {
-            let header = task.header();
-            if header.owned_key.load(Ordering::Relaxed) == usize::MAX
-                && header.state.load(Ordering::Acquire) & COMPLETE == 0
-            {
-                self.tasks.insert(task.clone_ref());
-            }
+            self.tasks.adopt(task);
         }
         self.queue.borrow_mut().extend(spare.drain(..));
         true

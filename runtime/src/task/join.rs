@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use crate::task::error::JoinError;
-use crate::task::raw::{self as task, Header, CANCELLED, COMPLETE, JOIN_INTEREST};
+use crate::task::raw::{self as task, Header, CANCELLED, COMPLETE};
 
 /// An owned permission to await a spawned task's output.
 ///
@@ -83,7 +83,8 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if !self.is_finished() && !self.header().set_join_waker(cx.waker()) {
+        let state = self.header().state.load(Ordering::Acquire);
+        if !self.header().set_join_waker(state, cx.waker()) {
             // Not complete when the waker was stored: the completion wakes it.
             return Poll::Pending;
         }
@@ -99,18 +100,10 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        let prev = self
-            .header()
-            .state
-            .fetch_and(!JOIN_INTEREST, Ordering::AcqRel);
-        if prev & COMPLETE != 0 {
-            // SAFETY: complete, so only this handle touches the stage; on the
-            // runtime's thread or `T` is Send. Drops the unread output, if
-            // any.
-            unsafe { task::drop_stage(self.raw) };
-        }
-        // SAFETY: the handle owns one reference.
-        unsafe { task::drop_ref(self.raw) };
+        // SAFETY: called once, by the handle, which owns a reference; on the
+        // runtime's thread or `T` is Send (so the unread output, if any, may
+        // be dropped here).
+        unsafe { task::drop_join_handle(self.raw) };
     }
 }
 
