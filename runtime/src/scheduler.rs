@@ -139,18 +139,36 @@ pub(crate) fn current() -> Option<Rc<Core>> {
 
 /// The address of the runtime running on this thread (null if none), to
 /// compare with without touching its reference count.
+#[inline]
 pub(crate) fn current_ptr() -> *const Core {
     CURRENT.with(|c| c.get())
 }
 
 /// Like [`current`], panicking with a message that says what to do.
 pub(crate) fn expect_current(what: &str) -> Rc<Core> {
-    current().unwrap_or_else(|| {
-        panic!(
-            "{what} must be called from inside a runtime: run your async code with \
-             #[runtime::main], #[runtime::test] or Runtime::block_on"
-        )
-    })
+    current().unwrap_or_else(|| no_runtime(what))
+}
+
+/// Runs `f` with the runtime running on this thread, without taking a
+/// reference count; panics like [`expect_current`] if there is none.
+fn with_current<R>(what: &str, f: impl FnOnce(&Core) -> R) -> R {
+    let ptr = current_ptr();
+    if ptr.is_null() {
+        no_runtime(what);
+    }
+    // SAFETY: a non-null CURRENT points into an `Rc<Core>` that the `Enter`
+    // guard which set it keeps alive until it clears the pointer; that
+    // guard outlives this call (it is dropped by the `block_on` or runtime
+    // drop further up this thread's stack).
+    f(unsafe { &*ptr })
+}
+
+#[cold]
+fn no_runtime(what: &str) -> ! {
+    panic!(
+        "{what} must be called from inside a runtime: run your async code with \
+         #[runtime::main], #[runtime::test] or Runtime::block_on"
+    )
 }
 
 /// Spawns a task on the current runtime and returns a handle to await its
@@ -168,7 +186,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    expect_current("runtime::spawn").spawn(future)
+    with_current("runtime::spawn", |core| core.spawn(future))
 }
 
 /// Runs a blocking closure on the runtime's blocking thread pool and returns

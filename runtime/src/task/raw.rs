@@ -110,9 +110,10 @@ struct Vtable {
     /// Polls (or cancels) the task, taking over the run queue's reference.
     /// Runtime thread only.
     poll: unsafe fn(NonNull<Header>, &OwnedTasks),
-    /// Moves the output into `*mut Poll<Result<T, JoinError>>`. Runtime
-    /// thread only.
-    read_output: unsafe fn(NonNull<Header>, *mut ()),
+    /// Moves the output of a complete task into
+    /// `*mut Poll<Result<T, JoinError>>` and lets the JoinHandle go
+    /// ([`take_output`]).
+    take_output: unsafe fn(NonNull<Header>, *mut ()),
     /// Drops whatever the stage holds (future or output). Runtime thread
     /// only.
     drop_stage: unsafe fn(NonNull<Header>),
@@ -151,7 +152,10 @@ impl TaskRef {
         flags: usize,
     ) -> NonNull<Header> {
         debug_assert!(flags < REF_ONE);
-        let cell = Box::new(Cell {
+        // Allocated first and written in place, rather than built on the
+        // stack and copied (`Box::new`).
+        let mut cell = Box::<Cell<F>>::new_uninit();
+        cell.write(Cell {
             header: Header {
                 state: AtomicUsize::new((refs * REF_ONE) | flags),
                 vtable: vtable::<F>(),
@@ -165,6 +169,8 @@ impl TaskRef {
             },
             stage: UnsafeCell::new(ManuallyDrop::new(Stage::Running(future))),
         });
+        // SAFETY: written just above.
+        let cell = unsafe { cell.assume_init() };
         NonNull::from(Box::leak(cell)).cast()
     }
 
@@ -264,6 +270,7 @@ pub(crate) unsafe fn drop_ref(ptr: NonNull<Header>) {
 ///
 /// `prev` is the value the atomic operation that gave up the caller's
 /// reference replaced.
+#[inline]
 unsafe fn dealloc_if_last(ptr: NonNull<Header>, prev: usize) {
     if refs(prev) == 1 {
         // Every other reference's last use happened before its release.
@@ -273,17 +280,50 @@ unsafe fn dealloc_if_last(ptr: NonNull<Header>, prev: usize) {
     }
 }
 
-/// Reads the output of a complete task into `dst`.
+/// Moves the output of a complete task into `dst`, then gives up the
+/// JoinHandle's interest and reference, as dropping the handle would (the
+/// handle must not touch the task afterwards).
 ///
 /// # Safety
 ///
-/// The task is complete (its `COMPLETE` bit seen set with `Acquire`); on
-/// the runtime's thread, or on any thread if the output type is `Send`;
-/// `dst` points at a `Poll<Result<T, JoinError>>` where `T` is the task's
-/// output type.
-pub(crate) unsafe fn read_output(ptr: NonNull<Header>, dst: *mut ()) {
+/// Called by the task's `JoinHandle`, at most once, instead of
+/// [`drop_join_handle`]; the task is complete (its `COMPLETE` bit seen set
+/// with `Acquire`); on the runtime's thread, or on any thread if the output
+/// type is `Send`; `dst` points at a `Poll<Result<T, JoinError>>` holding
+/// `Pending`, where `T` is the task's output type.
+pub(crate) unsafe fn take_output(ptr: NonNull<Header>, dst: *mut ()) {
     // SAFETY: forwarded from the caller.
-    unsafe { (ptr.as_ref().vtable.read_output)(ptr, dst) }
+    unsafe { (ptr.as_ref().vtable.take_output)(ptr, dst) }
+}
+
+/// The part of letting go of a JoinHandle once the task is complete and
+/// the stage dealt with: releases the join waker slot if it is the
+/// handle's, then clears `JOIN_INTEREST` and gives up the handle's
+/// reference. Returns whether that was the last reference (the caller
+/// frees the task).
+///
+/// # Safety
+///
+/// The caller is the task's JoinHandle, holds its reference, and saw
+/// `COMPLETE`.
+#[inline]
+unsafe fn release_complete_handle(header: &Header) -> bool {
+    let state = header.state.load(Ordering::Acquire);
+    if state & JOIN_WAKER == 0 {
+        // SAFETY: COMPLETE without JOIN_WAKER: the slot is the handle's.
+        drop(unsafe { (*header.join_waker.get()).take() });
+    }
+    // (With JOIN_WAKER still set, the completion is about to clear it,
+    // sees JOIN_INTEREST gone and drops the waker itself.)
+    let prev = header
+        .state
+        .fetch_sub(JOIN_INTEREST + REF_ONE, Ordering::AcqRel);
+    if refs(prev) == 1 {
+        // Every other reference's last use happened before its release.
+        fence(Ordering::Acquire);
+        return true;
+    }
+    false
 }
 
 /// Wakes the JoinHandle's waker after the caller set `COMPLETE` (`prev`
@@ -380,8 +420,9 @@ impl Header {
 ///
 /// # Safety
 ///
-/// Called once, by the task's `JoinHandle`, which owns a reference; on the
-/// runtime's thread, or on any thread if the output type is `Send`.
+/// Called once, by the task's `JoinHandle`, which owns a reference (and
+/// has not called [`take_output`]); on the runtime's thread, or on any
+/// thread if the output type is `Send`.
 pub(crate) unsafe fn drop_join_handle(ptr: NonNull<Header>) {
     // SAFETY: the handle holds a reference.
     let header = unsafe { ptr.as_ref() };
@@ -392,17 +433,11 @@ pub(crate) unsafe fn drop_join_handle(ptr: NonNull<Header>) {
             // (the caller's promise about threads covers it).
             // SAFETY: complete, so the runtime no longer touches the stage.
             unsafe { (header.vtable.drop_stage)(ptr) };
-            if state & JOIN_WAKER == 0 {
-                // SAFETY: COMPLETE without JOIN_WAKER: the slot is ours.
-                drop(unsafe { (*header.join_waker.get()).take() });
+            // SAFETY: the handle's reference, COMPLETE seen.
+            if unsafe { release_complete_handle(header) } {
+                // SAFETY: that was the last reference.
+                unsafe { (header.vtable.dealloc)(ptr) };
             }
-            // (With JOIN_WAKER still set, the completion is about to clear
-            // it, sees JOIN_INTEREST gone and drops the waker itself.)
-            let prev = header
-                .state
-                .fetch_sub(JOIN_INTEREST + REF_ONE, Ordering::AcqRel);
-            // SAFETY: that gave up the handle's reference.
-            unsafe { dealloc_if_last(ptr, prev) };
             return;
         }
         // Not complete: the runtime drops the output when it comes.
@@ -674,8 +709,7 @@ impl OwnedTasks {
             if let Some(next) = links.next {
                 (*next.as_ref().links.get()).prev = links.prev;
             }
-            links.prev = None;
-            links.next = None;
+            // (The stale pointers are never read while unlinked.)
             links.linked = false;
         }
         self.len.set(self.len.get() - 1);
@@ -720,7 +754,7 @@ impl Drop for OwnedTasks {
 fn vtable<F: Future + 'static>() -> &'static Vtable {
     &Vtable {
         poll: poll::<F>,
-        read_output: read_output_typed::<F>,
+        take_output: take_output_typed::<F>,
         drop_stage: drop_stage_typed::<F>,
         dealloc: dealloc::<F>,
     }
@@ -734,18 +768,46 @@ fn vtable<F: Future + 'static>() -> &'static Vtable {
 ///
 /// Runtime thread only, or the thread the caller's promise about the stage
 /// allows; nobody else borrows the stage.
+#[inline]
 unsafe fn clear_stage<F: Future>(cell: &Cell<F>) {
     let stage: *mut Stage<F> = cell.stage.get().cast();
-    // SAFETY: the stage is initialised and not borrowed (caller's promise);
-    // after drop_in_place (even one that unwound) it is treated as dropped
-    // and overwritten without being read.
-    unsafe {
-        if matches!(*stage, Stage::Consumed) {
-            return;
-        }
-        let _ = catch_unwind(AssertUnwindSafe(|| ptr::drop_in_place(stage)));
-        ptr::write(stage, Stage::Consumed);
+    // SAFETY: the stage is initialised and not borrowed (caller's promise).
+    let needs_drop = match unsafe { &*stage } {
+        Stage::Running(_) => std::mem::needs_drop::<F>(),
+        Stage::Finished(_) => std::mem::needs_drop::<Result<F::Output, JoinError>>(),
+        Stage::Consumed => return,
+    };
+    if needs_drop {
+        // SAFETY: as above; after drop_in_place (even one that unwound) the
+        // stage is treated as dropped and overwritten without being read.
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { ptr::drop_in_place(stage) }));
     }
+    // SAFETY: as above (what it held is dropped, or needs no drop).
+    unsafe { ptr::write(stage, Stage::Consumed) };
+}
+
+/// Drops the future of a running task in place and leaves the stage
+/// `Consumed` (like [`clear_stage`], for a stage known to be `Running`).
+///
+/// # Safety
+///
+/// Runtime thread; the stage is `Running` and not borrowed.
+#[inline(always)]
+unsafe fn drop_future<F: Future>(cell: &Cell<F>) {
+    let stage: *mut Stage<F> = cell.stage.get().cast();
+    if std::mem::needs_drop::<F>() {
+        // SAFETY: the stage is initialised and not borrowed (caller's
+        // promise).
+        if let Stage::Running(future) = unsafe { &mut *stage } {
+            let future: *mut F = future;
+            // SAFETY: the future is dropped in place, once; after that
+            // (even if it unwound) the stage is overwritten without being
+            // read.
+            let _ = catch_unwind(AssertUnwindSafe(|| unsafe { ptr::drop_in_place(future) }));
+        }
+    }
+    // SAFETY: as above (the future is dropped, or needs no drop).
+    unsafe { ptr::write(stage, Stage::Consumed) };
 }
 
 unsafe fn poll<F: Future + 'static>(ptr: NonNull<Header>, owned: &OwnedTasks) {
@@ -804,12 +866,12 @@ unsafe fn poll<F: Future + 'static>(ptr: NonNull<Header>, owned: &OwnedTasks) {
             Ok(Poll::Pending) => return,
             Ok(Poll::Ready(output)) => {
                 // SAFETY: the borrow of the stage ended with the poll.
-                unsafe { clear_stage(cell) };
+                unsafe { drop_future(cell) };
                 Ok(output)
             }
             Err(payload) => {
                 // SAFETY: as above.
-                unsafe { clear_stage(cell) };
+                unsafe { drop_future(cell) };
                 Err(JoinError::panic(payload))
             }
         }
@@ -896,20 +958,35 @@ unsafe fn complete<F: Future>(
     }
 }
 
-unsafe fn read_output_typed<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
+unsafe fn take_output_typed<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
     // SAFETY: task live (caller's promise).
     let cell = unsafe { ptr.cast::<Cell<F>>().as_ref() };
+    let stage: *mut Stage<F> = cell.stage.get().cast();
     // SAFETY: the task is complete, so the runtime no longer touches the
-    // stage, and only the JoinHandle (this caller) reads it.
-    let stage = unsafe { &mut **cell.stage.get() };
-    let out = match std::mem::replace(stage, Stage::Consumed) {
-        Stage::Finished(result) => Poll::Ready(result),
-        // Cancelled at shutdown: the stage was dropped without an outcome.
-        Stage::Consumed => Poll::Ready(Err(JoinError::cancelled())),
-        Stage::Running(_) => unreachable!("read_output on a running task"),
+    // stage, and only the JoinHandle (this caller) reads it; what is read
+    // out is replaced at once without being dropped.
+    let out = unsafe {
+        match ptr::replace(stage, Stage::Consumed) {
+            Stage::Finished(result) => result,
+            // Cancelled at shutdown: the stage was dropped without an
+            // outcome.
+            Stage::Consumed => Err(JoinError::cancelled()),
+            Stage::Running(_) => unreachable!("read_output on a running task"),
+        }
     };
-    // SAFETY: the caller promises dst is a Poll<Result<F::Output, JoinError>>.
-    unsafe { *dst.cast::<Poll<Result<F::Output, JoinError>>>() = out };
+    // SAFETY: the caller promises dst is a Poll<Result<F::Output, JoinError>>
+    // holding `Pending`, which needs no drop.
+    unsafe {
+        ptr::write(
+            dst.cast::<Poll<Result<F::Output, JoinError>>>(),
+            Poll::Ready(out),
+        )
+    };
+    // SAFETY: the JoinHandle's reference (caller's promise), COMPLETE seen.
+    if unsafe { release_complete_handle(&cell.header) } {
+        // SAFETY: that was the last reference.
+        unsafe { dealloc::<F>(ptr) };
+    }
 }
 
 unsafe fn drop_stage_typed<F: Future>(ptr: NonNull<Header>) {
