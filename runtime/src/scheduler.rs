@@ -37,6 +37,10 @@ use crate::time::timers::Timers;
 pub(crate) struct Core {
     pub(crate) driver: RefCell<Driver>,
     pub(crate) timers: RefCell<Timers>,
+    /// `Builder::timer_slack`: idle waits for a timer end on a multiple of
+    /// it, counted from `timer_epoch`.
+    timer_slack: Duration,
+    timer_epoch: Instant,
     /// Tasks ready to run, in wake order.
     pub(crate) queue: RunQueue,
     /// Every task not yet complete, so that shutdown can drop their futures.
@@ -266,6 +270,8 @@ impl Core {
         Ok(Core {
             driver: RefCell::new(driver),
             timers: RefCell::new(Timers::new()),
+            timer_slack: config.timer_slack,
+            timer_epoch: Instant::now(),
             queue: RefCell::new(VecDeque::new()),
             tasks: OwnedTasks::new(),
             shared,
@@ -370,7 +376,7 @@ impl Core {
                     // A timer is due: don't wait at all.
                     idle = false;
                 } else {
-                    timeout = Some(deadline - now);
+                    timeout = Some(self.timer_wake_at(deadline) - now);
                 }
             }
         }
@@ -434,6 +440,23 @@ impl Core {
         }
         *self.wake_spare.borrow_mut() = wakers;
         drop(released);
+    }
+
+    /// When an idle wait for a timer due at `deadline` ends: the deadline
+    /// itself, or with a timer slack the next multiple of the slack (from
+    /// the runtime's creation) at or after it, so that timers close
+    /// together share one wake-up.
+    fn timer_wake_at(&self, deadline: Instant) -> Instant {
+        let slack = self.timer_slack.as_nanos();
+        if slack == 0 {
+            return deadline;
+        }
+        let since = deadline.saturating_duration_since(self.timer_epoch);
+        let rounded = since.as_nanos().div_ceil(slack) * slack;
+        u64::try_from(rounded)
+            .ok()
+            .and_then(|n| self.timer_epoch.checked_add(Duration::from_nanos(n)))
+            .unwrap_or(deadline)
     }
 
     /// Wakes the tasks that yielded before this turn.
@@ -522,6 +545,32 @@ mod tests {
         };
         // SAFETY: one live pollfd, no wait.
         unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn a_timer_slack_rounds_idle_waits_up_to_its_multiples() {
+        let ms = Duration::from_millis(1);
+        let rt = Runtime::builder().timer_slack(ms).build().unwrap();
+        rt.block_on(async {
+            let core = current().unwrap();
+            let e = core.timer_epoch;
+            let us = Duration::from_micros(1);
+            assert_eq!(core.timer_wake_at(e + us), e + ms);
+            assert_eq!(core.timer_wake_at(e + ms), e + ms);
+            assert_eq!(core.timer_wake_at(e + ms + us), e + 2 * ms);
+            // Never before the deadline, at most one slack after it.
+            for n in [1u64, 999, 1_000_001, 123_456_789] {
+                let d = e + Duration::from_nanos(n);
+                let w = core.timer_wake_at(d);
+                assert!(w >= d && w - d < ms, "{n}");
+            }
+        });
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async {
+            let core = current().unwrap();
+            let d = Instant::now() + Duration::from_nanos(12_345);
+            assert_eq!(core.timer_wake_at(d), d, "no slack: the deadline itself");
+        });
     }
 
     #[test]
