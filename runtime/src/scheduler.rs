@@ -370,7 +370,7 @@ impl Core {
         let mut idle = idle;
         let mut timeout = None;
         if idle {
-            if let Some(deadline) = self.timers.borrow().next_deadline() {
+            if let Some(deadline) = self.timers.borrow_mut().next_deadline() {
                 let now = Instant::now();
                 if deadline <= now {
                     // A timer is due: don't wait at all.
@@ -474,7 +474,12 @@ impl Core {
 
     pub(crate) fn fire_timers(&self) {
         let now = Instant::now();
-        if self.timers.borrow().next_deadline().is_none_or(|d| d > now) {
+        if self
+            .timers
+            .borrow_mut()
+            .next_deadline()
+            .is_none_or(|d| d > now)
+        {
             return;
         }
         let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());

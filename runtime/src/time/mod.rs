@@ -1,11 +1,11 @@
 //! Time: sleeps, timeouts and intervals.
 //!
-//! Timers live in an ordered map owned by the runtime, keyed by deadline. The
+//! Timers live in a min-heap of deadlines owned by the runtime. The
 //! ring is never given one kernel timeout per timer: when the runtime has
 //! nothing to run it waits in `io_uring_enter` (or `epoll_pwait2`) with the
 //! earliest deadline as the wait's timeout, and each turn wakes every timer
 //! whose deadline has passed. A hundred thousand sleeps therefore cost a
-//! hundred thousand map entries and no extra system calls.
+//! hundred thousand heap entries and no extra system calls.
 //!
 //! Precision. A timer never fires before its deadline. By default it fires
 //! at it, give or take the kernel's wake-up latency: an idle runtime wakes
