@@ -414,6 +414,39 @@ fn dropping_the_handle_of_a_finished_task_drops_its_output() {
     });
 }
 
+/// Panics when dropped, after setting its flag.
+struct PanicOnDrop(Rc<Cell<bool>>);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        self.0.set(true);
+        panic!("PanicOnDrop dropped");
+    }
+}
+
+/// The output of a detached task whose `Drop` panics is dropped by the
+/// runtime, which swallows the panic (the task is over; nobody can be told)
+/// and carries on: the panic does not come out of `block_on`, and the task
+/// is let go of (no leak under LeakSanitizer).
+#[test]
+fn a_panic_dropping_a_detached_output_is_swallowed() {
+    on_runtime(LIMIT, || async {
+        let dropped = Rc::new(Cell::new(false));
+        let handle = {
+            let dropped = dropped.clone();
+            spawn(async move {
+                yield_now().await;
+                PanicOnDrop(dropped)
+            })
+        };
+        drop(handle);
+        yield_until("output dropped", 1000, || dropped.get()).await;
+        // The runtime still runs tasks.
+        assert_eq!(spawn(async { 5 }).await.unwrap(), 5);
+        assert_eq!(runtime::metrics().tasks_alive, 0);
+    });
+}
+
 /// Sets its flag when dropped (a `Send` [`SetOnDrop`]).
 struct FlagOnDrop(Arc<AtomicBool>);
 

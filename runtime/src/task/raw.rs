@@ -904,7 +904,12 @@ unsafe fn complete<F: Future>(
     loop {
         if state & JOIN_INTEREST == 0 {
             // Nobody will read the output (JOIN_INTEREST never comes back).
-            drop(outcome.take());
+            // A panic dropping it is swallowed, as in `clear_stage`: the
+            // task is over, and unwinding from here would leave it neither
+            // listed nor complete (leaked, its list reference forgotten).
+            if let Some(outcome) = outcome.take() {
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(outcome)));
+            }
             // SAFETY: runtime thread; nobody else reads the stage.
             unsafe { clear_stage(cell) };
             if state & JOIN_WAKER != 0 {
