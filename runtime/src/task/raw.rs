@@ -309,15 +309,27 @@ pub(crate) unsafe fn take_output(ptr: NonNull<Header>, dst: *mut ()) {
 #[inline]
 unsafe fn release_complete_handle(header: &Header) -> bool {
     let state = header.state.load(Ordering::Acquire);
-    if state & JOIN_WAKER == 0 {
+    let prev = if state & JOIN_WAKER == 0 {
         // SAFETY: COMPLETE without JOIN_WAKER: the slot is the handle's.
         drop(unsafe { (*header.join_waker.get()).take() });
-    }
-    // (With JOIN_WAKER still set, the completion is about to clear it,
-    // sees JOIN_INTEREST gone and drops the waker itself.)
-    let prev = header
-        .state
-        .fetch_sub(JOIN_INTEREST + REF_ONE, Ordering::AcqRel);
+        header
+            .state
+            .fetch_sub(JOIN_INTEREST + REF_ONE, Ordering::AcqRel)
+    } else {
+        // The completion is waking the waker in place. Give up the interest
+        // first (keeping the reference): if JOIN_WAKER is still set then,
+        // the completion will see the interest gone and drop the waker;
+        // if it was cleared meanwhile, the completion saw the interest and
+        // left the slot to the handle, which must drop the waker now (or it
+        // would stay until the task is freed).
+        let prev = header.state.fetch_and(!JOIN_INTEREST, Ordering::AcqRel);
+        if prev & JOIN_WAKER == 0 {
+            // SAFETY: COMPLETE without JOIN_WAKER: the slot is the handle's
+            // (it still holds its reference).
+            drop(unsafe { (*header.join_waker.get()).take() });
+        }
+        header.state.fetch_sub(REF_ONE, Ordering::AcqRel)
+    };
     if refs(prev) == 1 {
         // Every other reference's last use happened before its release.
         fence(Ordering::Acquire);
