@@ -414,6 +414,187 @@ fn dropping_the_handle_of_a_finished_task_drops_its_output() {
     });
 }
 
+/// Panics when dropped, after setting its flag.
+struct PanicOnDrop(Rc<Cell<bool>>);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        self.0.set(true);
+        panic!("PanicOnDrop dropped");
+    }
+}
+
+/// The output of a detached task whose `Drop` panics is dropped by the
+/// runtime, which swallows the panic (the task is over; nobody can be told)
+/// and carries on: the panic does not come out of `block_on`, and the task
+/// is let go of (no leak under LeakSanitizer).
+#[test]
+fn a_panic_dropping_a_detached_output_is_swallowed() {
+    on_runtime(LIMIT, || async {
+        let dropped = Rc::new(Cell::new(false));
+        let handle = {
+            let dropped = dropped.clone();
+            spawn(async move {
+                yield_now().await;
+                PanicOnDrop(dropped)
+            })
+        };
+        drop(handle);
+        yield_until("output dropped", 1000, || dropped.get()).await;
+        // The runtime still runs tasks.
+        assert_eq!(spawn(async { 5 }).await.unwrap(), 5);
+        assert_eq!(runtime::metrics().tasks_alive, 0);
+    });
+}
+
+/// Sets its flag when dropped (a `Send` [`SetOnDrop`]).
+struct FlagOnDrop(Arc<AtomicBool>);
+
+impl Drop for FlagOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A waker that counts its wakes; `Arc::strong_count` of it tells how many
+/// clones are still held (by a task's join waker slot, say).
+struct CountingWake(AtomicUsize);
+
+impl std::task::Wake for CountingWake {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A `JoinHandle` polled by two wakers in turn (as `select!` or a moved
+/// future does) wakes only the last one when the task finishes, and keeps
+/// no clone of the first.
+#[test]
+fn join_handle_wakes_the_waker_of_its_last_poll() {
+    on_runtime(LIMIT, || async {
+        let go = Rc::new(Cell::new(false));
+        let mut handle = {
+            let go = go.clone();
+            spawn(async move {
+                yield_until("go", 10_000, || go.get()).await;
+                7
+            })
+        };
+        let first = Arc::new(CountingWake(AtomicUsize::new(0)));
+        let second = Arc::new(CountingWake(AtomicUsize::new(0)));
+        for w in [&first, &second] {
+            let waker = Waker::from(w.clone());
+            let polled = Pin::new(&mut handle).poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending());
+        }
+        assert_eq!(
+            Arc::strong_count(&first),
+            1,
+            "the replaced waker is still held"
+        );
+        assert_eq!(Arc::strong_count(&second), 2);
+        go.set(true);
+        yield_until("task finished", 10_000, || handle.is_finished()).await;
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        let waker = Waker::from(second.clone());
+        let out = Pin::new(&mut handle).poll(&mut Context::from_waker(&waker));
+        assert!(matches!(out, Poll::Ready(Ok(7))));
+        drop(waker);
+        drop(handle);
+        assert_eq!(Arc::strong_count(&second), 1, "the join waker leaked");
+    });
+}
+
+/// The waker a dropped `JoinHandle` left in its task is released when the
+/// task finishes, and the one of a handle kept past a runtime's shutdown
+/// (which cancels the task and wakes it) when that handle is dropped:
+/// two tasks awaiting each other's handles hold no cycle past shutdown.
+#[test]
+fn join_wakers_are_released_when_the_task_or_the_runtime_ends() {
+    with_deadline(LIMIT, || {
+        let rt = Runtime::new().unwrap();
+        let dropped = Arc::new(CountingWake(AtomicUsize::new(0)));
+        let kept = Arc::new(CountingWake(AtomicUsize::new(0)));
+        let (finishing, mut pending) = rt.block_on(async {
+            let mut finishing = spawn(async { yield_now().await });
+            let mut pending = spawn(std::future::pending::<()>());
+            let waker = Waker::from(dropped.clone());
+            assert!(Pin::new(&mut finishing)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            let waker = Waker::from(kept.clone());
+            assert!(Pin::new(&mut pending)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            (finishing, pending)
+        });
+        assert_eq!(Arc::strong_count(&dropped), 2);
+        drop(finishing);
+        // The detached task finishes in the next block_on.
+        rt.block_on(async {
+            for _ in 0..10 {
+                yield_now().await;
+            }
+        });
+        assert_eq!(
+            Arc::strong_count(&dropped),
+            1,
+            "a detached task kept its join waker"
+        );
+        assert_eq!(dropped.0.load(Ordering::SeqCst), 0);
+
+        // Two tasks, each awaiting the other's handle.
+        let (a_dropped, b_dropped) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        rt.block_on(async {
+            let (tx, rx) = std::sync::mpsc::channel::<JoinHandle<()>>();
+            let a = {
+                let a_dropped = a_dropped.clone();
+                spawn(async move {
+                    let _flag = FlagOnDrop(a_dropped);
+                    yield_now().await;
+                    let b = rx.recv().unwrap();
+                    let _ = b.await;
+                })
+            };
+            let b = {
+                let b_dropped = b_dropped.clone();
+                spawn(async move {
+                    let _flag = FlagOnDrop(b_dropped);
+                    let _ = a.await;
+                })
+            };
+            tx.send(b).unwrap();
+            for _ in 0..10 {
+                yield_now().await;
+            }
+        });
+        assert!(!a_dropped.load(Ordering::SeqCst) && !b_dropped.load(Ordering::SeqCst));
+
+        drop(rt);
+        assert!(a_dropped.load(Ordering::SeqCst) && b_dropped.load(Ordering::SeqCst));
+        assert_eq!(
+            kept.0.load(Ordering::SeqCst),
+            1,
+            "shutdown did not wake the handle"
+        );
+        let waker = Waker::from(kept.clone());
+        match Pin::new(&mut pending).poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Err(e)) => assert!(e.is_cancelled()),
+            other => panic!(
+                "expected a cancelled JoinError, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+        drop(waker);
+        drop(pending);
+        assert_eq!(Arc::strong_count(&kept), 1, "the join waker leaked");
+    });
+}
+
 // ---------------------------------------------------------------------------
 // wakes from other threads
 // ---------------------------------------------------------------------------

@@ -655,3 +655,101 @@ fn a_queued_msg_ring_wake_does_not_hold_back_other_threads_wakes() {
         park_on(first).unwrap();
     });
 }
+
+/// Counts its drops: each output of the race test below must be dropped
+/// exactly once, wherever it ends up.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A waker that does nothing (the test below polls in a loop); its
+/// `Arc::strong_count` shows whether a task still holds a clone.
+struct Nop;
+
+impl std::task::Wake for Nop {
+    fn wake(self: Arc<Self>) {}
+}
+
+/// Thousands of tasks finish on the workers while their `JoinHandle`s, on
+/// other threads, are polled with two wakers in turn, dropped at once or
+/// after a poll, aborted, or awaited by a task of the other worker: every
+/// output is dropped exactly once and no join waker is kept (under
+/// AddressSanitizer this also checks for uses after free).
+#[test]
+fn join_handles_race_completion_across_threads() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    with_deadline(LIMIT, || {
+        let pool = pool(2);
+        let handle = pool.handle();
+        let made = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (Arc::new(Nop), Arc::new(Nop));
+        let wakers = [Waker::from(a.clone()), Waker::from(b.clone())];
+        // A second plain thread that polls or drops the handles it gets.
+        let (tx, rx) = mpsc::channel::<JoinHandle<Counted>>();
+        let other = thread::spawn(move || {
+            for (n, h) in rx.into_iter().enumerate() {
+                if n % 2 == 0 {
+                    drop(h);
+                } else {
+                    drop(park_on(h));
+                }
+            }
+        });
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..4000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let yields = rng % 3;
+            let (m, d) = (made.clone(), dropped.clone());
+            let mut h = handle.spawn_on(i % 2, move || async move {
+                for _ in 0..yields {
+                    runtime::yield_now().await;
+                }
+                m.fetch_add(1, Ordering::SeqCst);
+                Counted(d)
+            });
+            match (rng >> 8) % 6 {
+                0 => drop(h),
+                1 => {
+                    let _ = Pin::new(&mut h).poll(&mut Context::from_waker(&wakers[0]));
+                    drop(h);
+                }
+                2 => {
+                    h.abort();
+                    drop(park_on(h));
+                }
+                3 => tx.send(h).unwrap(),
+                4 => drop(handle.spawn_on(1 - i % 2, move || async move {
+                    drop(h.await);
+                })),
+                _ => {
+                    let mut n = 0;
+                    loop {
+                        let cx = &mut Context::from_waker(&wakers[n % 2]);
+                        if let Poll::Ready(out) = Pin::new(&mut h).poll(cx) {
+                            drop(out.unwrap());
+                            break;
+                        }
+                        n += 1;
+                        thread::yield_now();
+                    }
+                }
+            }
+        }
+        drop(tx);
+        other.join().unwrap();
+        drop(pool);
+        assert_eq!(made.load(Ordering::SeqCst), dropped.load(Ordering::SeqCst));
+        drop(wakers);
+        assert_eq!(Arc::strong_count(&a), 1, "a join waker was kept");
+        assert_eq!(Arc::strong_count(&b), 1, "a join waker was kept");
+    });
+}

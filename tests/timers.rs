@@ -83,17 +83,45 @@ impl Rng {
 /// normally none).
 #[test]
 fn two_thousand_timers_fire_in_deadline_order() {
-    const N: usize = 2_000;
-    const STEP: Duration = Duration::from_micros(100);
-    let mut offsets: Vec<u32> = (0..N as u32).collect();
+    timers_fire_in_deadline_order(Duration::ZERO);
+}
+
+/// The same with `Builder::timer_slack(1 ms)` (ten deadlines per
+/// millisecond then share a wake-up): still none early, all fired, in
+/// deadline order.
+#[test]
+fn two_thousand_timers_fire_in_deadline_order_with_a_timer_slack() {
+    timers_fire_in_deadline_order(Duration::from_millis(1));
+}
+
+/// The timers of [`timers_fire_in_deadline_order`]: how many, and the step
+/// between two deadlines.
+const ORDER_N: usize = 2_000;
+const ORDER_STEP: Duration = Duration::from_micros(100);
+
+fn timers_fire_in_deadline_order(slack: Duration) {
+    let mut offsets: Vec<u32> = (0..ORDER_N as u32).collect();
     Rng(0x9E37_79B9_7F4A_7C15).shuffle(&mut offsets);
 
     let shuffled = offsets.clone();
-    let (fired, deadlines) = on_runtime(LIMIT, move || async move {
+    let (fired, deadlines) = with_deadline(LIMIT, move || {
+        let rt = runtime::Runtime::builder()
+            .timer_slack(slack)
+            .build()
+            .expect("cannot start the runtime");
+        rt.block_on(timers_in_order_body(shuffled))
+    });
+    check_deadline_order(&offsets, fired, deadlines);
+}
+
+/// The runtime side of [`timers_fire_in_deadline_order`]: (id, first poll
+/// was pending) in completion order, and each id's deadline.
+async fn timers_in_order_body(shuffled: Vec<u32>) -> (Vec<(usize, bool)>, Vec<Instant>) {
+    {
         let fired: Rc<RefCell<Vec<(usize, bool)>>> = Rc::new(RefCell::new(Vec::new()));
         let base = Instant::now() + Duration::from_millis(20);
-        let deadlines: Vec<Instant> = shuffled.iter().map(|&o| base + STEP * o).collect();
-        let handles: Vec<_> = (0..N)
+        let deadlines: Vec<Instant> = shuffled.iter().map(|&o| base + ORDER_STEP * o).collect();
+        let handles: Vec<_> = (0..ORDER_N)
             .map(|id| {
                 let fired = fired.clone();
                 let deadline = deadlines[id];
@@ -122,10 +150,13 @@ fn two_thousand_timers_fire_in_deadline_order() {
         }
         let fired = Rc::try_unwrap(fired).unwrap().into_inner();
         (fired, deadlines)
-    });
+    }
+}
 
-    assert_eq!(fired.len(), N, "not every timer fired");
-    let mut seen = vec![false; N];
+/// The checks of [`timers_fire_in_deadline_order`].
+fn check_deadline_order(offsets: &[u32], fired: Vec<(usize, bool)>, deadlines: Vec<Instant>) {
+    assert_eq!(fired.len(), ORDER_N, "not every timer fired");
+    let mut seen = vec![false; ORDER_N];
     for &(id, _) in &fired {
         assert!(!seen[id], "timer {id} fired twice");
         seen[id] = true;
@@ -136,8 +167,8 @@ fn two_thousand_timers_fire_in_deadline_order() {
         assert!(
             deadlines[a] < deadlines[b],
             "timer {a} (deadline base + {:?}) fired after timer {b} (deadline base + {:?})",
-            STEP * offsets[a],
-            STEP * offsets[b],
+            ORDER_STEP * offsets[a],
+            ORDER_STEP * offsets[b],
         );
     }
 }

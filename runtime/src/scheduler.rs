@@ -37,6 +37,10 @@ use crate::time::timers::Timers;
 pub(crate) struct Core {
     pub(crate) driver: RefCell<Driver>,
     pub(crate) timers: RefCell<Timers>,
+    /// `Builder::timer_slack`: idle waits for a timer end on a multiple of
+    /// it, counted from `timer_epoch`.
+    timer_slack: Duration,
+    timer_epoch: Instant,
     /// Tasks ready to run, in wake order.
     pub(crate) queue: RunQueue,
     /// Every task not yet complete, so that shutdown can drop their futures.
@@ -160,18 +164,36 @@ pub(crate) fn current() -> Option<Rc<Core>> {
 
 /// The address of the runtime running on this thread (null if none), to
 /// compare with without touching its reference count.
+#[inline]
 pub(crate) fn current_ptr() -> *const Core {
     CURRENT.with(|c| c.get())
 }
 
 /// Like [`current`], panicking with a message that says what to do.
 pub(crate) fn expect_current(what: &str) -> Rc<Core> {
-    current().unwrap_or_else(|| {
-        panic!(
-            "{what} must be called from inside a runtime: run your async code with \
-             #[runtime::main], #[runtime::test] or Runtime::block_on"
-        )
-    })
+    current().unwrap_or_else(|| no_runtime(what))
+}
+
+/// Runs `f` with the runtime running on this thread, without taking a
+/// reference count; panics like [`expect_current`] if there is none.
+fn with_current<R>(what: &str, f: impl FnOnce(&Core) -> R) -> R {
+    let ptr = current_ptr();
+    if ptr.is_null() {
+        no_runtime(what);
+    }
+    // SAFETY: a non-null CURRENT points into an `Rc<Core>` that the `Enter`
+    // guard which set it keeps alive until it clears the pointer; that
+    // guard outlives this call (it is dropped by the `block_on` or runtime
+    // drop further up this thread's stack).
+    f(unsafe { &*ptr })
+}
+
+#[cold]
+fn no_runtime(what: &str) -> ! {
+    panic!(
+        "{what} must be called from inside a runtime: run your async code with \
+         #[runtime::main], #[runtime::test] or Runtime::block_on"
+    )
 }
 
 /// Spawns a task on the current runtime and returns a handle to await its
@@ -189,7 +211,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    expect_current("runtime::spawn").spawn(future)
+    with_current("runtime::spawn", |core| core.spawn(future))
 }
 
 /// Runs a blocking closure on the runtime's blocking thread pool and returns
@@ -269,6 +291,8 @@ impl Core {
         Ok(Core {
             driver: RefCell::new(driver),
             timers: RefCell::new(Timers::new()),
+            timer_slack: config.timer_slack,
+            timer_epoch: Instant::now(),
             queue: RefCell::new(VecDeque::new()),
             tasks: OwnedTasks::new(),
             shared,
@@ -381,12 +405,7 @@ impl Core {
             return false;
         }
         for task in spare.iter() {
-            let header = task.header();
-            if header.owned_key.load(Ordering::Relaxed) == usize::MAX
-                && header.state.load(Ordering::Acquire) & COMPLETE == 0
-            {
-                self.tasks.insert(task.clone_ref());
-            }
+            self.tasks.adopt(task);
         }
         self.queue.borrow_mut().extend(spare.drain(..));
         true
@@ -402,13 +421,13 @@ impl Core {
         let mut idle = idle;
         let mut timeout = None;
         if idle {
-            if let Some(deadline) = self.timers.borrow().next_deadline() {
+            if let Some(deadline) = self.timers.borrow_mut().next_deadline() {
                 let now = Instant::now();
                 if deadline <= now {
                     // A timer is due: don't wait at all.
                     idle = false;
                 } else {
-                    timeout = Some(deadline - now);
+                    timeout = Some(self.timer_wake_at(deadline) - now);
                 }
             }
         }
@@ -474,6 +493,23 @@ impl Core {
         drop(released);
     }
 
+    /// When an idle wait for a timer due at `deadline` ends: the deadline
+    /// itself, or with a timer slack the next multiple of the slack (from
+    /// the runtime's creation) at or after it, so that timers close
+    /// together share one wake-up.
+    fn timer_wake_at(&self, deadline: Instant) -> Instant {
+        let slack = self.timer_slack.as_nanos();
+        if slack == 0 {
+            return deadline;
+        }
+        let since = deadline.saturating_duration_since(self.timer_epoch);
+        let rounded = since.as_nanos().div_ceil(slack) * slack;
+        u64::try_from(rounded)
+            .ok()
+            .and_then(|n| self.timer_epoch.checked_add(Duration::from_nanos(n)))
+            .unwrap_or(deadline)
+    }
+
     /// Wakes the tasks that yielded before this turn.
     pub(crate) fn wake_deferred(&self) {
         let mut deferred = std::mem::take(&mut *self.deferred.borrow_mut());
@@ -489,7 +525,12 @@ impl Core {
 
     pub(crate) fn fire_timers(&self) {
         let now = Instant::now();
-        if self.timers.borrow().next_deadline().is_none_or(|d| d > now) {
+        if self
+            .timers
+            .borrow_mut()
+            .next_deadline()
+            .is_none_or(|d| d > now)
+        {
             return;
         }
         let mut wakers = std::mem::take(&mut *self.wake_spare.borrow_mut());
@@ -560,6 +601,32 @@ mod tests {
         };
         // SAFETY: one live pollfd, no wait.
         unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn a_timer_slack_rounds_idle_waits_up_to_its_multiples() {
+        let ms = Duration::from_millis(1);
+        let rt = Runtime::builder().timer_slack(ms).build().unwrap();
+        rt.block_on(async {
+            let core = current().unwrap();
+            let e = core.timer_epoch;
+            let us = Duration::from_micros(1);
+            assert_eq!(core.timer_wake_at(e + us), e + ms);
+            assert_eq!(core.timer_wake_at(e + ms), e + ms);
+            assert_eq!(core.timer_wake_at(e + ms + us), e + 2 * ms);
+            // Never before the deadline, at most one slack after it.
+            for n in [1u64, 999, 1_000_001, 123_456_789] {
+                let d = e + Duration::from_nanos(n);
+                let w = core.timer_wake_at(d);
+                assert!(w >= d && w - d < ms, "{n}");
+            }
+        });
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async {
+            let core = current().unwrap();
+            let d = Instant::now() + Duration::from_nanos(12_345);
+            assert_eq!(core.timer_wake_at(d), d, "no slack: the deadline itself");
+        });
     }
 
     #[test]

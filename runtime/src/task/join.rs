@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use crate::task::error::JoinError;
-use crate::task::raw::{self as task, Header, CANCELLED, COMPLETE, JOIN_INTEREST};
+use crate::task::raw::{self as task, Header, CANCELLED, COMPLETE};
 
 /// An owned permission to await a spawned task's output.
 ///
@@ -32,12 +32,14 @@ use crate::task::raw::{self as task, Header, CANCELLED, COMPLETE, JOIN_INTEREST}
 /// });
 /// ```
 pub struct JoinHandle<T> {
-    raw: NonNull<Header>,
+    /// The task; `None` once the output was read (the task was let go of
+    /// then, so that its memory goes back at once).
+    raw: Option<NonNull<Header>>,
     _marker: PhantomData<(T, *const ())>,
 }
 
-// SAFETY: the handle touches the task's atomic state, its mutex-guarded
-// join waker and, once COMPLETE is seen (Acquire, after the runtime wrote
+// SAFETY: the handle touches the task's atomic state, its join waker slot
+// (under the JOIN_WAKER protocol of `raw.rs`) and, once COMPLETE is seen (Acquire, after the runtime wrote
 // it), the output, which it moves or drops: allowed on any thread when `T`
 // is Send. The future itself is never touched by the handle.
 unsafe impl<T: Send> Send for JoinHandle<T> {}
@@ -45,18 +47,17 @@ unsafe impl<T: Send> Send for JoinHandle<T> {}
 // the atomic state and the thread-safe `schedule`.
 unsafe impl<T: Send> Sync for JoinHandle<T> {}
 
+// The handle holds no pinned data (the task lives in its own allocation),
+// so it can be awaited through `&mut` whatever `T` is.
+impl<T> Unpin for JoinHandle<T> {}
+
 impl<T> JoinHandle<T> {
     /// Takes over one reference to the task.
     pub(crate) fn new(raw: NonNull<Header>) -> Self {
         JoinHandle {
-            raw,
+            raw: Some(raw),
             _marker: PhantomData,
         }
-    }
-
-    fn header(&self) -> &Header {
-        // SAFETY: the handle owns a reference, so the task is live.
-        unsafe { self.raw.as_ref() }
     }
 
     /// Cancels the task: it is not polled again and its future is dropped
@@ -66,24 +67,38 @@ impl<T> JoinHandle<T> {
     /// [`spawn_blocking`](crate::spawn_blocking), the closure itself keeps
     /// running: threads cannot be interrupted.
     pub fn abort(&self) {
-        let prev = self.header().state.fetch_or(CANCELLED, Ordering::AcqRel);
+        // (Without the task, the handle already gave its output.)
+        let Some(raw) = self.raw else { return };
+        // SAFETY: the handle owns a reference, so the task is live.
+        let prev = unsafe { raw.as_ref() }
+            .state
+            .fetch_or(CANCELLED, Ordering::AcqRel);
         if prev & COMPLETE == 0 {
             // SAFETY: we hold a reference.
-            unsafe { task::schedule(self.raw) };
+            unsafe { task::schedule(raw) };
         }
     }
 
     /// Whether the task has finished (returned, panicked or been cancelled).
     pub fn is_finished(&self) -> bool {
-        self.header().state.load(Ordering::Acquire) & COMPLETE != 0
+        // SAFETY: the handle owns a reference, so the task is live.
+        self.raw
+            .is_none_or(|raw| unsafe { raw.as_ref() }.state.load(Ordering::Acquire) & COMPLETE != 0)
     }
 }
 
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if !self.is_finished() && !self.header().set_join_waker(cx.waker()) {
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(raw) = self.raw else {
+            panic!("JoinHandle polled again after it returned the task's output")
+        };
+        // SAFETY: the handle owns a reference, so the task is live.
+        let header = unsafe { raw.as_ref() };
+        let state = header.state.load(Ordering::Acquire);
+        if state & COMPLETE == 0 && !header.set_join_waker(state, cx.waker()) {
             // Not complete when the waker was stored: the completion wakes it.
             return Poll::Pending;
         }
@@ -91,26 +106,23 @@ impl<T> Future for JoinHandle<T> {
         // SAFETY: COMPLETE was seen with Acquire; the handle is on the
         // runtime's thread, or `T` is Send (otherwise the handle could not
         // have left that thread); `out` has the type the task's vtable
-        // writes.
-        unsafe { task::read_output(self.raw, (&mut out as *mut Poll<_>).cast()) };
+        // writes; the handle gives its reference up here, once (`raw` is
+        // cleared, so `drop` does nothing more).
+        // Nothing more to get from the task, which is let go of at once.
+        unsafe { task::take_output(raw, (&mut out as *mut Poll<_>).cast()) };
+        self.raw = None;
         out
     }
 }
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        let prev = self
-            .header()
-            .state
-            .fetch_and(!JOIN_INTEREST, Ordering::AcqRel);
-        if prev & COMPLETE != 0 {
-            // SAFETY: complete, so only this handle touches the stage; on the
-            // runtime's thread or `T` is Send. Drops the unread output, if
-            // any.
-            unsafe { task::drop_stage(self.raw) };
+        if let Some(raw) = self.raw {
+            // SAFETY: called once, by the handle, which owns a reference; on
+            // the runtime's thread or `T` is Send (so the unread output, if
+            // any, may be dropped here).
+            unsafe { task::drop_join_handle(raw) };
         }
-        // SAFETY: the handle owns one reference.
-        unsafe { task::drop_ref(self.raw) };
     }
 }
 

@@ -1,11 +1,20 @@
 //! Time: sleeps, timeouts and intervals.
 //!
-//! Timers live in an ordered map owned by the runtime, keyed by deadline. The
+//! Timers live in a min-heap of deadlines owned by the runtime. The
 //! ring is never given one kernel timeout per timer: when the runtime has
-//! nothing to run it waits in `io_uring_enter` with the earliest deadline as
-//! the wait's timeout, and each turn wakes every timer whose deadline has
-//! passed. A hundred thousand sleeps therefore cost a hundred thousand map
-//! entries and no extra system calls.
+//! nothing to run it waits in `io_uring_enter` (or `epoll_pwait2`) with the
+//! earliest deadline as the wait's timeout, and each turn wakes every timer
+//! whose deadline has passed. A hundred thousand sleeps therefore cost a
+//! hundred thousand heap entries and no extra system calls.
+//!
+//! Precision. A timer never fires before its deadline. By default it fires
+//! at it, give or take the kernel's wake-up latency: an idle runtime wakes
+//! for every distinct deadline, which for many timers spread thinly in
+//! time costs a wake-up each. With
+//! [`Builder::timer_slack`](crate::Builder::timer_slack) the idle waits
+//! end on multiples of the slack instead, so a timer fires up to that much
+//! late and timers within one slack of each other share a wake-up (the
+//! trade-off tokio's and monoio's timer wheels make at a fixed 1 ms).
 
 use std::fmt;
 use std::future::Future;

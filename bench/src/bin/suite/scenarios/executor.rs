@@ -10,11 +10,11 @@ use crate::harness::{proc, Ctx};
 
 const PEERS: [&str; 3] = ["ours", "tokio", "monoio"];
 
-/// The two operation counts of the callgrind runs. `timers` waits
-/// 100 µs per timer before its first deadline under `--only`, so it gets
-/// smaller counts.
+/// The two operation counts of the callgrind runs. `timers` (and
+/// `timers_1ms`) waits 100 µs per timer before its first deadline under
+/// `--only`, so it gets smaller counts.
 fn counts(bench: &str) -> (u64, u64) {
-    if bench == "timers" {
+    if bench.starts_with("timers") {
         (2_000, 6_000)
     } else {
         (10_000, 30_000)
@@ -103,7 +103,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     };
     let r = rounds(ctx);
     out.notes.push(format!(
-        "`core --rounds {r}` pinned to core 1: a warm-up, then {r} rounds, each running every benchmark on ours, tokio (current_thread) and monoio in turn; rate = operations per second (timers: per CPU second). Instructions per operation: `valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/core --only <bench> --rt <rt> --n N` at two N (10,000 and 30,000; timers 2,000 and 6,000), (Collected(N2) − Collected(N1)) / (N2 − N1), so start-up costs cancel out.{}",
+        "`core --rounds {r}` pinned to core 1: a warm-up, then {r} rounds, each running every benchmark on ours, tokio (current_thread) and monoio in turn; rate = operations per second (timers: per CPU second). Instructions per operation: `valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/core --only <bench> --rt <rt> --n N` at two N (10,000 and 30,000; timers and timers_1ms 2,000 and 6,000), (Collected(N2) − Collected(N1)) / (N2 − N1), so start-up costs cancel out.{}",
         if ctx.quick { " Quick mode: 2 rounds; callgrind only for ours and tokio, on the benchmarks tokio has." } else { "" }
     ));
     let core = ctx.bin("core");
