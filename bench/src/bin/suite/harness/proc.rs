@@ -218,19 +218,33 @@ pub(crate) fn shell_quote(a: &str) -> String {
 /// with stdin closed and stdout/stderr captured. The child gets SIGKILL if
 /// the suite dies.
 pub(crate) fn spawn(core: Option<usize>, program: &str, args: &[String]) -> io::Result<Child> {
+    spawn_env(core, program, args, &[])
+}
+
+/// [`spawn`] with the environment variables `env` set for the child on top
+/// of the suite's own; its command line (for the report) starts with them
+/// (`KEY=value taskset ...`), as a shell would take it.
+pub(crate) fn spawn_env(
+    core: Option<usize>,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+) -> io::Result<Child> {
     let mut argv: Vec<String> = Vec::new();
     if let Some(c) = core {
         argv.extend(["taskset".to_string(), "-c".to_string(), c.to_string()]);
     }
     argv.push(program.to_string());
     argv.extend(args.iter().cloned());
-    let cmdline = argv
+    let cmdline = env
         .iter()
-        .map(|a| shell_quote(a))
+        .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+        .chain(argv.iter().map(|a| shell_quote(a)))
         .collect::<Vec<_>>()
         .join(" ");
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -514,6 +528,18 @@ pub(crate) fn start_server(
     args: &[&str],
     timeout: Duration,
 ) -> Result<Server, String> {
+    start_server_env(core, program, args, &[], timeout)
+}
+
+/// [`start_server`] with the environment variables `env` set for the
+/// server (see [`spawn_env`]).
+pub(crate) fn start_server_env(
+    core: Option<usize>,
+    program: &str,
+    args: &[&str],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Server, String> {
     if !std::path::Path::new(program).exists() && !program_in_path(program) {
         return Err(format!("{program} not found"));
     }
@@ -533,7 +559,7 @@ pub(crate) fn start_server(
     if !substituted {
         argv.push(addr.to_string());
     }
-    let mut child = spawn(core, program, &argv).map_err(|e| e.to_string())?;
+    let mut child = spawn_env(core, program, &argv, env).map_err(|e| e.to_string())?;
     let start = Instant::now();
     loop {
         if let Some(f) = child.try_finished() {
@@ -618,5 +644,26 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(proc_user_system_secs(me).is_some());
         assert!(proc_user_system_secs(-1).is_none());
+    }
+
+    #[test]
+    fn spawn_env_sets_the_variables_and_shows_them() {
+        let env = [("SUITE_TEST_VAR".to_string(), "a b".to_string())];
+        let args = [
+            "-c".to_string(),
+            "printf %s \"$SUITE_TEST_VAR\"".to_string(),
+        ];
+        let child = spawn_env(None, "sh", &args, &env).unwrap();
+        assert!(
+            child.cmdline.starts_with("SUITE_TEST_VAR='a b' sh -c "),
+            "{}",
+            child.cmdline
+        );
+        let f = child.wait(Duration::from_secs(30));
+        assert!(f.success(), "{}", f.describe());
+        assert_eq!(f.stdout, "a b");
+        // Without: the variable is not set (the suite itself has none).
+        let child = spawn(None, "sh", &args).unwrap();
+        assert_eq!(child.wait(Duration::from_secs(30)).stdout, "");
     }
 }

@@ -691,6 +691,27 @@ impl NoiseRow {
         higher_is_better: bool,
         goal: Option<(f64, &'static str)>,
     ) -> Self {
+        Self::between(
+            cell,
+            [OURS, OURS2, TOKIO],
+            key,
+            what,
+            higher_is_better,
+            goal,
+        )
+    }
+
+    /// The row of peers named otherwise: `ours`, its second copy, and
+    /// the peer it is compared with (`NoiseRow::new` is `ours`, `ours'`,
+    /// `tokio`).
+    pub(crate) fn between(
+        cell: &Cell,
+        [ours, ours2, tokio]: [&str; 3],
+        key: Option<&'static str>,
+        what: String,
+        higher_is_better: bool,
+        goal: Option<(f64, &'static str)>,
+    ) -> Self {
         let median = |peer: &str| {
             let s = cell.get(peer)?;
             match key {
@@ -700,10 +721,10 @@ impl NoiseRow {
         };
         NoiseRow {
             what,
-            ours: median(OURS),
-            tokio: median(TOKIO),
-            vs_tokio: cell.ratio_of(TOKIO, OURS, key),
-            noise: cell.ratio_of(OURS, OURS2, key),
+            ours: median(ours),
+            tokio: median(tokio),
+            vs_tokio: cell.ratio_of(tokio, ours, key),
+            noise: cell.ratio_of(ours, ours2, key),
             higher_is_better,
             goal,
         }
