@@ -19,7 +19,16 @@
 //! [`EpollDriver::turn`], on this thread, never between an `EAGAIN` and
 //! the clearing of the bit; and an edge that comes after the clearing is
 //! reported by the next `epoll_wait`. Hang-ups and errors mark both
-//! directions ready, so the system call reports them.
+//! directions ready, so the system call reports them. A receive on a
+//! stream socket that got fewer bytes than it asked for
+//! ([`Operation::drained`](crate::op::Operation::drained)) clears the read
+//! bit too ([`EpollDriver::mark_drained`]): the queue was empty when it
+//! returned, so the next read waits for the next edge instead of asking
+//! and being told `EAGAIN` (one system call less per request of a
+//! request/response server); bytes that came after it make that edge.
+//! Once epoll reported a hang-up or an error on the descriptor, a short
+//! receive clears nothing: the end of the stream is read after the last
+//! bytes, with no edge left to come.
 //!
 //! **Descriptor numbers are reused.** An entry is keyed by descriptor
 //! number, so it must never outlive its file: closing a
@@ -152,6 +161,13 @@ struct IoEntry {
     /// epoll refused the descriptor (`EPERM`: a regular file or a
     /// directory, always ready): operations never wait on it.
     pollable: bool,
+    /// Whether it is a `SOCK_STREAM` socket, once asked.
+    stream: Option<bool>,
+    /// epoll reported a hang-up or an error: the end of the stream (or
+    /// the error) is read after the bytes before it, and stays readable
+    /// without another edge, so a short receive no longer clears the
+    /// read bit.
+    closed: bool,
     readers: Vec<Waker>,
     writers: Vec<Waker>,
 }
@@ -296,6 +312,8 @@ impl EpollDriver {
             closes,
             ready: READ | WRITE,
             pollable,
+            stream: None,
+            closed: false,
             readers: Vec::new(),
             writers: Vec::new(),
         })
@@ -358,6 +376,26 @@ impl EpollDriver {
         entry.ready &= !dir.bit();
         add_waiter(entry.waiters(dir), waker);
         true
+    }
+
+    /// A receive on `fd` stopped short of what it asked: if `fd` is a
+    /// stream socket its receive queue was empty then, so the read
+    /// direction is not ready until the next edge (bytes that came after
+    /// the receive make one), and the next read waits for it instead of
+    /// asking first and being told `EAGAIN`. Not after a hang-up or an
+    /// error was reported: the end of the stream or the error comes after
+    /// the bytes, with no edge of its own left to come.
+    pub(crate) fn mark_drained(&mut self, fd: RawFd) {
+        let Some(Some(entry)) = self.fds.get_mut(fd as usize) else {
+            return;
+        };
+        if entry.closed {
+            return;
+        }
+        let stream = *entry.stream.get_or_insert_with(|| is_stream_socket(fd));
+        if stream {
+            entry.ready &= !READ;
+        }
     }
 
     /// Closes `fd`, whose last `SharedFd` handle went: its entry goes
@@ -545,6 +583,9 @@ impl EpollDriver {
         }
         let mut ready = 0;
         let hup_or_err = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if bits & (hup_or_err | libc::EPOLLRDHUP as u32) != 0 {
+            entry.closed = true;
+        }
         if bits & ((libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP) as u32 | hup_or_err) != 0 {
             ready |= READ;
         }
@@ -636,6 +677,23 @@ impl EpollDriver {
     fn is_registered(&self, fd: RawFd) -> bool {
         self.fds.get(fd as usize).is_some_and(Option::is_some)
     }
+}
+
+/// Whether `fd` is a `SOCK_STREAM` socket.
+fn is_stream_socket(fd: RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `ty` and `len` are live and sized for SO_TYPE's int.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    ret == 0 && ty == libc::SOCK_STREAM
 }
 
 /// Sets `O_NONBLOCK` on `fd` (if not set yet).
@@ -812,6 +870,46 @@ mod tests {
         assert!(!d.is_registered(fd));
         assert_eq!(wake_all(&mut d), 1);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_drained_stream_waits_for_the_next_edge_and_a_datagram_socket_does_not() {
+        let (mut d, _efd) = driver();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let (count, waker) = counter();
+        assert!(d.poll_ready(fd, Direction::Read, &waker).is_ready());
+        d.turn(false, None);
+        wake_all(&mut d);
+        // A short receive: not ready, without a system call saying EAGAIN.
+        d.mark_drained(fd);
+        assert!(d.poll_ready(fd, Direction::Read, &waker).is_pending());
+        // Writing is unaffected.
+        assert!(d.poll_ready(fd, Direction::Write, &waker).is_ready());
+        // Bytes that come after it are an edge that wakes the reader.
+        b.write_all(b"more").unwrap();
+        d.turn(true, Some(Duration::from_secs(10)));
+        assert!(wake_all(&mut d) >= 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(d.poll_ready(fd, Direction::Read, &waker).is_ready());
+        // A datagram socket's short receive says nothing of what is
+        // queued behind it: the direction stays ready.
+        let (u, _v) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let ufd = u.as_raw_fd();
+        assert!(d.poll_ready(ufd, Direction::Read, &waker).is_ready());
+        d.mark_drained(ufd);
+        assert!(d.poll_ready(ufd, Direction::Read, &waker).is_ready());
+        // An unregistered number is left alone.
+        d.mark_drained(ufd + 1000);
+        assert!(!d.is_registered(ufd + 1000));
+        // Once the peer hung up, the end of the stream is read after the
+        // last bytes without another edge: a short receive leaves the
+        // direction ready.
+        drop(b);
+        d.turn(true, Some(Duration::from_secs(10)));
+        wake_all(&mut d);
+        d.mark_drained(fd);
+        assert!(d.poll_ready(fd, Direction::Read, &waker).is_ready());
     }
 
     #[test]

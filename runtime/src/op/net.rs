@@ -244,6 +244,13 @@ unsafe impl<B: IoBufMut> Operation for Recv<B> {
         };
         syscall_result(ret)
     }
+
+    fn drained(&self, n: u32) -> bool {
+        // Only a plain receive: MSG_PEEK leaves the bytes queued, MSG_OOB
+        // and MSG_ERRQUEUE read other queues. 0 is the end of the stream,
+        // which stays readable.
+        self.flags == 0 && n > 0 && n < self.len
+    }
 }
 
 /// `IORING_OP_SEND`: one send of `buf[..bytes_init()]`, with
@@ -951,5 +958,20 @@ mod tests {
         let short = SockAddrBuf::from_storage(*v4.storage(), 4);
         assert_eq!(short.to_socket_addr(), None);
         assert_eq!(SockAddrBuf::new().to_socket_addr(), None);
+    }
+
+    #[test]
+    fn only_a_plain_short_receive_says_drained() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = SharedFd::new(a.into());
+        let recv = Recv::new(&fd, Vec::with_capacity(8));
+        assert!(recv.drained(3));
+        // Filled: more may be queued; 0: the end of the stream.
+        assert!(!recv.drained(8));
+        assert!(!recv.drained(0));
+        let peek = Recv::new(&fd, Vec::with_capacity(8)).flags(libc::MSG_PEEK);
+        assert!(!peek.drained(3));
+        // Other operations never say so.
+        assert!(!Send::new(&fd, b"x".to_vec()).drained(0));
     }
 }

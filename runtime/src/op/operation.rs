@@ -131,6 +131,20 @@ pub unsafe trait Operation: 'static {
         None
     }
 
+    /// For a readiness driver: whether the successful [`perform`](Self::perform)
+    /// result `n` means the descriptor had nothing more to read when the
+    /// call returned, **if** the descriptor is a stream socket (the driver
+    /// checks that): a plain receive that got fewer bytes than it asked
+    /// for, as a stream socket's receive stops short only on an empty
+    /// queue. The driver then waits for the next edge before the next
+    /// read instead of asking and being told `EAGAIN` (tokio does the
+    /// same). A wrong `true` only delays a read until more bytes come; the
+    /// default is `false`.
+    #[doc(hidden)]
+    fn drained(&self, _n: u32) -> bool {
+        false
+    }
+
     /// Runs the operation here and now with [`perform`](Self::perform)
     /// (plain system calls, as a readiness driver does once the descriptor
     /// is ready) and completes it. It blocks where the system call blocks

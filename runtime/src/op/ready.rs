@@ -177,6 +177,10 @@ impl<O: Operation> ReadyOp<O> {
                         Readiness::Readable(_) | Readiness::Writable(_) => {
                             let (fd, dir) = wait_of(readiness).expect("a readiness wait");
                             match attempt(&self.core, fd, dir, cx, || op.perform()) {
+                                Poll::Ready(Ok(n)) if dir == Direction::Read && op.drained(n) => {
+                                    with_epoll(&self.core, |e| e.mark_drained(fd));
+                                    Ok(n)
+                                }
                                 Poll::Ready(res) => res,
                                 Poll::Pending => {
                                     self.count();
@@ -653,6 +657,92 @@ mod tests {
             let (n, buf) = Recv::new(&a, Vec::with_capacity(8)).submit().await;
             assert_eq!((n.unwrap(), &buf[..]), (2, &b"de"[..]));
             drop(writer.await.unwrap());
+        });
+    }
+
+    /// Registers `fd` with the driver while nothing is queued (a receive
+    /// that finds it empty, dropped), then lets the driver take the
+    /// events of that registration: what arrives next is one new edge.
+    async fn register_empty(fd: &SharedFd) {
+        let mut recv = Box::pin(Recv::new(fd, Vec::with_capacity(8)).submit());
+        assert!(poll_once(&mut recv).is_pending());
+        drop(recv);
+        crate::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    #[test]
+    fn reads_after_a_short_one_get_what_is_still_queued() {
+        let rt = Builder::new().driver(DriverKind::Epoll).build().unwrap();
+        rt.block_on(async {
+            // Bounded; what the test guards against is a read that waits
+            // for an edge that never comes.
+            let bounded = |fut| crate::time::timeout(Duration::from_secs(30), fut);
+            // A peek stops short but leaves the bytes queued: the receive
+            // after it gets them without another edge.
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let a = SharedFd::new(a.into());
+            register_empty(&a).await;
+            (&b).write_all(b"abc").unwrap();
+            let peek = Recv::new(&a, Vec::with_capacity(8)).flags(libc::MSG_PEEK);
+            let (n, _) = bounded(peek.submit())
+                .await
+                .expect("the peek never finished");
+            assert_eq!(n.unwrap(), 3);
+            let (n, buf) = bounded(Recv::new(&a, Vec::with_capacity(8)).submit())
+                .await
+                .expect("the bytes peeked at were never received");
+            assert_eq!((n.unwrap(), &buf[..]), (3, &b"abc"[..]));
+            // Datagrams: a short receive of the first says nothing of the
+            // second, received without another edge.
+            let (u, v) = std::os::unix::net::UnixDatagram::pair().unwrap();
+            let u = SharedFd::new(u.into());
+            register_empty(&u).await;
+            v.send(b"one").unwrap();
+            v.send(b"two").unwrap();
+            for want in [&b"one"[..], b"two"] {
+                let (n, buf) = bounded(Recv::new(&u, Vec::with_capacity(8)).submit())
+                    .await
+                    .expect("a queued datagram was never received");
+                assert_eq!((n.unwrap(), &buf[..]), (3, want));
+            }
+            // A stream's short receive: the next read waits for the bytes
+            // that come after it, and gets them.
+            (&b).write_all(b"de").unwrap();
+            let (n, _) = Recv::new(&a, Vec::with_capacity(8)).submit().await;
+            assert_eq!(n.unwrap(), 2);
+            let writer = crate::spawn(async move {
+                crate::time::sleep(Duration::from_millis(2)).await;
+                (&b).write_all(b"fg").unwrap();
+                b
+            });
+            let (n, buf) = bounded(Recv::new(&a, Vec::with_capacity(8)).submit())
+                .await
+                .expect("the bytes after a short read never woke the reader");
+            assert_eq!((n.unwrap(), &buf[..]), (2, &b"fg"[..]));
+            // Bytes and the end of the stream in one edge: the short
+            // receive of the bytes must not make the end wait for another.
+            let (c, d) = std::os::unix::net::UnixStream::pair().unwrap();
+            let c = SharedFd::new(c.into());
+            register_empty(&c).await;
+            (&d).write_all(b"xy").unwrap();
+            drop(d);
+            let (n, _) = bounded(Recv::new(&c, Vec::with_capacity(8)).submit())
+                .await
+                .expect("the last bytes were never received");
+            assert_eq!(n.unwrap(), 2);
+            let (n, _) = bounded(Recv::new(&c, Vec::with_capacity(8)).submit())
+                .await
+                .expect("the end of the stream after the last bytes waited");
+            assert_eq!(n.unwrap(), 0);
+            // The end of a stream stays readable: every read after it
+            // answers 0 at once.
+            drop(writer.await.unwrap());
+            for _ in 0..2 {
+                let (n, _) = bounded(Recv::new(&a, Vec::with_capacity(8)).submit())
+                    .await
+                    .expect("a read at the end of the stream waited");
+                assert_eq!(n.unwrap(), 0);
+            }
         });
     }
 

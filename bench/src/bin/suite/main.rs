@@ -12,7 +12,8 @@
 //! `uring` (each io_uring facility of the runtime measured both ways),
 //! `ecosystem` (hyper, TLS and idle connections, ours vs tokio), `threads`
 //! (HTTP on 2 workers: hyper on our pool vs tokio's multi-thread runtime,
-//! unpinned).
+//! unpinned), `drivers` (echo and HTTP CPU at fixed rates: ours on the
+//! epoll driver vs tokio, with a noise floor and io_uring beside them).
 //!
 //! Servers run pinned to core 0, load generators to core 1; every cell runs
 //! several rounds with the peers interleaved, and the ratios quoted are the
@@ -38,7 +39,8 @@ use scenarios::SCENARIOS;
 
 const USAGE: &str =
     "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--threads N] [--plan]
-  scenarios: echo, http, arch, kv, files, executor, uring, ecosystem, threads (default: all)
+  scenarios: echo, http, arch, kv, files, executor, uring, ecosystem, threads, drivers
+             (default: all)
   --only     run some scenarios; the report then goes to target/bench-partial/BENCHMARKS.md
              (bench/BENCHMARKS.md is written only by a run of every scenario)
   --plan     print the planned time and exit

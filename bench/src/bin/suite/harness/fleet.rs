@@ -17,6 +17,9 @@ pub(crate) struct Spec {
     pub program: String,
     /// Arguments before the address (or with `{addr}`/`{port}` in them).
     pub args: Vec<String>,
+    /// Environment variables set for the server, on top of the suite's
+    /// own (e.g. `RUNTIME_DRIVER=epoll`); shown in the commands run.
+    pub env: Vec<(String, String)>,
 }
 
 impl Spec {
@@ -26,7 +29,14 @@ impl Spec {
             peer: peer.to_string(),
             program: program.to_string(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         }
+    }
+
+    /// The same spec with environment variable `key` set to `value`.
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 }
 
@@ -48,7 +58,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn start(spec: &Spec, core: Option<usize>, out: &mut Outcome) -> Result<Server, String> {
     let args: Vec<&str> = spec.args.iter().map(String::as_str).collect();
-    let s = proc::start_server(core, &spec.program, &args, START_TIMEOUT)?;
+    let s = proc::start_server_env(core, &spec.program, &args, &spec.env, START_TIMEOUT)?;
     out.command(&s.child.cmdline);
     Ok(s)
 }

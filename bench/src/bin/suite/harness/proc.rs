@@ -218,19 +218,33 @@ pub(crate) fn shell_quote(a: &str) -> String {
 /// with stdin closed and stdout/stderr captured. The child gets SIGKILL if
 /// the suite dies.
 pub(crate) fn spawn(core: Option<usize>, program: &str, args: &[String]) -> io::Result<Child> {
+    spawn_env(core, program, args, &[])
+}
+
+/// [`spawn`] with the environment variables `env` set for the child on top
+/// of the suite's own; its command line (for the report) starts with them
+/// (`KEY=value taskset ...`), as a shell would take it.
+pub(crate) fn spawn_env(
+    core: Option<usize>,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+) -> io::Result<Child> {
     let mut argv: Vec<String> = Vec::new();
     if let Some(c) = core {
         argv.extend(["taskset".to_string(), "-c".to_string(), c.to_string()]);
     }
     argv.push(program.to_string());
     argv.extend(args.iter().cloned());
-    let cmdline = argv
+    let cmdline = env
         .iter()
-        .map(|a| shell_quote(a))
+        .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+        .chain(argv.iter().map(|a| shell_quote(a)))
         .collect::<Vec<_>>()
         .join(" ");
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -616,6 +630,18 @@ pub(crate) fn start_server(
     args: &[&str],
     timeout: Duration,
 ) -> Result<Server, String> {
+    start_server_env(core, program, args, &[], timeout)
+}
+
+/// [`start_server`] with the environment variables `env` set for the
+/// server (see [`spawn_env`]).
+pub(crate) fn start_server_env(
+    core: Option<usize>,
+    program: &str,
+    args: &[&str],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Server, String> {
     if !std::path::Path::new(program).exists() && !program_in_path(program) {
         return Err(format!("{program} not found"));
     }
@@ -635,7 +661,7 @@ pub(crate) fn start_server(
     if !substituted {
         argv.push(addr.to_string());
     }
-    let mut child = spawn(core, program, &argv).map_err(|e| e.to_string())?;
+    let mut child = spawn_env(core, program, &argv, env).map_err(|e| e.to_string())?;
     let start = Instant::now();
     loop {
         if let Some(f) = child.try_finished() {
@@ -1109,10 +1135,39 @@ mod tests {
             busy.kill();
             return;
         };
-        std::thread::sleep(Duration::from_millis(300));
+        // Until the child has run 0.3 s of CPU since sampling began (on a
+        // loaded machine that takes longer than 0.3 s), at most 30 s.
+        let at_start = cpu_secs_precise(busy.pid()).unwrap_or(0.0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cpu_secs_precise(busy.pid()).is_some_and(|t| t < at_start + 0.3)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let modes = sampler.finish();
         busy.kill();
         let (user, _kernel) = modes.expect("samples of a busy process");
         assert!(user > 0);
+    }
+
+    #[test]
+    fn spawn_env_sets_the_variables_and_shows_them() {
+        let env = [("SUITE_TEST_VAR".to_string(), "a b".to_string())];
+        let args = [
+            "-c".to_string(),
+            "printf %s \"$SUITE_TEST_VAR\"".to_string(),
+        ];
+        let child = spawn_env(None, "sh", &args, &env).unwrap();
+        assert!(
+            child.cmdline.starts_with("SUITE_TEST_VAR='a b' sh -c "),
+            "{}",
+            child.cmdline
+        );
+        let f = child.wait(Duration::from_secs(30));
+        assert!(f.success(), "{}", f.describe());
+        assert_eq!(f.stdout, "a b");
+        // Without: the variable is not set (the suite itself has none).
+        let child = spawn(None, "sh", &args).unwrap();
+        assert_eq!(child.wait(Duration::from_secs(30)).stdout, "");
     }
 }

@@ -597,6 +597,20 @@ impl NoiseRow {
         higher_is_better: bool,
         goal: Option<(f64, &'static str)>,
     ) -> Self {
+        Self::between(cell, [OURS, OURS2, peer], key, what, higher_is_better, goal)
+    }
+
+    /// The row of peers named otherwise: `ours`, its second copy, and
+    /// the peer it is compared with (`NoiseRow::new` is `ours`, `ours'`,
+    /// `tokio`).
+    pub(crate) fn between(
+        cell: &Cell,
+        [ours, ours2, peer]: [&str; 3],
+        key: Option<&'static str>,
+        what: String,
+        higher_is_better: bool,
+        goal: Option<(f64, &'static str)>,
+    ) -> Self {
         let median = |peer: &str| {
             let s = cell.get(peer)?;
             match key {
@@ -606,10 +620,10 @@ impl NoiseRow {
         };
         NoiseRow {
             what,
-            ours: median(OURS),
+            ours: median(ours),
             peer: median(peer),
-            vs_peer: cell.ratio_of(peer, OURS, key),
-            noise: cell.ratio_of(OURS, OURS2, key),
+            vs_peer: cell.ratio_of(peer, ours, key),
+            noise: cell.ratio_of(ours, ours2, key),
             peer_name: peer.to_string(),
             higher_is_better,
             goal,

@@ -1,6 +1,7 @@
 //! The scenarios, each a user of the harness: what runs, against which
 //! peers, and what the report says about it.
 
+pub(crate) mod drivers;
 pub(crate) mod echo;
 pub(crate) mod ecosystem;
 pub(crate) mod executor;
@@ -15,7 +16,7 @@ use crate::harness::model::Outcome;
 use crate::harness::Ctx;
 
 /// The scenarios, in the order a full run goes through them.
-pub(crate) const SCENARIOS: [&str; 9] = [
+pub(crate) const SCENARIOS: [&str; 10] = [
     "echo",
     "http",
     "arch",
@@ -25,6 +26,7 @@ pub(crate) const SCENARIOS: [&str; 9] = [
     "uring",
     "ecosystem",
     "threads",
+    "drivers",
 ];
 
 /// The planned seconds of scenario `name`.
@@ -39,6 +41,7 @@ pub(crate) fn plan(ctx: &Ctx, name: &str) -> f64 {
         "uring" => uring::plan(ctx),
         "ecosystem" => ecosystem::plan(ctx),
         "threads" => threads::plan(ctx),
+        "drivers" => drivers::plan(ctx),
         _ => 0.0,
     }
 }
@@ -54,6 +57,7 @@ pub(crate) fn run(ctx: &Ctx, name: &str) -> Outcome {
         "uring" => uring::run(ctx),
         "ecosystem" => ecosystem::run(ctx),
         "threads" => threads::run(ctx),
+        "drivers" => drivers::run(ctx),
         _ => executor::run(ctx),
     }
 }
