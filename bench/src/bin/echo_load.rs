@@ -32,7 +32,7 @@
 //! Output, on stdout:
 //!
 //! ```text
-//! RESULT msgs=<count> secs=<measured seconds> rate=<msgs per second> p50_us=<f> p99_us=<f> client_cpu=<f> errors=<count>
+//! RESULT msgs=<count> secs=<measured seconds> rate=<msgs per second> p50_us=<f> p99_us=<f> p999_us=<f> client_cpu=<f> errors=<count>
 //! ```
 //!
 //! With `--marks` it also prints `MARK connected` once every connection is
@@ -126,12 +126,13 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(report) => {
             println!(
-                "RESULT msgs={} secs={:.4} rate={:.0} p50_us={:.1} p99_us={:.1} client_cpu={:.3} errors={}",
+                "RESULT msgs={} secs={:.4} rate={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} client_cpu={:.3} errors={}",
                 report.msgs,
                 report.secs,
                 report.msgs as f64 / report.secs,
                 report.p50_us,
                 report.p99_us,
+                report.p999_us,
                 report.client_cpu,
                 report.errors
             );
@@ -238,6 +239,7 @@ struct Report {
     secs: f64,
     p50_us: f64,
     p99_us: f64,
+    p999_us: f64,
     client_cpu: f64,
     errors: u64,
     alive: usize,
@@ -471,6 +473,7 @@ impl Client {
             secs,
             p50_us: self.hist.quantile(0.50) / 1000.0,
             p99_us: self.hist.quantile(0.99) / 1000.0,
+            p999_us: self.hist.quantile(0.999) / 1000.0,
             client_cpu: cpu / secs,
             errors: self.errors,
             alive: self.alive,

@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
+use super::ecosystem::{cpu_per, fmt, server_cpu, NoiseRow};
 use crate::harness::fleet::{Fleet, Spec};
-use crate::harness::model::{human, num, result_lines, Cell, Outcome, Sample, Target, SATURATED};
+use crate::harness::model::{
+    human, num, result_lines, Cell, Outcome, Sample, Target, OURS2, SATURATED,
+};
 use crate::harness::rounds::Rounds;
 use crate::harness::{chart, proc, Ctx};
 
@@ -20,18 +23,29 @@ pub(crate) const PEERS: [&str; 7] = [
     "compio",
 ];
 
+/// The fixed-rate table's servers: ours, its second copy (the noise
+/// floor), and the peers it is compared with.
+pub(crate) const FIXED_PEERS: [&str; 5] = ["ours", OURS2, "tokio", "raw", "monoio"];
+
 /// What one invocation of the scenario runs.
 pub(crate) struct Config {
     /// (message size, connections) of the peak-throughput cells.
     pub cells: Vec<(usize, usize)>,
-    /// Measured seconds per run.
+    /// Rounds of every peak cell.
+    pub peak_rounds: usize,
+    /// Measured seconds per peak run.
     pub secs: f64,
-    /// echo_load's warm-up seconds per run.
+    /// echo_load's warm-up seconds per peak run.
     pub warmup: f64,
     /// Measured seconds of each fixed-rate run.
     pub fixed_secs: f64,
-    /// Connections and size of the fixed-rate runs.
+    /// Rounds of each fixed-rate cell.
+    pub fixed_rounds: usize,
+    /// Size and connections of the fixed-rate runs.
     pub fixed: (usize, usize),
+    /// The offered rates, as shares of the slowest peer's closed-loop
+    /// peak at `fixed`.
+    pub fixed_shares: [f64; 2],
 }
 
 /// The matrix for this mode.
@@ -39,25 +53,24 @@ pub(crate) fn config(ctx: &Ctx) -> Config {
     if ctx.quick {
         Config {
             cells: vec![(64, 100), (64, 1000)],
+            peak_rounds: ctx.rounds,
             secs: 0.4,
             warmup: 0.15,
-            fixed_secs: 0.8,
+            fixed_secs: 1.0,
+            fixed_rounds: ctx.rounds,
             fixed: (64, 100),
+            fixed_shares: [0.25, 0.6],
         }
     } else {
         Config {
-            cells: vec![
-                (64, 1),
-                (64, 16),
-                (64, 100),
-                (64, 1000),
-                (4096, 100),
-                (4096, 1000),
-            ],
-            secs: 0.8,
-            warmup: 0.25,
-            fixed_secs: 1.5,
+            cells: vec![(64, 1), (64, 100), (64, 1000), (4096, 100)],
+            peak_rounds: ctx.rounds.min(3),
+            secs: 0.6,
+            warmup: 0.2,
+            fixed_secs: 3.0,
+            fixed_rounds: ctx.rounds.min(3),
             fixed: (64, 100),
+            fixed_shares: [0.25, 0.6],
         }
     }
 }
@@ -68,11 +81,17 @@ const OVERHEAD: f64 = 0.15;
 /// Planned seconds.
 pub(crate) fn plan(ctx: &Ctx) -> f64 {
     let c = config(ctx);
-    let per_round = PEERS.len() as f64;
-    let peak =
-        c.cells.len() as f64 * ctx.rounds as f64 * per_round * (c.secs + c.warmup + OVERHEAD);
-    let fixed = ctx.rounds as f64 * per_round * (c.fixed_secs + OVERHEAD);
-    peak + fixed + PEERS.len() as f64 * 0.2
+    let peak = c.cells.len() as f64
+        * c.peak_rounds as f64
+        * PEERS.len() as f64
+        * (c.secs + c.warmup + OVERHEAD);
+    let fixed = c.fixed_shares.len() as f64
+        * c.fixed_rounds as f64
+        * FIXED_PEERS.len() as f64
+        * (c.fixed_secs + OVERHEAD);
+    // Starting the servers (ours' too).
+    let start = (PEERS.len() + 1) as f64 * 0.2;
+    peak + fixed + start
 }
 
 /// "64 B × 100 conns".
@@ -234,37 +253,30 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         title: "TCP echo".to_string(),
         ..Default::default()
     };
-    out.notes.push(format!(
-        "Peak throughput: echo_load (ping-pong: each connection sends a message and waits for its echo) for {} s after a {} s warm-up, {} rounds with the servers interleaved. Cells: {}.{}",
-        fmt_secs(c.secs),
-        fmt_secs(c.warmup),
-        ctx.rounds,
-        c.cells.iter().map(|&(s, n)| label(s, n)).collect::<Vec<_>>().join(", "),
-        if ctx.quick {
-            " Quick mode: a subset of the full matrix (64 B × 1, 16, 100, 1000 conns and 4 KiB × 100 conns)."
-        } else {
-            " The issue's full matrix (64 B and 4 KiB × 1, 16, 100, 1000 conns) is trimmed to fit the 15-minute budget: 4 KiB only at 100 and 1000 conns."
-        }
-    ));
     if !proc::program_in_path(&ctx.bin("echo_load")) {
         out.notes
             .push("not measured: target/release/echo_load is missing".to_string());
         return out;
     }
-    let specs = PEERS
+    let mut specs: Vec<Spec> = PEERS
         .iter()
         .map(|p| Spec::new(p, &ctx.bin("echo_server"), &[p]))
         .collect();
+    specs.push(Spec::new(OURS2, &ctx.bin("echo_server"), &["ours"]));
     let mut fleet = Fleet::start(ctx, &mut out, specs);
-    let peers = fleet.peers();
-    if !peers.iter().any(|p| p == "ours") {
+    let running = fleet.peers();
+    if !running.iter().any(|p| p == "ours") {
         out.notes
             .push("not measured: our echo server did not start".to_string());
         fleet.stop();
         return out;
     }
 
-    let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+    let peers: Vec<&str> = running
+        .iter()
+        .map(String::as_str)
+        .filter(|p| PEERS.contains(p))
+        .collect();
     let mut cells = Vec::new();
     for &(size, conns) in &c.cells {
         let mut cell = Cell::new(label(size, conns), conns as f64, &PEERS, "msgs/s");
@@ -275,7 +287,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             warmup: c.warmup,
             rate: None,
         };
-        let mut rounds = Rounds::new(ctx, "echo");
+        let mut rounds = Rounds::new(ctx, "echo").rounds(c.peak_rounds);
         if cells.is_empty() {
             rounds = rounds.stop_if_first_round_fails();
         }
@@ -292,59 +304,26 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         cells.push(cell);
     }
 
-    // Fixed rate: half the slowest peer's peak at the fixed cell (so every
-    // server sustains it), or 20,000 msgs/s if that cell was not measured.
-    let rate = cells
-        .iter()
-        .find(|cl| cl.label == label(c.fixed.0, c.fixed.1))
-        .map_or(20000.0, |cl| half_slowest(cl, 5000.0, 20000.0));
-    let mut fixed = Cell::new(
-        format!(
-            "CPU/msg, {} at {} msgs/s",
-            label(c.fixed.0, c.fixed.1),
-            human(rate)
-        ),
-        c.fixed.1 as f64,
-        &PEERS,
-        "CPU µs/msg",
-    );
-    fixed.higher_is_better = false;
-    if !cells.is_empty() {
-        // No warm-up: the servers are warm from the peak runs, and the CPU
-        // delta then covers exactly the measured messages (plus 100
-        // connects and closes, alike for all).
-        let l = Load {
-            size: c.fixed.0,
-            conns: c.fixed.1,
-            secs: c.fixed_secs,
-            warmup: 0.0,
-            rate: Some(rate),
-        };
-        Rounds::new(ctx, "echo").show(|v| format!("{v:.2}µs")).run(
-            &mut out,
-            &mut fixed,
-            &peers,
-            |out, peer| fixed_rate_sample(ctx, out, &mut fleet, peer, &l, proc::proc_cpu_secs),
-        );
-        out.notes.push(format!(
-            "Fixed rate: echo_load --rate {rate:.0} --warmup 0 (open loop, {} conns × {} B) for {} s, after the peak runs (so the servers are warm); the server's CPU time (utime + stime from /proc/<pid>/stat, before and after the run) divided by the messages echoed. Lower is better; the ratio column is then peer/ours (how many times more CPU the peer spends per message). The rate is half the slowest server's peak at that cell.",
-            c.fixed.1,
-            c.fixed.0,
-            fmt_secs(c.fixed_secs),
-        ));
-    }
+    let fixed = if cells.is_empty() {
+        Vec::new()
+    } else {
+        fixed_cost_cells(ctx, &mut out, &mut fleet, &c, &cells)
+    };
     fleet.stop();
 
-    // Targets: >= 1.2x tokio, >= 1.0x monoio, >= 0.9x raw in every cell.
-    for cell in &cells {
-        for (peer, min) in [("tokio", 1.2), ("monoio", 1.0), ("raw", 0.9)] {
-            out.targets.push(Target::ratio(
-                format!("echo {}: ≥ {min:.1}x {peer}", cell.label),
-                cell.ratio("ours", peer),
-                min,
-            ));
+    fixed_cost_report(ctx, &mut out, &c, &fixed);
+    out.notes.push(format!(
+        "Peak throughput (secondary): echo_load closed loop (ping-pong: each connection sends a message and waits for its echo) for {} s after a {} s warm-up, {} rounds with the servers interleaved, no noise floor: a throughput ratio here is indicative only and carries no target. Cells: {}.{}",
+        fmt_secs(c.secs),
+        fmt_secs(c.warmup),
+        c.peak_rounds,
+        c.cells.iter().map(|&(s, n)| label(s, n)).collect::<Vec<_>>().join(", "),
+        if ctx.quick {
+            " Quick mode: a subset of the full matrix (64 B × 1, 100, 1000 conns and 4 KiB × 100 conns)."
+        } else {
+            " The issue's full matrix (64 B and 4 KiB × 1, 16, 100, 1000 conns) is trimmed to these four cells to keep the scenario near 3 minutes."
         }
-    }
+    ));
     out.charts.extend(chart::lines(
         ctx,
         "echo",
@@ -352,10 +331,256 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         ("connections", "messages/s"),
         cells.iter().filter(|cl| cl.label.starts_with("64 B")),
     ));
-    out.tables.push(("Peak throughput".to_string(), cells));
-    if !fixed.series.iter().all(|s| s.rounds.is_empty()) {
-        out.tables
-            .push(("CPU per message at a fixed rate".to_string(), vec![fixed]));
+    if !fixed.is_empty() {
+        out.tables.push((
+            "Server CPU per message at a fixed rate (primary)".to_string(),
+            fixed,
+        ));
     }
+    out.tables
+        .push(("Peak throughput (closed loop)".to_string(), cells));
     out
+}
+
+/// The offered rate at `share` of the slowest peer's median in `cell`,
+/// rounded to 1,000 msgs/s (at least 1,000); `None` when nothing was
+/// measured there.
+pub(crate) fn share_of_slowest(cell: &Cell, share: f64) -> Option<f64> {
+    cell.series
+        .iter()
+        .filter_map(|s| s.median())
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+        .map(|v| ((v * share / 1000.0).round() * 1000.0).max(1000.0))
+}
+
+/// The fixed-rate cells, one per offered rate (`c.fixed_shares` of the
+/// slowest peer's peak at `c.fixed`, or of 40,000 msgs/s when that cell
+/// was not measured), over [`FIXED_PEERS`], their order rotated.
+fn fixed_cost_cells(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    fleet: &mut Fleet,
+    c: &Config,
+    peak: &[Cell],
+) -> Vec<Cell> {
+    let (size, conns) = c.fixed;
+    let at = peak.iter().find(|cl| cl.label == label(size, conns));
+    let running = fleet.peers();
+    let peers: Vec<&str> = FIXED_PEERS
+        .iter()
+        .copied()
+        .filter(|p| running.iter().any(|r| r == p))
+        .collect();
+    let mut cells = Vec::new();
+    for share in c.fixed_shares {
+        let rate = at
+            .and_then(|cl| share_of_slowest(cl, share))
+            .unwrap_or((40000.0 * share / 1000.0_f64).round() * 1000.0);
+        let mut cell = Cell::new(
+            format!(
+                "{}, {} msgs/s ({:.0}% of the slowest peak)",
+                label(size, conns),
+                human(rate),
+                share * 100.0
+            ),
+            rate,
+            &FIXED_PEERS,
+            "server CPU µs/msg",
+        );
+        cell.higher_is_better = false;
+        // No warm-up: the servers are warm from the peak runs, and the CPU
+        // delta then covers exactly the measured messages (plus the
+        // connects and closes, alike for all).
+        let l = Load {
+            size,
+            conns,
+            secs: c.fixed_secs,
+            warmup: 0.0,
+            rate: Some(rate),
+        };
+        Rounds::new(ctx, "echo")
+            .rounds(c.fixed_rounds)
+            .rotate()
+            .show(|v| format!("{v:.2}µs"))
+            .run(out, &mut cell, &peers, |out, peer| {
+                fixed_cost_sample(ctx, out, fleet, peer, &l)
+            });
+        cells.push(cell);
+    }
+    cells
+}
+
+/// One fixed-rate run (`l.rate`) against `peer`'s server: its CPU time
+/// (every thread, [`server_cpu`]) per message echoed, in µs, split into
+/// user and system, with echo_load's latency percentiles.
+fn fixed_cost_sample(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    fleet: &mut Fleet,
+    peer: &str,
+    l: &Load,
+) -> Result<Sample, String> {
+    let addr = fleet.addr(peer, out)?;
+    let pid = fleet.pid(peer).ok_or("the server is not running")?;
+    let before = server_cpu(pid).ok_or("cannot read the server's CPU time")?;
+    let sq_before = proc::threads_cpu_secs(pid, "iou-sqp");
+    let res = load(ctx, out, addr, l)?;
+    let after = server_cpu(pid).ok_or("cannot read the server's CPU time")?;
+    let sq_after = proc::threads_cpu_secs(pid, "iou-sqp");
+    let achieved = num(&res, "rate").ok_or("no rate= in RESULT")?;
+    let msgs = num(&res, "msgs").ok_or("no msgs= in RESULT")?;
+    if msgs <= 0.0 {
+        return Err("no messages".to_string());
+    }
+    let (total, user, sys) = cpu_per(before, after, msgs);
+    let mut s = Sample::new(total);
+    s.extras.push(("user µs/msg", user));
+    s.extras.push(("sys µs/msg", sys));
+    s.extras.push(("achieved msgs/s", achieved));
+    for (k, name) in [
+        ("p50_us", "p50 µs"),
+        ("p99_us", "p99 µs"),
+        ("p999_us", "p99.9 µs"),
+    ] {
+        if let Some(v) = num(&res, k) {
+            s.extras.push((name, v));
+        }
+    }
+    if let (Some(a), Some(b)) = (sq_before, sq_after) {
+        s.extras
+            .push(("of which SQ thread µs/msg", (b - a) / msgs * 1e6));
+    }
+    s.loader_cpu = num(&res, "client_cpu");
+    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
+    let rate = l.rate.unwrap_or(0.0);
+    if achieved < 0.95 * rate {
+        s.note = Some(format!("did not sustain {} msgs/s", human(rate)));
+    }
+    Ok(s)
+}
+
+/// The minimum peer/ours CPU-per-message ratio each peer is held to.
+const FIXED_TARGETS: [(&str, f64); 3] = [("tokio", 1.2), ("monoio", 1.0), ("raw", 0.9)];
+
+/// The fixed-rate table's notes, its comparison beside the noise floor
+/// ours'/ours, and its targets (a verdict only beyond the noise).
+fn fixed_cost_report(ctx: &Ctx, out: &mut Outcome, c: &Config, cells: &[Cell]) {
+    out.notes.push(format!(
+        "Fixed rate (the primary table): echo_load --rate R --warmup 0 (open loop, {} conns × {} B; latency counted from each message's scheduled send time) for {} s, {} rounds with the servers' order rotated, at {} of the slowest server's closed-loop peak at that cell (rounded to 1,000 msgs/s), after the peak runs (so the servers are warm). Server CPU = the server process's CPU-time clock (every thread) over the run / messages echoed, split into user and system by the share of the scheduler's ticks that found it in user mode (taskstats, or /proc/<pid>/stat). `ours'` is a second process of our echo server: ours'/ours is the noise floor, and a ratio counts (verdict, target) only when every round lies beyond its band made symmetric around 1.00x. Lower is better; the table's ratio column is peer/ours (how many times more CPU the peer spends per message). Only ours, ours', tokio, raw and monoio are measured at the fixed rate; the others are in the peak table.",
+        c.fixed.1,
+        c.fixed.0,
+        fmt_secs(c.fixed_secs),
+        c.fixed_rounds,
+        c.fixed_shares
+            .iter()
+            .map(|s| format!("{:.0}%", s * 100.0))
+            .collect::<Vec<_>>()
+            .join(" and "),
+    ));
+    let mut md = String::from(
+        "### CPU per message at a fixed rate: ours against each peer, beside the noise floor\n\n\
+| rate | figure | ours | peer | ours/peer median [min–max] | noise floor ours'/ours [min–max] | beyond the noise? |\n\
+|---|---|---:|---:|---:|---:|---|\n",
+    );
+    for cell in cells {
+        let rate = human(cell.x);
+        let mut rows = Vec::new();
+        for (peer, _) in FIXED_TARGETS {
+            rows.push(NoiseRow::against(
+                cell,
+                peer,
+                None,
+                format!("server CPU µs/msg vs {peer}"),
+                false,
+                None,
+            ));
+        }
+        for (key, what) in [
+            ("user µs/msg", "user µs/msg vs tokio"),
+            ("sys µs/msg", "sys µs/msg vs tokio"),
+            ("p99 µs", "p99 µs vs tokio"),
+            ("p99.9 µs", "p99.9 µs vs tokio"),
+        ] {
+            rows.push(NoiseRow::against(
+                cell,
+                "tokio",
+                Some(key),
+                what.to_string(),
+                false,
+                None,
+            ));
+        }
+        for r in &rows {
+            let line = format!(
+                "| {rate} | {} | {} | {} | {} | {} | {} |",
+                r.what,
+                fmt(r.ours),
+                fmt(r.peer),
+                r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+                r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+                r.verdict()
+            );
+            ctx.log(&format!("  [echo] {line}"));
+            md.push_str(&line);
+            md.push('\n');
+        }
+        let noise = cell.ratio("ours", OURS2);
+        for (peer, min) in FIXED_TARGETS {
+            out.targets.push(Target::beyond_noise(
+                format!("echo CPU/msg at {rate} msgs/s: {peer} spends ≥ {min:.1}x ours"),
+                cell.ratio("ours", peer),
+                noise,
+                min,
+            ));
+        }
+    }
+    if !cells.is_empty() {
+        out.extra_md.push(md);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn ctx(quick: bool) -> Ctx {
+        Ctx {
+            quick,
+            rounds: if quick { 2 } else { 5 },
+            server_core: Some(0),
+            loader_core: Some(1),
+            charts: false,
+            out_dir: std::env::temp_dir(),
+            start: Instant::now(),
+            threads: 2,
+        }
+    }
+
+    #[test]
+    fn full_mode_fits_three_minutes() {
+        let full = plan(&ctx(false));
+        assert!((150.0..=180.0).contains(&full), "{full}");
+        assert!(plan(&ctx(true)) < full);
+        let c = config(&ctx(false));
+        assert_eq!((c.peak_rounds, c.fixed_rounds), (3, 3));
+        assert!(c.fixed_secs >= 3.0);
+    }
+
+    #[test]
+    fn rates_are_shares_of_the_slowest_peak() {
+        let mut cell = Cell::new("x".into(), 100.0, &["ours", "tokio"], "msgs/s");
+        assert_eq!(share_of_slowest(&cell, 0.25), None);
+        for (peer, v) in [("ours", 120_000.0), ("tokio", 80_000.0)] {
+            cell.series
+                .iter_mut()
+                .find(|s| s.peer == peer)
+                .unwrap()
+                .rounds
+                .push(Ok(Sample::new(v)));
+        }
+        assert_eq!(share_of_slowest(&cell, 0.25), Some(20_000.0));
+        assert_eq!(share_of_slowest(&cell, 0.6), Some(48_000.0));
+        assert_eq!(share_of_slowest(&cell, 0.001), Some(1000.0));
+    }
 }
