@@ -92,7 +92,134 @@ pub(crate) fn plan(ctx: &Ctx) -> f64 {
         * (c.fixed_secs + OVERHEAD);
     // Starting the servers (ours' too).
     let start = (PEERS.len() + 1) as f64 * 0.2;
-    peak + fixed + start
+    peak + fixed + start + callgrind_plan()
+}
+
+/// The servers measured under callgrind.
+const CG_PEERS: [&str; 4] = ["ours", "tokio", "raw", "monoio"];
+/// The open-loop rate of the callgrind runs (msgs/s): low enough that a
+/// server slowed down ~50x by valgrind keeps up.
+const CG_RATE: f64 = 2000.0;
+/// The measured seconds of the two callgrind runs of each server.
+const CG_SECS: (f64, f64) = (1.0, 3.0);
+/// Connections and size of the callgrind runs.
+const CG_LOAD: (usize, usize) = (100, 64);
+/// The connections and longest seconds of the wake-up load that lets
+/// valgrind deliver the SIGTERM (see [`cg_run`]).
+const CG_WAKE: (usize, f64) = (10, 4.0);
+
+/// Planned seconds of the callgrind part: per server two runs, each
+/// ~1.5 s of valgrind start-up, wake-up load and shutdown, plus the load
+/// (22 s in all in a quick run on the 2-core machine).
+fn callgrind_plan() -> f64 {
+    CG_PEERS.len() as f64 * (2.0 * 1.5 + CG_SECS.0 + CG_SECS.1)
+}
+
+/// The `msgs=` of echo_load's RESULT line, also when it exited with a
+/// failure (the wake-up load ends with the server's exit, so every
+/// connection fails); 0 without a RESULT line (nothing connected).
+fn result_msgs(stdout: &str) -> f64 {
+    result_lines(stdout)
+        .into_iter()
+        .next()
+        .and_then(|l| num(&l, "msgs"))
+        .unwrap_or(0.0)
+}
+
+/// Instructions per message from two runs' (instructions, messages):
+/// (I2 − I1) / (M2 − M1), so start-up, connection and shutdown costs
+/// cancel.
+fn per_message((i1, m1): (f64, f64), (i2, m2): (f64, f64)) -> Result<f64, String> {
+    if m2 <= m1 {
+        return Err(format!(
+            "the longer run echoed no more messages ({m2:.0} against {m1:.0})"
+        ));
+    }
+    Ok((i2 - i1) / (m2 - m1))
+}
+
+/// One server run under callgrind: `echo_server <peer>` under `valgrind
+/// --tool=callgrind`, `secs` of echo_load at [`CG_RATE`], then SIGTERM.
+/// Returns the server's instructions (callgrind's `Collected`) and the
+/// messages it echoed.
+///
+/// Valgrind 3.19 runs io_uring_enter as a non-blocking system call, with
+/// signals blocked: an io_uring server waiting for completions never sees
+/// the SIGTERM, and valgrind only looks for pending signals when the
+/// server runs again. So after the signal a wake-up load (10 conns at
+/// the same rate) runs until the server exits, and its echoed messages
+/// count too (a few in flight at the exit are not counted).
+fn cg_run(ctx: &Ctx, out: &mut Outcome, peer: &str, secs: f64) -> Result<(f64, f64), String> {
+    let echo = ctx.bin("echo_server");
+    let args = [
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        echo.as_str(),
+        peer,
+    ];
+    let srv = proc::start_server(ctx.server_core, "valgrind", &args, Duration::from_secs(60))?;
+    out.command(&srv.child.cmdline);
+    let mut child = srv.child;
+    let (conns, size) = CG_LOAD;
+    let l = Load {
+        size,
+        conns,
+        secs,
+        warmup: 0.0,
+        rate: Some(CG_RATE),
+    };
+    let res = load(ctx, out, srv.addr, &l);
+    let pid = child.pid();
+    // SAFETY: kill(2) takes no pointers; the child is not reaped yet, so
+    // its pid cannot have been reused.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let res = res?;
+    let achieved = num(&res, "rate").ok_or("no rate= in RESULT")?;
+    if achieved < 0.95 * CG_RATE {
+        child.kill();
+        return Err(format!(
+            "did not sustain {} msgs/s under valgrind ({achieved:.0})",
+            human(CG_RATE)
+        ));
+    }
+    let mut msgs = num(&res, "msgs").ok_or("no msgs= in RESULT")?;
+    std::thread::sleep(Duration::from_millis(300));
+    if child.try_finished().is_none() {
+        let wake: Vec<String> = [
+            "--addr".to_string(),
+            srv.addr.to_string(),
+            "--conns".to_string(),
+            CG_WAKE.0.to_string(),
+            "--size".to_string(),
+            size.to_string(),
+            "--secs".to_string(),
+            fmt_secs(CG_WAKE.1),
+            "--warmup".to_string(),
+            "0".to_string(),
+            "--rate".to_string(),
+            format!("{CG_RATE:.0}"),
+        ]
+        .to_vec();
+        let (cmd, f) = proc::run(
+            ctx.loader_core,
+            &ctx.bin("echo_load"),
+            &wake,
+            Duration::from_secs_f64(CG_WAKE.1 + 20.0),
+        )?;
+        out.command(&cmd);
+        msgs += result_msgs(&f.stdout);
+    }
+    let f = child.wait(Duration::from_secs(30));
+    if f.timed_out {
+        return Err("the server under valgrind did not exit on SIGTERM".to_string());
+    }
+    let n = crate::scenarios::executor::collected(&f.stderr).ok_or_else(|| {
+        format!(
+            "no `Collected :` line on valgrind's stderr: {}",
+            f.describe()
+        )
+    })?;
+    Ok((n, msgs))
 }
 
 /// "64 B × 100 conns".
@@ -312,6 +439,8 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     };
     fleet.stop();
 
+    // User-space instructions per message under callgrind.
+    let cg = callgrind_cell(ctx, &mut out);
     fixed_cost_report(ctx, &mut out, &c, &fixed);
     out.notes.push(format!(
         "Peak throughput (secondary): echo_load closed loop (ping-pong: each connection sends a message and waits for its echo) for {} s after a {} s warm-up, {} rounds with the servers interleaved, no noise floor: a throughput ratio here is indicative only and carries no target. Cells: {}.{}",
@@ -340,6 +469,12 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
     }
     out.tables
         .push(("Peak throughput (closed loop)".to_string(), cells));
+    if let Some(cg) = cg {
+        out.tables.push((
+            "User-space instructions per message (callgrind)".to_string(),
+            vec![cg],
+        ));
+    }
     out
 }
 
@@ -540,6 +675,45 @@ fn fixed_cost_report(ctx: &Ctx, out: &mut Outcome, c: &Config, cells: &[Cell]) {
     }
 }
 
+/// The callgrind part: each of [`CG_PEERS`] in two fresh runs under
+/// callgrind, [`per_message`] of the two; `None` (with a note) without
+/// valgrind.
+fn callgrind_cell(ctx: &Ctx, out: &mut Outcome) -> Option<Cell> {
+    if !proc::program_in_path("valgrind") {
+        out.notes.push(
+            "User-space instructions per message: not measured: valgrind is not installed"
+                .to_string(),
+        );
+        return None;
+    }
+    let (conns, size) = CG_LOAD;
+    let mut cell = Cell::new(
+        format!("{} at {} msgs/s", label(size, conns), human(CG_RATE)),
+        conns as f64,
+        &CG_PEERS,
+        "instructions/msg",
+    );
+    cell.higher_is_better = false;
+    Rounds::new(ctx, "echo callgrind")
+        .rounds(1)
+        .show(|v| format!("{v:.0}"))
+        .run(out, &mut cell, &CG_PEERS, |out, peer| {
+            let a = cg_run(ctx, out, peer, CG_SECS.0)?;
+            let b = cg_run(ctx, out, peer, CG_SECS.1)?;
+            let mut s = Sample::new(per_message(a, b)?);
+            s.extras.push(("msgs (short run)", a.1));
+            s.extras.push(("msgs (long run)", b.1));
+            Ok(s)
+        });
+    out.notes.push(format!(
+        "User-space instructions per message: each server in two fresh runs of `valgrind --tool=callgrind --callgrind-out-file=/dev/null echo_server <rt>` (one round), driven by `echo_load --conns {conns} --size {size} --rate {CG_RATE:.0} --warmup 0` for {} s and {} s, then SIGTERM; instructions = callgrind's `Collected` total (user space only: valgrind does not see the kernel). (I2 − I1) / (M2 − M1) over the two runs' messages, so start-up, the {conns} connects and shutdown cancel. Valgrind 3.19 delivers the SIGTERM to an io_uring server only when it runs again, so a wake-up `echo_load --conns {} --rate {CG_RATE:.0}` runs after it until the server exits, and its echoed messages are counted. Lower is better; the ratio is peer/ours.",
+        fmt_secs(CG_SECS.0),
+        fmt_secs(CG_SECS.1),
+        CG_WAKE.0,
+    ));
+    Some(cell)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,8 +734,12 @@ mod tests {
 
     #[test]
     fn full_mode_fits_three_minutes() {
+        // The fixed-rate and peak tables in under three minutes; the
+        // callgrind part adds its half minute.
         let full = plan(&ctx(false));
-        assert!((150.0..=180.0).contains(&full), "{full}");
+        let tables = full - callgrind_plan();
+        assert!((150.0..=180.0).contains(&tables), "{tables}");
+        assert!(callgrind_plan() <= 30.0, "{}", callgrind_plan());
         assert!(plan(&ctx(true)) < full);
         let c = config(&ctx(false));
         assert_eq!((c.peak_rounds, c.fixed_rounds), (3, 3));
@@ -583,5 +761,19 @@ mod tests {
         assert_eq!(share_of_slowest(&cell, 0.25), Some(20_000.0));
         assert_eq!(share_of_slowest(&cell, 0.6), Some(48_000.0));
         assert_eq!(share_of_slowest(&cell, 0.001), Some(1000.0));
+    }
+
+    #[test]
+    fn result_msgs_reads_a_failed_runs_result_line() {
+        let out = "RESULT msgs=857 secs=0.4664 rate=1837 p50_us=37.6 errors=10\n";
+        assert_eq!(result_msgs(out), 857.0);
+        assert_eq!(result_msgs("echo_load: every connection failed\n"), 0.0);
+    }
+
+    #[test]
+    fn per_message_takes_the_difference_of_two_runs() {
+        let v = per_message((1_000_000.0, 2000.0), (3_000_000.0, 6000.0)).unwrap();
+        assert_eq!(v, 500.0);
+        assert!(per_message((1.0, 10.0), (2.0, 10.0)).is_err());
     }
 }
