@@ -512,6 +512,10 @@ impl Core {
 
     /// Wakes the tasks that yielded before this turn.
     pub(crate) fn wake_deferred(&self) {
+        // Most turns have nothing deferred: skip the swap and the drain.
+        if self.deferred.borrow().is_empty() {
+            return;
+        }
         let mut deferred = std::mem::take(&mut *self.deferred.borrow_mut());
         for waker in deferred.drain(..) {
             waker.wake();

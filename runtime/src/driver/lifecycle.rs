@@ -425,6 +425,12 @@ impl Lifecycle {
         Some(slot.user_data)
     }
 
+    /// Whether [`take_orphan_fds`](Self::take_orphan_fds) has anything to
+    /// give.
+    pub(crate) fn has_orphan_fds(&self) -> bool {
+        !self.orphan_fds.is_empty()
+    }
+
     /// Descriptors to close, created by operations nobody will claim.
     pub(crate) fn take_orphan_fds(&mut self, out: &mut Vec<Orphan>) {
         out.append(&mut self.orphan_fds);

@@ -327,6 +327,10 @@ impl Driver {
     /// Closes, without blocking, descriptors that operations created for
     /// futures that are gone.
     fn close_orphans(&mut self) {
+        // Most turns have none: skip the swap and the drain.
+        if !self.ops.has_orphan_fds() {
+            return;
+        }
         let mut fds = std::mem::take(&mut self.orphan_scratch);
         self.ops.take_orphan_fds(&mut fds);
         for orphan in fds.drain(..) {
