@@ -36,6 +36,24 @@ pub(crate) struct Ctx {
     pub threads: usize,
 }
 
+#[cfg(test)]
+impl Ctx {
+    /// A context for the scenarios' unit tests: quick or full mode's
+    /// rounds, servers on core 0 and load on core 1, no charts, 2 workers.
+    pub(crate) fn for_tests(quick: bool) -> Ctx {
+        Ctx {
+            quick,
+            rounds: if quick { 2 } else { 5 },
+            server_core: Some(0),
+            loader_core: Some(1),
+            charts: false,
+            out_dir: std::env::temp_dir(),
+            start: Instant::now(),
+            threads: 2,
+        }
+    }
+}
+
 impl Ctx {
     /// Path of a bench binary, relative to the workspace root.
     pub(crate) fn bin(&self, name: &str) -> String {

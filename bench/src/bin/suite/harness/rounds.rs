@@ -103,18 +103,13 @@ impl<'a> Rounds<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn ctx(rounds: usize) -> Ctx {
         Ctx {
-            quick: true,
             rounds,
             server_core: None,
             loader_core: None,
-            charts: false,
-            out_dir: std::env::temp_dir(),
-            start: Instant::now(),
-            threads: 2,
+            ..Ctx::for_tests(true)
         }
     }
 

@@ -741,19 +741,9 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn ctx(quick: bool) -> Ctx {
-        Ctx {
-            quick,
-            rounds: if quick { 2 } else { 5 },
-            server_core: Some(0),
-            loader_core: Some(1),
-            charts: false,
-            out_dir: std::env::temp_dir(),
-            start: Instant::now(),
-            threads: 2,
-        }
+        Ctx::for_tests(quick)
     }
 
     #[test]

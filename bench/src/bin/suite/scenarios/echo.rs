@@ -717,19 +717,9 @@ fn callgrind_cell(ctx: &Ctx, out: &mut Outcome) -> Option<Cell> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn ctx(quick: bool) -> Ctx {
-        Ctx {
-            quick,
-            rounds: if quick { 2 } else { 5 },
-            server_core: Some(0),
-            loader_core: Some(1),
-            charts: false,
-            out_dir: std::env::temp_dir(),
-            start: Instant::now(),
-            threads: 2,
-        }
+        Ctx::for_tests(quick)
     }
 
     #[test]

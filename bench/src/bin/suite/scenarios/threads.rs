@@ -365,18 +365,11 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn ctx(quick: bool, threads: usize) -> Ctx {
         Ctx {
-            quick,
-            rounds: if quick { 2 } else { 5 },
-            server_core: Some(0),
-            loader_core: Some(1),
-            charts: false,
-            out_dir: std::env::temp_dir(),
-            start: Instant::now(),
             threads,
+            ..Ctx::for_tests(quick)
         }
     }
 
