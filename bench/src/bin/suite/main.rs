@@ -44,7 +44,7 @@ const USAGE: &str =
   --only     run some scenarios; the report then goes to target/bench-partial/BENCHMARKS.md
              (bench/BENCHMARKS.md is written only by a run of every scenario)
   --plan     print the planned time and exit
-  --quick    2 rounds and a reduced matrix; default: 5 rounds
+  --quick    2 rounds and a reduced matrix; default: 3 rounds
   --threads  workers of the servers of the threads scenario (default 2)";
 
 struct Args {
@@ -227,7 +227,11 @@ fn main() -> ExitCode {
     } else {
         (None, None)
     };
-    let rounds = args.rounds.unwrap_or(if args.quick { 2 } else { 5 });
+    let rounds = args.rounds.unwrap_or(if args.quick {
+        harness::QUICK_ROUNDS
+    } else {
+        harness::FULL_ROUNDS
+    });
     let selected: Vec<&str> = SCENARIOS
         .iter()
         .copied()

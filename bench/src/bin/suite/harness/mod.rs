@@ -15,7 +15,13 @@ pub(crate) mod rounds;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Rounds per cell of a full run (a scenario may take fewer).
+pub(crate) const FULL_ROUNDS: usize = 3;
+/// Rounds per cell of a quick run.
+pub(crate) const QUICK_ROUNDS: usize = 2;
+
 /// What every scenario needs to know about this run.
+#[derive(Clone)]
 pub(crate) struct Ctx {
     /// Quick mode: fewer rounds and a smaller matrix.
     pub quick: bool,
@@ -36,6 +42,17 @@ pub(crate) struct Ctx {
     pub threads: usize,
 }
 
+impl Ctx {
+    /// This context with at most `max` rounds per cell (a scenario with
+    /// many cells keeps the full run under 20 minutes so).
+    pub(crate) fn rounds_at_most(&self, max: usize) -> Ctx {
+        Ctx {
+            rounds: self.rounds.min(max),
+            ..self.clone()
+        }
+    }
+}
+
 #[cfg(test)]
 impl Ctx {
     /// A context for the scenarios' unit tests: quick or full mode's
@@ -43,7 +60,7 @@ impl Ctx {
     pub(crate) fn for_tests(quick: bool) -> Ctx {
         Ctx {
             quick,
-            rounds: if quick { 2 } else { 5 },
+            rounds: if quick { QUICK_ROUNDS } else { FULL_ROUNDS },
             server_core: Some(0),
             loader_core: Some(1),
             charts: false,

@@ -101,9 +101,9 @@ const H2: Load = Load {
     h2: true,
 };
 
-/// Rounds per cell: the run's, at most 3 (the scenario's ~3 minutes).
+/// Rounds per cell: the run's, at most 2 (the scenario's ~2 minutes).
 fn rounds(ctx: &Ctx) -> usize {
-    ctx.rounds.min(3)
+    ctx.rounds.min(2)
 }
 
 /// Planned seconds of the scenario.
@@ -943,18 +943,8 @@ mod tests {
     }
 
     #[test]
-    fn plan_is_about_three_minutes() {
-        let ctx = Ctx {
-            quick: false,
-            rounds: 5,
-            server_core: None,
-            loader_core: None,
-            charts: false,
-            out_dir: std::env::temp_dir(),
-            start: Instant::now(),
-            threads: 2,
-        };
-        let p = plan(&ctx);
-        assert!((150.0..=210.0).contains(&p), "{p}");
+    fn plan_is_about_two_minutes() {
+        let p = plan(&Ctx::for_tests(false));
+        assert!((90.0..=130.0).contains(&p), "{p}");
     }
 }

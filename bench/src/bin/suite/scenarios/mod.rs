@@ -61,3 +61,21 @@ pub(crate) fn run(ctx: &Ctx, name: &str) -> Outcome {
         _ => executor::run(ctx),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget: a full run in under 20 minutes. The plan keeps
+    /// a margin of half a minute for what it does not count (starting the
+    /// suite, writing the report and the charts).
+    #[test]
+    fn a_full_run_is_planned_under_twenty_minutes() {
+        let ctx = Ctx::for_tests(false);
+        let total: f64 = SCENARIOS.iter().map(|s| plan(&ctx, s)).sum();
+        assert!(total <= 19.5 * 60.0, "{total} s");
+        for s in SCENARIOS {
+            assert!(plan(&ctx, s) > 0.0, "{s} has no plan");
+        }
+    }
+}

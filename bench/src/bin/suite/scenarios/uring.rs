@@ -88,9 +88,13 @@ fn runtime_default(facility: &str) -> &'static str {
 pub(crate) const SQPOLL_IDLE_MS: u64 = 10;
 /// Per-run overhead on top of the measured and warm-up time.
 const OVERHEAD: f64 = 0.15;
+/// Rounds per cell: the run's, at most 2 (the scenario compares many
+/// facilities; 2 rounds keep the full run under 20 minutes).
+const ROUNDS: usize = 2;
 
 /// Planned seconds.
 pub(crate) fn plan(ctx: &Ctx) -> f64 {
+    let ctx = &ctx.rounds_at_most(ROUNDS);
     let c = config(ctx);
     let r = ctx.rounds as f64;
     // Connecting and closing 10,000 connections, and a fresh server.
@@ -241,6 +245,7 @@ fn summary_terminal(ctx: &Ctx, rows: &[Row]) {
 
 /// Runs the scenario.
 pub(crate) fn run(ctx: &Ctx) -> Outcome {
+    let ctx = &ctx.rounds_at_most(ROUNDS);
     let c = config(ctx);
     let mut out = Outcome {
         name: "uring",
