@@ -1,6 +1,7 @@
 //! Shared measurement helpers of the benchmark suite.
 
 pub mod arch;
+pub mod client;
 pub mod hist;
 pub mod uring;
 
