@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod client;
 pub mod hist;
+pub mod randread;
 pub mod uring;
 
 use std::io;
