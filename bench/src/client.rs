@@ -20,9 +20,11 @@
 //! kernel. Either way it ends with the receipt of the last reply.
 
 use std::collections::VecDeque;
+use std::fmt::Display;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
@@ -157,6 +159,111 @@ pub struct Report {
     pub errors: u64,
     /// Connections that have not failed.
     pub alive: usize,
+}
+
+/// The flags every load generator takes, as given on its command line:
+/// `--addr A`, `--conns N`, `--secs S`, `--warmup W` (default 1),
+/// `--rate R` and `--marks`.
+#[derive(Debug)]
+pub struct Flags {
+    /// `--addr`, resolved.
+    pub addr: Option<SocketAddr>,
+    /// `--conns`.
+    pub conns: Option<usize>,
+    /// `--secs`.
+    pub secs: Option<f64>,
+    /// `--warmup`.
+    pub warmup: f64,
+    /// `--rate`.
+    pub rate: Option<f64>,
+    /// `--marks`.
+    pub marks: bool,
+}
+
+impl Flags {
+    /// Parses `it`: `--marks` alone, every other flag followed by its
+    /// value. A flag not of [`Flags`] goes to `own(flag, value)`, which
+    /// parses it and returns `Ok(true)`, or returns `Ok(false)` if it does
+    /// not know it either.
+    pub fn parse(
+        mut it: impl Iterator<Item = String>,
+        mut own: impl FnMut(&str, &str) -> Result<bool, String>,
+    ) -> Result<Flags, String> {
+        let mut f = Flags {
+            addr: None,
+            conns: None,
+            secs: None,
+            warmup: 1.0,
+            rate: None,
+            marks: false,
+        };
+        while let Some(flag) = it.next() {
+            if flag == "--marks" {
+                f.marks = true;
+                continue;
+            }
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--addr" => {
+                    let resolved = value
+                        .to_socket_addrs()
+                        .map_err(|e| bad_value(&flag, &value, &e))?
+                        .next()
+                        .ok_or_else(|| bad_value(&flag, &value, &"no address"))?;
+                    f.addr = Some(resolved);
+                }
+                "--conns" => f.conns = Some(parse_value(&flag, &value)?),
+                "--secs" => f.secs = Some(parse_value(&flag, &value)?),
+                "--warmup" => f.warmup = parse_value(&flag, &value)?,
+                "--rate" => f.rate = Some(parse_value(&flag, &value)?),
+                other => {
+                    if !own(other, &value)? {
+                        return Err(format!("unknown flag {other:?}"));
+                    }
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// Checks `--conns`: at least 1, and below 2^31 (a connection's number
+    /// shares an SQE's `user_data` with a tag bit).
+    pub fn check_conns(conns: usize) -> Result<(), String> {
+        if conns == 0 || conns > (u32::MAX >> 1) as usize {
+            return Err("--conns must be at least 1 (and fewer than 2^31)".into());
+        }
+        Ok(())
+    }
+
+    /// Checks, in this order, that `--secs` is positive, `--warmup` zero or
+    /// positive and `--rate` positive (all finite).
+    pub fn check_times(secs: f64, warmup: f64, rate: Option<f64>) -> Result<(), String> {
+        if !(secs > 0.0 && secs.is_finite()) {
+            return Err("--secs must be positive".into());
+        }
+        if !(warmup >= 0.0 && warmup.is_finite()) {
+            return Err("--warmup must be zero or positive".into());
+        }
+        if let Some(r) = rate {
+            if !(r > 0.0 && r.is_finite()) {
+                return Err("--rate must be positive".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The message for a bad `value` of `flag`, `e` saying why.
+pub fn bad_value(flag: &str, value: &str, e: &dyn Display) -> String {
+    format!("bad value {value:?} for {flag}: {e}")
+}
+
+/// `value` of `flag` parsed as a `T`, or the message saying it is bad.
+pub fn parse_value<T: FromStr>(flag: &str, value: &str) -> Result<T, String>
+where
+    T::Err: Display,
+{
+    value.parse().map_err(|e| bad_value(flag, value, &e))
 }
 
 /// Prints a `MARK <what>` line and flushes it, if marks are on.
@@ -631,5 +738,68 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let e = run(&plan(addr, None), |_, fd| conn(fd, false)).unwrap_err();
         assert!(e.to_string().starts_with("connection 0 of 3 to "), "{e}");
+    }
+
+    #[test]
+    fn flags_common_and_own() {
+        let args = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let mut size = None;
+        let f = Flags::parse(
+            args(&[
+                "--addr",
+                "127.0.0.1:9",
+                "--conns",
+                "4",
+                "--size",
+                "8",
+                "--marks",
+            ]),
+            |flag, value| match flag {
+                "--size" => {
+                    size = Some(parse_value::<usize>(flag, value)?);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            },
+        )
+        .unwrap();
+        assert_eq!(f.addr, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(
+            (f.conns, f.secs, f.warmup, f.rate, f.marks),
+            (Some(4), None, 1.0, None, true)
+        );
+        assert_eq!(size, Some(8));
+        let err = |v: &[&str]| Flags::parse(args(v), |_, _| Ok(false)).unwrap_err();
+        assert_eq!(err(&["--size", "8"]), "unknown flag \"--size\"");
+        assert_eq!(err(&["--secs"]), "--secs needs a value");
+        assert_eq!(
+            err(&["--rate", "x"]),
+            "bad value \"x\" for --rate: invalid float literal"
+        );
+        assert!(err(&["--addr", "127.0.0.1"]).starts_with("bad value \"127.0.0.1\" for --addr"));
+        assert!(Flags::check_conns(1).is_ok() && Flags::check_conns(0).is_err());
+        assert!(Flags::check_conns(1 << 31).is_err());
+        assert!(Flags::check_times(1.0, 0.0, Some(5.0)).is_ok());
+        assert_eq!(
+            Flags::check_times(0.0, -1.0, None).unwrap_err(),
+            "--secs must be positive"
+        );
+        assert_eq!(
+            Flags::check_times(1.0, f64::NAN, None).unwrap_err(),
+            "--warmup must be zero or positive"
+        );
+        assert_eq!(
+            Flags::check_times(1.0, 0.0, Some(0.0)).unwrap_err(),
+            "--rate must be positive"
+        );
+        assert_eq!(
+            bad_value("--f", "v", &"why"),
+            "bad value \"v\" for --f: why"
+        );
     }
 }

@@ -92,12 +92,12 @@
 //! saturation, where this does not matter.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bench::client::{self, Conn, Exchange, Plan, Report};
+use bench::client::{self, parse_value, Conn, Exchange, Flags, Plan, Report};
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -153,59 +153,29 @@ struct Args {
 }
 
 impl Args {
-    fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-        let (mut addr, mut conns, mut size, mut secs) = (None, None, None, None);
-        let (mut warmup, mut rate, mut marks) = (1.0, None, false);
-        while let Some(flag) = it.next() {
-            if flag == "--marks" {
-                marks = true;
-                continue;
+    fn parse(it: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut size = None;
+        let f = Flags::parse(it, |flag, value| {
+            match flag {
+                "--size" => size = Some(parse_value::<usize>(flag, value)?),
+                _ => return Ok(false),
             }
-            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let bad = |e: &dyn std::fmt::Display| format!("bad value {value:?} for {flag}: {e}");
-            match flag.as_str() {
-                "--addr" => {
-                    let resolved = value
-                        .to_socket_addrs()
-                        .map_err(|e| bad(&e))?
-                        .next()
-                        .ok_or_else(|| bad(&"no address"))?;
-                    addr = Some(resolved);
-                }
-                "--conns" => conns = Some(value.parse::<usize>().map_err(|e| bad(&e))?),
-                "--size" => size = Some(value.parse::<usize>().map_err(|e| bad(&e))?),
-                "--secs" => secs = Some(value.parse::<f64>().map_err(|e| bad(&e))?),
-                "--warmup" => warmup = value.parse::<f64>().map_err(|e| bad(&e))?,
-                "--rate" => rate = Some(value.parse::<f64>().map_err(|e| bad(&e))?),
-                other => return Err(format!("unknown flag {other:?}")),
-            }
-        }
+            Ok(true)
+        })?;
         let args = Args {
-            addr: addr.ok_or("--addr is required")?,
-            conns: conns.ok_or("--conns is required")?,
+            addr: f.addr.ok_or("--addr is required")?,
+            conns: f.conns.ok_or("--conns is required")?,
             size: size.ok_or("--size is required")?,
-            secs: secs.ok_or("--secs is required")?,
-            warmup,
-            rate,
-            marks,
+            secs: f.secs.ok_or("--secs is required")?,
+            warmup: f.warmup,
+            rate: f.rate,
+            marks: f.marks,
         };
-        if args.conns == 0 || args.conns > (u32::MAX >> 1) as usize {
-            return Err("--conns must be at least 1 (and fewer than 2^31)".into());
-        }
+        Flags::check_conns(args.conns)?;
         if args.size == 0 || args.size > u32::MAX as usize {
             return Err("--size must be between 1 and 2^32-1".into());
         }
-        if !(args.secs > 0.0 && args.secs.is_finite()) {
-            return Err("--secs must be positive".into());
-        }
-        if !(args.warmup >= 0.0 && args.warmup.is_finite()) {
-            return Err("--warmup must be zero or positive".into());
-        }
-        if let Some(r) = args.rate {
-            if !(r > 0.0 && r.is_finite()) {
-                return Err("--rate must be positive".into());
-            }
-        }
+        Flags::check_times(args.secs, args.warmup, args.rate)?;
         Ok(args)
     }
 }

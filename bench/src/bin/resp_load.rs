@@ -75,11 +75,11 @@
 //! one `io_uring_enter` that also waits for the next completions.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bench::client::{self, Conn, Exchange, Plan, Report};
+use bench::client::{self, bad_value, parse_value, Conn, Exchange, Flags, Plan, Report};
 
 /// Digits of a key's number: `key:` and 12 digits, 16 bytes.
 const KEY_DIGITS: usize = 12;
@@ -158,34 +158,15 @@ struct Args {
 }
 
 impl Args {
-    fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-        let (mut addr, mut conns, mut secs) = (None, None, None);
-        let (mut pipeline, mut warmup, mut rate, mut marks) = (1, 1.0, None, false);
+    fn parse(it: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut pipeline = 1;
         let (mut mix, mut keyspace, mut value_size) =
             (vec![Cmd::Ping, Cmd::Set, Cmd::Get], 10_000, 32);
-        while let Some(flag) = it.next() {
-            if flag == "--marks" {
-                marks = true;
-                continue;
-            }
-            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let bad = |e: &dyn std::fmt::Display| format!("bad value {value:?} for {flag}: {e}");
-            match flag.as_str() {
-                "--addr" => {
-                    let resolved = value
-                        .to_socket_addrs()
-                        .map_err(|e| bad(&e))?
-                        .next()
-                        .ok_or_else(|| bad(&"no address"))?;
-                    addr = Some(resolved);
-                }
-                "--conns" => conns = Some(value.parse::<usize>().map_err(|e| bad(&e))?),
-                "--pipeline" => pipeline = value.parse::<usize>().map_err(|e| bad(&e))?,
-                "--secs" => secs = Some(value.parse::<f64>().map_err(|e| bad(&e))?),
-                "--warmup" => warmup = value.parse::<f64>().map_err(|e| bad(&e))?,
-                "--rate" => rate = Some(value.parse::<f64>().map_err(|e| bad(&e))?),
-                "--keyspace" => keyspace = value.parse::<usize>().map_err(|e| bad(&e))?,
-                "--value-size" => value_size = value.parse::<usize>().map_err(|e| bad(&e))?,
+        let f = Flags::parse(it, |flag, value| {
+            match flag {
+                "--pipeline" => pipeline = parse_value(flag, value)?,
+                "--keyspace" => keyspace = parse_value(flag, value)?,
+                "--value-size" => value_size = parse_value(flag, value)?,
                 "--mix" => {
                     mix = value
                         .split(',')
@@ -193,42 +174,35 @@ impl Args {
                             "ping" => Ok(Cmd::Ping),
                             "set" => Ok(Cmd::Set),
                             "get" => Ok(Cmd::Get),
-                            other => Err(bad(&format!("unknown command {other:?}"))),
+                            other => Err(bad_value(
+                                flag,
+                                value,
+                                &format!("unknown command {other:?}"),
+                            )),
                         })
                         .collect::<Result<_, _>>()?;
                 }
-                other => return Err(format!("unknown flag {other:?}")),
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         let args = Args {
-            addr: addr.ok_or("--addr is required")?,
-            conns: conns.ok_or("--conns is required")?,
-            secs: secs.ok_or("--secs is required")?,
+            addr: f.addr.ok_or("--addr is required")?,
+            conns: f.conns.ok_or("--conns is required")?,
+            secs: f.secs.ok_or("--secs is required")?,
             pipeline,
-            warmup,
-            rate,
+            warmup: f.warmup,
+            rate: f.rate,
             mix,
             keyspace,
             value_size,
-            marks,
+            marks: f.marks,
         };
-        if args.conns == 0 || args.conns > (u32::MAX >> 1) as usize {
-            return Err("--conns must be at least 1 (and fewer than 2^31)".into());
-        }
+        Flags::check_conns(args.conns)?;
         if !(1..=MAX_PIPELINE).contains(&args.pipeline) {
             return Err(format!("--pipeline must be between 1 and {MAX_PIPELINE}"));
         }
-        if !(args.secs > 0.0 && args.secs.is_finite()) {
-            return Err("--secs must be positive".into());
-        }
-        if !(args.warmup >= 0.0 && args.warmup.is_finite()) {
-            return Err("--warmup must be zero or positive".into());
-        }
-        if let Some(r) = args.rate {
-            if !(r > 0.0 && r.is_finite()) {
-                return Err("--rate must be positive".into());
-            }
-        }
+        Flags::check_times(args.secs, args.warmup, args.rate)?;
         if args.keyspace < args.conns || args.keyspace >= 10usize.pow(KEY_DIGITS as u32) {
             return Err(format!(
                 "--keyspace must be at least --conns (every connection owns keys) and below 10^{KEY_DIGITS}"
