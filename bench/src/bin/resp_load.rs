@@ -66,7 +66,7 @@
 //!
 //! # Why the client stays cheap
 //!
-//! As `echo_load`, from which it takes its structure: one thread, one
+//! As `echo_load`, whose client loop (`bench::client`) it shares: one thread, one
 //! io_uring ring (single issuer, deferred task work), no runtime, no
 //! allocation after the start. A batch costs two SQEs (its send, and a
 //! receive queued with it that polls first), two CQEs when the replies come
