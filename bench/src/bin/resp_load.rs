@@ -66,13 +66,14 @@
 //!
 //! # Why the client stays cheap
 //!
-//! As `echo_load`, whose client loop (`bench::client`) it shares: one thread, one
-//! io_uring ring (single issuer, deferred task work), no runtime, no
-//! allocation after the start. A batch costs two SQEs (its send, and a
-//! receive queued with it that polls first), two CQEs when the replies come
-//! in one piece, the encoding of `P` commands into a buffer and the parse
-//! of `P` replies; every SQE of a loop iteration goes to the kernel in the
-//! one `io_uring_enter` that also waits for the next completions.
+//! As `echo_load`, whose client loop (`bench::client`) it shares: one
+//! thread, one io_uring ring (single issuer, deferred task work), no
+//! runtime, no allocation after the start. A batch costs two SQEs (its
+//! send, and a receive queued with it that polls first), two CQEs when the
+//! replies come in one piece, the encoding of `P` commands into a buffer
+//! and the parse of `P` replies; every SQE of a loop iteration goes to the
+//! kernel in the one `io_uring_enter` that also waits for the next
+//! completions.
 
 use std::io;
 use std::net::SocketAddr;
