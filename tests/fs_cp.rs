@@ -12,10 +12,9 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use integration_tests::with_deadline;
+use integration_tests::{with_deadline, TempDir};
 
 /// Covers a cold build of the examples plus a 256 MiB copy and compare.
 const LIMIT: Duration = Duration::from_secs(900);
@@ -43,29 +42,6 @@ fn run_example(name: &str, args: &[&Path], stdin: &[u8]) -> Output {
     child
         .wait_with_output()
         .expect("cannot wait for the example")
-}
-
-/// A scratch directory, removed (with its contents) on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("fs-cp-{}-{n}-{name}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("cannot create the scratch directory");
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Writes `len` bytes of a deterministic non-repeating pattern to `path`.
@@ -171,7 +147,7 @@ fn cp_reports_bad_input_clearly() {
         let missing = dir.join("missing");
         let cases: Vec<(Vec<&Path>, i32, &str)> = vec![
             (vec![&missing, &file], 1, "No such file"),
-            (vec![&dir.0, &missing], 1, "is a directory"),
+            (vec![dir.path(), &missing], 1, "is a directory"),
             (vec![&file, &file], 1, "same file"),
             (vec![&file], 2, "usage"),
             (

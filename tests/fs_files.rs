@@ -15,13 +15,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use fs::{AlignedBuf, File, OpenOptions};
-use integration_tests::with_deadline;
+use integration_tests::{payload, with_deadline, TempDir};
 use runtime::buf::IoBuf;
 use runtime::io::{OwnedRead, OwnedWrite};
 use runtime::{spawn, yield_now, Runtime};
@@ -45,46 +44,6 @@ where
         let rt = Runtime::new().expect("cannot start the runtime");
         rt.block_on(make())
     })
-}
-
-/// A scratch directory, removed (with its contents) on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        TempDir::new_in(&std::env::temp_dir(), name)
-    }
-
-    fn new_in(base: &Path, name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = base.join(format!("fs-files-{}-{n}-{name}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("cannot create the scratch directory");
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Deterministic test data: byte `i` of stream `seed`.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The number of descriptors this process has open.
@@ -124,7 +83,7 @@ fn concurrent_writes_at_distinct_offsets_read_back_in_reverse() {
             .map(|i| {
                 let file = file.clone();
                 spawn(async move {
-                    let data = pattern(i as u64, CHUNK);
+                    let data = payload(i as u64, CHUNK);
                     let (res, back) = file.write_all_at(data, (i * CHUNK) as u64).await;
                     res.unwrap();
                     assert_eq!(back.len(), CHUNK, "the buffer comes back whole");
@@ -140,12 +99,12 @@ fn concurrent_writes_at_distinct_offsets_read_back_in_reverse() {
                 .read_exact_at(Vec::with_capacity(CHUNK), (i * CHUNK) as u64)
                 .await;
             res.unwrap();
-            assert!(buf == pattern(i as u64, CHUNK), "chunk {i} differs");
+            assert!(buf == payload(i as u64, CHUNK), "chunk {i} differs");
         }
         // The same through the whole-file reader.
         let all = fs::read(&path).await.unwrap();
         assert_eq!(all.len(), TASKS * CHUNK);
-        assert!(all[..CHUNK] == pattern(0, CHUNK)[..]);
+        assert!(all[..CHUNK] == payload(0, CHUNK)[..]);
         Rc::try_unwrap(file).unwrap().close().await.unwrap();
     });
 }
@@ -160,7 +119,7 @@ fn vectored_io_with_64_buffers() {
         let path = dir.join("data");
         let sizes: Vec<usize> = (0..64).map(|i| 100 + i * 37).collect();
         let total: usize = sizes.iter().sum();
-        let data = pattern(7, total);
+        let data = payload(7, total);
         let mut bufs = Vec::new();
         let mut at = 0;
         for &n in &sizes {
@@ -223,7 +182,7 @@ fn short_reads_at_end_of_file() {
     run(|| async {
         let dir = TempDir::new("short");
         let path = dir.join("data");
-        let data = pattern(3, 1000);
+        let data = payload(3, 1000);
         fs::write(&path, data.clone()).await.unwrap();
         let file = File::open(&path).await.unwrap();
 
@@ -327,7 +286,7 @@ fn bad_input_gives_errors_of_the_right_kind() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists);
         assert_eq!(
-            fs::create_dir(&dir.0).await.unwrap_err().kind(),
+            fs::create_dir(dir.path()).await.unwrap_err().kind(),
             ErrorKind::AlreadyExists
         );
 
@@ -431,7 +390,7 @@ fn thousand_files_leak_no_descriptor() {
         }
         assert_eq!(open_fds(), before, "descriptors leaked");
         assert_eq!(fs::read(dir.join("f999")).await.unwrap(), b"file 999");
-        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1000);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1000);
     });
 }
 
@@ -560,7 +519,7 @@ fn metadata_fields() {
         // SAFETY: getuid has no preconditions.
         assert_eq!(by_path.uid(), unsafe { libc::getuid() });
 
-        let d = fs::metadata(&dir.0).await.unwrap();
+        let d = fs::metadata(dir.path()).await.unwrap();
         assert!(d.is_dir() && !d.is_file());
 
         let link = dir.join("link");
@@ -583,7 +542,7 @@ fn path_functions_and_whole_file_io() {
         assert!(fs::metadata(&sub).await.unwrap().is_dir());
 
         let a = sub.join("a");
-        let big = pattern(11, 3 * 1024 * 1024 + 17);
+        let big = payload(11, 3 * 1024 * 1024 + 17);
         fs::write(&a, big.clone()).await.unwrap();
         assert!(fs::read(&a).await.unwrap() == big);
         fs::write(&a, "short").await.unwrap();
@@ -639,7 +598,7 @@ fn o_direct_with_aligned_buffers() {
     run(|| async {
         const ALIGN: usize = 4096;
         const LEN: usize = 1024 * 1024;
-        let data = pattern(21, LEN);
+        let data = payload(21, LEN);
         let bases = [
             std::env::temp_dir(),
             PathBuf::from("/var/tmp"),
@@ -770,7 +729,7 @@ fn read_dir_lists_files_dirs_and_links() {
         std::os::unix::fs::symlink("a.txt", dir.join("link")).unwrap();
         std::os::unix::fs::symlink("missing", dir.join("dangling")).unwrap();
 
-        let got = list(&dir.0).await.unwrap();
+        let got = list(dir.path()).await.unwrap();
         let names: Vec<&str> = got.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(names, ["a.txt", "b.bin", "dangling", "link", "sub"]);
         for (name, path, ty) in &got {
@@ -788,7 +747,7 @@ fn read_dir_lists_files_dirs_and_links() {
         assert!(list(&dir.join("empty")).await.unwrap().is_empty());
 
         // Debug on the public types.
-        let mut entries = fs::read_dir(&dir.0).await.unwrap();
+        let mut entries = fs::read_dir(dir.path()).await.unwrap();
         assert!(format!("{entries:?}").contains("ReadDir"));
         let entry = entries.next_entry().await.unwrap().unwrap();
         let debug = format!("{entry:?}");
@@ -811,12 +770,12 @@ fn read_dir_reads_big_directories_in_batches_and_survives_a_dropped_call() {
         for i in 0..N {
             std::fs::write(dir.join(&format!("f{i:04}")), b"").unwrap();
         }
-        let got = list(&dir.0).await.unwrap();
+        let got = list(dir.path()).await.unwrap();
         let names: Vec<String> = got.into_iter().map(|(n, _, _)| n).collect();
         let want: Vec<String> = (0..N).map(|i| format!("f{i:04}")).collect();
         assert_eq!(names, want);
 
-        let mut entries = fs::read_dir(&dir.0).await.unwrap();
+        let mut entries = fs::read_dir(dir.path()).await.unwrap();
         let mut seen = Vec::new();
         let mut dropped = 0;
         loop {

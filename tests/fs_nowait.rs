@@ -18,11 +18,10 @@ use std::future::Future;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fs::{AlignedBuf, File, OpenOptions};
-use integration_tests::with_deadline;
+use integration_tests::{payload, with_deadline, TempDir};
 use runtime::io::OwnedRead;
 use runtime::op::{Operation, Read, SharedFd};
 use runtime::{Builder, DriverKind};
@@ -52,46 +51,6 @@ where
     F::Output: Send + 'static,
 {
     run_with(Builder::new(), make)
-}
-
-/// A scratch directory, removed (with its contents) on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        TempDir::new_in(&std::env::temp_dir(), name)
-    }
-
-    fn new_in(base: &Path, name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = base.join(format!("fs-nowait-{}-{n}-{name}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("cannot create the scratch directory");
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Deterministic test data: byte `i` of stream `seed`.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Writes `data` to a new file at `path` and reads it back once with std,
@@ -161,7 +120,7 @@ fn cached_reads_give_the_bytes_at_once() {
         const LEN: usize = 1 << 20;
         let dir = TempDir::new("cached");
         let path = dir.join("data");
-        let data = pattern(1, LEN);
+        let data = payload(1, LEN);
         cached_file(&path, &data);
         let works = nowait_works(&path);
         let file = File::open(&path).await.unwrap();
@@ -224,7 +183,7 @@ fn short_files_and_the_end_of_file() {
         let dir = TempDir::new("short");
         for len in [100usize, 8192] {
             let path = dir.join(&format!("short-{len}"));
-            let data = pattern(2, len);
+            let data = payload(2, len);
             cached_file(&path, &data);
             let file = File::open(&path).await.unwrap();
             for pos in [0, len / 2, len - 1] {
@@ -260,7 +219,7 @@ fn partly_cached_and_evicted_files_read_in_full() {
         const LEN: usize = 256 * 1024;
         let dir = TempDir::new("partly");
         let path = dir.join("data");
-        let data = pattern(3, LEN);
+        let data = payload(3, LEN);
         cached_file(&path, &data);
         let file = File::open(&path).await.unwrap();
 
@@ -309,7 +268,7 @@ fn reads_at_the_file_position_and_of_pipes() {
         const LEN: usize = 100_000;
         let dir = TempDir::new("cursor");
         let path = dir.join("data");
-        let data = pattern(4, LEN);
+        let data = payload(4, LEN);
         cached_file(&path, &data);
         let file = File::open(&path).await.unwrap();
         let mut got = Vec::new();
@@ -343,7 +302,7 @@ fn reads_at_the_file_position_and_of_pipes() {
 fn o_direct_files_skip_the_attempt() {
     run(|| async {
         const LEN: usize = 64 * 1024;
-        let data = pattern(5, LEN);
+        let data = payload(5, LEN);
         let bases = [
             std::env::temp_dir(),
             PathBuf::from("/var/tmp"),
@@ -391,7 +350,7 @@ fn nowait_reads_can_be_turned_off() {
     run_with(Builder::new().nowait_reads(false), || async {
         let dir = TempDir::new("off");
         let path = dir.join("data");
-        let data = pattern(6, 50_000);
+        let data = payload(6, 50_000);
         cached_file(&path, &data);
         let file = File::open(&path).await.unwrap();
         for pos in [0usize, 4096, 33333] {
@@ -418,7 +377,7 @@ fn direct_and_registered_descriptors_skip_the_attempt() {
         }
         let dir = TempDir::new("directfd");
         let path = dir.join("data");
-        let data = pattern(7, 10_000);
+        let data = payload(7, 10_000);
         cached_file(&path, &data);
         let std_file = std::fs::File::open(&path).unwrap();
         let fd = SharedFd::new(std_file.into()).into_direct().unwrap();
@@ -452,7 +411,7 @@ fn a_loop_of_cached_reads_lets_other_tasks_run() {
         const MAX: usize = 100_000;
         let dir = TempDir::new("fair");
         let path = dir.join("data");
-        let data = pattern(8, 4096);
+        let data = payload(8, 4096);
         cached_file(&path, &data);
         let file = File::open(&path).await.unwrap();
         let ran = Rc::new(Cell::new(false));

@@ -1,7 +1,9 @@
 //! Shared measurement helpers of the benchmark suite.
 
 pub mod arch;
+pub mod client;
 pub mod hist;
+pub mod randread;
 pub mod uring;
 
 use std::io;

@@ -1,5 +1,6 @@
 //! The two pieces of ring plumbing that the suite's hand-written io_uring
-//! programs (the `echo_load` client and the `raw` echo server) share.
+//! programs (the load generators' [`crate::client`] and the `raw` echo
+//! server) share.
 
 use std::io;
 

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -171,6 +173,46 @@ impl Drop for ExampleServer {
     }
 }
 
+/// A scratch directory, removed (with its contents) on drop. Its name is
+/// unique within the machine (the process id and a counter of this
+/// process), so tests running at once never share one.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new, empty directory under `std::env::temp_dir()`, its name ending
+    /// in `name`.
+    pub fn new(name: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), name)
+    }
+
+    /// A new, empty directory under `base` (which must exist), its name
+    /// ending in `name`.
+    pub fn new_in(base: &Path, name: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = base.join(format!("integration-{}-{n}-{name}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("cannot create the scratch directory");
+        TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The path of `name` in the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `len` deterministic bytes that differ with `seed`.
 pub fn payload(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -255,5 +297,30 @@ pub fn park_on<F: std::future::Future>(future: F) -> F::Output {
             return out;
         }
         std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TempDir;
+
+    #[test]
+    fn temp_dirs_are_distinct_and_removed_on_drop() {
+        let a = TempDir::new("a");
+        let b = TempDir::new("a");
+        assert_ne!(a.path(), b.path());
+        assert!(a.path().is_dir() && b.path().is_dir());
+        assert_eq!(a.join("f"), a.path().join("f"));
+        std::fs::write(a.join("f"), b"x").unwrap();
+        let inner = TempDir::new_in(a.path(), "inner");
+        assert!(inner.path().starts_with(a.path()));
+        let (pa, pb) = (a.path().to_path_buf(), b.path().to_path_buf());
+        drop(a);
+        assert!(!pa.exists(), "removed with its contents");
+        assert!(pb.is_dir(), "the other one stays");
+        // `inner` was removed with `a`: dropping it is harmless.
+        drop(inner);
+        drop(b);
+        assert!(!pb.exists());
     }
 }

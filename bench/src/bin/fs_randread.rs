@@ -52,15 +52,13 @@
 use std::future::Future;
 use std::io::{Read, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-const FILE_LEN: u64 = 1 << 30;
-const BLOCK: usize = 4096;
-const BLOCKS: u64 = FILE_LEN / BLOCK as u64;
-const DEPTHS: [usize; 3] = [1, 32, 128];
+use bench::randread::{print_result, Args, Outcome, Rng, BLOCK, FILE_LEN};
+
 /// Every peer `--only` and `--peers` know.
 const ALL_PEERS: [&str; 7] = [
     "ours",
@@ -82,37 +80,6 @@ const PEERS: [&str; 6] = [
 ];
 /// The length of each warm-up measurement.
 const WARMUP: Duration = Duration::from_millis(250);
-
-/// A fast per-worker generator of block-aligned offsets (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded (through splitmix64) from `round` and `worker`.
-    fn new(round: usize, worker: usize) -> Rng {
-        let mut z = ((round as u64) << 32 | worker as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    /// The next 4 KiB-aligned offset in the file.
-    fn offset(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) % BLOCKS * BLOCK as u64
-    }
-}
-
-/// One measurement's outcome.
-enum Outcome {
-    /// `ops` reads in `secs` seconds.
-    Done { ops: u64, secs: f64 },
-    /// The peer cannot run here (reason).
-    Skipped(String),
-}
 
 /// The peers' runtimes, built once and reused by every measurement.
 struct Peers {
@@ -514,109 +481,13 @@ fn fully_cached(f: &std::fs::File) -> bool {
     rc == 0 && vec.iter().all(|v| v & 1 == 1)
 }
 
-/// The command line.
-struct Args {
-    path: PathBuf,
-    rounds: usize,
-    secs: f64,
-    only: Option<String>,
-    depth: Option<usize>,
-    peers: Vec<String>,
-    depths: Vec<usize>,
-}
-
 const USAGE: &str = "usage: fs_randread [--file F] [--rounds N] [--secs S] [--peers P,...] [--depths D,...]\n       fs_randread [--file F] --only <ours|ours_ring|ours_direct|ours_fixed|tokio|std_pool|pread> --depth D [--secs S]";
 
-/// A known peer name, or an error.
-fn peer_name(name: &str) -> Result<String, String> {
-    if ALL_PEERS.contains(&name) {
-        Ok(name.to_string())
-    } else {
-        Err(format!("unknown peer {name}"))
-    }
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        path: PathBuf::from("/var/tmp/fs_randread.dat"),
-        rounds: 5,
-        secs: 2.0,
-        only: None,
-        depth: None,
-        peers: PEERS.iter().map(|p| p.to_string()).collect(),
-        depths: DEPTHS.to_vec(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--file" => args.path = PathBuf::from(value()?),
-            "--rounds" => {
-                args.rounds = value()?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("--rounds needs a positive number")?
-            }
-            "--secs" => {
-                args.secs = value()?
-                    .parse()
-                    .ok()
-                    .filter(|&s: &f64| s > 0.0 && s.is_finite())
-                    .ok_or("--secs needs a positive number")?
-            }
-            "--only" => args.only = Some(peer_name(&value()?)?),
-            "--peers" => {
-                args.peers = value()?
-                    .split(',')
-                    .map(peer_name)
-                    .collect::<Result<_, _>>()?;
-            }
-            "--depths" => {
-                args.depths = value()?
-                    .split(',')
-                    .map(|d| d.parse().ok().filter(|&n: &usize| n > 0))
-                    .collect::<Option<_>>()
-                    .ok_or("--depths needs positive numbers, comma-separated")?;
-            }
-            "--depth" => {
-                args.depth = Some(
-                    value()?
-                        .parse()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or("--depth needs a positive number")?,
-                )
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
+fn run() -> Result<(), String> {
+    let args = Args::parse(std::env::args().skip(1), &ALL_PEERS, &PEERS, true)?;
     if args.only.is_some() != args.depth.is_some() {
         return Err("--only and --depth go together".into());
     }
-    Ok(args)
-}
-
-/// Prints the measurement's `RESULT` line; returns its rate if it ran.
-fn print_result(depth: usize, rt: &str, round: usize, outcome: &Outcome) -> Option<f64> {
-    match outcome {
-        Outcome::Done { ops, secs } => {
-            let rate = *ops as f64 / secs.max(1e-9);
-            println!(
-                "RESULT bench=randread depth={depth} rt={rt} round={round} ops={ops} secs={secs:.6} rate={rate:.0}"
-            );
-            Some(rate)
-        }
-        Outcome::Skipped(why) => {
-            eprintln!("fs_randread: {rt} skipped: {why}");
-            println!("RESULT bench=randread depth={depth} rt={rt} round={round} skipped=1");
-            None
-        }
-    }
-}
-
-fn run() -> Result<(), String> {
-    let args = parse_args()?;
     let t0 = Instant::now();
     prepare(&args.path).map_err(|e| format!("cannot prepare {}: {e}", args.path.display()))?;
     eprintln!(
@@ -627,7 +498,7 @@ fn run() -> Result<(), String> {
     if let (Some(rt), Some(depth)) = (&args.only, args.depth) {
         let peers = Peers::new(rt.starts_with("ours"), rt == "tokio")?;
         let outcome = peers.measure(rt, &args.path, depth, dur, 0)?;
-        print_result(depth, rt, 0, &outcome);
+        print_result("fs_randread", depth, rt, 0, &outcome);
         return Ok(());
     }
 
@@ -658,7 +529,8 @@ fn run() -> Result<(), String> {
         for (d, &depth) in args.depths.iter().enumerate() {
             for (p, rt) in args.peers.iter().enumerate() {
                 let outcome = peers.measure(rt, &args.path, depth, dur, round)?;
-                if let Some(rate) = print_result(depth, &labels[p], round, &outcome) {
+                if let Some(rate) = print_result("fs_randread", depth, &labels[p], round, &outcome)
+                {
                     rates[d][p].push(rate);
                 }
             }

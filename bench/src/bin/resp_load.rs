@@ -66,34 +66,21 @@
 //!
 //! # Why the client stays cheap
 //!
-//! As `echo_load`, from which it takes its structure: one thread, one
-//! io_uring ring (single issuer, deferred task work), no runtime, no
-//! allocation after the start. A batch costs two SQEs (its send, and a
-//! receive queued with it that polls first), two CQEs when the replies come
-//! in one piece, the encoding of `P` commands into a buffer and the parse
-//! of `P` replies; every SQE of a loop iteration goes to the kernel in the
-//! one `io_uring_enter` that also waits for the next completions.
+//! As `echo_load`, whose client loop (`bench::client`) it shares: one
+//! thread, one io_uring ring (single issuer, deferred task work), no
+//! runtime, no allocation after the start. A batch costs two SQEs (its
+//! send, and a receive queued with it that polls first), two CQEs when the
+//! replies come in one piece, the encoding of `P` commands into a buffer
+//! and the parse of `P` replies; every SQE of a loop iteration goes to the
+//! kernel in the one `io_uring_enter` that also waits for the next
+//! completions.
 
-use std::collections::VecDeque;
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bench::hist::Histogram;
-use io_uring::{opcode, squeue, types, IoUring};
-
-/// `IORING_RECVSEND_POLL_FIRST` (in the SQE's `ioprio`): wait for data
-/// before trying to receive (the replies are not there yet when the
-/// receive is queued with its send).
-const RECVSEND_POLL_FIRST: u16 = 1;
-
-/// Tag in the low bit of `user_data`: the operation is a receive (0: a send).
-const OP_RECV: u64 = 1;
-
-/// How many error messages go to stderr (the count goes on regardless).
-const MAX_LOGGED: u64 = 5;
+use bench::client::{self, bad_value, parse_value, Conn, Exchange, Flags, Plan, Report};
 
 /// Digits of a key's number: `key:` and 12 digits, 16 bytes.
 const KEY_DIGITS: usize = 12;
@@ -119,12 +106,13 @@ fn main() -> ExitCode {
     };
     match run(&args) {
         Ok(r) => {
+            let cmds = r.exchanges * args.pipeline as u64;
             println!(
                 "RESULT cmds={} batches={} secs={:.4} rate={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} client_cpu={:.3} errors={}",
-                r.cmds,
-                r.batches,
+                cmds,
+                r.exchanges,
                 r.secs,
-                r.cmds as f64 / r.secs,
+                cmds as f64 / r.secs,
                 r.p50_us,
                 r.p99_us,
                 r.p999_us,
@@ -134,7 +122,7 @@ fn main() -> ExitCode {
             if r.errors > 0 {
                 eprintln!("resp_load: {} errors", r.errors);
                 ExitCode::FAILURE
-            } else if r.cmds == 0 {
+            } else if cmds == 0 {
                 eprintln!("resp_load: no command was answered in the measured window");
                 ExitCode::FAILURE
             } else {
@@ -171,34 +159,15 @@ struct Args {
 }
 
 impl Args {
-    fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-        let (mut addr, mut conns, mut secs) = (None, None, None);
-        let (mut pipeline, mut warmup, mut rate, mut marks) = (1, 1.0, None, false);
+    fn parse(it: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut pipeline = 1;
         let (mut mix, mut keyspace, mut value_size) =
             (vec![Cmd::Ping, Cmd::Set, Cmd::Get], 10_000, 32);
-        while let Some(flag) = it.next() {
-            if flag == "--marks" {
-                marks = true;
-                continue;
-            }
-            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let bad = |e: &dyn std::fmt::Display| format!("bad value {value:?} for {flag}: {e}");
-            match flag.as_str() {
-                "--addr" => {
-                    let resolved = value
-                        .to_socket_addrs()
-                        .map_err(|e| bad(&e))?
-                        .next()
-                        .ok_or_else(|| bad(&"no address"))?;
-                    addr = Some(resolved);
-                }
-                "--conns" => conns = Some(value.parse::<usize>().map_err(|e| bad(&e))?),
-                "--pipeline" => pipeline = value.parse::<usize>().map_err(|e| bad(&e))?,
-                "--secs" => secs = Some(value.parse::<f64>().map_err(|e| bad(&e))?),
-                "--warmup" => warmup = value.parse::<f64>().map_err(|e| bad(&e))?,
-                "--rate" => rate = Some(value.parse::<f64>().map_err(|e| bad(&e))?),
-                "--keyspace" => keyspace = value.parse::<usize>().map_err(|e| bad(&e))?,
-                "--value-size" => value_size = value.parse::<usize>().map_err(|e| bad(&e))?,
+        let f = Flags::parse(it, |flag, value| {
+            match flag {
+                "--pipeline" => pipeline = parse_value(flag, value)?,
+                "--keyspace" => keyspace = parse_value(flag, value)?,
+                "--value-size" => value_size = parse_value(flag, value)?,
                 "--mix" => {
                     mix = value
                         .split(',')
@@ -206,42 +175,35 @@ impl Args {
                             "ping" => Ok(Cmd::Ping),
                             "set" => Ok(Cmd::Set),
                             "get" => Ok(Cmd::Get),
-                            other => Err(bad(&format!("unknown command {other:?}"))),
+                            other => Err(bad_value(
+                                flag,
+                                value,
+                                &format!("unknown command {other:?}"),
+                            )),
                         })
                         .collect::<Result<_, _>>()?;
                 }
-                other => return Err(format!("unknown flag {other:?}")),
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         let args = Args {
-            addr: addr.ok_or("--addr is required")?,
-            conns: conns.ok_or("--conns is required")?,
-            secs: secs.ok_or("--secs is required")?,
+            addr: f.addr.ok_or("--addr is required")?,
+            conns: f.conns.ok_or("--conns is required")?,
+            secs: f.secs.ok_or("--secs is required")?,
             pipeline,
-            warmup,
-            rate,
+            warmup: f.warmup,
+            rate: f.rate,
             mix,
             keyspace,
             value_size,
-            marks,
+            marks: f.marks,
         };
-        if args.conns == 0 || args.conns > (u32::MAX >> 1) as usize {
-            return Err("--conns must be at least 1 (and fewer than 2^31)".into());
-        }
+        Flags::check_conns(args.conns)?;
         if !(1..=MAX_PIPELINE).contains(&args.pipeline) {
             return Err(format!("--pipeline must be between 1 and {MAX_PIPELINE}"));
         }
-        if !(args.secs > 0.0 && args.secs.is_finite()) {
-            return Err("--secs must be positive".into());
-        }
-        if !(args.warmup >= 0.0 && args.warmup.is_finite()) {
-            return Err("--warmup must be zero or positive".into());
-        }
-        if let Some(r) = args.rate {
-            if !(r > 0.0 && r.is_finite()) {
-                return Err("--rate must be positive".into());
-            }
-        }
+        Flags::check_times(args.secs, args.warmup, args.rate)?;
         if args.keyspace < args.conns || args.keyspace >= 10usize.pow(KEY_DIGITS as u32) {
             return Err(format!(
                 "--keyspace must be at least --conns (every connection owns keys) and below 10^{KEY_DIGITS}"
@@ -256,65 +218,31 @@ impl Args {
     }
 }
 
-/// What one run measured.
-struct Report {
-    cmds: u64,
-    batches: u64,
-    secs: f64,
-    p50_us: f64,
-    p99_us: f64,
-    p999_us: f64,
-    client_cpu: f64,
-    errors: u64,
-}
-
-/// Prints a `MARK <what>` line and flushes it, if marks are on.
-fn mark(on: bool, what: &str) {
-    if on {
-        use std::io::Write as _;
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out, "MARK {what}");
-        let _ = out.flush();
-    }
-}
-
 fn run(args: &Args) -> io::Result<Report> {
-    // Not fatal: `connect` reports running out of descriptors clearly enough.
-    let _ = bench::raise_nofile_limit();
     let proto = Protocol::new(args);
     let per_conn = args.keyspace / args.conns;
-    let mut conns = Vec::with_capacity(args.conns);
-    for id in 0..args.conns {
-        let stream =
-            TcpStream::connect_timeout(&args.addr, Duration::from_secs(5)).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("connection {id} of {} to {}: {e}", args.conns, args.addr),
-                )
-            })?;
-        stream.set_nodelay(true)?;
+    let plan = Plan {
+        name: "resp_load",
+        addr: args.addr,
+        conns: args.conns,
+        interval: args
+            .rate
+            .map(|r| Duration::from_secs_f64(proto.pipeline as f64 / r)),
+        warmup: args.warmup,
+        secs: args.secs,
+        marks: args.marks,
+    };
+    client::run(&plan, |id, fd| {
         let first_key = (id * per_conn) as u64;
-        conns.push(Conn::new(
-            OwnedFd::from(stream),
-            id,
-            first_key,
-            per_conn,
-            &proto,
-        ));
-    }
-    mark(args.marks, "connected");
-    let mut client = Client::new(conns, proto, args.rate, args.marks)?;
-    let result = client.run(
-        Duration::from_secs_f64(args.warmup),
-        Duration::from_secs_f64(args.secs),
-    );
-    if args.marks {
-        // Leave the runner time to sample the server after `MARK end`,
-        // before the connections close (closing them costs it CPU).
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    client.shut_down();
-    result
+        let send_buf = vec![0u8; proto.max_batch].into_boxed_slice();
+        let recv_buf = vec![0u8; proto.max_replies].into_boxed_slice();
+        Conn::new(
+            fd,
+            Batches::new(id, first_key, per_conn, &proto),
+            send_buf,
+            recv_buf,
+        )
+    })
 }
 
 /// The encoding of the commands and of the replies expected.
@@ -366,28 +294,15 @@ enum Expect {
     Value { key: u64, counter: u64 },
 }
 
-/// One connection: its buffers, its keys, the batch in flight.
-///
-/// The buffers are boxed slices, allocated once when the connection opens
-/// and freed only when the `Client` is dropped; the kernel receives raw
-/// pointers into them. `Client::shut_down` makes sure no operation is in
-/// flight any more before that (or leaks them if some still are).
-struct Conn {
-    fd: OwnedFd,
-    id: usize,
-    send_buf: Box<[u8]>,
-    /// Bytes of the batch in `send_buf`, and how many have been sent.
-    send_len: usize,
-    sent: usize,
-    recv_buf: Box<[u8]>,
-    /// Bytes received of the batch's replies, and how many are parsed.
-    recvd: usize,
+/// One connection's part of the protocol: its keys, the replies the batch
+/// in flight must get (the buffers are its [`Conn`]'s).
+struct Batches<'p> {
+    proto: &'p Protocol,
+    /// Bytes of the batch's replies parsed so far.
     parsed: usize,
     /// The replies the batch must get, in order, and how many came.
     expect: Vec<Expect>,
     answered: usize,
-    send_busy: bool,
-    recv_busy: bool,
     /// The first of this connection's keys (a global number) and how many.
     first_key: u64,
     keys: usize,
@@ -400,26 +315,15 @@ struct Conn {
     mix_pos: usize,
     /// xorshift64 state for choosing keys.
     rng: u64,
-    /// When the batch was sent (or, at a fixed rate, scheduled).
-    start: Instant,
-    alive: bool,
 }
 
-impl Conn {
-    fn new(fd: OwnedFd, id: usize, first_key: u64, keys: usize, p: &Protocol) -> Conn {
-        Conn {
-            fd,
-            id,
-            send_buf: vec![0u8; p.max_batch].into_boxed_slice(),
-            send_len: 0,
-            sent: 0,
-            recv_buf: vec![0u8; p.max_replies].into_boxed_slice(),
-            recvd: 0,
+impl<'p> Batches<'p> {
+    fn new(id: usize, first_key: u64, keys: usize, p: &'p Protocol) -> Batches<'p> {
+        Batches {
+            proto: p,
             parsed: 0,
             expect: Vec::with_capacity(p.pipeline),
             answered: 0,
-            send_busy: false,
-            recv_busy: false,
             first_key,
             keys,
             last_set: vec![0; keys],
@@ -427,13 +331,7 @@ impl Conn {
             mix_pos: id,
             // Any non-zero seed; distinct per connection.
             rng: 0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 17),
-            start: Instant::now(),
-            alive: true,
         }
-    }
-
-    fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 
     /// The next key of this connection: (index among its keys, global
@@ -448,26 +346,23 @@ impl Conn {
         (i, self.first_key + i as u64)
     }
 
-    /// Encodes the next batch of `p.pipeline` commands into `send_buf`
-    /// and notes the replies it must get.
-    fn build_batch(&mut self, p: &Protocol) {
+    /// Encodes the next batch of `p.pipeline` commands into `buf`, notes
+    /// the replies it must get and returns its length.
+    fn build_batch(&mut self, p: &Protocol, buf: &mut [u8]) -> usize {
         self.expect.clear();
         self.answered = 0;
-        self.recvd = 0;
         self.parsed = 0;
-        self.sent = 0;
         let mut at = 0;
         for _ in 0..p.pipeline {
             let cmd = p.mix[self.mix_pos % p.mix.len()];
             self.mix_pos = self.mix_pos.wrapping_add(1);
             let expect = match cmd {
                 Cmd::Ping => {
-                    put(&mut self.send_buf, &mut at, b"*1\r\n$4\r\nPING\r\n");
+                    put(buf, &mut at, b"*1\r\n$4\r\nPING\r\n");
                     Expect::Pong
                 }
                 Cmd::Get => {
                     let (i, key) = self.next_key();
-                    let buf = &mut self.send_buf;
                     put(buf, &mut at, b"*2\r\n$3\r\nGET\r\n$16\r\n");
                     put(buf, &mut at, &key_bytes(key));
                     put(buf, &mut at, b"\r\n");
@@ -480,7 +375,6 @@ impl Conn {
                     let (i, key) = self.next_key();
                     self.sets += 1;
                     self.last_set[i] = self.sets;
-                    let buf = &mut self.send_buf;
                     put(buf, &mut at, b"*3\r\n$3\r\nSET\r\n$16\r\n");
                     put(buf, &mut at, &key_bytes(key));
                     put(buf, &mut at, b"\r\n");
@@ -493,16 +387,16 @@ impl Conn {
             };
             self.expect.push(expect);
         }
-        self.send_len = at;
+        at
     }
 
-    /// Parses and checks the replies received so far. `Ok(true)` when
-    /// every reply of the batch is in (and nothing more), `Ok(false)` when
-    /// more must come, `Err` with what was wrong.
-    fn check_replies(&mut self, p: &Protocol) -> Result<bool, String> {
+    /// Parses and checks the replies received so far, `buf[..recvd]`.
+    /// `Ok(true)` when every reply of the batch is in (and nothing more),
+    /// `Ok(false)` when more must come, `Err` with what was wrong.
+    fn check_replies(&mut self, p: &Protocol, buf: &[u8], recvd: usize) -> Result<bool, String> {
         while self.answered < self.expect.len() {
-            let Some((reply, used)) = parse_reply(&self.recv_buf[self.parsed..self.recvd])? else {
-                if self.recvd == self.recv_buf.len() {
+            let Some((reply, used)) = parse_reply(&buf[self.parsed..recvd])? else {
+                if recvd == buf.len() {
                     return Err("a reply longer than any expected".into());
                 }
                 return Ok(false);
@@ -519,16 +413,28 @@ impl Conn {
             self.parsed += used;
             self.answered += 1;
         }
-        if self.parsed < self.recvd {
+        if self.parsed < recvd {
             return Err(format!(
                 "{} bytes after the batch's last reply: {:?}",
-                self.recvd - self.parsed,
-                String::from_utf8_lossy(
-                    &self.recv_buf[self.parsed..self.recvd.min(self.parsed + 64)]
-                )
+                recvd - self.parsed,
+                String::from_utf8_lossy(&buf[self.parsed..recvd.min(self.parsed + 64)])
             ));
         }
         Ok(true)
+    }
+}
+
+impl Exchange for Batches<'_> {
+    fn next(&mut self, send: &mut [u8]) -> usize {
+        self.build_batch(self.proto, send)
+    }
+
+    fn received(&mut self, recv: &[u8], filled: usize) -> Result<bool, String> {
+        self.check_replies(self.proto, recv, filled)
+    }
+
+    fn finish(&mut self, _send: &[u8], _recv: &[u8]) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -688,316 +594,6 @@ fn describe_reply(r: &Reply<'_>) -> String {
     }
 }
 
-/// The event loop and its counters.
-struct Client {
-    ring: IoUring,
-    conns: Vec<Conn>,
-    proto: Protocol,
-    /// Interval between two scheduled batches, in fixed-rate mode.
-    interval: Option<Duration>,
-    /// Connections waiting for their slot of the schedule (fixed rate).
-    idle: VecDeque<u32>,
-    /// Connections whose batch was queued this iteration and gets its
-    /// start time just before the SQEs go to the kernel (closed loop).
-    to_stamp: Vec<u32>,
-    /// Completions copied out of the CQ, so handlers can queue SQEs.
-    cqes: Vec<(u64, i32)>,
-    /// SQEs pushed whose CQE has not been seen.
-    inflight: usize,
-    alive: usize,
-    batches: u64,
-    errors: u64,
-    hist: Histogram,
-    marks: bool,
-}
-
-impl Client {
-    fn new(
-        conns: Vec<Conn>,
-        proto: Protocol,
-        rate: Option<f64>,
-        marks: bool,
-    ) -> io::Result<Client> {
-        let n = conns.len();
-        // At most two operations per connection are in flight.
-        let sq = (2 * n).next_power_of_two().clamp(64, 32768) as u32;
-        let cq = (2 * n).next_power_of_two().clamp(2 * sq as usize, 65536) as u32;
-        let ring = bench::uring::ring(sq, cq)?;
-        let idle = if rate.is_some() {
-            (0..n as u32).collect()
-        } else {
-            VecDeque::new()
-        };
-        let interval = rate.map(|r| Duration::from_secs_f64(proto.pipeline as f64 / r));
-        Ok(Client {
-            ring,
-            proto,
-            interval,
-            idle,
-            to_stamp: Vec::with_capacity(n),
-            cqes: Vec::with_capacity(cq as usize),
-            inflight: 0,
-            alive: n,
-            batches: 0,
-            errors: 0,
-            hist: Histogram::new(),
-            marks,
-            conns,
-        })
-    }
-
-    fn run(&mut self, warmup: Duration, secs: Duration) -> io::Result<Report> {
-        let begin = Instant::now();
-        let warm_end = begin + warmup;
-        let mut window: Option<(Instant, f64)> = None;
-        let mut end = warm_end + secs;
-        let mut next_slot = begin;
-        if self.interval.is_none() {
-            for i in 0..self.conns.len() {
-                self.start_batch(i, None)?;
-            }
-        }
-        let stop = loop {
-            let now = Instant::now();
-            if window.is_none() && now >= warm_end {
-                // The measured window begins: reset what it measures.
-                self.batches = 0;
-                self.hist.clear();
-                window = Some((now, bench::cpu_secs(libc::RUSAGE_SELF)));
-                end = now + secs;
-                mark(self.marks, "window");
-            }
-            if (window.is_some() && now >= end) || self.alive == 0 {
-                break now;
-            }
-            if let Some(interval) = self.interval {
-                while next_slot <= now {
-                    let Some(i) = self.idle.pop_front() else {
-                        break;
-                    };
-                    self.start_batch(i as usize, Some(next_slot))?;
-                    next_slot += interval;
-                }
-            }
-            let mut deadline = if window.is_some() { end } else { warm_end };
-            if self.interval.is_some() && !self.idle.is_empty() {
-                deadline = deadline.min(next_slot);
-            }
-            // Submit, and wait for a completion until the deadline.
-            let now = Instant::now();
-            for &i in &self.to_stamp {
-                self.conns[i as usize].start = now;
-            }
-            self.to_stamp.clear();
-            let res = if deadline <= now {
-                self.ring.submit()
-            } else {
-                let ts = types::Timespec::from(deadline - now);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
-            };
-            if let Err(e) = res {
-                match e.raw_os_error() {
-                    Some(libc::ETIME | libc::EINTR | libc::EAGAIN | libc::EBUSY) => {}
-                    _ => return Err(io::Error::new(e.kind(), format!("io_uring_enter: {e}"))),
-                }
-            }
-            let now = Instant::now();
-            self.cqes.clear();
-            self.cqes.extend(
-                self.ring
-                    .completion()
-                    .map(|cqe| (cqe.user_data(), cqe.result())),
-            );
-            for k in 0..self.cqes.len() {
-                let (user_data, res) = self.cqes[k];
-                self.complete(user_data, res, now)?;
-            }
-        };
-        let (window_start, cpu_start) = window.unwrap_or((begin, 0.0));
-        let secs = stop
-            .duration_since(window_start)
-            .max(Duration::from_nanos(1))
-            .as_secs_f64();
-        let cpu = bench::cpu_secs(libc::RUSAGE_SELF) - cpu_start;
-        mark(self.marks, "end");
-        Ok(Report {
-            cmds: self.batches * self.proto.pipeline as u64,
-            batches: self.batches,
-            secs,
-            p50_us: self.hist.quantile(0.50) / 1000.0,
-            p99_us: self.hist.quantile(0.99) / 1000.0,
-            p999_us: self.hist.quantile(0.999) / 1000.0,
-            client_cpu: cpu / secs,
-            errors: self.errors,
-        })
-    }
-
-    /// Starts connection `i`'s next batch: its send and a receive, queued
-    /// together. `start` is its scheduled time at a fixed rate; otherwise
-    /// the time it goes to the kernel is taken later.
-    fn start_batch(&mut self, i: usize, start: Option<Instant>) -> io::Result<()> {
-        self.conns[i].build_batch(&self.proto);
-        match start {
-            Some(t) => self.conns[i].start = t,
-            None => self.to_stamp.push(i as u32),
-        }
-        self.queue_send(i)?;
-        self.queue_recv(i, true)
-    }
-
-    fn queue_send(&mut self, i: usize) -> io::Result<()> {
-        let c = &mut self.conns[i];
-        let rest = &c.send_buf[c.sent..c.send_len];
-        let sqe = opcode::Send::new(types::Fd(c.raw()), rest.as_ptr(), rest.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data((i as u64) << 1);
-        c.send_busy = true;
-        self.push(sqe)
-    }
-
-    fn queue_recv(&mut self, i: usize, poll_first: bool) -> io::Result<()> {
-        let c = &mut self.conns[i];
-        let fd = c.raw();
-        let rest = &mut c.recv_buf[c.recvd..];
-        let sqe = opcode::Recv::new(types::Fd(fd), rest.as_mut_ptr(), rest.len() as u32)
-            .ioprio(if poll_first { RECVSEND_POLL_FIRST } else { 0 })
-            .build()
-            .user_data((i as u64) << 1 | OP_RECV);
-        c.recv_busy = true;
-        self.push(sqe)
-    }
-
-    /// Queues one SQE, submitting what is queued first if the SQ is full.
-    fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
-        // SAFETY: every SQE built here points into the boxed buffers of a
-        // `Conn` in `self.conns`, which neither move (they are boxed) nor are
-        // freed before the operation's CQE has been seen: `shut_down` waits
-        // for all of them, or leaks the buffers.
-        unsafe { bench::uring::push(&mut self.ring, &sqe) }?;
-        self.inflight += 1;
-        Ok(())
-    }
-
-    /// Handles one completion.
-    fn complete(&mut self, user_data: u64, res: i32, now: Instant) -> io::Result<()> {
-        self.inflight -= 1;
-        let i = (user_data >> 1) as usize;
-        let is_recv = user_data & OP_RECV != 0;
-        let c = &mut self.conns[i];
-        if is_recv {
-            c.recv_busy = false;
-        } else {
-            c.send_busy = false;
-        }
-        if !c.alive {
-            return Ok(());
-        }
-        if res < 0 {
-            return match -res {
-                libc::EINTR | libc::EAGAIN => {
-                    if is_recv {
-                        self.queue_recv(i, false)
-                    } else {
-                        self.queue_send(i)
-                    }
-                }
-                errno => {
-                    let what = if is_recv { "recv" } else { "send" };
-                    let e = io::Error::from_raw_os_error(errno);
-                    self.fail(i, &format!("{what}: {e}"));
-                    Ok(())
-                }
-            };
-        }
-        let n = res as usize;
-        if is_recv {
-            if n == 0 {
-                self.fail(i, "the server closed the connection");
-                return Ok(());
-            }
-            c.recvd += n;
-            match c.check_replies(&self.proto) {
-                Err(why) => {
-                    self.fail(i, &why);
-                    return Ok(());
-                }
-                Ok(false) => return self.queue_recv(i, false),
-                Ok(true) => {}
-            }
-        } else {
-            if n == 0 {
-                self.fail(i, "send wrote nothing");
-                return Ok(());
-            }
-            c.sent += n;
-            if c.sent < c.send_len {
-                return self.queue_send(i);
-            }
-        }
-        if c.sent < c.send_len || c.answered < c.expect.len() || c.send_busy || c.recv_busy {
-            return Ok(());
-        }
-        // Every reply of the batch is in and checked.
-        self.batches += 1;
-        self.hist.record(now.saturating_duration_since(c.start));
-        if self.interval.is_some() {
-            self.idle.push_back(i as u32);
-            Ok(())
-        } else {
-            self.start_batch(i, None)
-        }
-    }
-
-    /// Counts connection `i` as failed and stops using it.
-    fn fail(&mut self, i: usize, why: &str) {
-        let c = &mut self.conns[i];
-        if !c.alive {
-            return;
-        }
-        c.alive = false;
-        self.alive -= 1;
-        self.errors += 1;
-        if self.errors <= MAX_LOGGED {
-            eprintln!("resp_load: connection {}: {why}", c.id);
-        }
-        // Ends the operation still in flight on this socket, if any.
-        // SAFETY: a plain syscall on a descriptor this connection owns.
-        unsafe { libc::shutdown(c.raw(), libc::SHUT_RDWR) };
-    }
-
-    /// Ends every connection and waits (up to two seconds) until the kernel
-    /// has finished with every buffer; if it has not, leaks the buffers
-    /// rather than free memory the kernel may still write.
-    fn shut_down(&mut self) {
-        for c in &self.conns {
-            // SAFETY: a plain syscall on a descriptor the connection owns;
-            // it ends the operations in flight on it.
-            unsafe { libc::shutdown(c.raw(), libc::SHUT_RDWR) };
-        }
-        let give_up = Instant::now() + Duration::from_secs(2);
-        while self.inflight > 0 {
-            let now = Instant::now();
-            if now >= give_up {
-                break;
-            }
-            let ts = types::Timespec::from((give_up - now).min(Duration::from_millis(100)));
-            let args = types::SubmitArgs::new().timespec(&ts);
-            let _ = self.ring.submitter().submit_with_args(1, &args);
-            let seen = self.ring.completion().count();
-            self.inflight -= seen;
-        }
-        if self.inflight > 0 {
-            eprintln!(
-                "resp_load: {} operations still in flight at exit; leaking their buffers",
-                self.inflight
-            );
-            std::mem::forget(std::mem::take(&mut self.conns));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1054,10 +650,11 @@ mod tests {
     #[test]
     fn a_batch_checks_its_replies_in_order() {
         let p = proto(3, 32);
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut c = Conn::new(OwnedFd::from(a), 0, 40, 1, &p);
-        c.build_batch(&p);
-        let sent = String::from_utf8(c.send_buf[..c.send_len].to_vec()).unwrap();
+        let mut c = Batches::new(0, 40, 1, &p);
+        let mut send_buf = vec![0u8; p.max_batch];
+        let mut recv_buf = vec![0u8; p.max_replies];
+        let send_len = c.build_batch(&p, &mut send_buf);
+        let sent = String::from_utf8(send_buf[..send_len].to_vec()).unwrap();
         // One key (40): PING, SET key:000000000040, GET of it.
         let value = "000000000040:0000000000000001...";
         assert_eq!(
@@ -1069,37 +666,36 @@ mod tests {
         let replies = format!("+PONG\r\n+OK\r\n$32\r\n{value}\r\n");
         // Fed in two pieces.
         let (first, second) = replies.as_bytes().split_at(10);
-        c.recv_buf[..first.len()].copy_from_slice(first);
-        c.recvd = first.len();
-        assert_eq!(c.check_replies(&p), Ok(false));
-        c.recv_buf[c.recvd..c.recvd + second.len()].copy_from_slice(second);
-        c.recvd += second.len();
-        assert_eq!(c.check_replies(&p), Ok(true));
+        recv_buf[..first.len()].copy_from_slice(first);
+        let mut recvd = first.len();
+        assert_eq!(c.check_replies(&p, &recv_buf, recvd), Ok(false));
+        recv_buf[recvd..recvd + second.len()].copy_from_slice(second);
+        recvd += second.len();
+        assert_eq!(c.check_replies(&p, &recv_buf, recvd), Ok(true));
 
         // A stale value (an older SET of this connection) is an error.
-        c.build_batch(&p);
+        c.build_batch(&p, &mut send_buf);
         let stale = format!("+PONG\r\n+OK\r\n$32\r\n{value}\r\n");
-        c.recv_buf[..stale.len()].copy_from_slice(stale.as_bytes());
-        c.recvd = stale.len();
-        let e = c.check_replies(&p).unwrap_err();
+        recv_buf[..stale.len()].copy_from_slice(stale.as_bytes());
+        let e = c.check_replies(&p, &recv_buf, stale.len()).unwrap_err();
         assert!(e.contains("reply 3"), "{e}");
 
         // An error reply, and bytes after the last reply.
-        c.build_batch(&p);
+        c.build_batch(&p, &mut send_buf);
         let err = b"-ERR nope\r\n";
-        c.recv_buf[..err.len()].copy_from_slice(err);
-        c.recvd = err.len();
-        assert!(c.check_replies(&p).unwrap_err().contains("-ERR nope"));
-        c.build_batch(&p);
+        recv_buf[..err.len()].copy_from_slice(err);
+        let e = c.check_replies(&p, &recv_buf, err.len()).unwrap_err();
+        assert!(e.contains("-ERR nope"), "{e}");
+        c.build_batch(&p, &mut send_buf);
         let fresh = {
             let mut v = [0u8; 32];
             write_value(&mut v, 40, 4);
             String::from_utf8(v.to_vec()).unwrap()
         };
         let extra = format!("+PONG\r\n+OK\r\n$32\r\n{fresh}\r\n+PONG\r\n");
-        c.recv_buf[..extra.len()].copy_from_slice(extra.as_bytes());
-        c.recvd = extra.len();
-        assert!(c.check_replies(&p).unwrap_err().contains("bytes after"));
+        recv_buf[..extra.len()].copy_from_slice(extra.as_bytes());
+        let e = c.check_replies(&p, &recv_buf, extra.len()).unwrap_err();
+        assert!(e.contains("bytes after"), "{e}");
     }
 
     #[test]

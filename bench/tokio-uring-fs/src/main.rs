@@ -24,98 +24,31 @@
 //! secs=<s> rate=<IOPS>`, or `... skipped=1` with the reason on stderr.
 
 use std::io::SeekFrom;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-const FILE_LEN: u64 = 1 << 30;
-const BLOCK: usize = 4096;
-const BLOCKS: u64 = FILE_LEN / BLOCK as u64;
+// The file's geometry, the offsets, the command line and the RESULT line
+// of `fs_randread` (bench/src/randread.rs, plain std), included as a
+// module: depending on the bench crate instead would build all of it (its
+// peers: monoio, glommio, compio, hyper, rustls...) under this crate's
+// `--cfg tokio_unstable` and with tokio's io-uring feature. Some of its
+// items serve only fs_randread's full runs.
+#[allow(dead_code)]
+#[path = "../../src/randread.rs"]
+mod randread;
 
-/// The offsets of `fs_randread`'s worker `worker` in round `round`
-/// (xorshift64* seeded through splitmix64; the same sequence).
-struct Rng(u64);
+use randread::{print_result, Args, Outcome, Rng, BLOCK};
 
-impl Rng {
-    fn new(round: usize, worker: usize) -> Rng {
-        let mut z = ((round as u64) << 32 | worker as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn offset(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) % BLOCKS * BLOCK as u64
-    }
-}
-
-struct Args {
-    path: PathBuf,
-    only: String,
-    depth: usize,
-    secs: f64,
-}
+/// The peers this program measures.
+const PEERS: [&str; 2] = ["tokio_uring", "tokio_uring_direct"];
 
 const USAGE: &str = "usage: tokio_uring_randread [--file F] --only <tokio_uring|tokio_uring_direct> --depth D [--secs S]";
 
-fn parse_args() -> Result<Args, String> {
-    let mut path = PathBuf::from("/var/tmp/fs_randread.dat");
-    let (mut only, mut depth, mut secs) = (None, None, 2.0);
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--file" => path = PathBuf::from(value()?),
-            "--only" => {
-                let rt = value()?;
-                if rt != "tokio_uring" && rt != "tokio_uring_direct" {
-                    return Err(format!("unknown peer {rt}"));
-                }
-                only = Some(rt);
-            }
-            "--depth" => {
-                depth = Some(
-                    value()?
-                        .parse()
-                        .ok()
-                        .filter(|&n: &usize| n > 0)
-                        .ok_or("--depth needs a positive number")?,
-                )
-            }
-            "--secs" => {
-                secs = value()?
-                    .parse()
-                    .ok()
-                    .filter(|&s: &f64| s > 0.0 && s.is_finite())
-                    .ok_or("--secs needs a positive number")?
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(Args {
-        path,
-        only: only.ok_or("--only is required")?,
-        depth: depth.ok_or("--depth is required")?,
-        secs,
-    })
-}
-
-/// What one measurement gave.
-enum Outcome {
-    Done { ops: u64, secs: f64 },
-    Skipped(String),
-}
-
-async fn measure(args: &Args) -> Result<Outcome, String> {
-    let direct = args.only == "tokio_uring_direct";
-    let mut files = Vec::with_capacity(args.depth);
-    for _ in 0..args.depth {
+async fn measure(args: &Args, peer: &str, depth: usize) -> Result<Outcome, String> {
+    let direct = peer == "tokio_uring_direct";
+    let mut files = Vec::with_capacity(depth);
+    for _ in 0..depth {
         let mut options = tokio::fs::OpenOptions::new();
         options.read(true);
         if direct {
@@ -180,24 +113,15 @@ async fn measure(args: &Args) -> Result<Outcome, String> {
 }
 
 fn run() -> Result<(), String> {
-    let args = parse_args()?;
+    let args = Args::parse(std::env::args().skip(1), &PEERS, &[], false)?;
+    let peer = args.only.as_deref().ok_or("--only is required")?;
+    let depth = args.depth.ok_or("--depth is required")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io_uring()
         .build()
         .map_err(|e| format!("cannot start tokio with io_uring: {e}"))?;
-    let (depth, peer) = (args.depth, &args.only);
-    match rt.block_on(measure(&args))? {
-        Outcome::Done { ops, secs } => {
-            let rate = ops as f64 / secs.max(1e-9);
-            println!(
-                "RESULT bench=randread depth={depth} rt={peer} round=0 ops={ops} secs={secs:.6} rate={rate:.0}"
-            );
-        }
-        Outcome::Skipped(why) => {
-            eprintln!("tokio_uring_randread: {peer} skipped: {why}");
-            println!("RESULT bench=randread depth={depth} rt={peer} round=0 skipped=1");
-        }
-    }
+    let outcome = rt.block_on(measure(&args, peer, depth))?;
+    print_result("tokio_uring_randread", depth, peer, 0, &outcome);
     Ok(())
 }
 

@@ -534,6 +534,186 @@ pub(crate) fn human(v: f64) -> String {
     }
 }
 
+/// ours/peer of a figure (the peer: tokio, unless made with
+/// [`NoiseRow::against`]) beside the noise floor ours'/ours, and whether
+/// the first lies beyond the second.
+pub(crate) struct NoiseRow {
+    pub what: String,
+    pub ours: Option<f64>,
+    pub peer: Option<f64>,
+    pub vs_peer: Option<Ratio>,
+    pub noise: Option<Ratio>,
+    /// The peer's name.
+    pub peer_name: String,
+    higher_is_better: bool,
+    /// What ours/peer must be: a limit and `"≤"` or `"≥"`.
+    pub goal: Option<(f64, &'static str)>,
+}
+
+impl NoiseRow {
+    /// The row of ours against tokio.
+    pub(crate) fn new(
+        cell: &Cell,
+        key: Option<&'static str>,
+        what: String,
+        higher_is_better: bool,
+        goal: Option<(f64, &'static str)>,
+    ) -> Self {
+        Self::against(cell, "tokio", key, what, higher_is_better, goal)
+    }
+
+    /// The row of ours against `peer`, of the headline figure (`key`
+    /// `None`) or of an extra one.
+    pub(crate) fn against(
+        cell: &Cell,
+        peer: &str,
+        key: Option<&'static str>,
+        what: String,
+        higher_is_better: bool,
+        goal: Option<(f64, &'static str)>,
+    ) -> Self {
+        Self::between(
+            cell,
+            ["ours", OURS2, peer],
+            key,
+            what,
+            higher_is_better,
+            goal,
+        )
+    }
+
+    /// The row of peers named otherwise: `ours`, its second copy, and
+    /// the peer it is compared with (`NoiseRow::new` is `ours`, `ours'`,
+    /// `tokio`).
+    pub(crate) fn between(
+        cell: &Cell,
+        [ours, ours2, peer]: [&str; 3],
+        key: Option<&'static str>,
+        what: String,
+        higher_is_better: bool,
+        goal: Option<(f64, &'static str)>,
+    ) -> Self {
+        let median = |peer: &str| {
+            let s = cell.get(peer)?;
+            match key {
+                None => s.median(),
+                Some(k) => s.median_extra(k),
+            }
+        };
+        NoiseRow {
+            what,
+            ours: median(ours),
+            peer: median(peer),
+            vs_peer: cell.ratio_of(peer, ours, key),
+            noise: cell.ratio_of(ours, ours2, key),
+            peer_name: peer.to_string(),
+            higher_is_better,
+            goal,
+        }
+    }
+
+    /// "ours better" / "ours worse" when every round's ours/peer lies
+    /// outside the noise floor's range, "within the noise" otherwise. The
+    /// range is made symmetric around 1.00x (which of two identical
+    /// servers is called ours' is arbitrary, so an A-vs-A ratio r says
+    /// they differ by r either way: [min(lo, 1/hi), max(hi, 1/lo)]) and
+    /// widened by 0.5%.
+    pub(crate) fn verdict(&self) -> String {
+        let (Some(r), Some(n)) = (self.vs_peer, self.noise) else {
+            return "not measured".into();
+        };
+        let lo = n.min.min(1.0 / n.max).min(1.0) - 0.005;
+        let hi = n.max.max(1.0 / n.min).max(1.0) + 0.005;
+        let better = |above: bool| {
+            if above == self.higher_is_better {
+                "ours better"
+            } else {
+                "ours worse"
+            }
+        };
+        if r.min > hi {
+            better(true).into()
+        } else if r.max < lo {
+            better(false).into()
+        } else {
+            "within the noise".into()
+        }
+    }
+
+    /// The goal's verdict: "≤ 0.90x: pass" etc.
+    pub(crate) fn goal(&self) -> String {
+        let Some((limit, how)) = self.goal else {
+            return "—".into();
+        };
+        let Some(r) = self.vs_peer else {
+            return format!("{how} {limit:.2}x: not measured");
+        };
+        let pass = if how == "≤" {
+            r.median <= limit
+        } else {
+            r.median >= limit
+        };
+        format!("{how} {limit:.2}x: {}", if pass { "pass" } else { "MISS" })
+    }
+
+    /// The row's figures as text: ours, the peer, ours/peer, the noise
+    /// floor ours'/ours and the verdict; "—" for a figure missing.
+    fn cells(&self) -> [String; 5] {
+        let ratio = |r: Option<Ratio>| r.map(|x| x.show()).unwrap_or_else(|| "—".into());
+        [
+            fmt(self.ours),
+            fmt(self.peer),
+            ratio(self.vs_peer),
+            ratio(self.noise),
+            self.verdict(),
+        ]
+    }
+
+    /// The row's figures as the inner cells of a Markdown table row (no
+    /// outer pipes): `ours | peer | ours/peer | noise floor | verdict`.
+    pub(crate) fn md_cells(&self) -> String {
+        self.cells().join(" | ")
+    }
+
+    /// The row's figures for a progress line, the peer called `peer`:
+    /// `ours 8.00 tokio 10.00 ours/tokio 0.80x [...] noise ... -> verdict`.
+    pub(crate) fn summary(&self, peer: &str) -> String {
+        let [ours, theirs, vs_peer, noise, verdict] = self.cells();
+        format!("ours {ours} {peer} {theirs} ours/{peer} {vs_peer} noise {noise} -> {verdict}")
+    }
+
+    /// The target that ours/peer meets the row's goal (ours/peer ≥ 1.00x
+    /// without one).
+    pub(crate) fn target(&self) -> Target {
+        let (limit, how) = self.goal.unwrap_or((1.0, "≥"));
+        Target {
+            what: format!("{}: ours/{} {how} {limit:.2}x", self.what, self.peer_name),
+            measured: self
+                .vs_peer
+                .map(|r| r.show())
+                .unwrap_or_else(|| "not measured".into()),
+            pass: self.vs_peer.map(|r| {
+                if how == "≤" {
+                    r.median <= limit
+                } else {
+                    r.median >= limit
+                }
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// A figure of a table: no decimals from 100 on, two below, "—" when
+/// missing.
+pub(crate) fn fmt(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.2}"),
+        None => "—".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,5 +865,48 @@ mod tests {
         assert_eq!(num(&l[0], "rate"), Some(5.5));
         assert_eq!(field(&l[0], "msgs"), Some("10"));
         assert_eq!(num(&l[0], "nope"), None);
+    }
+
+    #[test]
+    fn noise_row_cells_for_tables_and_progress_lines() {
+        let mut c = Cell::new("x".into(), 1.0, &["ours", "tokio", OURS2], "µs");
+        c.higher_is_better = false;
+        for (peer, v) in [("ours", 8.0), ("tokio", 250.0), (OURS2, 8.1)] {
+            for _ in 0..3 {
+                c.get_mut(peer).unwrap().rounds.push(Ok(Sample::new(v)));
+            }
+        }
+        let r = NoiseRow::new(&c, None, "cpu".into(), false, None);
+        let (vs, noise) = (r.vs_peer.unwrap().show(), r.noise.unwrap().show());
+        assert_eq!(
+            r.md_cells(),
+            format!("8.00 | 250 | {vs} | {noise} | ours better")
+        );
+        assert_eq!(
+            r.summary("peer"),
+            format!("ours 8.00 peer 250 ours/peer {vs} noise {noise} -> ours better")
+        );
+        // What the tables wrote before md_cells, to the letter.
+        let old = |r: &NoiseRow| {
+            format!(
+                "| {} | {} | {} | {} | {} | {} |",
+                r.what,
+                fmt(r.ours),
+                fmt(r.peer),
+                r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+                r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
+                r.verdict()
+            )
+        };
+        let empty = Cell::new("y".into(), 1.0, &["ours", "tokio", OURS2], "µs");
+        let missing = NoiseRow::against(&empty, "tokio", None, "none".into(), true, None);
+        for row in [&r, &missing] {
+            assert_eq!(format!("| {} | {} |", row.what, row.md_cells()), old(row));
+        }
+        assert_eq!(missing.md_cells(), "— | — | — | — | not measured");
+        assert_eq!(
+            missing.summary("tokio"),
+            "ours — tokio — ours/tokio — noise — -> not measured"
+        );
     }
 }

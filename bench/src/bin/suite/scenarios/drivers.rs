@@ -29,10 +29,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use super::echo;
-use super::ecosystem::{cpu_per, fmt, server_cpu, NoiseRow};
+use super::ecosystem::{cpu_per, server_cpu};
 use crate::harness::fleet::{Fleet, Spec};
 use crate::harness::h2load::{self as h2load_run, H2load};
-use crate::harness::model::{human, num, Cell, Outcome, Ratio, Sample, Target, SATURATED};
+use crate::harness::model::{
+    fmt, human, num, Cell, NoiseRow, Outcome, Ratio, Sample, Target, SATURATED,
+};
 use crate::harness::rounds::Rounds;
 use crate::harness::{proc, Ctx};
 

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use super::ecosystem::{cpu_per, fmt, server_cpu, NoiseRow};
+use super::ecosystem::{cpu_per, server_cpu};
 use crate::harness::fleet::{Fleet, Spec};
 use crate::harness::model::{
-    human, num, result_lines, Cell, Outcome, Sample, Target, OURS2, SATURATED,
+    human, num, result_lines, Cell, NoiseRow, Outcome, Sample, Target, OURS2, SATURATED,
 };
 use crate::harness::rounds::Rounds;
 use crate::harness::{chart, proc, Ctx};
@@ -648,15 +648,7 @@ fn fixed_cost_report(ctx: &Ctx, out: &mut Outcome, c: &Config, cells: &[Cell]) {
             ));
         }
         for r in &rows {
-            let line = format!(
-                "| {rate} | {} | {} | {} | {} | {} | {} |",
-                r.what,
-                fmt(r.ours),
-                fmt(r.peer),
-                r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-                r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-                r.verdict()
-            );
+            let line = format!("| {rate} | {} | {} |", r.what, r.md_cells());
             ctx.log(&format!("  [echo] {line}"));
             md.push_str(&line);
             md.push('\n');

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::harness::fleet::{Fleet, Spec};
 use crate::harness::h2load::{self, H2load};
 use crate::harness::model::{
-    human, num, result_lines, Cell, Outcome, Ratio, Sample, Target, SATURATED,
+    human, num, result_lines, Cell, NoiseRow, Outcome, Sample, Target, SATURATED,
 };
 use crate::harness::rounds::Rounds;
 use crate::harness::{proc, Ctx};
@@ -560,148 +560,6 @@ fn idle_cell(ctx: &Ctx, out: &mut Outcome) -> Cell {
     cell
 }
 
-/// ours/peer of a figure (the peer: tokio, unless made with
-/// [`NoiseRow::against`]) beside the noise floor ours'/ours, and whether
-/// the first lies beyond the second.
-pub(crate) struct NoiseRow {
-    pub what: String,
-    pub ours: Option<f64>,
-    pub peer: Option<f64>,
-    pub vs_peer: Option<Ratio>,
-    pub noise: Option<Ratio>,
-    /// The peer's name.
-    pub peer_name: String,
-    higher_is_better: bool,
-    goal: Option<(f64, &'static str)>,
-}
-
-impl NoiseRow {
-    /// The row of ours against tokio.
-    pub(crate) fn new(
-        cell: &Cell,
-        key: Option<&'static str>,
-        what: String,
-        higher_is_better: bool,
-        goal: Option<(f64, &'static str)>,
-    ) -> Self {
-        Self::against(cell, TOKIO, key, what, higher_is_better, goal)
-    }
-
-    /// The row of ours against `peer`, of the headline figure (`key`
-    /// `None`) or of an extra one.
-    pub(crate) fn against(
-        cell: &Cell,
-        peer: &str,
-        key: Option<&'static str>,
-        what: String,
-        higher_is_better: bool,
-        goal: Option<(f64, &'static str)>,
-    ) -> Self {
-        Self::between(cell, [OURS, OURS2, peer], key, what, higher_is_better, goal)
-    }
-
-    /// The row of peers named otherwise: `ours`, its second copy, and
-    /// the peer it is compared with (`NoiseRow::new` is `ours`, `ours'`,
-    /// `tokio`).
-    pub(crate) fn between(
-        cell: &Cell,
-        [ours, ours2, peer]: [&str; 3],
-        key: Option<&'static str>,
-        what: String,
-        higher_is_better: bool,
-        goal: Option<(f64, &'static str)>,
-    ) -> Self {
-        let median = |peer: &str| {
-            let s = cell.get(peer)?;
-            match key {
-                None => s.median(),
-                Some(k) => s.median_extra(k),
-            }
-        };
-        NoiseRow {
-            what,
-            ours: median(ours),
-            peer: median(peer),
-            vs_peer: cell.ratio_of(peer, ours, key),
-            noise: cell.ratio_of(ours, ours2, key),
-            peer_name: peer.to_string(),
-            higher_is_better,
-            goal,
-        }
-    }
-
-    /// "ours better" / "ours worse" when every round's ours/peer lies
-    /// outside the noise floor's range, "within the noise" otherwise. The
-    /// range is made symmetric around 1.00x (which of two identical
-    /// servers is called ours' is arbitrary, so an A-vs-A ratio r says
-    /// they differ by r either way: [min(lo, 1/hi), max(hi, 1/lo)]) and
-    /// widened by 0.5%.
-    pub(crate) fn verdict(&self) -> String {
-        let (Some(r), Some(n)) = (self.vs_peer, self.noise) else {
-            return "not measured".into();
-        };
-        let lo = n.min.min(1.0 / n.max).min(1.0) - 0.005;
-        let hi = n.max.max(1.0 / n.min).max(1.0) + 0.005;
-        let better = |above: bool| {
-            if above == self.higher_is_better {
-                "ours better"
-            } else {
-                "ours worse"
-            }
-        };
-        if r.min > hi {
-            better(true).into()
-        } else if r.max < lo {
-            better(false).into()
-        } else {
-            "within the noise".into()
-        }
-    }
-
-    /// The goal's verdict: "≤ 0.90x: pass" etc.
-    fn goal(&self) -> String {
-        let Some((limit, how)) = self.goal else {
-            return "—".into();
-        };
-        let Some(r) = self.vs_peer else {
-            return format!("{how} {limit:.2}x: not measured");
-        };
-        let pass = if how == "≤" {
-            r.median <= limit
-        } else {
-            r.median >= limit
-        };
-        format!("{how} {limit:.2}x: {}", if pass { "pass" } else { "MISS" })
-    }
-
-    pub(crate) fn target(&self) -> Target {
-        let (limit, how) = self.goal.unwrap_or((1.0, "≥"));
-        Target {
-            what: format!("{}: ours/{} {how} {limit:.2}x", self.what, self.peer_name),
-            measured: self
-                .vs_peer
-                .map(|r| r.show())
-                .unwrap_or_else(|| "not measured".into()),
-            pass: self.vs_peer.map(|r| {
-                if how == "≤" {
-                    r.median <= limit
-                } else {
-                    r.median >= limit
-                }
-            }),
-            ..Default::default()
-        }
-    }
-}
-
-pub(crate) fn fmt(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
-        Some(v) => format!("{v:.2}"),
-        None => "—".into(),
-    }
-}
-
 fn noise_md(rows: &[NoiseRow]) -> String {
     let mut s = String::from(
         "### Ours against tokio, beside the noise floor\n\n\
@@ -710,13 +568,9 @@ fn noise_md(rows: &[NoiseRow]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} |\n",
             r.what,
-            fmt(r.ours),
-            fmt(r.peer),
-            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.verdict(),
+            r.md_cells(),
             r.goal()
         ));
     }
@@ -864,15 +718,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         }
     }
     for r in &rows {
-        ctx.log(&format!(
-            "  [{TAG}] {}: ours {} tokio {} ours/tokio {} noise {} -> {}",
-            r.what,
-            fmt(r.ours),
-            fmt(r.peer),
-            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.verdict()
-        ));
+        ctx.log(&format!("  [{TAG}] {}: {}", r.what, r.summary("tokio")));
     }
     out.extra_md.push(noise_md(&rows));
     out

@@ -732,7 +732,6 @@ pub(crate) fn run_arch(ctx: &Ctx) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     #[test]
     fn parses_wrk() {
@@ -819,16 +818,7 @@ Transfer/sec:     12.00MB
 
     #[test]
     fn plans_fit_the_budget() {
-        let ctx = Ctx {
-            quick: false,
-            rounds: 5,
-            server_core: None,
-            loader_core: None,
-            charts: false,
-            out_dir: std::env::temp_dir(),
-            start: Instant::now(),
-            threads: 2,
-        };
+        let ctx = Ctx::for_tests(false);
         let (h, a) = (plan_http(&ctx), plan_arch(&ctx));
         assert!((100.0..=180.0).contains(&h), "http {h}");
         assert!((150.0..=330.0).contains(&a), "arch {a}");

@@ -22,9 +22,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::ecosystem::{cpu_per, fmt, server_cpu, NoiseRow};
+use super::ecosystem::{cpu_per, server_cpu};
 use crate::harness::fleet::{Fleet, Spec};
-use crate::harness::model::{human, num, result_lines, Cell, Outcome, Sample, SATURATED};
+use crate::harness::model::{human, num, result_lines, Cell, NoiseRow, Outcome, Sample, SATURATED};
 use crate::harness::rounds::Rounds;
 use crate::harness::{proc, Ctx};
 
@@ -556,14 +556,10 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
             out.targets.push(t);
         }
         ctx.log(&format!(
-            "  [{TAG}] {} vs {}: ours {} peer {} ours/peer {} noise {} -> {}",
+            "  [{TAG}] {} vs {}: {}",
             r.what,
             r.peer_name,
-            fmt(r.ours),
-            fmt(r.peer),
-            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.verdict()
+            r.summary("peer")
         ));
     }
     out.extra_md.push(noise_md(&rows));
@@ -587,14 +583,10 @@ fn noise_md(rows: &[NoiseRow]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} |\n",
             r.what,
             r.peer_name,
-            fmt(r.ours),
-            fmt(r.peer),
-            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.verdict()
+            r.md_cells()
         ));
     }
     s.push_str(
@@ -727,16 +719,7 @@ mod tests {
 
     #[test]
     fn plan_is_under_four_minutes() {
-        let ctx = Ctx {
-            quick: false,
-            rounds: 5,
-            server_core: None,
-            loader_core: None,
-            charts: false,
-            out_dir: std::env::temp_dir(),
-            start: Instant::now(),
-            threads: 2,
-        };
+        let ctx = Ctx::for_tests(false);
         let p = plan(&ctx);
         assert!((150.0..=245.0).contains(&p), "{p}");
     }

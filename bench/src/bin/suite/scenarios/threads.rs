@@ -18,9 +18,9 @@
 //! Full mode adds the native example on one worker, the single-core
 //! reference. At most 3 rounds per cell, 3 s runs, about 2 minutes.
 
-use super::ecosystem::{cpu_per, fmt, server_cpu, NoiseRow};
+use super::ecosystem::{cpu_per, server_cpu};
 use crate::harness::fleet::{Fleet, Spec};
-use crate::harness::model::{human, Cell, Outcome, Sample, SATURATED};
+use crate::harness::model::{human, Cell, NoiseRow, Outcome, Sample, SATURATED};
 use crate::harness::rounds::Rounds;
 use crate::harness::{h2load, proc, Ctx};
 
@@ -326,24 +326,8 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
 |---|---:|---:|---:|---:|---|\n",
     );
     for r in &rows {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
-            r.what,
-            fmt(r.ours),
-            fmt(r.peer),
-            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.verdict()
-        ));
-        ctx.log(&format!(
-            "  [{TAG}] {}: ours {} tokio {} ours/tokio {} noise {} -> {}",
-            r.what,
-            fmt(r.ours),
-            fmt(r.peer),
-            r.vs_peer.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.noise.map(|x| x.show()).unwrap_or_else(|| "—".into()),
-            r.verdict()
-        ));
+        md.push_str(&format!("| {} | {} |\n", r.what, r.md_cells()));
+        ctx.log(&format!("  [{TAG}] {}: {}", r.what, r.summary("tokio")));
     }
     out.extra_md.push(md);
     out.tables.push((
