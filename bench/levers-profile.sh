@@ -4,14 +4,17 @@
 #
 #   bench/levers-profile.sh [RATE] [SECS] [PEER...]
 #
-# For each peer (default: raw_http in every mode, tokio_http, ours), starts
+# For each peer (default: raw_http in every mode and variant of the levers
+# scenario, named as there, e.g. multishot+fixed; tokio_http; ours), starts
 # the server pinned to core 0, offers `h2load --h1 -c 50 --rps RATE/50 -D
 # SECS` pinned to core 1 (RATE default 10000 req/s, SECS default 5), and
 # counts with `perf stat -p` over h2load's run: the server's task-clock,
 # its syscalls (all, and io_uring_enter, epoll_wait), and the io_uring
 # tracepoints (requests submitted, polls armed, task work queued, local
 # task-work runs, completions, failed links). Prints each count per HTTP
-# request answered. Needs perf, h2load, taskset and root (tracepoints).
+# request answered. With LEVERS_RECORD=DIR it first runs the same load
+# under `perf record -g` (kernel and user) into DIR/<peer>.data, for
+# `perf report -i DIR/<peer>.data`. Needs perf, h2load, curl, taskset and root (tracepoints).
 # Build first: cargo build --release -p bench --bin raw_http --bin
 # tokio_http && cargo build --release -p examples --example http.
 set -eu
@@ -23,7 +26,7 @@ secs=${2:-5}
 [ $# -gt 0 ] && shift
 peers="$*"
 if [ -z "$peers" ]; then
-    peers="plain pollfirst link linkpf multishot tokio_http ours"
+    peers="plain pollfirst link linkpf multishot plain+fixed multishot+fixed plain+coop tokio_http ours"
 fi
 conns=50
 rps=$((rate / conns))
@@ -37,14 +40,19 @@ for peer in $peers; do
     case "$peer" in
     tokio_http) cmd="target/release/tokio_http" ;;
     ours) cmd="target/release/examples/http" ;;
-    *) cmd="target/release/raw_http --mode $peer" ;;
+    *)
+        # mode[+fixed][+coop]
+        cmd="target/release/raw_http --mode ${peer%%+*}"
+        case "$peer" in *+fixed*) cmd="$cmd --fixed" ;; esac
+        case "$peer" in *+coop*) cmd="$cmd --ring coop" ;; esac
+        ;;
     esac
     port=$((port + 1))
     # shellcheck disable=SC2086 # $cmd is a command and its arguments
     taskset -c 0 $cmd "127.0.0.1:$port" >"$tmp/server.log" 2>&1 &
     pid=$!
     i=0
-    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    while ! curl -s -o /dev/null "http://127.0.0.1:$port/"; do
         i=$((i + 1))
         if [ $i -gt 50 ]; then
             echo "$peer: did not start" >&2
@@ -54,6 +62,12 @@ for peer in $peers; do
         fi
         sleep 0.1
     done
+    if [ -n "${LEVERS_RECORD:-}" ]; then
+        mkdir -p "$LEVERS_RECORD"
+        perf record -q -g -F 2999 -p "$pid" -o "$LEVERS_RECORD/$peer.data" -- \
+            taskset -c 1 h2load --h1 -t 1 -c "$conns" -m 1 --rps "$rps" -D "$secs" \
+            "http://127.0.0.1:$port/" >"$tmp/h2load" 2>&1 || true
+    fi
     perf stat -x, -e "$events" -p "$pid" -o "$tmp/stat" -- \
         taskset -c 1 h2load --h1 -t 1 -c "$conns" -m 1 --rps "$rps" -D "$secs" \
         "http://127.0.0.1:$port/" >"$tmp/h2load" 2>&1 || true

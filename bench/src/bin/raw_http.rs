@@ -4,7 +4,7 @@
 //! scenario of the suite).
 //!
 //! ```text
-//! raw_http [ADDR] [--mode plain|pollfirst|link|linkpf|multishot]
+//! raw_http [ADDR] [--mode plain|pollfirst|link|linkpf|multishot] [--fixed] [--ring defer|coop]
 //! ```
 //!
 //! Same protocol code as `examples/http` and `tokio_http` (it includes
@@ -40,6 +40,17 @@
 //!   and the buffer goes back to the ring at once. Sends as in `plain`;
 //!   bytes that arrive while a send is in flight are processed after it.
 //!
+//! Two options apply to any mode:
+//!
+//! - `--fixed`: the multishot accept installs each connection in the ring's
+//!   table of registered files (4,096 slots, `IORING_FILE_INDEX_ALLOC`) and
+//!   never as a descriptor; receives and sends name it with
+//!   `IOSQE_FIXED_FILE` (no `fget`/`fput` per operation), shutdowns and
+//!   closes are `IORING_OP_SHUTDOWN` / `IORING_OP_CLOSE`. `TCP_NODELAY` is
+//!   set on the listener, whose accepted sockets inherit it.
+//! - `--ring coop`: the ring is set up `SINGLE_ISSUER | COOP_TASKRUN |
+//!   TASKRUN_FLAG` instead of the default `SINGLE_ISSUER | DEFER_TASKRUN`.
+//!
 //! A connection closes when its peer does (a receive returns 0) or an
 //! operation fails: the socket is shut down (which ends whatever receive is
 //! armed) and closed once none of its operations is in flight. After an
@@ -67,6 +78,9 @@ use conn::{Conn, Next};
 const ACCEPT: u64 = u64::MAX;
 /// `user_data` of the pause before re-arming a failed accept.
 const ACCEPT_PAUSE: u64 = u64::MAX - 1;
+/// `user_data` of the shutdowns and closes of registered files: their
+/// completions are ignored.
+const IGNORE: u64 = u64::MAX - 2;
 /// The low bit of a connection operation's `user_data`: a receive.
 const RECV: u64 = 0;
 /// The low bit of a connection operation's `user_data`: a send.
@@ -85,6 +99,33 @@ const BGID: u16 = 0;
 
 /// After a closing answer, at most this many bytes are read and discarded.
 const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Slots of the table of registered files (`--fixed`).
+const FIXED_FILES: u32 = 4096;
+
+/// A connection's socket: a descriptor, or a slot of the ring's table of
+/// registered files (`--fixed`).
+enum Sock {
+    Owned(OwnedFd),
+    Fixed(u32),
+}
+
+/// Evaluates `$e` with `$fd` bound to the `types::Fd` or `types::Fixed`
+/// that names socket `$sock` in an SQE.
+macro_rules! with_fd {
+    ($sock:expr, |$fd:ident| $e:expr) => {
+        match $sock {
+            Sock::Owned(o) => {
+                let $fd = types::Fd(o.as_raw_fd());
+                $e
+            }
+            Sock::Fixed(i) => {
+                let $fd = types::Fixed(*i);
+                $e
+            }
+        }
+    };
+}
 
 /// The lever under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +166,7 @@ impl Mode {
 /// is freed only when none is).
 struct Slot {
     /// The socket; `None` while the slot is free.
-    fd: Option<OwnedFd>,
+    fd: Option<Sock>,
     /// The protocol state.
     conn: Conn,
     /// Received bytes not yet consumed by [`Conn::process`]. A single-shot
@@ -266,6 +307,8 @@ impl BufRing {
 struct Server {
     ring: IoUring,
     mode: Mode,
+    /// Connections are registered files (`--fixed`).
+    fixed: bool,
     listener: std::net::TcpListener,
     slots: Vec<Slot>,
     free: Vec<usize>,
@@ -279,7 +322,7 @@ struct Server {
 fn usage() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        "usage: raw_http [ADDR] [--mode plain|pollfirst|link|linkpf|multishot]",
+        "usage: raw_http [ADDR] [--mode plain|pollfirst|link|linkpf|multishot] [--fixed] [--ring defer|coop]",
     )
 }
 
@@ -288,6 +331,8 @@ fn usage() -> io::Error {
 fn main() -> io::Result<()> {
     let mut addr = "127.0.0.1:8080".to_string();
     let mut mode = Mode::Plain;
+    let mut fixed = false;
+    let mut coop = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--mode" {
@@ -295,6 +340,14 @@ fn main() -> io::Result<()> {
             mode = Mode::parse(&m).ok_or_else(usage)?;
         } else if let Some(m) = a.strip_prefix("--mode=") {
             mode = Mode::parse(m).ok_or_else(usage)?;
+        } else if a == "--fixed" {
+            fixed = true;
+        } else if a == "--ring" {
+            coop = match args.next().as_deref() {
+                Some("coop") => true,
+                Some("defer") => false,
+                _ => return Err(usage()),
+            };
         } else if a.starts_with('-') {
             return Err(usage());
         } else {
@@ -306,18 +359,34 @@ fn main() -> io::Result<()> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
     let listener = bench::listen(addr)?;
     let entries = 4096;
-    let ring = bench::uring::ring(entries, 4 * entries)?;
+    let ring = if coop {
+        IoUring::builder()
+            .setup_cqsize(4 * entries)
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(entries)?
+    } else {
+        bench::uring::ring(entries, 4 * entries)?
+    };
+    if fixed {
+        ring.submitter().register_files_sparse(FIXED_FILES)?;
+        set_nodelay(listener.as_raw_fd());
+    }
     let bufs = match mode {
         Mode::Multishot => Some(BufRing::new(&ring)?),
         _ => None,
     };
     println!(
-        "raw_http: listening on http://{} (mode {mode:?})",
-        listener.local_addr()?
+        "raw_http: listening on http://{} (mode {mode:?}{}{})",
+        listener.local_addr()?,
+        if fixed { ", registered files" } else { "" },
+        if coop { ", COOP_TASKRUN ring" } else { "" }
     );
     let mut server = Server {
         ring,
         mode,
+        fixed,
         listener,
         slots: Vec::new(),
         free: Vec::new(),
@@ -352,6 +421,7 @@ impl Server {
                 match user_data {
                     ACCEPT => self.accepted(res, flags)?,
                     ACCEPT_PAUSE => self.arm_accept()?,
+                    IGNORE => {}
                     ud => {
                         let slot = (ud >> 1) as usize;
                         if ud & 1 == SEND {
@@ -389,7 +459,10 @@ impl Server {
 
     fn arm_accept(&mut self) -> io::Result<()> {
         let sqe = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
+            .allocate_file_index(self.fixed)
+            // A registered file has no descriptor to close on exec (and
+            // the kernel refuses the flag for one).
+            .flags(if self.fixed { 0 } else { libc::SOCK_CLOEXEC })
             .build()
             .user_data(ACCEPT);
         self.push(&[sqe])
@@ -398,9 +471,15 @@ impl Server {
     fn accepted(&mut self, res: i32, flags: u32) -> io::Result<()> {
         let more = cqueue::more(flags);
         if res >= 0 {
-            // SAFETY: a successful accept returns a new descriptor, ours.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            set_nodelay(fd.as_raw_fd());
+            let fd = if self.fixed {
+                // The slot of the table of registered files it went to.
+                Sock::Fixed(res as u32)
+            } else {
+                // SAFETY: a successful accept returns a new descriptor, ours.
+                let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                set_nodelay(fd.as_raw_fd());
+                Sock::Owned(fd)
+            };
             let slot = match self.free.pop() {
                 Some(i) => i,
                 None => {
@@ -418,12 +497,9 @@ impl Server {
                     io::Error::from_raw_os_error(errno)
                 );
             }
-            if !more
-                && matches!(
-                    errno,
-                    libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
-                )
-            {
+            if !more && errno != libc::ECONNABORTED && errno != libc::EINTR {
+                // Out of resources, say: pause before trying again rather
+                // than spin on an accept that keeps failing.
                 let sqe = opcode::Timeout::new(&self.pause)
                     .build()
                     .user_data(ACCEPT_PAUSE);
@@ -440,12 +516,14 @@ impl Server {
     fn recv_sqe(&mut self, slot: usize, after_response: bool) -> Option<squeue::Entry> {
         let mode = self.mode;
         let s = &mut self.slots[slot];
-        let fd = types::Fd(s.fd.as_ref()?.as_raw_fd());
+        let sock = s.fd.as_ref()?;
         let ud = (slot as u64) << 1 | RECV;
         s.recv_armed = true;
         s.inflight += 1;
         if mode == Mode::Multishot {
-            return Some(opcode::RecvMulti::new(fd, BGID).build().user_data(ud));
+            return Some(with_fd!(sock, |fd| opcode::RecvMulti::new(fd, BGID)
+                .build()
+                .user_data(ud)));
         }
         if s.draining {
             s.input.clear();
@@ -460,12 +538,14 @@ impl Server {
         } else {
             0
         };
-        Some(
-            opcode::Recv::new(fd, ptr, spare as u32)
-                .ioprio(ioprio)
-                .build()
-                .user_data(ud),
+        Some(with_fd!(sock, |fd| opcode::Recv::new(
+            fd,
+            ptr,
+            spare as u32
         )
+        .ioprio(ioprio)
+        .build()
+        .user_data(ud)))
     }
 
     fn arm_recv(&mut self, slot: usize, after_response: bool) -> io::Result<()> {
@@ -479,17 +559,20 @@ impl Server {
     fn send(&mut self, slot: usize, link_recv: bool) -> io::Result<()> {
         let mode = self.mode;
         let s = &mut self.slots[slot];
-        let Some(fd) = &s.fd else { return Ok(()) };
+        let Some(sock) = &s.fd else { return Ok(()) };
         let rest = &s.out[s.sent..];
         let mut flags = libc::MSG_NOSIGNAL;
         if mode.link() {
             flags |= libc::MSG_WAITALL;
         }
-        let mut sqe =
-            opcode::Send::new(types::Fd(fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32)
-                .flags(flags)
-                .build()
-                .user_data((slot as u64) << 1 | SEND);
+        let mut sqe = with_fd!(sock, |fd| opcode::Send::new(
+            fd,
+            rest.as_ptr(),
+            rest.len() as u32
+        )
+        .flags(flags)
+        .build()
+        .user_data((slot as u64) << 1 | SEND));
         s.sending = true;
         s.inflight += 1;
         if link_recv && !s.recv_armed {
@@ -525,10 +608,8 @@ impl Server {
 
     /// After a closing answer: FIN, then discard what still arrives.
     fn start_drain(&mut self, slot: usize) -> io::Result<()> {
+        self.shutdown(slot, libc::SHUT_WR)?;
         let s = &mut self.slots[slot];
-        let Some(fd) = &s.fd else { return Ok(()) };
-        // SAFETY: plain syscall on a descriptor we own.
-        unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) };
         s.draining = true;
         if s.recv_armed {
             Ok(())
@@ -539,24 +620,46 @@ impl Server {
 
     /// The connection is over: shut its socket down (which ends whatever
     /// operation of it is armed) and close it once nothing is in flight.
-    fn kill(&mut self, slot: usize) {
-        let s = &mut self.slots[slot];
-        if !s.dead {
-            s.dead = true;
-            if let Some(fd) = &s.fd {
-                // SAFETY: plain syscall on a descriptor we own.
-                unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
-            }
+    fn kill(&mut self, slot: usize) -> io::Result<()> {
+        if !self.slots[slot].dead {
+            self.slots[slot].dead = true;
+            self.shutdown(slot, libc::SHUT_RDWR)?;
         }
-        self.close_if_idle(slot);
+        self.close_if_idle(slot)
     }
 
-    fn close_if_idle(&mut self, slot: usize) {
+    /// Shuts the socket of `slot` down (`how`: `SHUT_WR`, `SHUT_RDWR`).
+    fn shutdown(&mut self, slot: usize, how: i32) -> io::Result<()> {
+        match &self.slots[slot].fd {
+            Some(Sock::Owned(fd)) => {
+                // SAFETY: plain syscall on a descriptor we own.
+                unsafe { libc::shutdown(fd.as_raw_fd(), how) };
+                Ok(())
+            }
+            Some(Sock::Fixed(i)) => {
+                let sqe = opcode::Shutdown::new(types::Fixed(*i), how)
+                    .build()
+                    .user_data(IGNORE);
+                self.push(&[sqe])
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn close_if_idle(&mut self, slot: usize) -> io::Result<()> {
         let s = &mut self.slots[slot];
         if s.dead && s.inflight == 0 && s.fd.is_some() {
+            let sock = s.fd.take();
             s.reset();
             self.free.push(slot);
+            if let Some(Sock::Fixed(i)) = sock {
+                let sqe = opcode::Close::new(types::Fixed(i))
+                    .build()
+                    .user_data(IGNORE);
+                return self.push(&[sqe]);
+            }
         }
+        Ok(())
     }
 
     /// A receive of `slot` completed.
@@ -581,8 +684,7 @@ impl Server {
             s.inflight -= 1;
         }
         if s.dead {
-            self.close_if_idle(slot);
-            return Ok(());
+            return self.close_if_idle(slot);
         }
         if res < 0 {
             return match -res {
@@ -592,23 +694,18 @@ impl Server {
                 // rest and then the receive.
                 libc::ECANCELED if s.sending => Ok(()),
                 libc::ECANCELED => self.arm_recv(slot, true),
-                _ => {
-                    self.kill(slot);
-                    Ok(())
-                }
+                _ => self.kill(slot),
             };
         }
         if res == 0 {
-            self.kill(slot);
-            return Ok(());
+            return self.kill(slot);
         }
         let n = res as usize;
         if s.draining {
             s.drained += n;
             s.input.clear();
             if s.drained > DRAIN_LIMIT {
-                self.kill(slot);
-                return Ok(());
+                return self.kill(slot);
             }
             return if ended {
                 self.arm_recv(slot, false)
@@ -644,15 +741,13 @@ impl Server {
         s.sending = false;
         s.inflight -= 1;
         if s.dead {
-            self.close_if_idle(slot);
-            return Ok(());
+            return self.close_if_idle(slot);
         }
         if res <= 0 {
             if matches!(-res, libc::EINTR | libc::EAGAIN) {
                 return self.send(slot, false);
             }
-            self.kill(slot);
-            return Ok(());
+            return self.kill(slot);
         }
         s.sent += res as usize;
         if s.sent < s.out.len() {

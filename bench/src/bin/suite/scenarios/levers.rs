@@ -25,8 +25,32 @@ const CONNS: usize = 50;
 /// (about 25% and 60% of the slowest closed-loop peak of the `http`
 /// scenario on the 2-core machine it was written on).
 const RATES: [f64; 2] = [10_000.0, 30_000.0];
-/// The modes of `raw_http` measured, in table order.
-const MODES: [&str; 5] = ["plain", "pollfirst", "link", "linkpf", "multishot"];
+/// The variants of `raw_http` measured, in table order: a mode, then
+/// options (`+fixed`: `--fixed`, registered files; `+coop`: `--ring coop`).
+const MODES: [&str; 8] = [
+    "plain",
+    "pollfirst",
+    "link",
+    "linkpf",
+    "multishot",
+    "plain+fixed",
+    "multishot+fixed",
+    "plain+coop",
+];
+
+/// The arguments of `raw_http` for variant `name` (see [`MODES`]).
+fn raw_args(name: &str) -> Vec<&str> {
+    let mut parts = name.split('+');
+    let mut args = vec!["--mode", parts.next().unwrap_or("plain")];
+    for opt in parts {
+        match opt {
+            "fixed" => args.push("--fixed"),
+            "coop" => args.extend(["--ring", "coop"]),
+            _ => {}
+        }
+    }
+    args
+}
 
 /// The peers: raw_http in each mode (plain first: the reference), tokio,
 /// ours, and the A-vs-A copy of plain.
@@ -34,7 +58,7 @@ fn peers(ctx: &Ctx) -> Vec<Spec> {
     let raw = ctx.bin("raw_http");
     let mut v: Vec<Spec> = MODES
         .iter()
-        .map(|m| Spec::new(m, &raw, &["--mode", m]))
+        .map(|m| Spec::new(m, &raw, &raw_args(m)))
         .collect();
     v.push(Spec::new("tokio_http", &ctx.bin("tokio_http"), &[]));
     v.push(Spec::new("ours", &ctx.example("http"), &[]));
@@ -64,7 +88,7 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         ..Default::default()
     };
     out.notes.push(format!(
-        "`raw_http --mode M` serves the `http` example's protocol (same parser and `Conn::process`) directly on the io-uring crate, one thread, one enter per loop turn. Modes: `plain` recv -> send -> recv; `pollfirst` the recv after a response carries IORING_RECVSEND_POLL_FIRST; `link` the send (MSG_WAITALL) is IOSQE_IO_LINKed to the next recv, both in one enter; `linkpf` both; `multishot` one multishot recv per connection over provided buffers. `plain` is the reference (B/A = this row / plain, lower is cheaper); `{OURS2}` is a second `raw_http --mode plain`, the A-vs-A noise floor; `tokio_http` and `ours` (examples/http) are there for scale."
+        "`raw_http --mode M` serves the `http` example's protocol (same parser and `Conn::process`) directly on the io-uring crate, one thread, one enter per loop turn. Modes: `plain` recv -> send -> recv; `pollfirst` the recv after a response carries IORING_RECVSEND_POLL_FIRST; `link` the send (MSG_WAITALL) is IOSQE_IO_LINKed to the next recv, both in one enter; `linkpf` both; `multishot` one multishot recv per connection over provided buffers; `+fixed` connections accepted straight into the ring's table of registered files (IOSQE_FIXED_FILE on every op, no descriptor); `+coop` a SINGLE_ISSUER | COOP_TASKRUN | TASKRUN_FLAG ring instead of SINGLE_ISSUER | DEFER_TASKRUN. `plain` is the reference (B/A = this row / plain, lower is cheaper); `{OURS2}` is a second `raw_http --mode plain`, the A-vs-A noise floor; `tokio_http` and `ours` (examples/http) are there for scale."
     ));
     if !proc::program_in_path("h2load") {
         out.notes
@@ -105,4 +129,22 @@ pub(crate) fn run(ctx: &Ctx) -> Outcome {
         cells,
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_map_to_arguments() {
+        assert_eq!(raw_args("plain"), ["--mode", "plain"]);
+        assert_eq!(
+            raw_args("multishot+fixed"),
+            ["--mode", "multishot", "--fixed"]
+        );
+        assert_eq!(
+            raw_args("plain+coop"),
+            ["--mode", "plain", "--ring", "coop"]
+        );
+    }
 }
