@@ -358,6 +358,18 @@ fn main() -> io::Result<()> {
         .parse()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
     let listener = bench::listen(addr)?;
+    println!(
+        "raw_http: listening on http://{} (mode {mode:?}{}{})",
+        listener.local_addr()?,
+        if fixed { ", registered files" } else { "" },
+        if coop { ", COOP_TASKRUN ring" } else { "" }
+    );
+    run(listener, mode, fixed, coop)
+}
+
+/// Serves on `listener` until an error: `mode`, `fixed` (`--fixed`) and
+/// `coop` (`--ring coop`) as the command line says.
+fn run(listener: std::net::TcpListener, mode: Mode, fixed: bool, coop: bool) -> io::Result<()> {
     let entries = 4096;
     let ring = if coop {
         IoUring::builder()
@@ -377,12 +389,6 @@ fn main() -> io::Result<()> {
         Mode::Multishot => Some(BufRing::new(&ring)?),
         _ => None,
     };
-    println!(
-        "raw_http: listening on http://{} (mode {mode:?}{}{})",
-        listener.local_addr()?,
-        if fixed { ", registered files" } else { "" },
-        if coop { ", COOP_TASKRUN ring" } else { "" }
-    );
     let mut server = Server {
         ring,
         mode,
@@ -784,4 +790,88 @@ fn set_nodelay(fd: RawFd) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    const OK: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
+    const NOT_FOUND: &[u8] =
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nNot Found\n";
+    const CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!";
+
+    /// Starts a server in `mode` on an ephemeral port, in a thread that
+    /// serves until the test process exits.
+    fn start(mode: Mode, fixed: bool, coop: bool) -> SocketAddr {
+        let listener = bench::listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || run(listener, mode, fixed, coop));
+        addr
+    }
+
+    /// Reads exactly `n` bytes (bounded by the stream's read timeout).
+    fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        s.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    /// Every mode answers a request, two pipelined ones in order, many
+    /// pipelined ones whose answers outgrow a send (the client reads them
+    /// only after sending them all), and a closing request, after which
+    /// the server closes the connection.
+    #[test]
+    fn every_mode_answers_and_closes() {
+        let variants = [
+            (Mode::Plain, false, false),
+            (Mode::PollFirst, false, false),
+            (Mode::Link, false, false),
+            (Mode::LinkPollFirst, false, false),
+            (Mode::Multishot, false, false),
+            (Mode::Plain, true, false),
+            (Mode::Multishot, true, false),
+            (Mode::Plain, false, true),
+        ];
+        for (mode, fixed, coop) in variants {
+            let what = format!("{mode:?} fixed {fixed} coop {coop}");
+            let addr = start(mode, fixed, coop);
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+            assert_eq!(read_n(&mut s, OK.len()), OK, "{what}");
+            s.write_all(b"GET /x HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+                .unwrap();
+            let want = [NOT_FOUND, OK].concat();
+            assert_eq!(read_n(&mut s, want.len()), want, "{what}");
+            let n = 3000;
+            let mut writer = s.try_clone().unwrap();
+            let sender = std::thread::spawn(move || {
+                let reqs = b"GET / HTTP/1.1\r\n\r\n".repeat(n);
+                writer.write_all(&reqs).unwrap();
+            });
+            let got = read_n(&mut s, OK.len() * n);
+            assert!(got == OK.repeat(n), "{what}: pipelined answers differ");
+            sender.join().unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, CLOSE, "{what}");
+        }
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(Mode::parse("plain"), Some(Mode::Plain));
+        assert_eq!(Mode::parse("linkpf"), Some(Mode::LinkPollFirst));
+        assert_eq!(Mode::parse("multishot"), Some(Mode::Multishot));
+        assert_eq!(Mode::parse("nope"), None);
+        assert!(Mode::LinkPollFirst.link() && Mode::LinkPollFirst.poll_first());
+        assert!(!Mode::Multishot.link() && !Mode::Plain.poll_first());
+    }
 }
