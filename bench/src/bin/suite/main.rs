@@ -35,12 +35,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use harness::{chart, proc, report, Ctx};
-use scenarios::SCENARIOS;
+use scenarios::{OPT_IN, SCENARIOS};
 
 const USAGE: &str =
     "usage: bench/run [--quick] [--only <scenario,...>] [--rounds N] [--threads N] [--plan]
   scenarios: echo, http, arch, kv, files, executor, uring, ecosystem, threads, drivers
-             (default: all)
+             (default: all); opt-in, run only when named in --only: levers
   --only     run some scenarios; the report then goes to target/bench-partial/BENCHMARKS.md
              (bench/BENCHMARKS.md is written only by a run of every scenario)
   --plan     print the planned time and exit
@@ -80,10 +80,11 @@ fn parse_args() -> Result<Args, String> {
             "--plan" => a.plan_only = true,
             "--only" => {
                 for s in value()?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    if !SCENARIOS.contains(&s) {
+                    if !SCENARIOS.contains(&s) && !OPT_IN.contains(&s) {
                         return Err(format!(
-                            "unknown scenario {s:?} (known: {})",
-                            SCENARIOS.join(", ")
+                            "unknown scenario {s:?} (known: {}; opt-in: {})",
+                            SCENARIOS.join(", "),
+                            OPT_IN.join(", ")
                         ));
                     }
                     a.only.push(s.to_string());
@@ -232,13 +233,22 @@ fn main() -> ExitCode {
     } else {
         harness::FULL_ROUNDS
     });
+    // Opt-in scenarios run only when named.
     let selected: Vec<&str> = SCENARIOS
         .iter()
         .copied()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
+        .chain(
+            OPT_IN
+                .iter()
+                .copied()
+                .filter(|s| args.only.iter().any(|o| o == s)),
+        )
         .collect();
-    // A partial run must not overwrite the full report (or its charts).
-    let partial = selected.len() < SCENARIOS.len();
+    // A partial run (or one with an opt-in scenario) must not overwrite the
+    // full report (or its charts).
+    let partial =
+        !SCENARIOS.iter().all(|s| selected.contains(s)) || selected.len() != SCENARIOS.len();
     let out_dir = if partial {
         root.join("target").join("bench-partial")
     } else {

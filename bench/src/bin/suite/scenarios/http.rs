@@ -27,7 +27,7 @@ use crate::harness::rounds::Rounds;
 use crate::harness::{chart, proc, Ctx};
 
 /// Seconds of every measured run (wrk `-d`, h2load `-D`).
-const SECS: u32 = 3;
+pub(crate) const SECS: u32 = 3;
 
 /// The seven architectures, after ours.
 pub(crate) const ARCHS: [&str; 7] = [
@@ -90,7 +90,7 @@ fn peak_rounds(_ctx: &Ctx, _arch: bool) -> usize {
 
 /// Seconds one fixed-rate run takes besides [`SECS`]: h2load's warm-up,
 /// start and tear-down.
-fn fixed_overhead(conns: usize) -> f64 {
+pub(crate) fn fixed_overhead(conns: usize) -> f64 {
     Load { conns, rps: 1 }.warm_up()
         + match conns {
             0..=100 => 0.15,
@@ -334,16 +334,20 @@ fn fixed_sample(run: &FixedRun, load: Load) -> Sample {
 }
 
 /// A fixed-rate cell: its label, its x in a chart, its load and rounds.
-struct Fixed {
-    label: String,
-    x: f64,
-    load: Load,
-    rounds: usize,
+pub(crate) struct Fixed {
+    /// Shown in tables.
+    pub label: String,
+    /// The x coordinate in a chart.
+    pub x: f64,
+    /// The offered load.
+    pub load: Load,
+    /// Rounds.
+    pub rounds: usize,
 }
 
 /// A fixed-rate cell: `f.load` offered to each of `peers` (those of the
 /// fleet among them), `f.rounds` rounds, rotated.
-fn fixed_cell(
+pub(crate) fn fixed_cell(
     ctx: &Ctx,
     out: &mut Outcome,
     fleet: &mut Fleet,
@@ -389,7 +393,7 @@ fn fixed_cell(
 
 /// The load closest to `rate` req/s over `conns` connections (h2load's
 /// `--rps` is a whole number per connection, at least 1).
-fn load_for(rate: f64, conns: usize) -> Load {
+pub(crate) fn load_for(rate: f64, conns: usize) -> Load {
     Load {
         conns,
         rps: ((rate / conns as f64).round() as usize).max(1),
@@ -413,7 +417,7 @@ fn noise_note() -> String {
 }
 
 /// The fixed-rate method note.
-fn fixed_note(ctx: &Ctx) -> String {
+pub(crate) fn fixed_note(ctx: &Ctx) -> String {
     format!(
         "Fixed rate: `h2load --h1 -t 1 -c C -m 1 --rps R --warm-up-time W -D {SECS}` (R per connection; offered = C × R req/s), pinned to core {}, servers to core {}. The server's CPU is read when h2load's main phase starts and again {:.2} s later, while h2load still holds every connection: the CPU-time clock of every process of the server's process group (all threads, io_uring's and forked workers included), user and system apart from the ticks of /proc/<pid>/stat; divided by the answered requests whose response ended between the two readings (h2load's per-request log), which also give p50/p99/p99.9 (from the request's start to its response's end, client side). `served req/s` counts the same requests. A run where h2load used {:.0}% of its core is rejected.",
         ctx.loader_core.map(|c| c.to_string()).unwrap_or_else(|| "–".into()),

@@ -8,6 +8,7 @@ pub(crate) mod executor;
 pub(crate) mod files;
 pub(crate) mod http;
 pub(crate) mod kv;
+pub(crate) mod levers;
 pub(crate) mod threads;
 pub(crate) mod uring;
 pub(crate) mod uring_cells;
@@ -29,6 +30,10 @@ pub(crate) const SCENARIOS: [&str; 10] = [
     "drivers",
 ];
 
+/// Scenarios run only when asked for by name (`--only`), never by a full
+/// run: experiments rather than comparisons the report tracks.
+pub(crate) const OPT_IN: [&str; 1] = ["levers"];
+
 /// The planned seconds of scenario `name`.
 pub(crate) fn plan(ctx: &Ctx, name: &str) -> f64 {
     match name {
@@ -42,6 +47,7 @@ pub(crate) fn plan(ctx: &Ctx, name: &str) -> f64 {
         "ecosystem" => ecosystem::plan(ctx),
         "threads" => threads::plan(ctx),
         "drivers" => drivers::plan(ctx),
+        "levers" => levers::plan(ctx),
         _ => 0.0,
     }
 }
@@ -58,6 +64,7 @@ pub(crate) fn run(ctx: &Ctx, name: &str) -> Outcome {
         "ecosystem" => ecosystem::run(ctx),
         "threads" => threads::run(ctx),
         "drivers" => drivers::run(ctx),
+        "levers" => levers::run(ctx),
         _ => executor::run(ctx),
     }
 }
