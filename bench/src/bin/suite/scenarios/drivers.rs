@@ -33,7 +33,7 @@ use super::ecosystem::{cpu_per, server_cpu};
 use crate::harness::fleet::{Fleet, Spec};
 use crate::harness::h2load::{self as h2load_run, H2load};
 use crate::harness::model::{
-    fmt, human, num, Cell, NoiseRow, Outcome, Ratio, Sample, Target, SATURATED,
+    beyond, fmt, human, num, Beyond, Cell, NoiseRow, Outcome, Ratio, Sample, Target, SATURATED,
 };
 use crate::harness::rounds::Rounds;
 use crate::harness::{proc, Ctx};
@@ -524,8 +524,10 @@ impl Row {
         self.noise.verdict().replace("ours", "epoll")
     }
 
-    /// The goal's verdict, given only when epoll/tokio clears the noise
-    /// floor: `None` when the figure has no goal.
+    /// The goal's verdict, given only when epoll/tokio, taken relative to
+    /// the goal's [`GOAL`], clears the noise floor (every round below the
+    /// band: pass; above it: miss; as the Targets table judges): `None`
+    /// when the figure has no goal.
     fn goal(&self) -> Option<(String, Option<bool>)> {
         if !self.goal {
             return None;
@@ -533,13 +535,21 @@ impl Row {
         let Some(r) = self.noise.vs_peer else {
             return Some(("not measured".into(), None));
         };
-        if self.noise.noise.is_none() || self.noise.verdict() == "within the noise" {
-            return Some((
+        let undecided = || {
+            Some((
                 format!("undecided: within the noise (median {:.2}x)", r.median),
                 None,
-            ));
-        }
-        let pass = r.median <= GOAL;
+            ))
+        };
+        let Some(noise) = self.noise.noise else {
+            return undecided();
+        };
+        let pass = match beyond(&r, &noise, GOAL) {
+            // A cost ratio: below the band around the goal is under it.
+            Beyond::Below => true,
+            Beyond::Above => false,
+            Beyond::Within => return undecided(),
+        };
         Some((
             format!("≤ {GOAL:.2}x: {}", if pass { "pass" } else { "MISS" }),
             Some(pass),
@@ -833,6 +843,20 @@ mod tests {
         );
         let r = Row::new(&c, None, "cpu", true);
         assert_eq!(r.goal(), Some(("≤ 1.05x: pass".into(), Some(true))));
+        // 0.98x, inside a 2% floor around 1.00x but clear of one around
+        // the goal's 1.05x: a pass.
+        let c = cell(&[9.8, 9.8, 9.8], &[10.0, 10.0, 10.0], &[9.6, 10.0, 9.8]);
+        let r = Row::new(&c, None, "cpu", true);
+        assert_eq!(r.verdict(), "within the noise");
+        assert_eq!(r.goal(), Some(("≤ 1.05x: pass".into(), Some(true))));
+        // 1.06x with a 2% floor: within the noise of the goal.
+        let c = cell(
+            &[10.6, 10.6, 10.6],
+            &[10.0, 10.0, 10.0],
+            &[10.8, 10.4, 10.6],
+        );
+        let r = Row::new(&c, None, "cpu", true);
+        assert_eq!(r.goal().unwrap().1, None);
         // 1.2x inside a wide floor: undecided.
         let c = cell(&[10.0, 10.0, 10.0], &[8.3, 8.3, 8.3], &[13.0, 7.0, 10.0]);
         let r = Row::new(&c, None, "cpu", true);
