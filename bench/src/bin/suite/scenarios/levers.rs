@@ -66,7 +66,7 @@ fn peers(ctx: &Ctx) -> Vec<Spec> {
     v
 }
 
-/// Rounds per cell: the run's (5 by default, 2 with `--quick`).
+/// Rounds per cell: the run's (3 by default, 2 with `--quick`).
 fn rounds(ctx: &Ctx) -> usize {
     ctx.rounds
 }
