@@ -1,6 +1,6 @@
-//! The two pieces of ring plumbing that the suite's hand-written io_uring
-//! programs (the load generators' [`crate::client`] and the `raw` echo
-//! server) share.
+//! The pieces of ring plumbing that the suite's hand-written io_uring
+//! programs (the load generators' [`crate::client`], the `raw` echo server
+//! and `raw_http`) share.
 
 use std::io;
 
@@ -39,4 +39,24 @@ pub unsafe fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> io::Result<()> {
             }
         }
     }
+}
+
+/// Submits what is queued, waits for at least one completion (an `EINTR`,
+/// `EAGAIN` or `EBUSY` only ends the wait early), and replaces the contents
+/// of `cqes` with every completion reaped: `(user_data, result, flags)`.
+pub fn wait_completions(ring: &mut IoUring, cqes: &mut Vec<(u64, i32, u32)>) -> io::Result<()> {
+    if let Err(e) = ring.submit_and_wait(1) {
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+        ) {
+            return Err(e);
+        }
+    }
+    cqes.clear();
+    cqes.extend(
+        ring.completion()
+            .map(|c| (c.user_data(), c.result(), c.flags())),
+    );
+    Ok(())
 }

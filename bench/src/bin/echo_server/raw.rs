@@ -72,18 +72,7 @@ impl Server {
     fn serve(&mut self) -> io::Result<()> {
         let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(4096);
         loop {
-            if let Err(e) = self.ring.submit_and_wait(1) {
-                match e.raw_os_error() {
-                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY) => {}
-                    _ => return Err(e),
-                }
-            }
-            cqes.clear();
-            cqes.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
+            bench::uring::wait_completions(&mut self.ring, &mut cqes)?;
             for &(user_data, res, flags) in &cqes {
                 match user_data {
                     ACCEPT => self.accepted(res, flags)?,
