@@ -56,6 +56,8 @@ mod scheduler;
 pub mod sendring;
 pub mod signal;
 mod task;
+#[cfg(test)]
+mod test_util;
 pub mod time;
 
 pub use builder::{Builder, CrossWake};

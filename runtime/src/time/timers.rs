@@ -144,20 +144,13 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
-    use std::task::Wake;
 
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::test_util::CountWake;
 
     fn waker() -> Waker {
-        Waker::from(Arc::new(Count(AtomicUsize::new(0))))
+        Waker::from(Arc::new(CountWake(AtomicUsize::new(0))))
     }
 
     #[test]
@@ -185,7 +178,7 @@ mod tests {
         let mut t = Timers::new();
         let d = Instant::now() + Duration::from_millis(5);
         let counts: Vec<_> = (0..5)
-            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+            .map(|_| Arc::new(CountWake(AtomicUsize::new(0))))
             .collect();
         for c in &counts {
             t.insert(d, &Waker::from(c.clone()));
