@@ -332,18 +332,28 @@ pub(crate) fn half_slowest(cell: &Cell, min: f64, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-/// One fixed-rate run (`l.rate`) against `peer`'s server: the server's CPU
-/// time (`cpu` of its pid, before and after the run) divided by the
-/// messages echoed, in µs per message, with the share of its SQPOLL thread
-/// when it has one.
-pub(crate) fn fixed_rate_sample(
+/// What one fixed-rate run measured: the server's CPU reading (of type
+/// `C`) before and after, echo_load's RESULT line, the messages echoed and
+/// the rate achieved, and its SQPOLL thread's CPU per message if it has one.
+struct FixedRun<C> {
+    before: C,
+    after: C,
+    res: Vec<(String, String)>,
+    msgs: f64,
+    achieved: f64,
+    sq_per_msg: Option<f64>,
+}
+
+/// One fixed-rate run (`l.rate`) against `peer`'s server, its CPU read with
+/// `cpu` before and after; an error if nothing was echoed.
+fn fixed_run<C>(
     ctx: &Ctx,
     out: &mut Outcome,
     fleet: &mut Fleet,
     peer: &str,
     l: &Load,
-    cpu: fn(i32) -> Option<f64>,
-) -> Result<Sample, String> {
+    cpu: impl Fn(i32) -> Option<C>,
+) -> Result<FixedRun<C>, String> {
     let addr = fleet.addr(peer, out)?;
     let pid = fleet.pid(peer).ok_or("the server is not running")?;
     let before = cpu(pid).ok_or("cannot read the server's CPU time")?;
@@ -356,22 +366,56 @@ pub(crate) fn fixed_rate_sample(
     if msgs <= 0.0 {
         return Err("no messages".to_string());
     }
-    let mut s = Sample::new((after - before) / msgs * 1e6);
-    s.extras.push(("achieved msgs/s", achieved));
-    if let (Some(a), Some(b)) = (sq_before, sq_after) {
-        s.extras
-            .push(("of which SQ thread µs/msg", (b - a) / msgs * 1e6));
+    let sq_per_msg = match (sq_before, sq_after) {
+        (Some(a), Some(b)) => Some((b - a) / msgs * 1e6),
+        _ => None,
+    };
+    Ok(FixedRun {
+        before,
+        after,
+        res,
+        msgs,
+        achieved,
+        sq_per_msg,
+    })
+}
+
+impl<C> FixedRun<C> {
+    /// Finishes `s`: the load generator's CPU (a saturated one rejects the
+    /// run) and a note if the offered rate was not sustained.
+    fn finish(&self, mut s: Sample, l: &Load) -> Sample {
+        s.loader_cpu = num(&self.res, "client_cpu");
+        s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
+        let rate = l.rate.unwrap_or(0.0);
+        if self.achieved < 0.95 * rate {
+            s.note = Some(format!("did not sustain {} msgs/s", human(rate)));
+        }
+        s
     }
-    if let Some(v) = num(&res, "p99_us") {
+}
+
+/// One fixed-rate run (`l.rate`) against `peer`'s server: the server's CPU
+/// time (`cpu` of its pid, before and after the run) divided by the
+/// messages echoed, in µs per message, with the share of its SQPOLL thread
+/// when it has one.
+pub(crate) fn fixed_rate_sample(
+    ctx: &Ctx,
+    out: &mut Outcome,
+    fleet: &mut Fleet,
+    peer: &str,
+    l: &Load,
+    cpu: fn(i32) -> Option<f64>,
+) -> Result<Sample, String> {
+    let r = fixed_run(ctx, out, fleet, peer, l, cpu)?;
+    let mut s = Sample::new((r.after - r.before) / r.msgs * 1e6);
+    s.extras.push(("achieved msgs/s", r.achieved));
+    if let Some(sq) = r.sq_per_msg {
+        s.extras.push(("of which SQ thread µs/msg", sq));
+    }
+    if let Some(v) = num(&r.res, "p99_us") {
         s.extras.push(("p99 µs", v));
     }
-    s.loader_cpu = num(&res, "client_cpu");
-    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
-    let rate = l.rate.unwrap_or(0.0);
-    if achieved < 0.95 * rate {
-        s.note = Some(format!("did not sustain {} msgs/s", human(rate)));
-    }
-    Ok(s)
+    Ok(r.finish(s, l))
 }
 
 /// Runs the scenario.
@@ -557,43 +601,25 @@ fn fixed_cost_sample(
     peer: &str,
     l: &Load,
 ) -> Result<Sample, String> {
-    let addr = fleet.addr(peer, out)?;
-    let pid = fleet.pid(peer).ok_or("the server is not running")?;
-    let before = server_cpu(pid).ok_or("cannot read the server's CPU time")?;
-    let sq_before = proc::threads_cpu_secs(pid, "iou-sqp");
-    let res = load(ctx, out, addr, l)?;
-    let after = server_cpu(pid).ok_or("cannot read the server's CPU time")?;
-    let sq_after = proc::threads_cpu_secs(pid, "iou-sqp");
-    let achieved = num(&res, "rate").ok_or("no rate= in RESULT")?;
-    let msgs = num(&res, "msgs").ok_or("no msgs= in RESULT")?;
-    if msgs <= 0.0 {
-        return Err("no messages".to_string());
-    }
-    let (total, user, sys) = cpu_per(before, after, msgs);
+    let r = fixed_run(ctx, out, fleet, peer, l, server_cpu)?;
+    let (total, user, sys) = cpu_per(r.before, r.after, r.msgs);
     let mut s = Sample::new(total);
     s.extras.push(("user µs/msg", user));
     s.extras.push(("sys µs/msg", sys));
-    s.extras.push(("achieved msgs/s", achieved));
+    s.extras.push(("achieved msgs/s", r.achieved));
     for (k, name) in [
         ("p50_us", "p50 µs"),
         ("p99_us", "p99 µs"),
         ("p999_us", "p99.9 µs"),
     ] {
-        if let Some(v) = num(&res, k) {
+        if let Some(v) = num(&r.res, k) {
             s.extras.push((name, v));
         }
     }
-    if let (Some(a), Some(b)) = (sq_before, sq_after) {
-        s.extras
-            .push(("of which SQ thread µs/msg", (b - a) / msgs * 1e6));
+    if let Some(sq) = r.sq_per_msg {
+        s.extras.push(("of which SQ thread µs/msg", sq));
     }
-    s.loader_cpu = num(&res, "client_cpu");
-    s.rejected = s.loader_cpu.is_some_and(|c| c >= SATURATED);
-    let rate = l.rate.unwrap_or(0.0);
-    if achieved < 0.95 * rate {
-        s.note = Some(format!("did not sustain {} msgs/s", human(rate)));
-    }
-    Ok(s)
+    Ok(r.finish(s, l))
 }
 
 /// The minimum peer/ours CPU-per-message ratio each peer is held to.
