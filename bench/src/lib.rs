@@ -15,6 +15,18 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 /// The listen backlog of every server of the suite, as its contract asks.
 pub const BACKLOG: i32 = 4096;
 
+/// The micro-benchmarks of the `core` program, in the order a full run
+/// goes through them (also what `suite ab` assumes when a `core` binary
+/// does not list its own).
+pub const CORE_BENCHES: [&str; 6] = [
+    "spawn_join",
+    "ping_pong",
+    "timers",
+    "timers_1ms",
+    "nop_1",
+    "nop_64",
+];
+
 /// Binds `addr` (the first of its addresses that binds) with `SO_REUSEADDR`
 /// and listens with a backlog of [`BACKLOG`]. The listener is blocking and
 /// close-on-exec.

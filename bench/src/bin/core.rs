@@ -70,14 +70,7 @@ const TIMER_DELAY: Duration = Duration::from_millis(50);
 const TIMER_WINDOW: Duration = Duration::from_millis(100);
 
 /// The benchmarks, in the order a full run goes through them.
-const BENCHES: [&str; 6] = [
-    "spawn_join",
-    "ping_pong",
-    "timers",
-    "timers_1ms",
-    "nop_1",
-    "nop_64",
-];
+const BENCHES: [&str; 6] = bench::CORE_BENCHES;
 /// The peers, in the order a round interleaves them.
 const PEERS: [&str; 3] = ["ours", "tokio", "monoio"];
 

@@ -48,14 +48,7 @@ const USAGE: &str =
   (bench/ab <git-rev> builds the binaries and runs this)";
 
 /// The benchmarks of `core` when its usage cannot be read.
-const BENCHES: [&str; 6] = [
-    "spawn_join",
-    "ping_pong",
-    "timers",
-    "timers_1ms",
-    "nop_1",
-    "nop_64",
-];
+const BENCHES: [&str; 6] = bench::CORE_BENCHES;
 
 /// The echo cell: message size and connections.
 const ECHO: (usize, usize) = (64, 100);
