@@ -1,8 +1,9 @@
-//! The pieces of ring plumbing that the suite's hand-written io_uring
+//! The pieces (ring plumbing, a socket option) that the suite's hand-written io_uring
 //! programs (the load generators' [`crate::client`], the `raw` echo server
 //! and `raw_http`) share.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use io_uring::{squeue, IoUring};
 
@@ -59,4 +60,21 @@ pub fn wait_completions(ring: &mut IoUring, cqes: &mut Vec<(u64, i32, u32)>) -> 
             .map(|c| (c.user_data(), c.result(), c.flags())),
     );
     Ok(())
+}
+
+/// Sets `TCP_NODELAY` on the socket `fd` (best effort: an error, say on a
+/// socket that is not TCP, is ignored).
+pub fn set_nodelay(fd: RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `&on`, which
+    // lives across the call.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }

@@ -67,7 +67,7 @@ mod parser;
 use std::alloc::{self, Layout};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -383,7 +383,7 @@ fn run(listener: std::net::TcpListener, mode: Mode, fixed: bool, coop: bool) -> 
     };
     if fixed {
         ring.submitter().register_files_sparse(FIXED_FILES)?;
-        set_nodelay(listener.as_raw_fd());
+        bench::uring::set_nodelay(listener.as_raw_fd());
     }
     let bufs = match mode {
         Mode::Multishot => Some(BufRing::new(&ring)?),
@@ -472,7 +472,7 @@ impl Server {
             } else {
                 // SAFETY: a successful accept returns a new descriptor, ours.
                 let fd = unsafe { OwnedFd::from_raw_fd(res) };
-                set_nodelay(fd.as_raw_fd());
+                bench::uring::set_nodelay(fd.as_raw_fd());
                 Sock::Owned(fd)
             };
             let slot = match self.free.pop() {
@@ -763,22 +763,6 @@ impl Server {
         }
         Ok(())
     }
-}
-
-/// Sets `TCP_NODELAY` on a socket (best effort).
-fn set_nodelay(fd: RawFd) {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `&on`, which
-    // lives across the call.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
 }
 
 #[cfg(test)]

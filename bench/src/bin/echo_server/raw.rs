@@ -13,7 +13,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -106,7 +106,7 @@ impl Server {
         if res >= 0 {
             // SAFETY: a successful accept returns a new descriptor, ours.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            set_nodelay(fd.as_raw_fd());
+            bench::uring::set_nodelay(fd.as_raw_fd());
             let slot = match self.free.pop() {
                 Some(i) => i,
                 None => {
@@ -222,20 +222,4 @@ impl Server {
         s.sent = 0;
         self.free.push(slot);
     }
-}
-
-/// Sets `TCP_NODELAY` on a socket (best effort: echo still works without).
-fn set_nodelay(fd: RawFd) {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `&on`, which
-    // lives across the call.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
 }
